@@ -1,0 +1,98 @@
+from django import forms
+from django.contrib import admin
+
+from clusters.models import Cluster, Environment, FreezeWindow, Lock, Workload
+
+
+class ClusterForm(forms.ModelForm):
+    """The token is write-only: never rendered back, kept when left empty."""
+
+    token = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Bearer token of a service account. Leave empty to keep the stored one.",
+    )
+    clear_token = forms.BooleanField(required=False, help_text="Remove the stored token.")
+
+    class Meta:
+        model = Cluster
+        fields = ["name", "api_url", "in_cluster", "ca_cert", "insecure_skip_tls_verify"]
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("in_cluster") and not data.get("api_url"):
+            self.add_error("api_url", "Give the API URL, or tick in-cluster.")
+        return data
+
+    def save(self, commit=True):
+        cluster = super().save(commit=False)
+        if self.cleaned_data.get("clear_token"):
+            cluster.token = ""
+        elif self.cleaned_data.get("token"):
+            cluster.token = self.cleaned_data["token"]
+        if commit:
+            cluster.save()
+        return cluster
+
+
+@admin.register(Cluster)
+class ClusterAdmin(admin.ModelAdmin):
+    form = ClusterForm
+    list_display = ["name", "api_url", "in_cluster", "has_token"]
+
+    @admin.display(boolean=True, description="token stored")
+    def has_token(self, obj):
+        return obj.has_token
+
+
+class FreezeInline(admin.TabularInline):
+    model = FreezeWindow
+    extra = 0
+    fields = ["starts_at", "ends_at", "reason"]
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "position", "cluster", "namespace", "required_approvals", "deploy_via", "is_production"]
+    list_editable = ["position"]
+    inlines = [FreezeInline]
+
+
+@admin.register(FreezeWindow)
+class FreezeWindowAdmin(admin.ModelAdmin):
+    list_display = ["environment", "starts_at", "ends_at", "reason", "created_by"]
+    list_filter = ["environment"]
+    exclude = ["created_by"]
+
+    def save_model(self, request, obj, form, change):
+        obj.created_by = obj.created_by or request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Lock)
+class LockAdmin(admin.ModelAdmin):
+    list_display = ["environment", "service_slug", "reason", "locked_by", "created_at", "released_at"]
+    list_filter = ["environment", "released_at"]
+    exclude = ["locked_by"]
+    actions = ["release"]
+
+    def save_model(self, request, obj, form, change):
+        obj.locked_by = obj.locked_by or request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Release the selected locks")
+    def release(self, request, queryset):
+        from django.utils import timezone
+
+        for lock in queryset.filter(released_at__isnull=True):
+            lock.released_at = timezone.now()
+            lock.save(update_fields=["released_at"])
+
+
+@admin.register(Workload)
+class WorkloadAdmin(admin.ModelAdmin):
+    list_display = ["environment", "name", "image", "replicas", "ready", "available", "observed_at"]
+    readonly_fields = [f.name for f in Workload._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

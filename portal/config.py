@@ -1,0 +1,92 @@
+"""Reading settings from the environment, failing loudly on a bad value.
+
+django-environ parses URLs and lists; these helpers add what it lacks: strict booleans
+and integers (environ quietly reads "ture" as False) and secrets from `NAME_FILE`.
+Every error names the variable so a broken deploy says what to fix.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+env = environ.Env()
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bad(name: str, value: str, expected: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"Environment variable {name}={value!r} is not valid: {expected}.")
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise _bad(name, value, "expected one of 1/0, true/false, yes/no, on/off")
+
+
+def envint(name: str, default: int, minimum: int | None = None) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise _bad(name, value, "expected a whole number") from None
+    if minimum is not None and number < minimum:
+        raise _bad(name, value, f"expected a number of at least {minimum}")
+    return number
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def envurl(name: str, default: str = "") -> str:
+    """An http(s) URL without a trailing slash, or empty when the system is not configured."""
+    value = os.environ.get(name, default).strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise _bad(name, value, "expected a URL starting with http:// or https://")
+    return value.rstrip("/")
+
+
+def secret(name: str, default: str = "") -> str:
+    """A secret from `NAME`, or from the file named by `NAME_FILE` (Docker/Kubernetes secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"Environment variable {name}_FILE={path!r} cannot be read: {exc.strerror}."
+            ) from None
+    return os.environ.get(name, default)
+
+
+def database(name: str, default: str) -> dict:
+    value = os.environ.get(name, default)
+    try:
+        config = environ.Env.db_url_config(value)
+    except Exception as exc:  # environ raises several types for a malformed URL
+        raise _bad(name, value, f"expected a database URL ({exc})") from None
+    if not config.get("ENGINE"):
+        raise _bad(name, value, "expected postgres://… or sqlite:///…")
+    return config
+
+
+def redis_url(name: str, default: str) -> str:
+    value = os.environ.get(name, default)
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise _bad(name, value, "expected redis://host:port/db")
+    return value
+
+
+def csv(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]

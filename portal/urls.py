@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from portal import views as portal_views
+from releases import views
+
+urlpatterns = [
+    path("", portal_views.dashboard, name="dashboard"),
+    path("healthz", portal_views.healthz, name="healthz"),
+    path("readyz", portal_views.readyz, name="readyz"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("services/<slug:slug>/", views.service_detail, name="service"),
+    path(
+        "services/<slug:slug>/environments/<slug:environment>/rollback/",
+        views.rollback,
+        name="rollback",
+    ),
+    path("releases/<int:pk>/", views.release_detail, name="release"),
+    path("releases/<int:pk>/deploy/", views.request_deploy, name="request_deploy"),
+    path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
+    path("deployments/<int:pk>/decide/", views.decide, name="decide"),
+    path("deployments/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("approvals/", views.approvals, name="approvals"),
+    path("history/", views.history, name="history"),
+]
+
+handler404 = "portal.views.not_found"
+handler500 = "portal.views.server_error"

@@ -1,0 +1,172 @@
+"""What people do to deployments: request, approve or reject, cancel, roll back.
+
+Each flow asks `rules`, then changes rows in one transaction, letting the database settle
+races (the partial unique constraint for "one active deployment", a row lock for counting
+approvals). Work outside the database is queued through `portal.queues` after commit.
+"""
+
+from django.db import IntegrityError, transaction
+
+from portal import queues
+from releases import rules, states
+from releases.models import Approval, Deployment, Release
+
+
+class Refused(Exception):
+    """A rule said no; the message is meant for the person who asked."""
+
+    def __init__(self, verdict_or_message):
+        message = getattr(verdict_or_message, "message", verdict_or_message)
+        super().__init__(message)
+        self.verdict = verdict_or_message if isinstance(verdict_or_message, rules.Verdict) else None
+
+
+def last_succeeded(service, environment) -> Deployment | None:
+    return (
+        Deployment.objects.filter(service=service, environment=environment, state=states.SUCCEEDED)
+        .select_related("release")
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def request_deployment(user, release: Release, environment, *, override_reason: str = "") -> Deployment:
+    """Create a deployment of `release` to `environment`, pending approval or approved."""
+    verdict = rules.can_request(user, release, environment, override_reason=override_reason)
+    if not verdict:
+        raise Refused(verdict)
+    previous = last_succeeded(release.service, environment)
+    needs = environment.required_approvals
+    try:
+        with transaction.atomic():
+            deployment = Deployment.objects.create(
+                service=release.service,
+                environment=environment,
+                release=release,
+                previous_release=previous.release if previous else None,
+                requested_by=user,
+                required_approvals=needs,
+                override_reason=override_reason.strip() if verdict.overridden else "",
+                state=states.PENDING_APPROVAL,
+            )
+            deployment.log(
+                "requested",
+                f"{user.username} requested {release.service.name} {release.version} in {environment.name}.",
+                actor=user,
+                data={"required_approvals": needs},
+            )
+            if verdict.overridden:
+                deployment.log(
+                    "override",
+                    f"{user.username} overrode: {' '.join(verdict.overridden)} Reason: {override_reason.strip()}",
+                    actor=user,
+                    data={"overridden": verdict.overridden, "reason": override_reason.strip()},
+                )
+            if needs == 0:
+                approve(deployment, "No approvals are required here.")
+    except IntegrityError:
+        # Someone else's request won the race for this service and environment.
+        raise Refused(f"{release.service.name} already has an active deployment in {environment.name}.") from None
+    return deployment
+
+
+def approve(deployment: Deployment, message: str, actor=None) -> None:
+    from releases import jobs
+
+    deployment.transition(states.APPROVED, kind="state", message=message, actor=actor)
+    queues.enqueue(jobs.run_deployment, deployment.pk)
+
+
+def decide(user, deployment: Deployment, decision: str, comment: str = "") -> Deployment:
+    """Record one person's approval or rejection; enough approvals approve, any rejection rejects."""
+    with transaction.atomic():
+        # The row lock makes concurrent decisions on one deployment count one after another.
+        deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        verdict = rules.can_decide(user, deployment, decision)
+        if not verdict:
+            raise Refused(verdict)
+        try:
+            with transaction.atomic():
+                Approval.objects.create(deployment=deployment, user=user, decision=decision, comment=comment.strip())
+        except IntegrityError:
+            raise Refused("You have already decided on this deployment.") from None
+        _after_decision(user, deployment, decision, comment.strip())
+    return deployment
+
+
+def _after_decision(user, deployment, decision, comment) -> None:
+    said = f": “{comment}”" if comment else "."
+    if decision == Approval.REJECT:
+        deployment.log("rejection", f"{user.username} rejected{said}", actor=user)
+        deployment.transition(
+            states.REJECTED,
+            kind="state",
+            message=f"Rejected by {user.username}.",
+            actor=user,
+            reason=comment or f"Rejected by {user.username}.",
+        )
+        return
+    count = rules.approvals_count(deployment)
+    deployment.log(
+        "approval",
+        f"{user.username} approved ({count} of {deployment.required_approvals}){said}",
+        actor=user,
+        data={"count": count, "required": deployment.required_approvals},
+    )
+    if count >= deployment.required_approvals:
+        approve(deployment, f"Approved by {count} of {deployment.required_approvals}.", actor=user)
+
+
+def cancel(user, deployment: Deployment, reason: str = "") -> Deployment:
+    from releases import jobs
+
+    verdict = rules.can_cancel(user, deployment)
+    if not verdict:
+        raise Refused(verdict)
+    was_in_cluster = deployment.state in states.IN_CLUSTER or deployment.state == states.BUILDING
+    try:
+        deployment.transition(
+            states.CANCELLED,
+            kind="state",
+            message=f"Cancelled by {user.username}." + (f" {reason.strip()}" if reason.strip() else ""),
+            actor=user,
+            reason=reason.strip() or f"Cancelled by {user.username}.",
+        )
+    except Exception as exc:
+        raise Refused(f"Deployment #{deployment.pk} changed meanwhile: {exc}") from None
+    if was_in_cluster:
+        queues.enqueue(jobs.stop_rollout, deployment.pk)
+    return deployment
+
+
+def rollback(user, service, environment, *, override_reason: str = "") -> Deployment:
+    """Deploy the release that ran before the current one, as a deployment of kind rollback."""
+    verdict = rules.can_rollback(user, service, environment, override_reason=override_reason)
+    if not verdict:
+        raise Refused(verdict)
+    current = last_succeeded(service, environment)
+    if current is None or current.previous_release is None:
+        raise Refused(f"There is no earlier release of {service.name} in {environment.name} to go back to.")
+    target = current.previous_release
+    try:
+        with transaction.atomic():
+            deployment = Deployment.objects.create(
+                service=service,
+                environment=environment,
+                release=target,
+                previous_release=current.release,
+                kind=Deployment.ROLLBACK,
+                requested_by=user,
+                state=states.PENDING_APPROVAL,
+                override_reason=override_reason.strip() if verdict.overridden else "",
+            )
+            deployment.log(
+                "requested",
+                f"{user.username} rolled {service.name} in {environment.name} back from "
+                f"{current.release.version} to {target.version}.",
+                actor=user,
+            )
+            approve(deployment, "Rollbacks need no approval.", actor=user)
+    except IntegrityError:
+        raise Refused(f"{service.name} already has an active deployment in {environment.name}.") from None
+    return deployment

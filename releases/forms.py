@@ -1,0 +1,66 @@
+from django import forms
+from django.contrib.auth import get_user_model
+
+from clusters.models import Environment
+from releases import states
+from releases.models import Approval, Service
+
+
+class DeployForm(forms.Form):
+    environment = forms.ModelChoiceField(queryset=Environment.objects.all(), to_field_name="slug")
+    override_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Admins only: why this deploy may pass a freeze or a lock.",
+    )
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=Approval.DECISIONS)
+    comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == Approval.REJECT and not data.get("comment", "").strip():
+            self.add_error("comment", "Say why you reject it, so the requester can fix it.")
+        return data
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=500)
+
+
+class RollbackForm(forms.Form):
+    override_reason = forms.CharField(required=False, max_length=500)
+
+
+class HistoryFilter(forms.Form):
+    service = forms.ModelChoiceField(
+        queryset=Service.objects.all(), to_field_name="slug", required=False, empty_label="Any service"
+    )
+    environment = forms.ModelChoiceField(
+        queryset=Environment.objects.all(), to_field_name="slug", required=False, empty_label="Any environment"
+    )
+    state = forms.ChoiceField(choices=[("", "Any state"), *states.CHOICES], required=False)
+    requester = forms.ModelChoiceField(
+        queryset=get_user_model().objects.order_by("username"),
+        to_field_name="username",
+        required=False,
+        empty_label="Anyone",
+    )
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    before = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("until", "The end date is before the start date.")
+        before = data.get("before")
+        if before:
+            try:
+                data["before"] = int(before)
+            except ValueError:
+                self.add_error(None, "That page link is broken; start again from the first page.")
+        return data

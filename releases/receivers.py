@@ -1,0 +1,12 @@
+"""Listens to what the cluster watcher observed and advances deployments (see releases.tracking)."""
+
+from django.dispatch import receiver
+
+from clusters.signals import workload_observed
+
+
+@receiver(workload_observed)
+def advance_deployments(sender, workload, progress, **kwargs):
+    from releases import tracking
+
+    tracking.on_workload_observed(workload, progress)

@@ -1,0 +1,156 @@
+"""Every gate in one place. Each "no" comes with a reason a person can act on.
+
+The pages, the API, the webhooks and the jobs all ask these functions; there is no path
+around them. Freezes and locks are "overridable": an admin may pass them with a written
+reason, which the deployment records.
+"""
+
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from releases import states
+from releases.models import Approval, Deployment
+
+
+@dataclass
+class Verdict:
+    reasons: list[str] = field(default_factory=list)
+    overridable: list[str] = field(default_factory=list)
+    overridden: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return not self.reasons
+
+    @property
+    def message(self) -> str:
+        return " ".join(self.reasons)
+
+    def refuse(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+    def refuse_unless_overridden(self, reason: str, user, override_reason: str) -> None:
+        if user.is_staff and override_reason.strip():
+            self.overridden.append(reason)
+        else:
+            self.reasons.append(reason)
+            self.overridable.append(reason)
+
+
+def group_ids(user) -> frozenset[int]:
+    """The user's group ids, read once per request and kept on the user object."""
+    if not user.is_authenticated:
+        return frozenset()
+    if not hasattr(user, "_pampam_group_ids"):
+        user._pampam_group_ids = frozenset(user.groups.values_list("id", flat=True))
+    return user._pampam_group_ids
+
+
+def is_deployer(user, environment) -> bool:
+    return user.is_staff or environment.deployer_group_id in group_ids(user)
+
+
+def is_approver(user, environment) -> bool:
+    return environment.approver_group_id in group_ids(user)
+
+
+def _group_name(group) -> str:
+    return group.name if group else "no group is set"
+
+
+def can_request(user, release, environment, *, override_reason: str = "", now=None) -> Verdict:
+    """May `user` ask to deploy `release` to `environment` now?"""
+    verdict = Verdict()
+    if not is_deployer(user, environment):
+        verdict.refuse(
+            f"You are not a deployer for {environment.name} "
+            f"({_group_name(environment.deployer_group)}). Ask an admin to add you."
+        )
+    _check_promotion(verdict, release, environment)
+    _check_freeze_and_locks(verdict, user, release.service, environment, override_reason, now)
+    _check_nothing_active(verdict, release.service, environment)
+    return verdict
+
+
+def can_rollback(user, service, environment, *, override_reason: str = "") -> Verdict:
+    """Rollbacks skip promotion and approvals (they restore what ran) but not locks."""
+    verdict = Verdict()
+    if not is_deployer(user, environment):
+        verdict.refuse(f"You are not a deployer for {environment.name}.")
+    locks = environment.active_locks(service.slug)
+    for lock in locks:
+        verdict.refuse_unless_overridden(_lock_reason(lock, environment), user, override_reason)
+    _check_nothing_active(verdict, service, environment)
+    return verdict
+
+
+def _check_promotion(verdict, release, environment) -> None:
+    if not environment.requires_previous:
+        return
+    previous = environment.previous()
+    if previous is None:
+        return
+    reached = Deployment.objects.filter(release=release, environment=previous, state=states.SUCCEEDED).exists()
+    if not reached:
+        verdict.refuse(
+            f"{release.service.name} {release.version} has not succeeded in {previous.name} yet: deploy it there first."
+        )
+
+
+def _check_freeze_and_locks(verdict, user, service, environment, override_reason, now) -> None:
+    freeze = environment.active_freeze(now or timezone.now())
+    if freeze:
+        until = timezone.localtime(freeze.ends_at).strftime("%Y-%m-%d %H:%M")
+        verdict.refuse_unless_overridden(
+            f"{environment.name} is frozen until {until} ({freeze.reason}). An admin can override with a reason.",
+            user,
+            override_reason,
+        )
+    for lock in environment.active_locks(service.slug):
+        verdict.refuse_unless_overridden(_lock_reason(lock, environment), user, override_reason)
+
+
+def _lock_reason(lock, environment) -> str:
+    who = lock.locked_by.username if lock.locked_by else "an admin"
+    scope = f"for {lock.service_slug}" if lock.service_slug else ""
+    return (
+        f"{environment.name} is locked {scope} by {who}: {lock.reason}. An admin can override with a reason."
+    ).replace("  ", " ")
+
+
+def _check_nothing_active(verdict, service, environment) -> None:
+    active = Deployment.objects.active().filter(service=service, environment=environment).first()
+    if active:
+        verdict.refuse(
+            f"{service.name} already has deployment #{active.pk} {active.state_label.lower()} in "
+            f"{environment.name}. Wait for it to finish or cancel it."
+        )
+
+
+def can_decide(user, deployment, decision: str) -> Verdict:
+    """May `user` approve (or reject) `deployment`?"""
+    verdict = Verdict()
+    environment = deployment.environment
+    if deployment.state != states.PENDING_APPROVAL:
+        verdict.refuse(f"Deployment #{deployment.pk} is {deployment.state_label.lower()}: there is nothing to decide.")
+        return verdict
+    if not is_approver(user, environment):
+        verdict.refuse(f"You are not an approver for {environment.name} ({_group_name(environment.approver_group)}).")
+    if decision == Approval.APPROVE and deployment.requested_by_id == user.pk and not environment.allow_self_approval:
+        verdict.refuse(f"You requested this deployment; {environment.name} needs someone else to approve it.")
+    if deployment.approvals.filter(user=user).exists():
+        verdict.refuse("You have already decided on this deployment.")
+    return verdict
+
+
+def can_cancel(user, deployment) -> Verdict:
+    verdict = Verdict()
+    if deployment.state not in states.CANCELLABLE:
+        verdict.refuse(f"Deployment #{deployment.pk} is {deployment.state_label.lower()}: too late to cancel.")
+    elif not (deployment.requested_by_id == user.pk or is_deployer(user, deployment.environment)):
+        verdict.refuse(f"Only the requester or a deployer for {deployment.environment.name} can cancel.")
+    return verdict
+
+
+def approvals_count(deployment) -> int:
+    return deployment.approvals.filter(decision=Approval.APPROVE).count()

@@ -1,0 +1,460 @@
+"""The GitHub sandbox's HTTP handler: the REST API v3 subset Pampam uses, under `/api/v3`.
+
+Replies follow docs.github.com closely enough that PyGithub, configured with `base_url` as for
+GitHub Enterprise, cannot tell the difference (PROTOCOLS.md §3): absolute URLs, `Link`
+pagination, `{"message", "documentation_url"}` errors, token auth and rate-limit headers.
+"""
+
+import itertools
+import math
+import re
+import time
+from datetime import UTC, datetime
+from urllib.parse import unquote, urlencode, urlsplit
+
+from sandbox.faults import FaultingHandler, route
+from sandbox.github import render
+from sandbox.github.model import Repository, Store
+
+DOCS = "https://docs.github.com/rest"
+BOT_LOGIN = "pampam-bot"
+COMMIT_STATES = {"error", "failure", "pending", "success"}
+DEPLOYMENT_STATES = {"error", "failure", "inactive", "in_progress", "queued", "pending", "success"}
+REPO = r"/api/v3/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)"
+_request_ids = itertools.count(1)
+
+
+class ApiError(Exception):
+    """Raised by an action to answer with a GitHub-style error body."""
+
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.body = {"message": message, **extra, "documentation_url": DOCS}
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "Not Found")
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class GitHubHandler(FaultingHandler):
+    faultable = re.compile(r"^/api/")
+    routes = (
+        route("GET", r"/api/v3/user", "get_user"),
+        route("GET", r"/api/v3/rate_limit", "get_rate_limit"),
+        route("GET", REPO, "get_repo"),
+        route("GET", REPO + r"/commits", "list_commits"),
+        route("GET", REPO + r"/commits/(?P<ref>.+)/statuses", "list_statuses"),
+        route("GET", REPO + r"/commits/(?P<ref>.+)/status", "combined_status"),
+        route("GET", REPO + r"/commits/(?P<ref>.+)", "get_commit"),
+        route("GET", REPO + r"/compare/(?P<base>.+?)\.\.\.(?P<head>.+)", "compare"),
+        route("POST", REPO + r"/statuses/(?P<ref>[^/]+)", "create_status"),
+        route("GET", REPO + r"/statuses/(?P<ref>[^/]+)", "list_statuses"),
+        route("GET", REPO + r"/tags", "list_tags"),
+        route("GET", REPO + r"/branches", "list_branches"),
+        route("GET", REPO + r"/branches/(?P<branch>.+)", "get_branch"),
+        route("POST", REPO + r"/deployments", "create_deployment"),
+        route("GET", REPO + r"/deployments", "list_deployments"),
+        route("GET", REPO + r"/deployments/(?P<id>\d+)", "get_deployment"),
+        route("POST", REPO + r"/deployments/(?P<id>\d+)/statuses", "create_deployment_status"),
+        route("GET", REPO + r"/deployments/(?P<id>\d+)/statuses", "list_deployment_statuses"),
+        route("GET", REPO + r"/deployments/(?P<id>\d+)/statuses/(?P<sid>\d+)", "get_dep_status"),
+    )
+
+    # --- plumbing -------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        return self.server.store
+
+    @property
+    def links(self) -> render.Links:
+        # The Host header, so URLs match whatever host name the client used (PyGithub checks).
+        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+        return render.Links(web=f"http://{host}", api=f"http://{host}/api/v3")
+
+    def invoke(self, action, params: dict) -> None:
+        try:
+            with self.store.lock:
+                action(**params)
+        except ApiError as error:
+            self.send_json(error.status, error.body)
+
+    def send_json(self, status: int, payload, headers: dict | None = None) -> None:
+        common = {
+            "X-GitHub-Request-Id": f"5A3D:{next(_request_ids):06X}:PAMPAM",
+            "X-GitHub-Media-Type": "github.v3; format=json",
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": "4999",
+            "X-RateLimit-Used": "1",
+            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+            "X-RateLimit-Resource": "core",
+        }
+        super().send_json(status, payload, common | (headers or {}))
+
+    def send_not_found(self) -> None:
+        self.send_json(404, not_found().body)
+
+    def send_unauthorized(self) -> None:
+        message = (
+            "Bad credentials" if self.headers.get("Authorization") else "Requires authentication"
+        )
+        self.send_json(401, {"message": message, "documentation_url": DOCS})
+
+    def send_fault(self, fault) -> None:
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        self.send_json(
+            fault.status, {"message": "Server Error", "documentation_url": DOCS}, headers
+        )
+
+    def authorized(self) -> bool:
+        token = self.server.token
+        if not token or not self.path_only.startswith("/api/"):
+            return True
+        scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() in ("token", "bearer") and value.strip() == token
+
+    def repo(self, owner: str, name: str) -> Repository:
+        repo = self.store.repo(owner, name)
+        if repo is None:
+            raise not_found()
+        return repo
+
+    def commit(self, repo: Repository, ref: str):
+        commit = repo.resolve(unquote(ref))
+        if commit is None:
+            raise ApiError(422, f"No commit found for SHA: {unquote(ref)}")
+        return commit
+
+    def body(self) -> dict:
+        try:
+            body = self.read_json()
+        except ValueError:
+            raise ApiError(400, "Problems parsing JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Problems parsing JSON")
+        return body
+
+    def paginate(self, items: list, default: int = 30, maximum: int = 100):
+        """Slice `items` by `page`/`per_page` and build GitHub's `Link` header for the rest."""
+        per_page = min(max(_int(self.query_one("per_page"), default), 1), maximum)
+        page = max(_int(self.query_one("page"), 1), 1)
+        last = max(math.ceil(len(items) / per_page), 1)
+        rels = []
+        if page > 1:
+            rels += [("prev", page - 1)]
+        if page < last:
+            rels += [("next", page + 1), ("last", last)]
+        if page > 1:
+            rels += [("first", 1)]
+        links = ", ".join(f'<{self.page_url(n)}>; rel="{rel}"' for rel, n in rels)
+        return items[(page - 1) * per_page : page * per_page], ({"Link": links} if links else {})
+
+    def page_url(self, page: int) -> str:
+        query = {k: v[0] for k, v in self.query.items()} | {"page": str(page)}
+        return f"{self.links.web}{urlsplit(self.path).path}?{urlencode(query)}"
+
+    # --- users, repositories, commits -----------------------------------------------------
+    def get_user(self):
+        self.send_json(200, render.user(self.links, BOT_LOGIN) | {"name": "Pampam"})
+
+    def get_rate_limit(self):
+        core = {"limit": 5000, "remaining": 4999, "used": 1, "reset": int(time.time()) + 3600}
+        self.send_json(200, {"resources": {"core": core}, "rate": core})
+
+    def get_repo(self, owner, name):
+        self.send_json(200, render.repository(self.links, self.repo(owner, name)))
+
+    def list_commits(self, owner, name):
+        repo = self.repo(owner, name)
+        if not repo.commits:
+            raise ApiError(409, "Git Repository is empty.")
+        history = repo.history(self.commit(repo, self.query_one("sha") or repo.default_branch))
+        author = self.query_one("author")
+        if author:
+            history = [c for c in history if author in (c.author.get("login"), c.author["email"])]
+        page, headers = self.paginate(history)
+        self.send_json(200, [render.commit_short(self.links, repo, c) for c in page], headers)
+
+    def get_commit(self, owner, name, ref):
+        repo = self.repo(owner, name)
+        self.send_json(200, render.commit_full(self.links, repo, self.commit(repo, ref)))
+
+    def compare(self, owner, name, base, head):
+        repo = self.repo(owner, name)
+        base_commit, head_commit = repo.resolve(unquote(base)), repo.resolve(unquote(head))
+        if base_commit is None or head_commit is None:
+            raise not_found()
+        # Linear history: the merge base is the older of the two.
+        ahead = repo.commits[base_commit.index + 1 : head_commit.index + 1]
+        behind_by = max(base_commit.index - head_commit.index, 0)
+        status = "ahead" if ahead else "behind" if behind_by else "identical"
+        page, headers = self.paginate(ahead, default=250, maximum=1000)
+        merge_base = repo.commits[min(base_commit.index, head_commit.index)]
+        web = f"{self.links.repo_web(repo)}/compare/{base}...{head}"
+        changed = {f["filename"]: f for c in ahead for f in render.files(self.links, repo, c)}
+        self.send_json(
+            200,
+            {
+                "url": f"{self.links.repo_api(repo)}/compare/{base}...{head}",
+                "html_url": web,
+                "permalink_url": f"{self.links.repo_web(repo)}/compare/"
+                f"{base_commit.sha[:7]}...{head_commit.sha[:7]}",
+                "diff_url": f"{web}.diff",
+                "patch_url": f"{web}.patch",
+                "base_commit": render.commit_short(self.links, repo, base_commit),
+                "merge_base_commit": render.commit_short(self.links, repo, merge_base),
+                "status": status,
+                "ahead_by": len(ahead),
+                "behind_by": behind_by,
+                "total_commits": len(ahead),
+                "commits": [render.commit_short(self.links, repo, c) for c in page],
+                "files": list(changed.values())[:300],
+            },
+            headers,
+        )
+
+    def list_tags(self, owner, name):
+        repo = self.repo(owner, name)
+        tags = sorted(repo.tags.items(), key=lambda t: repo.by_sha(t[1]).index, reverse=True)
+        page, headers = self.paginate([render.tag(self.links, repo, n, s) for n, s in tags])
+        self.send_json(200, page, headers)
+
+    def list_branches(self, owner, name):
+        repo = self.repo(owner, name)
+        heads = sorted(repo.branch_heads().items())
+        items = [render.branch(self.links, repo, n, repo.by_sha(s)) for n, s in heads]
+        page, headers = self.paginate(items)
+        self.send_json(200, page, headers)
+
+    def get_branch(self, owner, name, branch):
+        repo = self.repo(owner, name)
+        sha = repo.branch_heads().get(unquote(branch))
+        if sha is None:
+            raise ApiError(404, "Branch not found")
+        self.send_json(200, render.branch(self.links, repo, unquote(branch), repo.by_sha(sha)))
+
+    # --- commit statuses ------------------------------------------------------------------
+    def create_status(self, owner, name, ref):
+        repo = self.repo(owner, name)
+        commit = self.commit(repo, ref)
+        body = self.body()
+        if body.get("state") not in COMMIT_STATES:
+            raise _invalid("Status", "state")
+        record = {
+            "id": self.store.next_id(),
+            "repo": repo.full_name,
+            "sha": commit.sha,
+            "state": body["state"],
+            "target_url": body.get("target_url"),
+            "description": body.get("description"),
+            "context": body.get("context") or "default",
+            "created_at": now(),
+            "creator": BOT_LOGIN,
+        }
+        self.store.statuses.append(record)
+        self.send_json(201, render.commit_status(self.links, record))
+
+    def commit_statuses(self, repo: Repository, ref: str) -> list[dict]:
+        """Statuses of the commit `ref` names, newest first."""
+        sha = self.commit(repo, ref).sha
+        found = [s for s in self.store.statuses if s["repo"] == repo.full_name and s["sha"] == sha]
+        return found[::-1]
+
+    def list_statuses(self, owner, name, ref):
+        repo = self.repo(owner, name)
+        page, headers = self.paginate(self.commit_statuses(repo, ref))
+        self.send_json(200, [render.commit_status(self.links, s) for s in page], headers)
+
+    def combined_status(self, owner, name, ref):
+        repo = self.repo(owner, name)
+        latest = {}
+        for status in self.commit_statuses(repo, ref):
+            latest.setdefault(status["context"], status)
+        states = {s["state"] for s in latest.values()}
+        if states & {"failure", "error"}:
+            state = "failure"
+        elif not states or "pending" in states:
+            state = "pending"
+        else:
+            state = "success"
+        sha = self.commit(repo, ref).sha
+        self.send_json(
+            200,
+            {
+                "state": state,
+                "sha": sha,
+                "total_count": len(latest),
+                "statuses": [render.commit_status(self.links, s) for s in latest.values()],
+                "repository": render.repository(self.links, repo),
+                "commit_url": f"{self.links.repo_api(repo)}/commits/{sha}",
+                "url": f"{self.links.repo_api(repo)}/commits/{sha}/status",
+            },
+        )
+
+    # --- deployments ----------------------------------------------------------------------
+    def create_deployment(self, owner, name):
+        repo = self.repo(owner, name)
+        body = self.body()
+        ref = body.get("ref")
+        if not isinstance(ref, str) or not ref:
+            raise _invalid("Deployment", "ref", "missing_field")
+        commit = repo.resolve(ref)
+        if commit is None:
+            raise ApiError(422, f"No ref found for: {ref}")
+        self.check_required_contexts(repo, commit.sha, ref, body.get("required_contexts"))
+        environment = body.get("environment") or "production"
+        stamp = now()
+        record = {
+            "id": self.store.next_id(),
+            "repo": repo.full_name,
+            "sha": commit.sha,
+            "ref": ref,
+            "task": body.get("task") or "deploy",
+            "payload": body.get("payload") or {},
+            "environment": environment,
+            "original_environment": environment,
+            "description": body.get("description"),
+            "transient_environment": bool(body.get("transient_environment", False)),
+            "production_environment": bool(
+                body.get("production_environment", environment == "production")
+            ),
+            "creator": BOT_LOGIN,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        self.store.deployments.append(record)
+        self.send_json(201, render.deployment(self.links, record))
+
+    def check_required_contexts(self, repo, sha, ref, required) -> None:
+        """GitHub refuses (409) to deploy a commit whose required status contexts are not green.
+
+        Without `required_contexts`, every context reported on the commit is required; pass
+        `[]` to skip the check, as GitHub documents.
+        """
+        latest = {}
+        for status in self.commit_statuses(repo, sha):
+            latest.setdefault(status["context"], status["state"])
+        contexts = latest.keys() if required is None else required
+        failing = [c for c in contexts if latest.get(c) != "success"]
+        if failing:
+            raise ApiError(
+                409,
+                f"Conflict: Commit status checks failed for {ref}.",
+                errors=[
+                    {
+                        "contexts": [{"context": c, "state": latest.get(c)} for c in failing],
+                        "resource": "Deployment",
+                        "field": "required_contexts",
+                        "code": "invalid",
+                    }
+                ],
+            )
+
+    def deployment(self, repo: Repository, id: str) -> dict:  # noqa: A002 - GitHub's name
+        for record in self.store.deployments:
+            if record["id"] == int(id) and record["repo"] == repo.full_name:
+                return record
+        raise not_found()
+
+    def list_deployments(self, owner, name):
+        repo = self.repo(owner, name)
+        filters = {k: self.query_one(k) for k in ("sha", "ref", "task", "environment")}
+        found = [
+            d
+            for d in self.store.deployments[::-1]
+            if d["repo"] == repo.full_name
+            and all(value in (None, "", d[key]) for key, value in filters.items())
+        ]
+        page, headers = self.paginate(found)
+        self.send_json(200, [render.deployment(self.links, d) for d in page], headers)
+
+    def get_deployment(self, owner, name, id):  # noqa: A002
+        record = self.deployment(self.repo(owner, name), id)
+        self.send_json(200, render.deployment(self.links, record))
+
+    def create_deployment_status(self, owner, name, id):  # noqa: A002
+        deployment = self.deployment(self.repo(owner, name), id)
+        body = self.body()
+        if body.get("state") not in DEPLOYMENT_STATES:
+            raise _invalid("DeploymentStatus", "state")
+        if body.get("environment"):
+            deployment["environment"] = body["environment"]
+        record = self.add_deployment_status(deployment, body)
+        if record["state"] == "success" and body.get("auto_inactive", True):
+            self.deactivate_older(deployment)
+        self.send_json(201, render.deployment_status(self.links, record))
+
+    def add_deployment_status(self, deployment: dict, body: dict) -> dict:
+        # `target_url` is GitHub's legacy name for `log_url`; either sets both.
+        log_url = body.get("log_url") or body.get("target_url") or ""
+        record = {
+            "id": self.store.next_id(),
+            "deployment_id": deployment["id"],
+            "repo": deployment["repo"],
+            "state": body["state"],
+            "description": body.get("description") or "",
+            "environment": deployment["environment"],
+            "target_url": log_url,
+            "log_url": log_url,
+            "environment_url": body.get("environment_url") or "",
+            "creator": BOT_LOGIN,
+            "created_at": now(),
+        }
+        deployment["updated_at"] = record["created_at"]
+        self.store.deployment_statuses.append(record)
+        return record
+
+    def deactivate_older(self, deployment: dict) -> None:
+        """`auto_inactive`: older successful, non-transient, non-production deployments of the
+        same environment get an `inactive` status (as documented by GitHub)."""
+        for older in self.store.deployments:
+            if (
+                older["id"] < deployment["id"]
+                and older["repo"] == deployment["repo"]
+                and older["environment"] == deployment["environment"]
+                and not older["transient_environment"]
+                and not older["production_environment"]
+                and self.latest_state(older) == "success"
+            ):
+                self.add_deployment_status(older, {"state": "inactive"})
+
+    def latest_state(self, deployment: dict) -> str | None:
+        states = [
+            s for s in self.store.deployment_statuses if s["deployment_id"] == deployment["id"]
+        ]
+        return states[-1]["state"] if states else None
+
+    def list_deployment_statuses(self, owner, name, id):  # noqa: A002
+        deployment = self.deployment(self.repo(owner, name), id)
+        found = [
+            s
+            for s in self.store.deployment_statuses[::-1]
+            if s["deployment_id"] == deployment["id"]
+        ]
+        page, headers = self.paginate(found)
+        self.send_json(200, [render.deployment_status(self.links, s) for s in page], headers)
+
+    def get_dep_status(self, owner, name, id, sid):  # noqa: A002
+        deployment = self.deployment(self.repo(owner, name), id)
+        for record in self.store.deployment_statuses:
+            if record["id"] == int(sid) and record["deployment_id"] == deployment["id"]:
+                self.send_json(200, render.deployment_status(self.links, record))
+                return
+        raise not_found()
+
+
+def _invalid(resource: str, field: str, code: str = "invalid") -> ApiError:
+    return ApiError(
+        422, "Validation Failed", errors=[{"resource": resource, "field": field, "code": code}]
+    )
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default

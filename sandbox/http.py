@@ -1,0 +1,103 @@
+"""The small HTTP server every sandbox is built on.
+
+Each sandbox defines a `BaseHTTPRequestHandler` subclass (usually of `JSONHandler`) and
+runs it with `serve()`, which returns a `Running` handle. Tests start sandboxes on port 0
+(an ephemeral port) and read the real one from `handle.url`.
+"""
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    # Watches and long polls keep many connections open at once.
+    request_queue_size = 256
+
+
+@dataclass
+class Running:
+    server: Server
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def serve(handler_cls, port: int = 0, host: str = "127.0.0.1", **state) -> Running:
+    """Start `handler_cls` on a background thread; extra keyword args become server attributes."""
+    server = Server((host, port), handler_cls)
+    for name, value in state.items():
+        setattr(server, name, value)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=handler_cls.__name__, daemon=True
+    )
+    thread.start()
+    return Running(server, thread)
+
+
+def serve_forever(running: Running, name: str) -> None:
+    """Block the command-line entry point until Ctrl-C."""
+    print(f"{name} sandbox listening on {running.url}", flush=True)
+    try:
+        running.thread.join()
+    except KeyboardInterrupt:
+        running.stop()
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """Helpers shared by the sandboxes: parsed URL, query, body and JSON replies."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "pampam-sandbox"
+
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the stdlib
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+    @property
+    def path_only(self) -> str:
+        return urlsplit(self.path).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+
+    def query_one(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def read_json(self):
+        body = self.read_body()
+        return json.loads(body) if body else None
+
+    def send_json(self, status: int, payload, headers: dict | None = None) -> None:
+        self.send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def send_bytes(self, status: int, body: bytes, content_type: str, headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)

@@ -1,0 +1,164 @@
+"""A fake Jenkins 2.462.3 that the real python-jenkins client cannot tell from a real one.
+
+    from sandbox.jenkins import start
+    jenkins = start(user="jenkins", token="jenkins-token")   # port 0 → ephemeral
+    jenkins.url            # "http://127.0.0.1:PORT" (no trailing slash)
+    jenkins.set_fault(status=500, count=3)   # or down=True, delay=2.0
+    jenkins.wait_for_build("app", 1)         # → Build once finished
+    jenkins.stop()
+
+Any job path exists (`job/a/job/b/`). A triggered build waits in the queue, runs on a thread
+printing a pipeline-like log, then succeeds, unless its parameters or the seed file say
+otherwise: see `pipeline` for the SANDBOX_* build parameters and `seed` for the file format.
+Builds with IMAGE, NAMESPACE and DEPLOYMENT (or SERVICE) patch the Deployment in `kube_url`
+like `kubectl set image`; `notify_url` receives Notification plugin payloads.
+
+Wire behaviour follows PROTOCOLS.md §2: X-Jenkins header on every reply, crumbs required on
+POST, Basic auth with the API token (401 + WWW-Authenticate otherwise; only `GET /` is
+anonymous so get_version works before any authenticated call), 201 + Location for builds,
+and the progressive log with byte offsets.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sandbox.http import Running, serve
+
+from . import seed as seed_file
+from .handler import JenkinsHandler
+from .model import Build, Jenkins, QueueItem
+from .notify import Notifier
+from .pipeline import Runner
+
+__all__ = ["JenkinsSandbox", "start"]
+
+
+@dataclass
+class JenkinsSandbox:
+    """Handle returned by `start()`: URL, lifecycle, faults and inspection helpers."""
+
+    running: Running
+    state: Jenkins
+    runner: Runner
+    notifier: Notifier
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+    @property
+    def user(self) -> str:
+        return self.state.user
+
+    @property
+    def token(self) -> str:
+        return self.state.token
+
+    def stop(self) -> None:
+        """Stop serving, and end build threads early so nothing outlives the test."""
+        self.running.stop()
+        with self.state.lock:
+            for item in self.state.queue.values():
+                item.cancel.set()
+            for build in self.state.all_builds():
+                build.abort.set()
+        self.notifier.stop()
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def set_fault(
+        self,
+        status: int | None = None,
+        count: int | None = None,
+        down: bool = False,
+        delay: float = 0.0,
+    ) -> None:
+        """Misbehave on the next `count` requests (all of them if None).
+
+        status: answer with this HTTP status; down: drop the connection unanswered;
+        delay: sleep this long before answering (combine with the others or alone).
+        """
+        with self.state.lock:
+            faults = self.state.faults
+            faults.status, faults.count, faults.down, faults.delay = status, count, down, delay
+
+    def clear_faults(self) -> None:
+        with self.state.lock:
+            self.state.faults.clear()
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def builds(self, job: str | None = None) -> list[Build]:
+        return [b for b in self.state.all_builds() if job is None or b.job == job]
+
+    def get_build(self, job: str, number: int | str) -> Build | None:
+        return self.state.get_build(job, number)
+
+    def queue_item(self, queue_id: int) -> QueueItem | None:
+        return self.state.queue.get(queue_id)
+
+    def console(self, job: str, number: int) -> str:
+        build = self.get_build(job, number)
+        return build.log.decode("utf-8") if build else ""
+
+    def wait_for_build(self, job: str, number: int, timeout: float = 10.0) -> Build:
+        """Block until the build exists and has finished; raise TimeoutError otherwise."""
+
+        def done() -> bool:
+            build = self.get_build(job, number)
+            return build is not None and not build.building
+
+        if not sleep_until(done, timeout):
+            raise TimeoutError(f"build {job} #{number} did not finish in {timeout}s")
+        return self.get_build(job, number)
+
+    @property
+    def notifications(self) -> list[dict]:
+        """Payloads handed to the notify worker, in order (sent or attempted)."""
+        return list(self.notifier.sent)
+
+    @property
+    def requests(self) -> list[tuple[str, str]]:
+        """(method, path) of every request received, for asserting on client behaviour."""
+        with self.state.lock:
+            return list(self.state.requests)
+
+
+def start(
+    port: int = 0,
+    user: str = "jenkins",
+    token: str = "jenkins-token",
+    seed=None,
+    kube_url: str | None = None,
+    notify_url: str | None = None,
+    queue_seconds: float = 0.2,
+    build_seconds: float = 1.0,
+    kube_token: str | None = None,
+    host: str = "127.0.0.1",
+    verbose: bool = False,
+) -> JenkinsSandbox:
+    """Start the fake Jenkins on a background thread; `seed` is a path or a dict."""
+    defaults, jobs = seed_file.load(seed)
+    state = Jenkins(user, token, defaults, jobs)
+    notifier = Notifier(notify_url)
+    runner = Runner(state, notifier, build_seconds, queue_seconds, kube_url, kube_token)
+    running = serve(JenkinsHandler, port, host=host, jenkins=state, runner=runner, verbose=verbose)
+    state.root_url = running.url
+    handle = JenkinsSandbox(running, state, runner, notifier)
+    running.server.handle = handle
+    return handle
+
+
+def sleep_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()

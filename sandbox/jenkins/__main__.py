@@ -1,0 +1,44 @@
+"""Command line: `python -m sandbox.jenkins --port 8081 --user jenkins --token jenkins-token`."""
+
+import argparse
+
+from sandbox.http import serve_forever
+
+from . import start
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.jenkins", description=__doc__)
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--user", default="jenkins")
+    parser.add_argument("--token", default="jenkins-token")
+    parser.add_argument("--seed", help="YAML or JSON file with per-job defaults")
+    parser.add_argument("--kube-url", help="cluster that deploy jobs patch")
+    parser.add_argument("--kube-token", help="bearer token for --kube-url")
+    parser.add_argument("--notify-url", help="Notification plugin endpoint")
+    parser.add_argument("--queue-seconds", type=float, default=0.5)
+    parser.add_argument("--build-seconds", type=float, default=3.0)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    handle = start(
+        port=args.port,
+        host=args.host,
+        user=args.user,
+        token=args.token,
+        seed=args.seed,
+        kube_url=args.kube_url,
+        kube_token=args.kube_token,
+        notify_url=args.notify_url,
+        queue_seconds=args.queue_seconds,
+        build_seconds=args.build_seconds,
+        verbose=args.verbose,
+    )
+    try:
+        serve_forever(handle.running, "jenkins")
+    finally:
+        handle.notifier.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Notification plugin payloads (jenkinsci/notification-plugin), posted in the background.
+
+The plugin serialises its JobState with Gson LOWER_CASE_WITH_UNDERSCORES and skips nulls,
+so optional fields are simply left out. It fires QUEUED and STARTED together when a run
+starts (QUEUED carries the enqueue time), COMPLETED when the result is known and FINALIZED
+once the run is closed. Posts go through one worker thread so they arrive in phase order.
+"""
+
+import json
+import queue
+import threading
+
+import requests
+
+from .model import Build
+
+
+def payload(root_url: str, build: Build, phase: str, timestamp: int) -> dict:
+    job_path = "".join(f"job/{part}/" for part in build.job.split("/"))
+    short_name = build.job.split("/")[-1]
+    state = {
+        "full_url": build.url,
+        "number": build.number,
+        "queue_id": build.queue_id,
+        "timestamp": timestamp,
+        "duration": build.duration,
+        "phase": phase,
+        "url": f"{job_path}{build.number}/",
+        "display_name": build.display_name,
+        "scm": _scm(build.params),
+        "log": "",
+        "notes": "",
+        "artifacts": {
+            path.split("/")[-1]: {"archive": f"{build.url}artifact/{path}"}
+            for path in build.config.artifacts
+        },
+    }
+    if build.result is not None:
+        state["status"] = build.result
+    if build.params:
+        state["parameters"] = dict(build.params)
+    if build.tests is not None:
+        state["test_summary"] = {**build.tests, "failed_tests": _failed_tests(build.tests)}
+    return {"name": short_name, "display_name": short_name, "url": job_path, "build": state}
+
+
+def _scm(params: dict[str, str]) -> dict:
+    # The plugin fills url/branch/commit from the GIT_* environment; parameters stand in.
+    scm = {"changes": [], "culprits": []}
+    for key, name in (("url", "GIT_URL"), ("branch", "GIT_BRANCH"), ("commit", "GIT_COMMIT")):
+        if params.get(name):
+            scm[key] = params[name]
+    return scm
+
+
+def _failed_tests(tests: dict) -> list[str]:
+    return [f"tests.test_sandbox.TestCase.test_{i + 1}" for i in range(tests.get("failed", 0))]
+
+
+class Notifier:
+    """Best-effort POSTs of payloads to one endpoint URL; failures are swallowed."""
+
+    def __init__(self, url: str | None):
+        self.url = url
+        self.sent: list[dict] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = None
+        if url:
+            self._thread = threading.Thread(target=self._work, name="jenkins-notify", daemon=True)
+            self._thread.start()
+
+    def send(self, root_url: str, build: Build, phase: str, timestamp: int) -> None:
+        if self.url:
+            self._queue.put(payload(root_url, build, phase, timestamp))
+
+    def stop(self) -> None:
+        if self._thread:
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+
+    def _work(self) -> None:
+        while (body := self._queue.get()) is not None:
+            self.sent.append(body)
+            try:
+                requests.post(
+                    self.url,
+                    data=json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json;charset=UTF-8"},
+                    timeout=5,
+                )
+            except requests.RequestException:
+                pass  # the plugin only logs a failed notification

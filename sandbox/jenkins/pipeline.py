@@ -1,0 +1,241 @@
+"""Running builds: each queue item gets a thread that waits, starts a build and prints its log.
+
+A build is a list of `Step`s (log text plus an optional action) spread evenly over the
+build's duration. The log looks like a declarative pipeline's console output. Stopping a
+build sets its `abort` event, which wakes the thread between steps.
+
+Build parameters that script the behaviour (all optional):
+
+    SANDBOX_RESULT=SUCCESS|FAILURE|ABORTED|UNSTABLE   outcome (default: seed, else SUCCESS)
+    SANDBOX_DURATION=<seconds>                         build run time
+    SANDBOX_QUEUE=<seconds>                            time spent in the queue
+    SANDBOX_CANCEL_QUEUE=1                             the queue item is cancelled instead
+    SANDBOX_LOG_LINES=<n>                              extra lines printed by the build stage
+"""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import deploy
+from .model import RESULTS, Build, Jenkins, JobConfig, QueueItem, now_ms
+from .notify import Notifier
+
+DEFAULT_TESTS = 42
+
+
+class StepFailed(Exception):
+    """A step ended the build as FAILURE; args are the lines to print."""
+
+
+@dataclass
+class Step:
+    text: str = ""
+    action: Callable[[Build], str | None] | None = None
+    always: bool = False  # footer steps still run after a failure or an abort
+
+
+def lines(*texts: str, always: bool = False) -> list[Step]:
+    return [Step(f"{t}\n", always=always) for t in texts]
+
+
+@dataclass
+class Runner:
+    state: Jenkins
+    notifier: Notifier
+    build_seconds: float
+    queue_seconds: float
+    kube_url: str | None = None
+    kube_token: str | None = None
+
+    # -- queue ------------------------------------------------------------------------------
+
+    def submit(self, job: str, params: dict[str, str], user: str) -> QueueItem:
+        wait = _float(params.get("SANDBOX_QUEUE"), self.effective(job, params).queue)
+        item = self.state.enqueue(job, params, user, wait)
+        threading.Thread(
+            target=self._run, args=(item,), name=f"build-{item.id}", daemon=True
+        ).start()
+        return item
+
+    def effective(self, job: str, params: dict[str, str]) -> JobConfig:
+        """The job's seeded config, with sandbox defaults and SANDBOX_* parameters applied."""
+        base = self.state.config_for(job)
+        result = (params.get("SANDBOX_RESULT") or base.result).upper()
+        return base.merged(
+            duration=_float(params.get("SANDBOX_DURATION"), base.duration or self.build_seconds),
+            queue=base.queue if base.queue is not None else self.queue_seconds,
+            log_lines=_int(params.get("SANDBOX_LOG_LINES"), base.log_lines),
+            result=result if result in RESULTS else "SUCCESS",
+        )
+
+    def _run(self, item: QueueItem) -> None:
+        if item.cancel.wait(item.wait_seconds):
+            return
+        if item.params.get("SANDBOX_CANCEL_QUEUE") in ("1", "true", "yes"):
+            self.state.cancel(item.id)
+            return
+        build = self.state.start_build(item, self.effective(item.job, item.params))
+        if build is None:
+            return
+        self._notify(build, "QUEUED", item.in_queue_since)
+        self._notify(build, "STARTED", build.timestamp)
+        self.execute(build)
+
+    # -- build ------------------------------------------------------------------------------
+
+    def execute(self, build: Build) -> None:
+        steps = self.plan(build)
+        delay = build.config.duration / max(1, len(steps))
+        failure: list[str] = []
+        for step in steps:
+            if (failure or build.abort.is_set()) and not step.always:
+                continue
+            failure = self._step(build, step) or failure
+            if not step.always:
+                build.abort.wait(delay)  # a stop wakes the thread early
+        self._finish(build, failure)
+
+    def _step(self, build: Build, step: Step) -> list[str]:
+        self.state.write(build, step.text)
+        if step.action is None:
+            return []
+        try:
+            extra = step.action(build)
+        except StepFailed as failed:
+            self.state.write(build, "".join(f"{line}\n" for line in failed.args))
+            return ["ERROR: script returned exit code 1"]
+        if extra:
+            self.state.write(build, extra)
+        return []
+
+    def _finish(self, build: Build, failure: list[str]) -> None:
+        if build.abort.is_set():
+            result = "ABORTED"
+        elif failure:
+            result = "FAILURE"
+        else:
+            result = "UNSTABLE" if build.config.result == "UNSTABLE" else "SUCCESS"
+        with self.state.lock:
+            build.result = result
+            build.duration = max(1, now_ms() - build.timestamp)
+        self._notify(build, "COMPLETED", build.timestamp + build.duration)
+        with self.state.lock:
+            for line in failure:
+                build.log.extend(f"{line}\n".encode())
+            build.log.extend(f"Finished: {result}\n".encode())
+            build.building = False
+        self._notify(build, "FINALIZED", now_ms())
+
+    def stop(self, build: Build, user: str) -> None:
+        """Abort a running build on behalf of `user`; a no-op once it has a result."""
+        with self.state.lock:
+            if build.result is not None or build.abort.is_set():
+                return
+            build.aborted_by = user
+            build.log.extend(f"Aborted by {user}\nSending interrupt signal to process\n".encode())
+            build.abort.set()
+
+    def _notify(self, build: Build, phase: str, timestamp: int) -> None:
+        self.notifier.send(self.state.root_url, build, phase, timestamp)
+
+    # -- the pipeline script ----------------------------------------------------------------
+
+    def plan(self, build: Build) -> list[Step]:
+        workspace = build.job.replace("/", "_")
+        steps = lines(
+            f"Started by user {build.user}",
+            "[Pipeline] Start of Pipeline",
+            "[Pipeline] node",
+            f"Running on built-in in /var/jenkins_home/workspace/{workspace}",
+            "[Pipeline] {",
+        )
+        steps += self._build_stage(build)
+        steps += self._test_stage(build)
+        if build.config.result == "ABORTED":
+            steps.append(Step(action=lambda b: self.stop(b, b.user)))
+        target = deploy.target_from_params(build.params, build.job, build.number)
+        if target is not None:
+            steps += self._deploy_stage(target)
+        if build.config.artifacts:
+            steps += lines("[Pipeline] archiveArtifacts", "Archiving artifacts")
+        return steps + lines(
+            "[Pipeline] }", "[Pipeline] // node", "[Pipeline] End of Pipeline", always=True
+        )
+
+    @staticmethod
+    def _stage(name: str, body: list[Step]) -> list[Step]:
+        return [*lines("[Pipeline] stage", f"[Pipeline] {{ ({name})"), *body]
+
+    def _build_stage(self, build: Build) -> list[Step]:
+        filler = [
+            f"compiling module {i + 1}/{build.config.log_lines}"
+            for i in range(build.config.log_lines)
+        ]
+        # The half-written line makes progressive readers honour the whole-lines rule.
+        body = [
+            *lines("[Pipeline] sh", "+ make build"),
+            Step("Resolving dependencies... "),
+            Step("done\n"),
+            *lines(*filler, "[Pipeline] }", "[Pipeline] // stage"),
+        ]
+        return self._stage("build", body)
+
+    def _test_stage(self, build: Build) -> list[Step]:
+        body = [*lines("[Pipeline] sh", "+ make test"), Step(action=self._run_tests)]
+        body += lines("[Pipeline] }", "[Pipeline] // stage")
+        return self._stage("test", body)
+
+    def _run_tests(self, build: Build) -> str:
+        tests = _test_summary(build.config)
+        with self.state.lock:
+            build.tests = tests
+        summary = (
+            f"Tests: {tests['passed']} passed, {tests['failed']} failed, "
+            f"{tests['skipped']} skipped ✓\n"
+        )
+        if build.config.result == "FAILURE":
+            raise StepFailed(summary.rstrip("\n"), "make: *** [Makefile:12: test] Error 1")
+        return summary + "[Pipeline] junit\nRecording test results\n"
+
+    def _deploy_stage(self, target: deploy.DeployTarget) -> list[Step]:
+        body = [*lines("[Pipeline] sh", f"+ {target.command}"), Step(action=self._deployer(target))]
+        return self._stage("deploy", body + lines("[Pipeline] }", "[Pipeline] // stage"))
+
+    def _deployer(self, target: deploy.DeployTarget) -> Callable[[Build], str]:
+        def run(_build: Build) -> str:
+            if not self.kube_url:
+                # No cluster configured: behave like a dry pipeline that always succeeds.
+                return f"deployment.apps/{target.deployment} image updated\n"
+            try:
+                return deploy.apply(self.kube_url, self.kube_token, target) + "\n"
+            except deploy.DeployError as error:
+                raise StepFailed(str(error)) from None
+
+        return run
+
+
+def _test_summary(config: JobConfig) -> dict:
+    if config.tests:
+        tests = {k: int(config.tests.get(k, 0)) for k in ("total", "failed", "skipped")}
+    else:
+        failed = 2 if config.result in ("FAILURE", "UNSTABLE") else 0
+        tests = {"total": DEFAULT_TESTS, "failed": failed, "skipped": 0}
+    tests["passed"] = int(
+        (config.tests or {}).get("passed", tests["total"] - tests["failed"] - tests["skipped"])
+    )
+    return tests
+
+
+def _float(value: str | None, default: float) -> float:
+    try:
+        return float(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default

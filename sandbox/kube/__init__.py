@@ -1,0 +1,199 @@
+"""A fake Kubernetes API server with a real-algorithm deployment controller.
+
+Speaks enough of the Kubernetes API (apps/v1 Deployments and ReplicaSets, core/v1 Pods,
+Namespaces and Events; get / list / watch / create / replace / patch / delete, Tables,
+discovery) that the official `kubernetes` Python client and kubectl 1.32 work against it.
+A background thread runs the deployment controller (rolling update and recreate, as in
+kubernetes/kubernetes), a ReplicaSet controller and a kubelet stand-in that makes pods Ready
+after `ready_after` seconds. Image tags ending in `-crash` crash-loop; `-missing` fail to pull.
+
+In tests::
+
+    from sandbox.kube import start
+    kube = start(ready_after=0.1)
+    ...  # talk to kube.url
+    kube.wait_for(lambda c: ..., timeout=5)   # predicate over the Cluster, checked on writes
+    kube.compact()                              # next watch from an old RV gets 410 Expired
+    kube.stop()
+
+From the command line::
+
+    python -m sandbox.kube --port 8001 [--ready-after 2] [--seed seed.yaml] [--token T] [-v]
+
+Seed file (YAML or JSON), either a list of manifests (kind Namespace / Deployment / ReplicaSet /
+Pod) or a mapping::
+
+    namespaces: [staging, prod]
+    deployments:
+      - {namespace: prod, name: web, image: "nginx:1.0", replicas: 3}   # shorthand
+      - {apiVersion: apps/v1, kind: Deployment, metadata: {...}, spec: {...}}  # full manifest
+
+The shorthand accepts `name`, `namespace` (default "default"), `image`, `replicas` (default 1),
+`container` (default: the name), `labels` (default {app: <name>}) and any extra `spec` fields
+under `spec`. Namespaces named by deployments are created automatically.
+"""
+
+import collections
+import copy
+import json
+import time
+from pathlib import Path
+
+from sandbox.http import serve
+
+from .controller import Controllers
+from .server import KubeHandler
+from .store import KINDS, Cluster
+
+__all__ = ["KubeSandbox", "start", "load_seed"]
+
+
+def _shorthand_deployment(entry: dict) -> dict:
+    name = entry["name"]
+    labels = entry.get("labels") or {"app": name}
+    spec = {
+        "replicas": entry.get("replicas", 1),
+        "selector": {"matchLabels": dict(labels)},
+        "template": {
+            "metadata": {"labels": dict(labels)},
+            "spec": {"containers": [{"name": entry.get("container", name), "image": entry["image"]}]},
+        },
+        **(entry.get("spec") or {}),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": entry.get("namespace", "default")},
+        "spec": spec,
+    }
+
+
+def _seed_manifests(seed) -> list[dict]:
+    """Normalise a seed (list of manifests or {namespaces, deployments}) to manifests."""
+    if isinstance(seed, list):
+        return seed
+    manifests = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        for name in seed.get("namespaces") or []
+    ]
+    for entry in seed.get("deployments") or []:
+        manifests.append(entry if "kind" in entry else _shorthand_deployment(entry))
+    return manifests
+
+
+def load_seed(cluster: Cluster, seed) -> None:
+    """Create the objects of a seed: a path (YAML/JSON), a list of manifests or a mapping."""
+    if isinstance(seed, str | Path):
+        import yaml  # only needed for seed files
+
+        seed = yaml.safe_load(Path(seed).read_text())
+    by_kind = {k.kind: k.resource for k in KINDS.values()}
+    for manifest in _seed_manifests(seed or []):
+        manifest = copy.deepcopy(manifest)
+        resource = by_kind[manifest["kind"]]
+        meta = manifest.setdefault("metadata", {})
+        namespace = meta.get("namespace", "default") if KINDS[resource].namespaced else ""
+        if namespace and cluster.find("namespaces", "", namespace) is None:
+            cluster.create("namespaces", "", {"metadata": {"name": namespace}})
+        if cluster.find(resource, namespace, meta["name"]) is None:
+            cluster.create(resource, namespace, manifest)
+
+
+class KubeSandbox:
+    """A running fake cluster: HTTP server + controllers. See the module docstring."""
+
+    def __init__(self, port=0, ready_after=2.0, token=None, seed=None, bookmark_interval=1.0,
+                 verbose=False, history_size=1000):
+        self.cluster = Cluster(history_size=history_size)
+        if seed is not None:
+            load_seed(self.cluster, seed)
+        self.controllers = Controllers(self.cluster, ready_after=ready_after).start()
+        self.requests_log = collections.deque(maxlen=2000)
+        self.running = serve(
+            KubeHandler,
+            port=port,
+            cluster=self.cluster,
+            token=token,
+            bookmark_interval=bookmark_interval,
+            requests_log=self.requests_log,
+            verbose=verbose,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+    def stop(self) -> None:
+        self.cluster.close()
+        self.controllers.stop()
+        self.running.stop()
+
+    def __enter__(self) -> "KubeSandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -------------------------------------------------------------- helpers
+    def compact(self) -> int:
+        return self.cluster.compact()
+
+    def wait_for(self, predicate, timeout: float = 10.0):
+        """Wait until `predicate(cluster)` is truthy (checked under the lock after each write
+        and at least every 50 ms); return its value or raise TimeoutError."""
+        deadline = time.monotonic() + timeout
+        with self.cluster.lock:
+            while True:
+                value = predicate(self.cluster)
+                if value:
+                    return value
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"condition not met within {timeout}s")
+                self.cluster.changed.wait(min(remaining, 0.05))
+
+    def deployment(self, namespace: str, name: str) -> dict:
+        return self.cluster.get("deployments", namespace, name)
+
+    def rollout_complete(self, namespace: str, name: str) -> bool:
+        """kubectl's `rollout status` success condition, for wait_for()."""
+        d = self.cluster.find("deployments", namespace, name)
+        if d is None:
+            return False
+        status, replicas = d.get("status") or {}, d["spec"].get("replicas", 1)
+        return (
+            status.get("observedGeneration", 0) >= d["metadata"]["generation"]
+            and status.get("updatedReplicas", 0) == replicas
+            and status.get("replicas", 0) == replicas
+            and status.get("availableReplicas", 0) == replicas
+        )
+
+    def create_deployment(self, namespace: str, name: str, image: str, replicas: int = 1, **spec):
+        return self.cluster.create(
+            "deployments",
+            namespace,
+            _shorthand_deployment(
+                {"name": name, "namespace": namespace, "image": image, "replicas": replicas,
+                 "spec": spec}
+            ),
+        )
+
+    def observe(self, callback):
+        """Call `callback(cluster, event)` after every committed write (under the lock)."""
+        self.cluster.observers.append(callback)
+        return lambda: self.cluster.observers.remove(callback)
+
+    def dump(self) -> str:
+        with self.cluster.lock:
+            return json.dumps(
+                [obj for key, obj in sorted(self.cluster.objects.items())], indent=1
+            )
+
+
+def start(port=0, ready_after=0.3, token=None, seed=None, **options) -> KubeSandbox:
+    """Start a fake cluster (for tests). `options`: bookmark_interval, verbose, history_size."""
+    return KubeSandbox(port=port, ready_after=ready_after, token=token, seed=seed, **options)

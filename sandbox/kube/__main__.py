@@ -1,0 +1,33 @@
+"""`python -m sandbox.kube`: run the fake Kubernetes API server (see sandbox/kube/__init__.py)."""
+
+import argparse
+
+from sandbox.http import serve_forever
+
+from . import KubeSandbox
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.kube", description=__doc__)
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--host", default="127.0.0.1", help="(only 127.0.0.1 is supported)")
+    parser.add_argument("--ready-after", type=float, default=2.0, help="seconds until pods Ready")
+    parser.add_argument("--seed", help="YAML or JSON file of namespaces and deployments")
+    parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
+    parser.add_argument("--bookmark-interval", type=float, default=60.0)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    sandbox = KubeSandbox(
+        port=args.port,
+        ready_after=args.ready_after,
+        token=args.token,
+        seed=args.seed,
+        bookmark_interval=args.bookmark_interval,
+        verbose=args.verbose,
+    )
+    serve_forever(sandbox.running, "kube")
+    sandbox.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Errors of the fake apiserver, rendered by the HTTP layer as `Status` objects."""
+
+
+class ApiError(Exception):
+    """An error the HTTP layer turns into a `Status` object."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+
+    def status(self) -> dict:
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def not_found(kind, name: str) -> ApiError:
+    return ApiError(
+        404,
+        "NotFound",
+        f'{kind.qualified} "{name}" not found',
+        {"name": name, "group": kind.group, "kind": kind.resource},
+    )
+
+
+def invalid(kind, name: str, causes: list[tuple[str, str]]) -> ApiError:
+    text = ", ".join(f"{f}: {m}" for f, m in causes)
+    return ApiError(
+        422,
+        "Invalid",
+        f'{kind.kind}.{kind.group or "core"} "{name}" is invalid: {text}',
+        {
+            "name": name,
+            "group": kind.group,
+            "kind": kind.kind,
+            "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
+        },
+    )
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def expired(since: int, oldest: int) -> ApiError:
+    return ApiError(
+        410, "Expired", f"too old resource version: {since} ({oldest})", {"retryAfterSeconds": 0}
+    )

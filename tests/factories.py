@@ -1,0 +1,106 @@
+"""Plain `make_*` factories (kwargs.setdefault), and `make_cast` for the shared people."""
+
+from dataclasses import dataclass
+from itertools import count
+
+from django.contrib.auth.models import Group, User
+
+from clusters.models import Cluster, Environment
+from releases import states
+from releases.models import Deployment, Release, Service
+
+_numbers = count(1)
+
+
+def make_user(username, *groups, **kwargs):
+    kwargs.setdefault("email", f"{username}@example.com")
+    user = User.objects.create_user(username, password="pampam-test", **kwargs)
+    user.groups.set(groups)
+    return user
+
+
+def make_cluster(**kwargs):
+    kwargs.setdefault("name", f"cluster-{next(_numbers)}")
+    kwargs.setdefault("api_url", "http://127.0.0.1:1")
+    return Cluster.objects.create(**kwargs)
+
+
+def make_environment(**kwargs):
+    n = next(_numbers)
+    kwargs.setdefault("slug", f"env-{n}")
+    kwargs.setdefault("name", kwargs["slug"].title())
+    kwargs.setdefault("position", n)
+    kwargs.setdefault("namespace", kwargs["slug"])
+    if "cluster" not in kwargs:
+        kwargs["cluster"] = make_cluster()
+    return Environment.objects.create(**kwargs)
+
+
+def make_service(**kwargs):
+    n = next(_numbers)
+    kwargs.setdefault("slug", f"svc-{n}")
+    kwargs.setdefault("name", kwargs["slug"].title())
+    kwargs.setdefault("image_repository", f"registry.example/{kwargs['slug']}")
+    kwargs.setdefault("k8s_deployment", kwargs["slug"])
+    kwargs.setdefault("k8s_container", kwargs["slug"])
+    return Service.objects.create(**kwargs)
+
+
+def make_release(service, **kwargs):
+    kwargs.setdefault("version", f"1.0.{next(_numbers)}")
+    kwargs.setdefault("image", f"{service.image_repository}:{kwargs['version']}")
+    kwargs.setdefault("git_sha", f"{next(_numbers):040x}")
+    return Release.objects.create(service=service, **kwargs)
+
+
+def make_deployment(release, environment, **kwargs):
+    kwargs.setdefault("state", states.PENDING_APPROVAL)
+    kwargs.setdefault("required_approvals", environment.required_approvals)
+    return Deployment.objects.create(service=release.service, release=release, environment=environment, **kwargs)
+
+
+@dataclass
+class Cast:
+    developers: Group
+    approvers: Group
+    release_managers: Group
+    alice: User
+    bob: User
+    carol: User
+    dave: User
+    erin: User
+    admin: User
+    cluster: Cluster
+    dev: Environment
+    staging: Environment
+    prod: Environment
+    service: Service
+
+
+def make_cast(cluster=None) -> Cast:
+    developers = Group.objects.create(name="developers")
+    approvers = Group.objects.create(name="approvers")
+    release_managers = Group.objects.create(name="release-managers")
+    cluster = cluster or make_cluster(name="main")
+    common = {"cluster": cluster, "approver_group": approvers}
+    dev = make_environment(slug="dev", position=1, deployer_group=developers, requires_previous=False, **common)
+    staging = make_environment(slug="staging", position=2, deployer_group=developers, required_approvals=1, **common)
+    prod = make_environment(
+        slug="prod", position=3, deployer_group=release_managers, required_approvals=2, is_production=True, **common
+    )
+    return Cast(
+        developers=developers,
+        approvers=approvers,
+        release_managers=release_managers,
+        alice=make_user("alice", developers),
+        bob=make_user("bob", approvers),
+        carol=make_user("carol", approvers),
+        dave=make_user("dave", release_managers, approvers),
+        erin=make_user("erin"),
+        admin=make_user("admin", is_staff=True, is_superuser=True),
+        cluster=cluster,
+        dev=dev,
+        staging=staging,
+        prod=prod,
+        service=make_service(slug="storefront", name="Storefront"),
+    )
