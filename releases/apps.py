@@ -7,7 +7,8 @@ class ReleasesConfig(AppConfig):
     def ready(self):
         from auditlog.registry import auditlog
 
-        from releases import receivers  # noqa: F401 - connects the watcher signal
+        # Importing these connects their signal receivers.
+        from releases import receivers  # noqa: F401 - watcher observations advance deployments
         from releases.models import Service
 
         auditlog.register(Service)

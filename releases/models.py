@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models, transaction
+from django.dispatch import Signal
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -69,6 +70,11 @@ class Release(models.Model):
         return reverse("release", args=[self.pk])
 
 
+# Sent after a transition commits: deployment, old, new. Notifications, GitHub statuses and
+# Grafana annotations listen (see releases.apps), each queueing its own job.
+deployment_transitioned = Signal()
+
+
 class TransitionRefused(Exception):
     """The deployment was not in the state the caller expected (someone else moved it)."""
 
@@ -115,6 +121,10 @@ class Deployment(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     observed_at = models.DateTimeField(null=True, blank=True)
+    github_deployment_id = models.BigIntegerField(null=True, blank=True)
+    grafana_annotation_id = models.BigIntegerField(null=True, blank=True)
+    # Outside systems told about this deployment: {"github": {"state", "error", "at"}, ...}.
+    reports = models.JSONField(default=dict, blank=True)
 
     objects = DeploymentQuerySet.as_manager()
 
@@ -182,6 +192,7 @@ class Deployment(models.Model):
             self.refresh_from_db()
             data = {"from": old, "to": new, "reason": fields.get("reason", ""), **(data or {})}
             event = self._record(kind, message, actor, data, self.last_seq)
+            transaction.on_commit(lambda: deployment_transitioned.send(Deployment, deployment=self, old=old, new=new))
         return event
 
     def log(self, kind: str, message: str, actor=None, data=None, **fields) -> "DeploymentEvent":
@@ -257,3 +268,96 @@ class DeploymentEvent(models.Model):
             "actor": self.actor.username if self.actor_id and self.actor else None,
             "at": self.created_at.isoformat(),
         }
+
+
+class Build(models.Model):
+    """A Jenkins build of a service: started from the portal, a webhook, or seen via a hook."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    CANCELLED = "cancelled"
+    STATES = [
+        (QUEUED, "Queued"),
+        (RUNNING, "Running"),
+        (SUCCEEDED, "Succeeded"),
+        (FAILED, "Failed"),
+        (ABORTED, "Aborted"),
+        (CANCELLED, "Cancelled"),
+    ]
+    FINAL = frozenset({SUCCEEDED, FAILED, ABORTED, CANCELLED})
+    TRIGGERS = [("portal", "Portal"), ("github", "GitHub"), ("jenkins", "Jenkins")]
+
+    service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.CASCADE, related_name="builds")
+    job_name = models.CharField(max_length=200)
+    queue_id = models.BigIntegerField(null=True, blank=True)
+    number = models.BigIntegerField(null=True, blank=True)
+    url = models.URLField(blank=True)
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED)
+    result = models.CharField(max_length=20, blank=True)
+    reason = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    trigger = models.CharField(max_length=10, choices=TRIGGERS, default="portal")
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    git_sha = models.CharField(max_length=40, blank=True)
+    version = models.CharField(max_length=100, blank=True)
+    test_summary = models.JSONField(default=dict, blank=True)
+    release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="builds")
+    log_offset = models.BigIntegerField(default=0)
+    last_seq = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job_name", "number"], condition=Q(number__isnull=False), name="one_build_per_number"
+            )
+        ]
+        indexes = [models.Index(fields=["service", "-id"], name="build_service_recent")]
+
+    def __str__(self):
+        return f"{self.job_name} #{self.number or '?'}"
+
+
+class BuildEvent(models.Model):
+    """Append-only log of a build (queue, start, console lines, result), numbered per build."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=40)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["build", "seq"]
+        constraints = [models.UniqueConstraint(fields=["build", "seq"], name="one_build_event_per_seq")]
+
+    def __str__(self):
+        return f"{self.build_id}.{self.seq} {self.kind}"
+
+
+class Commit(models.Model):
+    """A commit on a service's default branch, recorded from GitHub push webhooks."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="commits")
+    sha = models.CharField(max_length=40)
+    message = models.TextField()
+    author = models.CharField(max_length=200, blank=True)
+    url = models.URLField(blank=True)
+    committed_at = models.DateTimeField(null=True, blank=True)
+    pushed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-pushed_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["service", "sha"], name="one_commit_per_sha")]
+
+    def __str__(self):
+        return f"{self.service_id} {self.sha[:8]}"
