@@ -74,7 +74,11 @@ DATABASES = {"default": database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'pampam.
 DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 0, minimum=0)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The demo runs web, worker and watcher on one SQLite file: wait for locks, don't fail.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -124,6 +128,17 @@ GRAFANA_URL = envurl("GRAFANA_URL")
 GRAFANA_TOKEN = secret("GRAFANA_TOKEN")
 SLACK_WEBHOOK_URL = secret("SLACK_WEBHOOK_URL")
 METRICS_TOKEN = secret("METRICS_TOKEN")
+
+# Per-process memory cache. What it holds (GitHub changelogs keyed by sha pairs) is immutable
+# and cheap to fetch again, and a memory cache cannot fail: a Redis-backed one would turn a
+# Redis outage into errors on every page that shows a changelog.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "pampam",
+        "OPTIONS": {"MAX_ENTRIES": 2000},
+    }
+}
 
 # The watcher writes a heartbeat; /readyz fails when it is older than this.
 WATCHER_STALE_SECONDS = envint("WATCHER_STALE_SECONDS", 60, minimum=1)

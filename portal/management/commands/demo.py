@@ -1,0 +1,211 @@
+"""`manage.py demo`: the whole portal on one machine, no PostgreSQL or Redis server needed.
+
+Starts Redis (the real `redis-server` when installed, otherwise fakeredis's TCP server in
+this process — the same RQ and Channels code paths either way), the sandboxes (Kubernetes,
+Jenkins, GitHub, Grafana, Slack), migrates and seeds SQLite, writes var/kubeconfig, then runs
+the web server (uvicorn, ASGI), an RQ worker, the RQ cron scheduler and the cluster watcher.
+Ctrl-C stops everything it started.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from portal import demo_data
+
+TOKEN = "pampam-demo"
+
+
+class Command(BaseCommand):
+    help = "Run the portal with sandboxes and seeded data (what `make demo` runs)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument("--ready-after", type=float, default=2.0, help="Seconds until sandbox pods are ready.")
+        parser.add_argument("--no-serve", action="store_true", help="Prepare everything, start nothing (tests).")
+
+    def handle(self, *args, port, ready_after, no_serve, **options):
+        self.children: list[subprocess.Popen] = []
+        self.var = Path(settings.VAR_DIR)
+        self.var.mkdir(parents=True, exist_ok=True)
+        ports = demo_data.Ports(kube=port + 1, jenkins=port + 2, github=port + 3, grafana=port + 4, slack=port + 5)
+        env = self._environment(port, ports)
+        call_command("migrate", verbosity=0, interactive=False)
+        created = demo_data.seed(ports, TOKEN)
+        self.stdout.write("Seeded demo data." if created else "Demo data already present.")
+        seed_file = self.var / "kube-seed.json"
+        seed_file.write_text(json.dumps(demo_data.cluster_seed(), indent=1))
+        self._write_kubeconfig(ports.kube)
+        if no_serve:
+            return
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            self._start_redis()
+            self._start_sandboxes(ports, seed_file, ready_after, port)
+            self._start_portal(port, env)
+            self._banner(port, ports)
+            self._wait()
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping…")
+        finally:
+            self._stop()
+
+    def _environment(self, port: int, ports: demo_data.Ports) -> dict:
+        values = {
+            "PORTAL_URL": f"http://127.0.0.1:{port}",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{port},http://localhost:{port}",
+            "JENKINS_URL": f"http://127.0.0.1:{ports.jenkins}",
+            "JENKINS_USER": "pampam",
+            "JENKINS_TOKEN": TOKEN,
+            "JENKINS_WEBHOOK_SECRET": TOKEN,
+            "GITHUB_API_URL": f"http://127.0.0.1:{ports.github}/api/v3",
+            "GITHUB_TOKEN": TOKEN,
+            "GITHUB_WEBHOOK_SECRET": TOKEN,
+            "GRAFANA_URL": f"http://127.0.0.1:{ports.grafana}",
+            "GRAFANA_TOKEN": TOKEN,
+            "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{ports.slack}/services/T0DEMO/B0DEMO/pampam",
+            "METRICS_TOKEN": TOKEN,
+            "RECONCILE_INTERVAL_SECONDS": "15",
+        }
+        for name, value in values.items():
+            os.environ.setdefault(name, value)
+        return dict(os.environ)
+
+    def _start_redis(self) -> None:
+        url = urlsplit(settings.REDIS_URL)
+        host, port = url.hostname or "127.0.0.1", url.port or 6379
+        if _redis_answers(settings.REDIS_URL):
+            self.stdout.write(f"Using the Redis already running at {host}:{port}.")
+            return
+        server = shutil.which("redis-server")
+        if server:
+            self._spawn("redis", [server, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no"])
+            label = "redis-server"
+        else:
+            from fakeredis import TcpFakeServer
+
+            self.fake_redis = TcpFakeServer((host, port), server_type="redis")
+            threading.Thread(target=self.fake_redis.serve_forever, daemon=True).start()
+            label = "the embedded Redis stand-in (fakeredis; install redis-server to use the real one)"
+        _wait_until(lambda: _redis_answers(settings.REDIS_URL), f"Redis on port {port}")
+        self.stdout.write(f"Started {label} on {host}:{port}.")
+
+    def _start_sandboxes(self, ports, seed_file, ready_after, port) -> None:
+        python = sys.executable
+        kube = f"http://127.0.0.1:{ports.kube}"
+        self._spawn("kube", [python, "-m", "sandbox.kube", "--port", str(ports.kube), "--ready-after",
+                             str(ready_after), "--seed", str(seed_file), "--token", TOKEN])
+        notify = f"http://127.0.0.1:{port}/hooks/jenkins/?token={TOKEN}"
+        self._spawn("jenkins", [python, "-m", "sandbox.jenkins", "--port", str(ports.jenkins), "--user", "pampam",
+                                "--token", TOKEN, "--kube-url", kube, "--kube-token", TOKEN, "--notify-url", notify])
+        repos = []
+        for slug, *_ in demo_data.SERVICES:
+            repos += ["--repo", f"{demo_data.GITHUB_OWNER}/{slug}", "--commits", str(demo_data.COMMITS_PER_REPO)]
+        self._spawn("github", [python, "-m", "sandbox.github", "--port", str(ports.github), "--token", TOKEN, *repos])
+        self._spawn("grafana", [python, "-m", "sandbox.grafana", "--port", str(ports.grafana), "--token", TOKEN])
+        self._spawn("slack", [python, "-m", "sandbox.slack", "--port", str(ports.slack)])
+        for name, p in [("kube", ports.kube), ("jenkins", ports.jenkins), ("github", ports.github),
+                        ("grafana", ports.grafana), ("slack", ports.slack)]:
+            _wait_until(lambda p=p: _port_open(p), f"the {name} sandbox on port {p}")
+
+    def _start_portal(self, port: int, env: dict) -> None:
+        python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
+        self._spawn("web", [python, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
+                            "--port", str(port), "--log-level", "warning"], env)
+        self._spawn("worker", [python, manage, "rqworker", "default", "--with-scheduler"], env)
+        self._spawn("cron", [python, manage, "rqcron", "portal.cron"], env)
+        self._spawn("watcher", [python, manage, "watch_clusters"], env)
+        _wait_until(lambda: _port_open(port), f"the web server on port {port}", timeout=60)
+
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
+        log = open(self.var / f"demo-{name}.log", "ab")  # noqa: SIM115 - kept open for the child's life
+        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env or dict(os.environ),
+                                 cwd=settings.BASE_DIR, start_new_session=True)
+        child.name = name
+        self.children.append(child)
+
+    def _write_kubeconfig(self, kube_port: int) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "pampam-demo", "cluster": {"server": f"http://127.0.0.1:{kube_port}"}}],
+            "users": [{"name": "pampam-demo", "user": {"token": TOKEN}}],
+            "contexts": [{"name": "pampam-demo", "context": {"cluster": "pampam-demo", "user": "pampam-demo",
+                                                             "namespace": "pampam-prod"}}],
+            "current-context": "pampam-demo",
+        }
+        path = self.var / "kubeconfig"
+        path.write_text(json.dumps(config, indent=1))
+        path.chmod(0o600)
+
+    def _banner(self, port, ports) -> None:
+        self.stdout.write(self.style.SUCCESS(f"\nPampam release portal: http://127.0.0.1:{port}/\n"))
+        self.stdout.write(f"  Log in as admin, alice, bob or carol with the password {demo_data.PASSWORD}")
+        self.stdout.write("    alice: developer + approver · bob: developer, release manager + approver")
+        self.stdout.write("    carol: release manager + approver · admin: staff (Django admin at /admin/)")
+        self.stdout.write(f"  A storefront deployment to prod waits for two approvals: log in as alice, then carol.")
+        self.stdout.write(f"  kubectl:  KUBECONFIG={self.var / 'kubeconfig'} kubectl get deploy -A")
+        self.stdout.write(f"  Jenkins:  http://127.0.0.1:{ports.jenkins}/  (pampam / {TOKEN})")
+        self.stdout.write(f"  GitHub:   http://127.0.0.1:{ports.github}/api/v3/  (webhook secret {TOKEN})")
+        self.stdout.write(f"  Grafana:  http://127.0.0.1:{ports.grafana}/   Slack messages: http://127.0.0.1:{ports.slack}/")
+        self.stdout.write(f"  Metrics:  curl -H 'Authorization: Bearer {TOKEN}' http://127.0.0.1:{port}/metrics")
+        self.stdout.write(f"  Logs in {self.var}/demo-*.log. Ctrl-C stops everything.\n")
+
+    def _wait(self) -> None:
+        while True:
+            for child in self.children:
+                if child.poll() is not None:
+                    raise CommandError(
+                        f"The {child.name} process stopped (exit {child.returncode}); see var/demo-{child.name}.log."
+                    )
+            time.sleep(0.5)
+
+    def _stop(self) -> None:
+        for child in reversed(self.children):
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in self.children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+        if getattr(self, "fake_redis", None):
+            self.fake_redis.shutdown()
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_until(check, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise CommandError(f"Timed out waiting for {what}.")
