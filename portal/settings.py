@@ -153,4 +153,3 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
-FORMS_URLFIELD_ASSUME_HTTPS = True

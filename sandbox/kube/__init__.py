@@ -56,7 +56,9 @@ def _shorthand_deployment(entry: dict) -> dict:
         "selector": {"matchLabels": dict(labels)},
         "template": {
             "metadata": {"labels": dict(labels)},
-            "spec": {"containers": [{"name": entry.get("container", name), "image": entry["image"]}]},
+            "spec": {
+                "containers": [{"name": entry.get("container", name), "image": entry["image"]}]
+            },
         },
         **(entry.get("spec") or {}),
     }
@@ -102,8 +104,16 @@ def load_seed(cluster: Cluster, seed) -> None:
 class KubeSandbox:
     """A running fake cluster: HTTP server + controllers. See the module docstring."""
 
-    def __init__(self, port=0, ready_after=2.0, token=None, seed=None, bookmark_interval=1.0,
-                 verbose=False, history_size=1000):
+    def __init__(
+        self,
+        port=0,
+        ready_after=2.0,
+        token=None,
+        seed=None,
+        bookmark_interval=1.0,
+        verbose=False,
+        history_size=1000,
+    ):
         self.cluster = Cluster(history_size=history_size)
         if seed is not None:
             load_seed(self.cluster, seed)
@@ -177,8 +187,13 @@ class KubeSandbox:
             "deployments",
             namespace,
             _shorthand_deployment(
-                {"name": name, "namespace": namespace, "image": image, "replicas": replicas,
-                 "spec": spec}
+                {
+                    "name": name,
+                    "namespace": namespace,
+                    "image": image,
+                    "replicas": replicas,
+                    "spec": spec,
+                }
             ),
         )
 
@@ -187,11 +202,69 @@ class KubeSandbox:
         self.cluster.observers.append(callback)
         return lambda: self.cluster.observers.remove(callback)
 
+    def observe_rollout(self, namespace: str, name: str) -> "RolloutRecorder":
+        """Record a snapshot of deployment `name`, its ReplicaSets and pods after every write."""
+        recorder = RolloutRecorder(self.cluster, namespace, name)
+        recorder.stop = self.observe(recorder)
+        return recorder
+
     def dump(self) -> str:
         with self.cluster.lock:
-            return json.dumps(
-                [obj for key, obj in sorted(self.cluster.objects.items())], indent=1
+            return json.dumps([obj for _, obj in sorted(self.cluster.objects.items())], indent=1)
+
+
+class RolloutRecorder:
+    """Observer that keeps one `snapshot()` per committed write (see observe_rollout).
+
+    Each state is a dict: `rv`, `deployment` (spec.replicas, status), `replicasets`
+    ({name: (spec.replicas, status.availableReplicas)}), `pods` (non-terminating pods of the
+    deployment's selector) and `ready` (how many of them are Ready).
+    """
+
+    def __init__(self, cluster: Cluster, namespace: str, name: str):
+        self.cluster, self.namespace, self.name = cluster, namespace, name
+        self.states: list[dict] = []
+        self.stop = lambda: None
+
+    def __call__(self, cluster: Cluster, event) -> None:
+        if event.namespace == self.namespace and event.resource != "events":
+            self.states.append(self.snapshot())
+
+    def snapshot(self) -> dict:
+        d = self.cluster.find("deployments", self.namespace, self.name)
+        if d is None:
+            return {"rv": self.cluster.rv, "deployment": None}
+        selector = d["spec"]["selector"].get("matchLabels") or {}
+        pods = [
+            p
+            for p in self.cluster.raw("pods", self.namespace)
+            if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+        ready = sum(
+            any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (p.get("status") or {}).get("conditions") or []
             )
+            for p in pods
+        )
+        return {
+            "rv": self.cluster.rv,
+            "deployment": {"replicas": d["spec"]["replicas"], "status": d.get("status") or {}},
+            "replicasets": {
+                rs["metadata"]["name"]: (
+                    rs["spec"]["replicas"],
+                    (rs.get("status") or {}).get("availableReplicas", 0),
+                )
+                for rs in self.cluster.raw("replicasets", self.namespace)
+                if any(
+                    r.get("uid") == d["metadata"]["uid"]
+                    for r in rs["metadata"].get("ownerReferences") or []
+                )
+            },
+            "pods": len(pods),
+            "ready": ready,
+        }
 
 
 def start(port=0, ready_after=0.3, token=None, seed=None, **options) -> KubeSandbox:

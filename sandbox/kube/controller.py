@@ -13,11 +13,12 @@ deleted immediately (no Terminating phase).
 """
 
 import copy
-import hashlib
+import json
 import math
 import random
 import threading
 import time
+import traceback
 import uuid
 
 from .store import Cluster, now_iso, parse_iso
@@ -48,20 +49,14 @@ def safe_encode(text: str) -> str:
 
 
 def compute_hash(template: dict, collision_count: int | None) -> str:
-    """Deterministic stand-in for ComputeHash (FNV-32a over the template, then SafeEncode)."""
-    data = repr(_canonical(template)) + (str(collision_count) if collision_count else "")
+    """Stand-in for ComputeHash: FNV-32a over a canonical dump of the template (and the
+    collisionCount), then SafeEncodeString of the decimal value. Deterministic, like the real
+    one, though not byte-for-byte the same (that would need Go's spew output)."""
+    data = json.dumps(template, sort_keys=True) + (str(collision_count) if collision_count else "")
     value = 0x811C9DC5
-    for byte in hashlib.sha256(data.encode()).digest():
+    for byte in data.encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
     return safe_encode(str(value))
-
-
-def _canonical(value):
-    if isinstance(value, dict):
-        return sorted((k, _canonical(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [_canonical(v) for v in value]
-    return value
 
 
 def random_suffix(n: int = 5) -> str:
@@ -245,7 +240,9 @@ class Kubelet:
             self._pod_condition(old_conditions, "PodReadyToStartContainers", "True"),
             self._pod_condition(old_conditions, "Initialized", "True"),
             self._pod_condition(old_conditions, "Ready", "True" if all_ready else "False"),
-            self._pod_condition(old_conditions, "ContainersReady", "True" if all_ready else "False"),
+            self._pod_condition(
+                old_conditions, "ContainersReady", "True" if all_ready else "False"
+            ),
             self._pod_condition(old_conditions, "PodScheduled", "True"),
         ]
         if all_ready:
@@ -269,36 +266,40 @@ class Kubelet:
             condition["reason"] = "ContainersNotReady"
         return condition
 
-    def _container(self, container: dict, elapsed: float, old: dict | None) -> dict:
-        image = container.get("image", "")
+    def _container_state(self, image: str, name: str, elapsed: float, old: dict | None):
+        """(state, restartCount, ready, lastState) of a container `elapsed` seconds after its
+        pod was first seen. With r = ready_after:
+
+        * normal image: ContainerCreating until r, then running and ready;
+        * tag `*-missing`: ContainerCreating, ErrImagePull from r/2, ImagePullBackOff from r;
+        * tag `*-crash`: ContainerCreating until r, running (not ready) until 2r, then
+          CrashLoopBackOff with restartCount going up by one every r.
+        """
         tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
         r = self.ready_after
-        restarts, ready, last_state = 0, False, {}
-        started_at = (old or {}).get("state", {}).get("running", {}).get("startedAt") or now_iso()
         if tag.endswith("-missing"):
-            reason = "ContainerCreating" if elapsed < r / 2 else "ErrImagePull"
-            state = {"waiting": {"reason": reason}}
-            if elapsed >= r:
-                state = {
-                    "waiting": {
-                        "reason": "ImagePullBackOff",
-                        "message": f'Back-off pulling image "{image}"',
-                    }
-                }
-        elif elapsed < r:
-            state = {"waiting": {"reason": "ContainerCreating"}}
-        elif tag.endswith("-crash") and elapsed >= 2 * r:
-            restarts = int(elapsed / r) - 1
-            state = {
-                "waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": f"back-off restarting failed container {container['name']}",
-                }
-            }
-            last_state = {"terminated": {"exitCode": 1, "reason": "Error"}}
-        else:
-            state = {"running": {"startedAt": started_at}}
-            ready = not tag.endswith("-crash")
+            if elapsed < r / 2:
+                return {"waiting": {"reason": "ContainerCreating"}}, 0, False, {}
+            if elapsed < r:
+                return {"waiting": {"reason": "ErrImagePull"}}, 0, False, {}
+            message = f'Back-off pulling image "{image}"'
+            return {"waiting": {"reason": "ImagePullBackOff", "message": message}}, 0, False, {}
+        if elapsed < r:
+            return {"waiting": {"reason": "ContainerCreating"}}, 0, False, {}
+        crashing = tag.endswith("-crash")
+        if crashing and elapsed >= 2 * r:
+            message = f"back-off restarting failed container {name}"
+            terminated = {"terminated": {"exitCode": 1, "reason": "Error"}}
+            state = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
+            return state, int(elapsed / r) - 1, False, terminated
+        running = (old or {}).get("state", {}).get("running") or {"startedAt": now_iso()}
+        return {"running": running}, 0, not crashing, {}
+
+    def _container(self, container: dict, elapsed: float, old: dict | None) -> dict:
+        image = container.get("image", "")
+        state, restarts, ready, last_state = self._container_state(
+            image, container["name"], elapsed, old
+        )
         status = {
             "name": container["name"],
             "image": image,
@@ -339,18 +340,21 @@ class Controllers:
 
     def _run(self) -> None:
         cluster = self.cluster
-        with cluster.lock:
-            while not self._stop and not cluster.closed:
+        while True:
+            with cluster.lock:
+                if self._stop or cluster.closed:
+                    return
                 before = cluster.rv
                 try:
                     self.run_once()
-                except Exception:  # keep the fake cluster alive; a test will notice
-                    import traceback
-
+                except Exception:  # keep the fake cluster alive; the tests will notice
                     traceback.print_exc()
                 if cluster.rv == before:
                     # Nothing changed: sleep until a write or the next tick (time-based changes).
                     cluster.changed.wait(self.tick)
+                    continue
+            # Something changed: run again at once, but let waiting HTTP requests in first.
+            time.sleep(0.001)
 
     def run_once(self) -> None:
         """One reconcile pass over everything (caller holds the lock)."""
@@ -426,7 +430,10 @@ class Controllers:
             )
 
     def _rs_create_missing(self, rs: dict, pods: list[dict]) -> None:
-        if self.cluster.find("replicasets", rs["metadata"]["namespace"], rs["metadata"]["name"]) is None:
+        if (
+            self.cluster.find("replicasets", rs["metadata"]["namespace"], rs["metadata"]["name"])
+            is None
+        ):
             return  # deleted meanwhile
         for _ in range(spec_replicas(rs) - len(pods)):
             template = rs["spec"]["template"]
@@ -589,7 +596,10 @@ class DeploymentSync:
                 set_condition(
                     status,
                     new_condition(
-                        "Progressing", "True", "FoundNewReplicaSet", f'Found new replica set "{name}"'
+                        "Progressing",
+                        "True",
+                        "FoundNewReplicaSet",
+                        f'Found new replica set "{name}"',
                     ),
                 )
                 needs_update = True
@@ -636,7 +646,10 @@ class DeploymentSync:
             set_condition(
                 d.setdefault("status", {}),
                 new_condition(
-                    "Progressing", "True", "NewReplicaSetCreated", f'Created new replica set "{name}"'
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetCreated",
+                    f'Created new replica set "{name}"',
                 ),
             )
         self._write_deployment()
@@ -997,9 +1010,10 @@ class DeploymentSync:
             return False
         if cond["reason"] == "ProgressDeadlineExceeded":
             return True
-        deadline = parse_iso(cond["lastUpdateTime"]).timestamp() + self.d["spec"][
-            "progressDeadlineSeconds"
-        ]
+        deadline = (
+            parse_iso(cond["lastUpdateTime"]).timestamp()
+            + self.d["spec"]["progressDeadlineSeconds"]
+        )
         return deadline < time.time()
 
     def sync_rollout_status(self, all_rss: list[dict], new_rs: dict | None) -> None:

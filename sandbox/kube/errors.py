@@ -42,7 +42,9 @@ def invalid(kind, name: str, causes: list[tuple[str, str]]) -> ApiError:
             "name": name,
             "group": kind.group,
             "kind": kind.kind,
-            "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
+            "causes": [
+                {"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes
+            ],
         },
     )
 

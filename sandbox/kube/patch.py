@@ -117,7 +117,11 @@ def _merge_list(field: str, current, patch: list) -> list:
         if key not in item:
             raise bad_patch(f"map: {item} does not contain declared merge key: {key}")
         index = next(
-            (i for i, old in enumerate(result) if isinstance(old, dict) and old.get(key) == item[key]),
+            (
+                i
+                for i, old in enumerate(result)
+                if isinstance(old, dict) and old.get(key) == item[key]
+            ),
             None,
         )
         if item.get("$patch") == "delete":

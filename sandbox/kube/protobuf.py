@@ -11,7 +11,7 @@ zero timestamps are dropped to match the JSON `omitempty` view; pointer fields (
 their zero.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import bad_request
 
@@ -54,7 +54,11 @@ SCHEMA = {
         1: ("maxUnavailable", "IntOrString", False),
         2: ("maxSurge", "IntOrString", False),
     },
-    "IntOrString": {1: ("type", "int", False), 2: ("intVal", "int", False), 3: ("strVal", "string", False)},
+    "IntOrString": {
+        1: ("type", "int", False),
+        2: ("intVal", "int", False),
+        3: ("strVal", "string", False),
+    },
     "LabelSelector": {
         1: ("matchLabels", "map", False),
         2: ("matchExpressions", "LabelSelectorRequirement", True),
@@ -133,7 +137,7 @@ def _time(data: bytes) -> str | None:
     seconds = next((_signed(v) for n, _, v in _fields(data) if n == 1), 0)
     if not seconds:
         return None
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _scalar(kind: str, value):
@@ -185,4 +189,3 @@ def decode(body: bytes) -> dict:
         raise bad_request(f"protobuf bodies of kind {kind!r} are not supported by this sandbox")
     obj = decode_message(kind, envelope.get("raw", b""))
     return {"apiVersion": type_meta.get("apiVersion"), "kind": kind, **obj}
-

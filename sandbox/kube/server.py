@@ -41,6 +41,8 @@ VERSION = {
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 IN_ALL = {"deployments", "replicasets", "pods"}
 MAX_WATCH_SECONDS = 1800
+# Readable without credentials, as on a real apiserver (the kubectl dispatcher sends none).
+PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
 
 
 # ------------------------------------------------------------------ discovery
@@ -72,7 +74,12 @@ def resource_list(group: str) -> dict:
                     **({"group": "autoscaling", "version": "v1"} if sub == "scale" else {}),
                 }
             )
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": version, "resources": resources}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": version,
+        "resources": resources,
+    }
 
 
 API_VERSIONS = {
@@ -164,6 +171,7 @@ class KubeHandler(JSONHandler):
             "accept": self.headers.get("Accept", ""),
             "content_type": self.headers.get("Content-Type", ""),
             "user_agent": self.headers.get("User-Agent", ""),
+            "authorized": bool(self.headers.get("Authorization")),
         }
         self.server.requests_log.append(entry)
         if getattr(self.server, "verbose", False):
@@ -185,6 +193,8 @@ class KubeHandler(JSONHandler):
 
     def _authorize(self) -> None:
         token = getattr(self.server, "token", None)
+        if self.path_only in PUBLIC_PATHS:
+            return  # like system:public-info-viewer on a real apiserver
         if token and self.headers.get("Authorization") != f"Bearer {token}":
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
@@ -217,6 +227,8 @@ class KubeHandler(JSONHandler):
         path = self.path_only.rstrip("/") or "/"
         if path in DISCOVERY and self.command == "GET":
             return self.send_json(200, DISCOVERY[path])
+        if path in PUBLIC_PATHS:
+            return self.send_bytes(200, b"ok", "text/plain; charset=utf-8")
         if path.startswith("/sandbox/"):
             return self._sandbox(path)
         route = Route.parse(path)
@@ -407,7 +419,11 @@ class KubeHandler(JSONHandler):
         kind = stream.kind
         stream.send(
             "BOOKMARK",
-            {"kind": kind.kind, "apiVersion": kind.api_version, "metadata": {"resourceVersion": rv}},
+            {
+                "kind": kind.kind,
+                "apiVersion": kind.api_version,
+                "metadata": {"resourceVersion": rv},
+            },
         )
 
 

@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import ApiError, expired, invalid, not_found
 from .selectors import parse_field_selector, parse_label_selector
@@ -65,11 +65,11 @@ DEFAULT_HISTORY = 1000
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 @dataclass
@@ -171,13 +171,37 @@ def validate_workload(kind: Kind, obj: dict) -> None:
         raise invalid(kind, name, causes)
 
 
+class Objects(dict):
+    """{(resource, namespace, name): object}, plus a per-resource index so that lookups of one
+    resource do not scan every stored event and pod."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_resource: dict[str, dict[tuple[str, str], dict]] = {k: {} for k in KINDS}
+
+    def __setitem__(self, key, obj):
+        super().__setitem__(key, obj)
+        self.by_resource[key[0]][key[1:]] = obj
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        del self.by_resource[key[0]][key[1:]]
+
+    def of(self, resource: str, namespace: str | None = None, ordered: bool = False):
+        """The objects of one resource (optionally one namespace), as ((ns, name), obj)."""
+        items = self.by_resource[resource].items()
+        if ordered:
+            items = sorted(items)
+        return [(k, obj) for k, obj in items if namespace is None or k[0] == namespace]
+
+
 class Cluster:
     """All objects plus resourceVersion, history and watchers. See the module docstring."""
 
     def __init__(self, history_size: int = DEFAULT_HISTORY):
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
-        self.objects: dict[tuple[str, str, str], dict] = {}
+        self.objects = Objects()
         self.rv = 0
         self.history: deque[WatchEvent] = deque()
         self.history_size = history_size
@@ -211,19 +235,14 @@ class Cluster:
         with self.lock:
             items = [
                 copy.deepcopy(obj)
-                for (res, ns, _), obj in sorted(self.objects.items())
-                if res == resource and (namespace is None or ns == namespace)
+                for _, obj in self.objects.of(resource, namespace, ordered=True)
                 if matches(obj, labels, fields)
             ]
             return items, str(self.rv)
 
     def raw(self, resource: str, namespace: str | None = None) -> list[dict]:
         """The stored dicts themselves (no copies), for code already holding the lock."""
-        return [
-            obj
-            for (res, ns, _), obj in self.objects.items()
-            if res == resource and (namespace is None or ns == namespace)
-        ]
+        return [obj for _, obj in self.objects.of(resource, namespace)]
 
     # ---------------------------------------------------------------- writes
     def create(self, resource: str, namespace: str, obj: dict) -> dict:
@@ -259,7 +278,8 @@ class Cluster:
             if resource == "namespaces":
                 obj["spec"] = {"finalizers": ["kubernetes"]}
                 obj["status"] = {"phase": "Active"}
-            obj.setdefault("status", {}) if resource != "events" else None
+            if resource != "events":
+                obj.setdefault("status", {})
             return self._commit("ADDED", resource, namespace, obj, None)
 
     def replace(
@@ -346,10 +366,12 @@ class Cluster:
         gone["metadata"]["resourceVersion"] = self._next_rv()
         self._publish(WatchEvent(self.rv, "DELETED", resource, namespace, gone, obj))
         if resource == "namespaces":
-            for child in [k for k in self.objects if k[1] == key[2]]:
-                self._delete(child, "Background")
+            for resource_name in KINDS:
+                for (ns, name), _ in self.objects.of(resource_name, key[2]):
+                    self._delete((resource_name, ns, name), "Background")
             return
-        for child_key, child in list(self.objects.items()):
+        children = [((res, *k), obj) for res in KINDS for k, obj in self.objects.of(res, namespace)]
+        for child_key, child in children:
             refs = child["metadata"].get("ownerReferences") or []
             if not any(ref.get("uid") == uid for ref in refs):
                 continue
@@ -415,7 +437,9 @@ class Cluster:
             watcher = Watcher(resource, namespace)
             if resource_version in (None, "", "0"):
                 initial = [
-                    WatchEvent(self.rv, "ADDED", resource, obj["metadata"].get("namespace", ""), obj)
+                    WatchEvent(
+                        self.rv, "ADDED", resource, obj["metadata"].get("namespace", ""), obj
+                    )
                     for obj in (self.objects[k] for k in sorted(self.objects))
                     if _resource_of(obj) == resource
                     and (namespace is None or obj["metadata"].get("namespace") == namespace)

@@ -4,7 +4,7 @@ kubectl asks for it with `Accept: application/json;as=Table;v=v1;g=meta.k8s.io,.
 `priority: 1` are shown only with `-o wide`.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .selectors import selector_string
 from .store import parse_iso
@@ -37,7 +37,7 @@ def human_duration(seconds: float) -> str:
 def age(timestamp: str | None) -> str:
     if not timestamp:
         return "<unknown>"
-    delta = datetime.now(timezone.utc) - parse_iso(timestamp)
+    delta = datetime.now(UTC) - parse_iso(timestamp)
     return human_duration(delta.total_seconds())
 
 

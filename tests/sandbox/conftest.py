@@ -48,7 +48,8 @@ class Kubectl:
         config.write_text(
             "apiVersion: v1\nkind: Config\n"
             f"clusters:\n- name: sandbox\n  cluster: {{server: '{url}'}}\n"
-            "contexts:\n- name: sandbox\n  context: {cluster: sandbox, user: me, namespace: default}\n"
+            "contexts:\n- name: sandbox\n"
+            "  context: {cluster: sandbox, user: me, namespace: default}\n"
             "current-context: sandbox\n"
             "users:\n- name: me\n  user: {}\n"
         )
@@ -64,7 +65,9 @@ class Kubectl:
             ["kubectl", *args], env=self.env, capture_output=True, text=True, timeout=timeout
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+            )
         return result
 
 

@@ -175,7 +175,8 @@ def test_client_watch_resumes_and_gets_410_after_compaction(kube, apps):
     ):
         events.append(event)
     assert events and all(e["type"] == "MODIFIED" for e in events)
-    assert events[0]["object"].metadata.labels["x"] == "1"
+    # The controller's status writes may come first; the label change must be among them.
+    assert any((e["object"].metadata.labels or {}).get("x") == "1" for e in events)
     # No gaps or duplicates: resourceVersions strictly increase.
     rvs = [int(e["object"].metadata.resource_version) for e in events]
     assert rvs == sorted(set(rvs)) and rvs[0] > int(rv)
@@ -188,6 +189,20 @@ def test_client_watch_resumes_and_gets_410_after_compaction(kube, apps):
         ):
             pass
     assert err.value.status == 410
+
+
+def test_client_watch_all_namespaces_with_bookmarks(kube, apps):
+    kube.cluster.create("namespaces", "", {"metadata": {"name": "prod"}})
+    kube.create_deployment("prod", "web", "nginx:1", replicas=1)
+    events = list(
+        watch.Watch().stream(
+            apps.list_deployment_for_all_namespaces, allow_watch_bookmarks=True, timeout_seconds=1
+        )
+    )
+    assert events[0]["type"] == "ADDED" and events[0]["object"].metadata.namespace == "prod"
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    assert bookmarks  # the client leaves bookmark objects as raw dicts
+    assert bookmarks[-1]["object"]["metadata"]["resourceVersion"] == str(kube.cluster.rv)
 
 
 def test_client_bearer_token():
@@ -239,7 +254,9 @@ def test_status_errors(kube):
 
 def test_namespaces_create_and_delete(kube):
     assert call(kube, "POST", "/api/v1/namespaces", {"metadata": {"name": "prod"}})[0] == 201
-    assert call(kube, "POST", "/apis/apps/v1/namespaces/prod/deployments", deployment_body())[0] == 201
+    assert (
+        call(kube, "POST", "/apis/apps/v1/namespaces/prod/deployments", deployment_body())[0] == 201
+    )
     kube.wait_for(lambda c: c.raw("pods", "prod"), 3)
     assert call(kube, "DELETE", "/api/v1/namespaces/prod")[0] == 200
     assert not kube.cluster.raw("deployments", "prod") and not kube.cluster.raw("pods", "prod")
@@ -250,24 +267,45 @@ def test_table_output(kube):
     call(kube, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment_body())
     kube.wait_for(lambda c: kube.rollout_complete(NS, "web"), 5)
     accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
-    _, _, deployments = call(kube, "GET", "/apis/apps/v1/namespaces/default/deployments", None, accept)
+    _, _, deployments = call(
+        kube, "GET", "/apis/apps/v1/namespaces/default/deployments", None, accept
+    )
     assert deployments["kind"] == "Table"
     names = [(c["name"], c["priority"]) for c in deployments["columnDefinitions"]]
     assert names == [
-        ("Name", 0), ("Ready", 0), ("Up-to-date", 0), ("Available", 0), ("Age", 0),
-        ("Containers", 1), ("Images", 1), ("Selector", 1),
+        ("Name", 0),
+        ("Ready", 0),
+        ("Up-to-date", 0),
+        ("Available", 0),
+        ("Age", 0),
+        ("Containers", 1),
+        ("Images", 1),
+        ("Selector", 1),
     ]
     assert deployments["rows"][0]["cells"][:4] == ["web", "2/2", 2, 2]
     assert deployments["rows"][0]["cells"][5:] == ["app,sidecar", "nginx:1.0,envoy:1", "app=web"]
     assert deployments["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
     _, _, pods = call(kube, "GET", "/api/v1/pods", None, accept)
     assert [c["name"] for c in pods["columnDefinitions"]][:7] == [
-        "Name", "Ready", "Status", "Restarts", "Age", "IP", "Node",
+        "Name",
+        "Ready",
+        "Status",
+        "Restarts",
+        "Age",
+        "IP",
+        "Node",
     ]
     assert pods["rows"][0]["cells"][1:4] == ["2/2", "Running", "0"]
     _, _, rss = call(kube, "GET", "/apis/apps/v1/namespaces/default/replicasets", None, accept)
     assert [c["name"] for c in rss["columnDefinitions"]] == [
-        "Name", "Desired", "Current", "Ready", "Age", "Containers", "Images", "Selector",
+        "Name",
+        "Desired",
+        "Current",
+        "Ready",
+        "Age",
+        "Containers",
+        "Images",
+        "Selector",
     ]
     for path in ("/api/v1/namespaces", "/api/v1/namespaces/default/events"):
         assert call(kube, "GET", path, None, accept)[2]["rows"]
@@ -278,8 +316,9 @@ def test_watch_field_and_label_selectors(kube):
     call(kube, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment_body("web"))
     call(kube, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment_body("api"))
     by_field = watch_lines(
-        kube, "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1"
-        "&fieldSelector=metadata.name%3Dapi"
+        kube,
+        "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1"
+        "&fieldSelector=metadata.name%3Dapi",
     )
     assert by_field and {e["object"]["metadata"]["name"] for e in by_field} == {"api"}
     by_label = watch_lines(
@@ -294,8 +333,9 @@ def test_watch_field_and_label_selectors(kube):
 def test_watch_bookmarks_and_clean_end(kube):
     started = time.monotonic()
     events = watch_lines(
-        kube, "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1"
-        "&allowWatchBookmarks=true&resourceVersion=1"
+        kube,
+        "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1"
+        "&allowWatchBookmarks=true&resourceVersion=1",
     )
     assert 0.9 < time.monotonic() - started < 3
     bookmark = events[0]
@@ -303,8 +343,9 @@ def test_watch_bookmarks_and_clean_end(kube):
     assert bookmark["object"]["kind"] == "Deployment"
     assert bookmark["object"]["metadata"]["resourceVersion"] == str(kube.cluster.rv)
     without = watch_lines(
-        kube, "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1"
-        "&resourceVersion=1"
+        kube,
+        "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1"
+        "&resourceVersion=1",
     )
     assert without == []
 
@@ -325,7 +366,9 @@ def test_watch_resume_has_no_gap_or_duplicate(kube):
 def test_watch_live_events_and_410(kube):
     conn = http.client.HTTPConnection("127.0.0.1", kube.port, timeout=10)
     rv = kube.cluster.rv
-    conn.request("GET", f"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}")
+    conn.request(
+        "GET", f"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}"
+    )
     response = conn.getresponse()
     call(kube, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment_body())
     first = json.loads(response.readline())
@@ -346,7 +389,9 @@ def test_bounded_history_expires_old_versions():
     with start(ready_after=0.1, history_size=5) as kube:
         for i in range(10):
             kube.cluster.create("namespaces", "", {"metadata": {"name": f"ns{i}"}})
-        events = watch_lines(kube, "/api/v1/namespaces?watch=true&timeoutSeconds=1&resourceVersion=1")
+        events = watch_lines(
+            kube, "/api/v1/namespaces?watch=true&timeoutSeconds=1&resourceVersion=1"
+        )
     assert events[0]["object"]["reason"] == "Expired"
 
 
@@ -402,12 +447,32 @@ def test_seed_and_command_line(tmp_path: Path):
     with start(ready_after=0.05, seed=str(seed)) as kube:
         kube.wait_for(lambda c: kube.rollout_complete("prod", "web"), 5)
         assert {n["metadata"]["name"] for n in kube.cluster.list("namespaces")[0]} == {
-            "default", "prod", "staging",
+            "default",
+            "prod",
+            "staging",
         }
 
+    manifests = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "qa"}},
+        {**deployment_body("api"), "metadata": {"name": "api", "namespace": "qa"}},
+    ]
+    with start(ready_after=0.05, seed=manifests) as kube:
+        kube.wait_for(lambda c: kube.rollout_complete("qa", "api"), 5)
+
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.kube", "--port", "0", "--ready-after", "0.05",
-         "--seed", str(seed), "--token", "t"],
+        [
+            sys.executable,
+            "-m",
+            "sandbox.kube",
+            "--port",
+            "0",
+            "--ready-after",
+            "0.05",
+            "--seed",
+            str(seed),
+            "--token",
+            "t",
+        ],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],

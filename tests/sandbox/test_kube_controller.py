@@ -89,6 +89,24 @@ def test_rolling_update_never_breaks_surge_or_availability(replicas, surge, unav
     assert {p["spec"]["containers"][0]["image"] for p in final} == {"nginx:1.1"}
 
 
+@pytest.mark.parametrize("replicas", [4, 10])
+def test_changing_the_template_mid_rollout_keeps_the_bounds(replicas):
+    with start(ready_after=0.1) as kube:
+        kube.create_deployment(NS, "web", "nginx:1.0", replicas=replicas)
+        wait_complete(kube, "web")
+        max_surge, max_unavailable = resolve_fenceposts(kube.deployment(NS, "web"))
+        recorder = kube.observe_rollout(NS, "web")
+        set_image(kube, "web", "nginx:1.1")
+        kube.wait_for(lambda c: len(c.raw("replicasets", NS)) == 2 and len(recorder.states) > 8)
+        set_image(kube, "web", "nginx:1.2")
+        wait_complete(kube, "web")
+        recorder.stop()
+        assert len(kube.cluster.list("replicasets", NS)[0]) == 3
+    assert all(s["pods"] <= replicas + max_surge for s in recorder.states)
+    assert all(s["ready"] >= replicas - max_unavailable for s in recorder.states)
+    assert max(len([v for v in s["replicasets"].values() if v[0]]) for s in recorder.states) >= 2
+
+
 def test_fenceposts_round_like_kubernetes():
     def fence(replicas, surge="25%", unavailable="25%"):
         d = {
@@ -156,7 +174,10 @@ def test_new_replica_set_bookkeeping(kube):
     }
     progressing = get_condition(d["status"], "Progressing")
     assert progressing["reason"] == "NewReplicaSetAvailable"
-    assert progressing["message"] == f'ReplicaSet "{new["metadata"]["name"]}" has successfully progressed.'
+    assert (
+        progressing["message"]
+        == f'ReplicaSet "{new["metadata"]["name"]}" has successfully progressed.'
+    )
     available = get_condition(d["status"], "Available")
     assert (available["status"], available["reason"]) == ("True", "MinimumReplicasAvailable")
     pods = kube.cluster.list("pods", NS)[0]
@@ -171,8 +192,10 @@ def test_scaling_events_are_recorded(kube):
     wait_complete(kube, "web")
     events, _ = kube.cluster.list("events", NS, field_selector="involvedObject.kind=Deployment")
     messages = [e["message"] for e in events]
-    rss = {rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]: rs["metadata"]["name"]
-           for rs in kube.cluster.list("replicasets", NS)[0]}
+    rss = {
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]: rs["metadata"]["name"]
+        for rs in kube.cluster.list("replicasets", NS)[0]
+    }
     assert f"Scaled up replica set {rss['1']} from 0 to 2" in messages
     assert f"Scaled up replica set {rss['2']} from 0 to 1" in messages
     assert f"Scaled down replica set {rss['1']} from 2 to 1" in messages
@@ -361,3 +384,20 @@ def test_deleting_a_deployment_cascades(kube):
     kube.cluster.delete("deployments", NS, "web")
     assert kube.cluster.list("replicasets", NS)[0] == []
     assert kube.cluster.list("pods", NS)[0] == []
+
+
+def test_observe_rollout_records_every_step():
+    with start(ready_after=0.05) as kube:
+        kube.create_deployment(NS, "web", "nginx:1.0", replicas=4)
+        wait_complete(kube, "web")
+        recorder = kube.observe_rollout(NS, "web")
+        set_image(kube, "web", "nginx:1.1")
+        wait_complete(kube, "web")
+        recorder.stop()
+    states = recorder.states
+    assert all(3 <= s["ready"] and s["pods"] <= 5 for s in states)  # 25%/25% of 4 → (1, 1)
+    rvs = [s["rv"] for s in states]
+    assert rvs == sorted(rvs)
+    sizes = [sorted(s["replicasets"].values()) for s in states]
+    assert sizes[0] == [(4, 4)]
+    assert sizes[-1] == [(0, 0), (4, 4)]

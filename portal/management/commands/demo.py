@@ -107,10 +107,10 @@ class Command(BaseCommand):
         python = sys.executable
         kube = f"http://127.0.0.1:{ports.kube}"
         self._spawn("kube", [python, "-m", "sandbox.kube", "--port", str(ports.kube), "--ready-after",
-                             str(ready_after), "--seed", str(seed_file), "--token", TOKEN])
+                             str(ready_after), "--seed", str(seed_file)])
         notify = f"http://127.0.0.1:{port}/hooks/jenkins/?token={TOKEN}"
         self._spawn("jenkins", [python, "-m", "sandbox.jenkins", "--port", str(ports.jenkins), "--user", "pampam",
-                                "--token", TOKEN, "--kube-url", kube, "--kube-token", TOKEN, "--notify-url", notify])
+                                "--token", TOKEN, "--kube-url", kube, "--notify-url", notify])
         repos = []
         for slug, *_ in demo_data.SERVICES:
             repos += ["--repo", f"{demo_data.GITHUB_OWNER}/{slug}", "--commits", str(demo_data.COMMITS_PER_REPO)]
@@ -142,7 +142,8 @@ class Command(BaseCommand):
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "pampam-demo", "cluster": {"server": f"http://127.0.0.1:{kube_port}"}}],
-            "users": [{"name": "pampam-demo", "user": {"token": TOKEN}}],
+            # kubectl sends no bearer token over plain http; the sandbox asks for none.
+            "users": [{"name": "pampam-demo", "user": {}}],
             "contexts": [{"name": "pampam-demo", "context": {"cluster": "pampam-demo", "user": "pampam-demo",
                                                              "namespace": "pampam-prod"}}],
             "current-context": "pampam-demo",
