@@ -49,7 +49,7 @@ class Ports:
 
 def sha_of(repo: str, index: int) -> str:
     """The sandbox GitHub's deterministic sha of commit `index` of `repo`."""
-    return hashlib.sha1(f"{repo}:{index}".encode()).hexdigest()
+    return hashlib.sha1(f"{repo}:{index}".encode(), usedforsecurity=False).hexdigest()
 
 
 def replicas_in(env_slug: str, prod_replicas: int) -> int:
@@ -147,8 +147,16 @@ def _history(services, environments, users) -> None:
                 created_at=next(clock),
             )
         previous = {}
-        plan = [("1.0.0", "dev"), ("1.0.0", "staging"), ("1.0.0", "prod"), ("1.1.0", "dev"),
-                ("1.1.0", "staging"), ("1.1.0", "prod"), ("1.2.0", "dev"), ("1.2.0", "staging")]
+        plan = [
+            ("1.0.0", "dev"),
+            ("1.0.0", "staging"),
+            ("1.0.0", "prod"),
+            ("1.1.0", "dev"),
+            ("1.1.0", "staging"),
+            ("1.1.0", "prod"),
+            ("1.2.0", "dev"),
+            ("1.2.0", "staging"),
+        ]
         if service.slug == "groupbuy-api":
             plan.append(("1.2.0", "prod!"))
         for version, env_slug in plan:
@@ -177,24 +185,43 @@ def _past(service, release, env, previous, users, at, failed) -> Deployment:
         started_at=at + timedelta(minutes=10),
         finished_at=at + timedelta(minutes=13),
         reason="Pods crash-looped (CrashLoopBackOff); rolled back automatically." if failed else "",
-        progress={"desired": desired, "updated": desired, "ready": desired, "available": desired, "total": desired,
-                  "max_total": desired + 1, "status": "complete"},
-        downtime={"checked": True, "dropped": False, "min_available": max(desired - 1, 1),
-                  "min_required": max(desired - 1, 0), "seconds": 0},
+        progress={
+            "desired": desired,
+            "updated": desired,
+            "ready": desired,
+            "available": desired,
+            "total": desired,
+            "max_total": desired + 1,
+            "status": "complete",
+        },
+        downtime={
+            "checked": True,
+            "dropped": False,
+            "min_available": max(desired - 1, 1),
+            "min_required": max(desired - 1, 0),
+            "seconds": 0,
+        },
     )
     lines = [("requested", f"bob requested {service.name} {release.version} in {env.name}.", users["bob"])]
     lines += [("approval", f"{u.username} approved.", u) for u in approvers]
     lines += [("state", "Approved.", None), ("state", f"Rolling out {release.image}.", None)]
     if failed:
-        lines += [("state", "Pod crash-looping (CrashLoopBackOff, 3 restarts).", None),
-                  ("state", "Rolling back automatically.", None), ("state", "Rolled back.", None)]
+        lines += [
+            ("state", "Pod crash-looping (CrashLoopBackOff, 3 restarts).", None),
+            ("state", "Rolling back automatically.", None),
+            ("state", "Rolled back.", None),
+        ]
     else:
         lines += [("state", f'Rolled out: Deployment "{service.k8s_deployment}" successfully rolled out.', None)]
     for user in approvers:
         Approval.objects.create(deployment=deployment, user=user, decision=Approval.APPROVE, created_at=at)
     for seq, (kind, message, actor) in enumerate(lines, 1):
         DeploymentEvent.objects.create(
-            deployment=deployment, seq=seq, kind=kind, message=message, actor=actor,
+            deployment=deployment,
+            seq=seq,
+            kind=kind,
+            message=message,
+            actor=actor,
             created_at=at + timedelta(minutes=seq),
         )
     Deployment.objects.filter(pk=deployment.pk).update(last_seq=len(lines))

@@ -42,17 +42,18 @@ class Command(BaseCommand):
         self.var.mkdir(parents=True, exist_ok=True)
         ports = demo_data.Ports(kube=port + 1, jenkins=port + 2, github=port + 3, grafana=port + 4, slack=port + 5)
         env = self._environment(port, ports)
-        call_command("migrate", verbosity=0, interactive=False)
-        created = demo_data.seed(ports, TOKEN)
-        self.stdout.write("Seeded demo data." if created else "Demo data already present.")
-        seed_file = self.var / "kube-seed.json"
-        seed_file.write_text(json.dumps(demo_data.cluster_seed(), indent=1))
-        self._write_kubeconfig(ports.kube)
-        if no_serve:
-            return
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
-            self._start_redis()
+            if not no_serve:
+                self._start_redis()
+            call_command("migrate", verbosity=0, interactive=False)
+            created = demo_data.seed(ports, TOKEN)
+            self.stdout.write("Seeded demo data." if created else "Demo data already present.")
+            seed_file = self.var / "kube-seed.json"
+            seed_file.write_text(json.dumps(demo_data.cluster_seed(), indent=1))
+            self._write_kubeconfig(ports.kube)
+            if no_serve:
+                return
             self._start_sandboxes(ports, seed_file, ready_after, port)
             self._start_portal(port, env)
             self._banner(port, ports)
@@ -106,25 +107,72 @@ class Command(BaseCommand):
     def _start_sandboxes(self, ports, seed_file, ready_after, port) -> None:
         python = sys.executable
         kube = f"http://127.0.0.1:{ports.kube}"
-        self._spawn("kube", [python, "-m", "sandbox.kube", "--port", str(ports.kube), "--ready-after",
-                             str(ready_after), "--seed", str(seed_file)])
+        self._spawn(
+            "kube",
+            [
+                python,
+                "-m",
+                "sandbox.kube",
+                "--port",
+                str(ports.kube),
+                "--ready-after",
+                str(ready_after),
+                "--seed",
+                str(seed_file),
+            ],
+        )
         notify = f"http://127.0.0.1:{port}/hooks/jenkins/?token={TOKEN}"
-        self._spawn("jenkins", [python, "-m", "sandbox.jenkins", "--port", str(ports.jenkins), "--user", "pampam",
-                                "--token", TOKEN, "--kube-url", kube, "--notify-url", notify])
+        self._spawn(
+            "jenkins",
+            [
+                python,
+                "-m",
+                "sandbox.jenkins",
+                "--port",
+                str(ports.jenkins),
+                "--user",
+                "pampam",
+                "--token",
+                TOKEN,
+                "--kube-url",
+                kube,
+                "--notify-url",
+                notify,
+            ],
+        )
         repos = []
         for slug, *_ in demo_data.SERVICES:
             repos += ["--repo", f"{demo_data.GITHUB_OWNER}/{slug}", "--commits", str(demo_data.COMMITS_PER_REPO)]
         self._spawn("github", [python, "-m", "sandbox.github", "--port", str(ports.github), "--token", TOKEN, *repos])
         self._spawn("grafana", [python, "-m", "sandbox.grafana", "--port", str(ports.grafana), "--token", TOKEN])
         self._spawn("slack", [python, "-m", "sandbox.slack", "--port", str(ports.slack)])
-        for name, p in [("kube", ports.kube), ("jenkins", ports.jenkins), ("github", ports.github),
-                        ("grafana", ports.grafana), ("slack", ports.slack)]:
+        for name, p in [
+            ("kube", ports.kube),
+            ("jenkins", ports.jenkins),
+            ("github", ports.github),
+            ("grafana", ports.grafana),
+            ("slack", ports.slack),
+        ]:
             _wait_until(lambda p=p: _port_open(p), f"the {name} sandbox on port {p}")
 
     def _start_portal(self, port: int, env: dict) -> None:
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
-        self._spawn("web", [python, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1",
-                            "--port", str(port), "--log-level", "warning"], env)
+        self._spawn(
+            "web",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "portal.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env,
+        )
         self._spawn("worker", [python, manage, "rqworker", "default", "--with-scheduler"], env)
         self._spawn("cron", [python, manage, "rqcron", "portal.cron"], env)
         self._spawn("watcher", [python, manage, "watch_clusters"], env)
@@ -132,8 +180,14 @@ class Command(BaseCommand):
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         log = open(self.var / f"demo-{name}.log", "ab")  # noqa: SIM115 - kept open for the child's life
-        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env or dict(os.environ),
-                                 cwd=settings.BASE_DIR, start_new_session=True)
+        child = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env or dict(os.environ),
+            cwd=settings.BASE_DIR,
+            start_new_session=True,
+        )
         child.name = name
         self.children.append(child)
 
@@ -144,8 +198,12 @@ class Command(BaseCommand):
             "clusters": [{"name": "pampam-demo", "cluster": {"server": f"http://127.0.0.1:{kube_port}"}}],
             # kubectl sends no bearer token over plain http; the sandbox asks for none.
             "users": [{"name": "pampam-demo", "user": {}}],
-            "contexts": [{"name": "pampam-demo", "context": {"cluster": "pampam-demo", "user": "pampam-demo",
-                                                             "namespace": "pampam-prod"}}],
+            "contexts": [
+                {
+                    "name": "pampam-demo",
+                    "context": {"cluster": "pampam-demo", "user": "pampam-demo", "namespace": "pampam-prod"},
+                }
+            ],
             "current-context": "pampam-demo",
         }
         path = self.var / "kubeconfig"
@@ -157,11 +215,13 @@ class Command(BaseCommand):
         self.stdout.write(f"  Log in as admin, alice, bob or carol with the password {demo_data.PASSWORD}")
         self.stdout.write("    alice: developer + approver · bob: developer, release manager + approver")
         self.stdout.write("    carol: release manager + approver · admin: staff (Django admin at /admin/)")
-        self.stdout.write(f"  A storefront deployment to prod waits for two approvals: log in as alice, then carol.")
+        self.stdout.write("  A storefront deployment to prod waits for two approvals: log in as alice, then carol.")
         self.stdout.write(f"  kubectl:  KUBECONFIG={self.var / 'kubeconfig'} kubectl get deploy -A")
         self.stdout.write(f"  Jenkins:  http://127.0.0.1:{ports.jenkins}/  (pampam / {TOKEN})")
         self.stdout.write(f"  GitHub:   http://127.0.0.1:{ports.github}/api/v3/  (webhook secret {TOKEN})")
-        self.stdout.write(f"  Grafana:  http://127.0.0.1:{ports.grafana}/   Slack messages: http://127.0.0.1:{ports.slack}/")
+        self.stdout.write(
+            f"  Grafana:  http://127.0.0.1:{ports.grafana}/   Slack messages: http://127.0.0.1:{ports.slack}/"
+        )
         self.stdout.write(f"  Metrics:  curl -H 'Authorization: Bearer {TOKEN}' http://127.0.0.1:{port}/metrics")
         self.stdout.write(f"  Logs in {self.var}/demo-*.log. Ctrl-C stops everything.\n")
 
@@ -186,6 +246,10 @@ class Command(BaseCommand):
                 os.killpg(child.pid, signal.SIGKILL)
         if getattr(self, "fake_redis", None):
             self.fake_redis.shutdown()
+
+
+def _interrupt(*_):
+    raise KeyboardInterrupt
 
 
 def _redis_answers(url: str) -> bool:
