@@ -1,0 +1,88 @@
+"""`make demo` end to end: the demo command serves the login page and alice can log in."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_base() -> int:
+    """A port P such that P…P+5 and P+379 are free (the demo's web, sandboxes and Redis)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = sock.getsockname()[1]
+        if base > 60000:
+            continue
+        ports = [*range(base, base + 6), base + 379]
+        if all(_free(p) for p in ports):
+            return base
+    pytest.fail("no free ports for the demo")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.fixture
+def demo(tmp_path):
+    port = _free_base()
+    env = {
+        **os.environ,
+        "DEBUG": "1",
+        "SECRET_KEY": "pampam-demo-secret",
+        "PAMPAM_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/demo.sqlite3",
+        "REDIS_URL": f"redis://127.0.0.1:{port + 379}/0",
+    }
+    for name in ("JENKINS_URL", "GITHUB_API_URL", "GRAFANA_URL", "SLACK_WEBHOOK_URL", "PORTAL_URL"):
+        env.pop(name, None)
+    log = open(tmp_path / "demo.out", "wb")  # noqa: SIM115
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port), "--ready-after", "0.5"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "Ctrl-C stops everything" not in (tmp_path / "demo.out").read_text():
+        assert child.poll() is None, (tmp_path / "demo.out").read_text()
+        time.sleep(0.5)
+    yield base, tmp_path
+    os.killpg(child.pid, signal.SIGINT)
+    try:
+        child.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+    log.close()
+
+
+def test_it_serves_the_login_page_and_alice_can_log_in(demo):
+    base, var = demo
+    session = requests.Session()
+    page = session.get(f"{base}/accounts/login/", timeout=10)
+    assert page.status_code == 200
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    response = session.post(
+        f"{base}/accounts/login/",
+        data={"username": "alice", "password": "pampam-demo", "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base}/accounts/login/"},
+        timeout=10,
+    )
+    assert response.url == f"{base}/"
+    assert "What runs where" in response.text
+    assert "Storefront" in response.text
+    assert (var / "kubeconfig").exists()
