@@ -12,11 +12,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from clusters import rollout
-from clusters.models import Environment, WatcherHeartbeat, Workload
+from clusters.models import Cluster, Environment, WatcherHeartbeat, Workload
 from clusters.signals import workload_observed
 from portal import live
 from portal.integrations import IntegrationError, kube
@@ -33,6 +33,9 @@ class Namespace:
     name: str
     objects: dict = field(default_factory=lambda: {kind: {} for kind in kube.KINDS})
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The three streams take turns to snapshot and record, so a Workload row and the timeline
+    # never go back to an older picture written late by a slower thread.
+    recording: threading.Lock = field(default_factory=threading.Lock)
 
     def replace(self, kind: str, items: list[dict]) -> None:
         with self.lock:
@@ -77,28 +80,61 @@ def _controller(obj: dict) -> dict | None:
 
 
 class Watcher:
+    """The streams of every (cluster, namespace) some environment uses, and their heartbeat.
+
+    `run()` blocks (the management command); tests call `start()` and `shutdown()`.
+    """
+
     def __init__(self, name: str = "watcher", heartbeat_seconds: float = 5.0, watch_timeout: int = 300):
         self.name = name
         self.heartbeat_seconds = heartbeat_seconds
         self.watch_timeout = watch_timeout
         self.stop = threading.Event()
         self.threads: dict[tuple, threading.Thread] = {}
+        self.spaces: dict[tuple, Namespace] = {}
+        self.wanted: set[tuple] = set()
+        self.open: dict[tuple, kube.WatchStream] = {}
+        self.open_lock = threading.Lock()
         self.reconnects = 0
+        self.relists = 0
+        self.expired = 0
         self.lag = 0.0
+        self.main: threading.Thread | None = None
 
     def run(self) -> None:
         """Run until `stop` is set: start streams for every environment, beat, re-plan."""
-        while not self.stop.is_set():
-            self.plan()
-            self.beat()
-            self.stop.wait(self.heartbeat_seconds)
-        self.beat()
+        try:
+            while not self.stop.is_set():
+                self.plan()
+                self.beat()
+                self.stop.wait(self.heartbeat_seconds)
+        finally:
+            connection.close()
+
+    def start(self) -> "Watcher":
+        self.main = threading.Thread(target=self.run, name=f"{self.name}-plan", daemon=True)
+        self.main.start()
+        return self
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every stream now (their blocked reads are interrupted) and wait for the threads."""
+        self.stop.set()
+        with self.open_lock:
+            streams = list(self.open.values())
+        for stream in streams:
+            stream.close()
+        deadline = time.monotonic() + timeout
+        for thread in [self.main, *self.threads.values()]:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def plan(self) -> None:
         close_old_connections()
         pairs = set(Environment.objects.values_list("cluster_id", "namespace"))
+        self.wanted = {(c, ns, kind) for c, ns in pairs for kind in kube.KINDS}
         for cluster_pk, namespace in pairs:
-            space = Namespace(cluster_pk, namespace)
+            # One Namespace per pair for the watcher's life: its three streams share it.
+            space = self.spaces.setdefault((cluster_pk, namespace), Namespace(cluster_pk, namespace))
             for kind in kube.KINDS:
                 key = (cluster_pk, namespace, kind)
                 if key not in self.threads or not self.threads[key].is_alive():
@@ -121,56 +157,76 @@ class Watcher:
         )
 
     def stream(self, space: Namespace, kind: str) -> None:
-        from clusters.models import Cluster
-
+        """List, then watch from the list's version; on 410 list again, on errors back off."""
+        key = (space.cluster_pk, space.name, kind)
         backoff = BACKOFF_START
-        while not self.stop.is_set():
-            try:
-                cluster = Cluster.objects.get(pk=space.cluster_pk)
-                items, version = kube.list_objects(cluster, space.name, kind)
-                space.replace(kind, items)
-                self.refresh_all(space)
-                backoff = BACKOFF_START
-                self.follow(cluster, space, kind, version)
-            except IntegrationError as error:
-                if not error.permanent or "410" not in str(error):
+        try:
+            while not self.stop.is_set() and key in self.wanted:
+                try:
+                    cluster = Cluster.objects.get(pk=space.cluster_pk)
+                    items, version = kube.list_objects(cluster, space.name, kind)
+                    self.relists += 1
+                    space.replace(kind, items)
+                    self.refresh_all(space)
+                    backoff = BACKOFF_START
+                    self.follow(cluster, space, kind, version)
+                except kube.Expired:
+                    self.expired += 1  # list again at once: that is what 410 asks for
+                except IntegrationError as error:
+                    self.reconnects += 1
                     log.warning("watch %s/%s: %s; retrying in %.1fs", space.name, kind, error, backoff)
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX)
-                self.reconnects += 1
-            except Cluster.DoesNotExist:
-                return
-            except Exception:  # noqa: BLE001 - a stream must outlive any one bad event
-                log.exception("watch %s/%s crashed; restarting", space.name, kind)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
-            finally:
-                close_old_connections()
+                except Cluster.DoesNotExist:
+                    return
+                except Exception:  # noqa: BLE001 - a stream must outlive any one bad event
+                    log.exception("watch %s/%s crashed; restarting", space.name, kind)
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                finally:
+                    close_old_connections()
+        finally:
+            connection.close()
 
     def follow(self, cluster, space: Namespace, kind: str, version: str) -> None:
         """Watch from `version` until the server ends the stream, re-watching from the last version."""
+        key = (space.cluster_pk, space.name, kind)
         while not self.stop.is_set():
-            for event_type, obj in kube.watch_objects(cluster, space.name, kind, version, self.watch_timeout):
-                version = obj.get("metadata", {}).get("resourceVersion") or version
-                if event_type in ("BOOKMARK", "ERROR"):
-                    continue
-                started = time.monotonic()
-                space.apply(kind, event_type, obj)
-                name = space.deployment_of(kind, obj)
-                if name:
-                    self.refresh(space, name)
-                self.lag = time.monotonic() - started
-                if self.stop.is_set():
-                    return
+            stream = kube.WatchStream(cluster, space.name, kind, version, self.watch_timeout)
+            with self.open_lock:
+                self.open[key] = stream
+            try:
+                for event_type, obj in stream:
+                    if self.stop.is_set():
+                        return
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if event_type in ("BOOKMARK", "ERROR"):
+                        continue
+                    started = time.monotonic()
+                    space.apply(kind, event_type, obj)
+                    name = space.deployment_of(kind, obj)
+                    if name:
+                        self.refresh(space, name)
+                    self.lag = time.monotonic() - started
+            finally:
+                with self.open_lock:
+                    self.open.pop(key, None)
+
+    def open_streams(self) -> int:
+        """Watch requests open right now (at most three per namespace)."""
+        with self.open_lock:
+            return len(self.open)
 
     def refresh_all(self, space: Namespace) -> None:
         for name in space.deployment_names():
             self.refresh(space, name)
 
     def refresh(self, space: Namespace, name: str) -> None:
-        snapshot = space.snapshot(name)
-        for environment in Environment.objects.filter(cluster_id=space.cluster_pk, namespace=space.name):
-            record(environment, name, snapshot)
+        environments = list(Environment.objects.filter(cluster_id=space.cluster_pk, namespace=space.name))
+        with space.recording:
+            snapshot = space.snapshot(name)
+            for environment in environments:
+                record(environment, name, snapshot)
 
 
 def record(environment, name: str, snapshot: kube.Snapshot | None) -> Workload:

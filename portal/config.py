@@ -6,6 +6,7 @@ Every error names the variable so a broken deploy says what to fix.
 """
 
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -70,21 +71,32 @@ def secret(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def redact(url: str) -> str:
+    """The URL with its password replaced, fit for an error message or a log line."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+
+
 def database(name: str, default: str) -> dict:
-    value = os.environ.get(name, default)
+    """A database URL (it holds a password, so it may also come from `NAME_FILE`)."""
+    value = secret(name) or default
     try:
         config = environ.Env.db_url_config(value)
     except Exception as exc:  # environ raises several types for a malformed URL
-        raise _bad(name, value, f"expected a database URL ({exc})") from None
-    if not config.get("ENGINE"):
-        raise _bad(name, value, "expected postgres://… or sqlite:///…")
+        raise _bad(name, redact(value), f"expected a database URL ({exc})") from None
+    if config.get("ENGINE") not in _ENGINES:
+        raise _bad(name, redact(value), "expected postgres://… or sqlite:///…")
+    if not config.get("NAME"):
+        raise _bad(name, redact(value), "the URL names no database")
     return config
 
 
 def redis_url(name: str, default: str) -> str:
-    value = os.environ.get(name, default)
+    value = secret(name) or default
     if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise _bad(name, value, "expected redis://host:port/db")
+        raise _bad(name, redact(value), "expected redis://host:port/db")
     return value
 
 

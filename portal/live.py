@@ -6,9 +6,11 @@ that fails (Redis down) is logged and dropped; the page catches up from the data
 reconnect, because the events are rows.
 """
 
+import asyncio
 import logging
+import os
+import threading
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -17,6 +19,8 @@ log = logging.getLogger(__name__)
 ACTIVITY_GROUP = "activity"
 # Log lines are many and only matter on the deployment's own page.
 QUIET_KINDS = frozenset({"log"})
+# The dashboard draws a bar from these; pods and conditions stay on the deployment's page.
+SUMMARY_COUNTS = ("desired", "updated", "ready", "available", "total", "max_total")
 
 
 def send(group: str, message: dict) -> None:
@@ -29,9 +33,30 @@ def _send_now(group: str, message: dict) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _sender_loop()).result(SEND_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - a lost broadcast must never break a transition
         log.warning("broadcast to %s failed: %s", group, exc)
+
+
+# One event loop per process, in its own thread, does every send. `async_to_sync` would run
+# each send in a fresh loop, and channels-redis keeps its Redis connections per loop: every
+# broadcast would open a new connection (tens of ms on a busy host). One loop also keeps
+# sends from one process in the order they were made.
+SEND_TIMEOUT = 5.0
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+_loop_lock = threading.Lock()
+
+
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _loop_pid
+    with _loop_lock:
+        # A forked child (RQ's default worker) inherits the object but not the thread.
+        if _loop is None or _loop_pid != os.getpid():
+            _loop = asyncio.new_event_loop()
+            _loop_pid = os.getpid()
+            threading.Thread(target=_loop.run_forever, name="live-sender", daemon=True).start()
+        return _loop
 
 
 def deployment_event(deployment, event) -> None:
@@ -56,6 +81,6 @@ def activity_summary(deployment) -> dict:
         "state": deployment.state,
         "state_label": deployment.state_label,
         "tone": deployment.tone,
-        "progress": deployment.progress,
+        "progress": {k: (deployment.progress or {}).get(k, 0) for k in SUMMARY_COUNTS},
         "url": deployment.get_absolute_url(),
     }

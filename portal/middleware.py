@@ -1,4 +1,17 @@
+from urllib.parse import quote, urlsplit
+
 from django.conf import settings
+
+
+def frame_source(url: str) -> str:
+    """GRAFANA_URL as a CSP source: an origin as is; a sub-path gets a trailing slash, since
+    a source path without one matches that exact path only (CSP3 §6.7.2.9)."""
+    if not url:
+        return "'none'"
+    parts = urlsplit(url)
+    # ";" and "," would end the source list or the directive: keep them percent-encoded.
+    path = quote(parts.path.rstrip("/"), safe="/%-._~!$&'()*+=:@")
+    return f"{parts.scheme}://{parts.netloc}" + (f"{path}/" if path else "")
 
 
 class SecurityHeadersMiddleware:
@@ -6,7 +19,7 @@ class SecurityHeadersMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        frames = settings.GRAFANA_URL or "'none'"
+        frames = frame_source(settings.GRAFANA_URL)
         self.policy = "; ".join(
             [
                 "default-src 'self'",

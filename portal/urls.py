@@ -1,13 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from portal import metrics
 from portal import views as portal_views
-from releases import views
+from releases import build_views, dora, views
 
 urlpatterns = [
     path("", portal_views.dashboard, name="dashboard"),
     path("healthz", portal_views.healthz, name="healthz"),
     path("readyz", portal_views.readyz, name="readyz"),
+    path("metrics", metrics.scrape, name="metrics"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("services/<slug:slug>/", views.service_detail, name="service"),
@@ -23,6 +25,12 @@ urlpatterns = [
     path("deployments/<int:pk>/cancel/", views.cancel, name="cancel"),
     path("approvals/", views.approvals, name="approvals"),
     path("history/", views.history, name="history"),
+    path("dora/", dora.page, name="dora"),
+    path("hooks/", include("releases.webhooks.urls")),
+    path("services/<slug:slug>/build/", build_views.start, name="start_build"),
+    path("builds/<int:pk>/", build_views.build_detail, name="build"),
+    path("builds/<int:pk>/abort/", build_views.abort, name="abort_build"),
+    path("deployments/<int:pk>/abort-job/", build_views.abort_deploy_job, name="abort_deploy_job"),
 ]
 
 handler404 = "portal.views.not_found"

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from releases.models import Deployment, DeploymentEvent, Release, Service
+from releases.models import Build, BuildEvent, Deployment, DeploymentEvent, Release, Service
 
 
 @admin.register(Service)
@@ -41,6 +41,33 @@ class DeploymentAdmin(admin.ModelAdmin):
     list_display = ["id", "service", "release", "environment", "state", "requested_by", "created_at"]
     list_filter = ["state", "environment", "service"]
     inlines = [EventInline]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+class BuildEventInline(admin.TabularInline):
+    model = BuildEvent
+    extra = 0
+    can_delete = False
+    fields = ["seq", "kind", "message", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Build)
+class BuildAdmin(admin.ModelAdmin):
+    """Read-only: builds change only through Jenkins (followers and webhooks)."""
+
+    list_display = ["id", "job_name", "number", "service", "state", "result", "trigger", "created_at"]
+    list_filter = ["state", "trigger", "service"]
+    search_fields = ["job_name", "version"]
+    inlines = [BuildEventInline]
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -9,6 +9,8 @@ class ReleasesConfig(AppConfig):
 
         # Importing these connects their signal receivers.
         from releases import receivers  # noqa: F401 - watcher observations advance deployments
+        from releases import annotations, notifications  # noqa: F401 - Grafana annotations, Slack messages
+        from releases import reporting  # noqa: F401 - GitHub Deployments and their statuses
         from releases.models import Service
 
         auditlog.register(Service)

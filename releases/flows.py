@@ -6,9 +6,10 @@ approvals). Work outside the database is queued through `portal.queues` after co
 """
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from portal import queues
-from releases import rules, states
+from releases import notifications, rules, states
 from releases.models import Approval, Deployment, Release
 
 
@@ -25,7 +26,7 @@ def last_succeeded(service, environment) -> Deployment | None:
     return (
         Deployment.objects.filter(service=service, environment=environment, state=states.SUCCEEDED)
         .select_related("release")
-        .order_by("-finished_at", "-id")
+        .order_by(F("finished_at").desc(nulls_last=True), "-id")
         .first()
     )
 
@@ -64,6 +65,7 @@ def request_deployment(user, release: Release, environment, *, override_reason: 
                 )
             if needs == 0:
                 approve(deployment, "No approvals are required here.")
+            notifications.approval_requested(deployment)
     except IntegrityError:
         # Someone else's request won the race for this service and environment.
         raise Refused(f"{release.service.name} already has an active deployment in {environment.name}.") from None

@@ -62,5 +62,7 @@ class HistoryFilter(forms.Form):
             try:
                 data["before"] = int(before)
             except ValueError:
+                data["before"] = None
+            if not data["before"] or not 0 < data["before"] < 2**63:
                 self.add_error(None, "That page link is broken; start again from the first page.")
         return data

@@ -11,10 +11,10 @@ from django.conf import settings
 from django.utils import timezone
 from rq import Retry, get_current_job
 
-from clusters import rollout
+from clusters import watcher
 from portal import queues
 from portal.integrations import IntegrationError, kube
-from releases import states, tracking
+from releases import states
 from releases.models import Deployment, TransitionRefused
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def run_deployment(pk: int) -> None:
 def apply_image(deployment: Deployment) -> None:
     env, service = deployment.environment, deployment.service
     try:
-        before = kube.read_snapshot(env.cluster, env.namespace, service.k8s_deployment).deployment
+        before = kube.read_deployment(env.cluster, env.namespace, service.k8s_deployment)
         patched = kube.set_image(
             env.cluster,
             env.namespace,
@@ -76,7 +76,7 @@ def apply_image(deployment: Deployment) -> None:
     except IntegrationError as error:
         _give_up_or_retry(deployment, error, "Updating the Deployment")
         return
-    revision = before["metadata"].get("annotations", {}).get(kube.REVISION, "")
+    revision = (before["metadata"].get("annotations") or {}).get(kube.REVISION, "")
     try:
         deployment.transition(
             states.ROLLING_OUT,
@@ -91,7 +91,11 @@ def apply_image(deployment: Deployment) -> None:
 
 
 def observe(pk: int) -> None:
-    """Read the rollout straight from the cluster and advance the deployment (reconciler path)."""
+    """Read the rollout straight from the cluster and advance the deployment (reconciler path).
+
+    Writes the Workload row exactly as the watcher does, so its signal advances the deployment
+    through the same code (releases.tracking) whichever of the two saw the change first.
+    """
     deployment = _load(pk, *states.IN_CLUSTER, states.BUILDING)
     if deployment is None:
         return
@@ -102,8 +106,7 @@ def observe(pk: int) -> None:
         if error.permanent:
             _give_up_or_retry(deployment, error, "Reading the rollout")
         return
-    progress = rollout.compute(snapshot.deployment, snapshot.replicasets, snapshot.pods, service.k8s_container)
-    tracking.advance(deployment, progress)
+    watcher.record(env, service.k8s_deployment, snapshot)
 
 
 def stop_rollout(pk: int) -> None:
@@ -118,7 +121,7 @@ def stop_rollout(pk: int) -> None:
             deployment.log("cluster", f"Paused {env.namespace}/{service.k8s_deployment}.")
         else:
             restored = kube.undo(env.cluster, env.namespace, service.k8s_deployment, deployment.revision_before or None)
-            deployment.log("cluster", f"Restored revision {restored} of {env.namespace}/{service.k8s_deployment}.")
+            deployment.log("cluster", f"Restored revision {restored.revision} of {env.namespace}/{service.k8s_deployment}.")
     except IntegrationError as error:
         deployment.log("cluster", f"Could not stop the rollout: {error}")
         if not error.permanent and _retries_left():
@@ -126,30 +129,41 @@ def stop_rollout(pk: int) -> None:
 
 
 def auto_rollback(pk: int) -> None:
-    """A failed rollout in an environment with auto-rollback: restore the previous revision."""
+    """A failed rollout in an environment with auto-rollback: restore the revision it replaced."""
     deployment = _load(pk, states.FAILED)
-    if deployment is None or not deployment.environment.auto_rollback:
+    if deployment is None or not needs_auto_rollback(deployment):
         return
     env, service = deployment.environment, deployment.service
-    image = deployment.previous_release.image if deployment.previous_release else ""
     try:
+        # An explicit revision makes this idempotent: running twice restores the same template.
         restored = kube.undo(env.cluster, env.namespace, service.k8s_deployment, deployment.revision_before or None)
     except IntegrationError as error:
         deployment.log("cluster", f"Automatic rollback failed: {error}")
         if not error.permanent and _retries_left():
             raise
         return
-    progress = {**deployment.progress, "rollback_image": image}
+    image = restored.images.get(service.k8s_container) or next(iter(restored.images.values()), "")
     try:
         deployment.transition(
             states.ROLLING_BACK,
             kind="state",
-            message=f"Rolling back automatically to revision {restored} ({image}).",
-            progress=progress,
+            message=f"Rolling back automatically to revision {restored.revision} ({image}).",
+            progress={**deployment.progress, "rollback_image": image},
+            generation=restored.generation,
         )
     except TransitionRefused:
         return
     observe(deployment.pk)
+
+
+def needs_auto_rollback(deployment: Deployment) -> bool:
+    """Failed after touching the cluster, in an auto-rollback environment, and not a failed rollback."""
+    return bool(
+        deployment.environment.auto_rollback
+        and deployment.generation is not None
+        and deployment.revision_before
+        and "rollback_image" not in (deployment.progress or {})
+    )
 
 
 def reconcile() -> dict:
@@ -165,8 +179,26 @@ def reconcile() -> dict:
     for pk in in_cluster.values_list("pk", flat=True):
         observe(pk)
         counts["observed"] += 1
+    counts["rolled_back"] = _ring_auto_rollbacks(now)
     _fail_overdue(now)
+    from releases import builds
+
+    counts.update(builds.reconcile(now))  # Jenkins builds and deploy jobs nobody followed lately
     return counts
+
+
+def _ring_auto_rollbacks(now) -> int:
+    """Failed rollouts whose automatic rollback job was lost (a worker died, Redis was down)."""
+    recent = Deployment.objects.filter(
+        state=states.FAILED,
+        environment__auto_rollback=True,
+        generation__isnull=False,
+        finished_at__gt=now - timezone.timedelta(hours=1),
+    ).select_related("environment")
+    pks = [d.pk for d in recent if needs_auto_rollback(d)]
+    for pk in pks:
+        queues.enqueue(auto_rollback, pk, retry=RETRY)
+    return len(pks)
 
 
 def _fail_overdue(now) -> None:

@@ -58,6 +58,15 @@ def _group_name(group) -> str:
     return group.name if group else "no group is set"
 
 
+def can_view(user, deployment=None) -> bool:
+    """May `user` see `deployment` (its page and its live stream) or, without one, the dashboard?
+
+    Today every active, logged-in user may; the page and the websocket consumers both ask here,
+    so narrowing it later (per team, per environment) is one change.
+    """
+    return bool(user and user.is_authenticated and user.is_active)
+
+
 def can_request(user, release, environment, *, override_reason: str = "", now=None) -> Verdict:
     """May `user` ask to deploy `release` to `environment` now?"""
     verdict = Verdict()

@@ -5,6 +5,7 @@ the same Progress, so both paths advance deployments identically. Level-triggere
 call looks at the whole picture, so a missed or repeated observation does no harm.
 """
 
+from django.db import transaction
 from django.utils import timezone
 
 from clusters import rollout
@@ -98,25 +99,26 @@ def _downtime(seen: dict, progress: rollout.Progress) -> dict:
 
 
 def _finish(deployment: Deployment, progress: rollout.Progress) -> None:
+    from clusters.models import Workload
+
     target = states.ROLLED_BACK if deployment.state == states.ROLLING_BACK else states.SUCCEEDED
     label = "Rolled back" if target == states.ROLLED_BACK else "Rolled out"
-    if _move(deployment, target, f"{label}: {progress.message}", revision_after=progress.revision):
-        from clusters.models import Workload
-
-        image = progress.images.get(deployment.service.k8s_container, progress.image)
-        Workload.objects.filter(environment=deployment.environment, name=deployment.service.k8s_deployment).update(
-            expected_image=image
-        )
+    image = progress.images.get(deployment.service.k8s_container, progress.image)
+    # One transaction: whoever sees the deployment succeeded also sees what the cluster should run.
+    with transaction.atomic():
+        if _move(deployment, target, f"{label}: {progress.message}", revision_after=progress.revision):
+            Workload.objects.filter(environment=deployment.environment, name=deployment.service.k8s_deployment).update(
+                expected_image=image
+            )
 
 
 def _fail(deployment: Deployment, progress: rollout.Progress) -> None:
     from releases import jobs
 
-    rolling_back = deployment.state == states.ROLLING_BACK
     if not _move(deployment, states.FAILED, progress.message, reason=progress.message):
         return
-    if not rolling_back and deployment.environment.auto_rollback and deployment.previous_release:
-        queues.enqueue(jobs.auto_rollback, deployment.pk)
+    if jobs.needs_auto_rollback(deployment):
+        queues.enqueue(jobs.auto_rollback, deployment.pk, retry=jobs.RETRY)
 
 
 def _move(deployment: Deployment, new: str, message: str, **fields) -> bool:

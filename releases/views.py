@@ -66,6 +66,8 @@ def request_deploy(request, pk):
 
 def deployment_detail(request, pk, decision_form=None, status=200):
     deployment = get_object_or_404(Deployment.objects.for_history().select_related("previous_release"), pk=pk)
+    if not rules.can_view(request.user, deployment):
+        return refused(request, "You may not view this deployment.")
     events = list(deployment.events.select_related("actor").order_by("-seq")[:500])
     events.reverse()
     user = request.user
@@ -80,18 +82,29 @@ def deployment_detail(request, pk, decision_form=None, status=200):
             "may_approve": rules.can_decide(user, deployment, "approve"),
             "may_reject": rules.can_decide(user, deployment, "reject"),
             "may_cancel": rules.can_cancel(user, deployment),
-            "may_rollback": deployment.state == states.SUCCEEDED and rules.is_deployer(user, deployment.environment),
+            "may_rollback": _may_roll_back(user, deployment),
             "approved_count": rules.approvals_count(deployment),
         },
         status=status,
     )
 
 
+def _may_roll_back(user, deployment) -> bool:
+    """Rollback acts on what runs now, so only the latest success offers it."""
+    if deployment.state != states.SUCCEEDED or not rules.is_deployer(user, deployment.environment):
+        return False
+    current = flows.last_succeeded(deployment.service, deployment.environment)
+    return current is not None and current.pk == deployment.pk
+
+
 @require_POST
 def decide(request, pk):
-    deployment = get_object_or_404(Deployment, pk=pk)
+    deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
     form = DecisionForm(request.POST)
     if not form.is_valid():
+        if deployment.state != states.PENDING_APPROVAL:
+            # The form is not shown any more, so its errors would go unseen: say why instead.
+            return refused(request, rules.can_decide(request.user, deployment, "approve").message)
         return deployment_detail(request, pk, decision_form=form, status=400)
     try:
         flows.decide(request.user, deployment, form.cleaned_data["decision"], form.cleaned_data["comment"])

@@ -1,31 +1,41 @@
 // A websocket that reconnects with capped exponential backoff and shows when it is down.
 // `path()` is called on every (re)connect so callers can resume from the last seq they saw.
+// Close codes 4400/4401/4403/4404 are refusals: retrying would not help, so it stops.
 window.Live = function (path, onMessage, indicator) {
-  var delay = 500, socket = null, stopped = false;
+  var delay = 500, socket = null, stopped = false, timer = null, pinger = null;
+  var refusals = {4400: "not live (bad request)", 4401: "log in again to follow live", 4403: "not live (not allowed)",
+    4404: "not live (not found)"};
   function show(down, text) {
     if (!indicator) return;
     indicator.hidden = false;
     indicator.textContent = text;
     indicator.classList.toggle("down", down);
+    indicator.dataset.live = down ? "down" : "up";
   }
   function connect() {
+    timer = null;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + path());
-    socket.onopen = function () { delay = 500; show(false, "● live"); };
-    socket.onmessage = function (m) { onMessage(JSON.parse(m.data)); };
-    socket.onclose = function (e) {
-      if (stopped || e.code === 4401 || e.code === 4403 || e.code === 4404) {
-        show(true, e.code === 4401 ? "log in again to follow live" : "not live");
-        return;
-      }
+    var ws = socket = new WebSocket(scheme + location.host + path());
+    ws.onopen = function () { delay = 500; show(false, "● live"); };
+    ws.onmessage = function (m) { if (ws === socket) onMessage(JSON.parse(m.data)); };
+    ws.onclose = function (e) {
+      if (ws !== socket) return;
+      if (refusals[e.code]) { stopped = true; show(true, refusals[e.code]); return; }
+      if (stopped) return;
       show(true, "reconnecting…");
-      setTimeout(connect, delay);
+      timer = setTimeout(connect, delay);
       delay = Math.min(delay * 2, 10000);
     };
   }
+  // A ping now and then keeps proxies from closing an idle socket.
+  pinger = setInterval(function () {
+    if (socket && socket.readyState === 1) socket.send(JSON.stringify({type: "ping"}));
+  }, 25000);
   connect();
   return {
-    close: function () { stopped = true; if (socket) socket.close(); },
-    drop: function () { if (socket) socket.close(); },  // used by tests: the page reconnects
+    close: function () { stopped = true; clearInterval(pinger); if (socket) socket.close(); },
+    // Cut the connection as a network failure would: the page reconnects and resumes.
+    drop: function () { if (socket) socket.close(); },
+    reconnect: function () { if (socket && socket.readyState <= 1) socket.close(); },
   };
 };

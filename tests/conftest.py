@@ -24,6 +24,8 @@ def pytest_configure(config):
         )
     _require_postgres()
     _require_redis()
+    # Real hashing costs ~0.4 s per user; tests create a cast of seven per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def _require_postgres():

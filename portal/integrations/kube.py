@@ -4,6 +4,8 @@ Objects come back as plain dicts (the API's own JSON shape), which `clusters.rol
 reads; nothing outside this module sees a client model or an ApiException.
 """
 
+import contextlib
+import json
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -30,6 +32,22 @@ _SKIP_ON_UNDO = {
 
 _clients: dict[tuple, client.ApiClient] = {}
 _lock = threading.Lock()
+
+
+class Expired(IntegrationError):
+    """A watch asked for a resourceVersion the server no longer keeps (410 Gone): list again."""
+
+    def __init__(self):
+        super().__init__("resourceVersion too old (410 Gone): list again.", permanent=True)
+
+
+@dataclass
+class Restored:
+    """What `undo` put back: the revision, its images per container, the Deployment's new generation."""
+
+    revision: str
+    images: dict
+    generation: int
 
 
 @dataclass
@@ -74,6 +92,9 @@ def _configuration(cluster) -> client.Configuration:
         configuration.ssl_ca_cert = handle.name
     configuration.verify_ssl = not cluster.insecure_skip_tls_verify
     configuration.retries = False
+    # The watcher keeps three long-lived streams per namespace on this one client, and jobs
+    # share it too: a small pool would discard and reopen connections all the time.
+    configuration.connection_pool_maxsize = 128
     return configuration
 
 
@@ -86,23 +107,32 @@ def _error(exc: Exception, what: str) -> IntegrationError:
 
 
 def _status_message(exc: ApiException) -> str:
-    import json
-
     try:
         return json.loads(exc.body or "{}").get("message", "")
     except (ValueError, AttributeError):
         return ""
 
 
-def _call(what: str, func, *args, **kwargs):
+def _call(what: str, func, *args, **kwargs) -> dict:
+    """Call a generated API method and return the server's JSON as it is.
+
+    The client's pydantic models refuse objects that omit a field they call required (a
+    ReplicaSet's status.replicas while it is being created, for one) and would lose the whole
+    response; client-go and kubectl read such objects fine, and so do we.
+    """
     try:
-        return func(*args, **kwargs)
-    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        response = func(*args, _preload_content=False, **kwargs)
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return json.loads(response.data)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
         raise _error(exc, what) from None
 
 
-def _plain(api, obj):
-    return api.sanitize_for_serialization(obj)
+def read_deployment(cluster, namespace: str, name: str) -> dict:
+    """Reference: GET /apis/apps/v1/namespaces/{ns}/deployments/{name}."""
+    apps = client.AppsV1Api(api_client(cluster))
+    return _call(f"read deployment {name}", apps.read_namespaced_deployment, name, namespace)
 
 
 def read_snapshot(cluster, namespace: str, name: str) -> Snapshot:
@@ -113,18 +143,14 @@ def read_snapshot(cluster, namespace: str, name: str) -> Snapshot:
     """
     api = api_client(cluster)
     apps = client.AppsV1Api(api)
-    deployment = _plain(api, _call(f"read deployment {name}", apps.read_namespaced_deployment, name, namespace))
+    deployment = read_deployment(cluster, namespace, name)
     selector = _selector(deployment)
     replicasets = _call("list replica sets", apps.list_namespaced_replica_set, namespace, label_selector=selector)
     pods = _call("list pods", client.CoreV1Api(api).list_namespaced_pod, namespace, label_selector=selector)
     uid = deployment["metadata"]["uid"]
-    owned = [rs for rs in _plain(api, replicasets.items) if _owned_by(rs, uid)]
+    owned = [rs for rs in replicasets.get("items") or [] if _owned_by(rs, uid)]
     owned_uids = {rs["metadata"]["uid"] for rs in owned}
-    return Snapshot(
-        deployment,
-        owned,
-        [p for p in _plain(api, pods.items) if any(_owned_by(p, u) for u in owned_uids)],
-    )
+    return Snapshot(deployment, owned, [p for p in pods.get("items") or [] if any(_owned_by(p, u) for u in owned_uids)])
 
 
 def _selector(deployment: dict) -> str:
@@ -143,7 +169,6 @@ def set_image(cluster, namespace, name, container, image, *, change_cause: str, 
     (application/strategic-merge-patch+json).
     Returns the patched Deployment (its new metadata.generation tells the rollout apart).
     """
-    api = api_client(cluster)
     body = {
         "metadata": {"annotations": {CHANGE_CAUSE: change_cause, DEPLOYMENT_ID: str(deployment_id)}},
         "spec": {
@@ -155,9 +180,8 @@ def set_image(cluster, namespace, name, container, image, *, change_cause: str, 
             }
         },
     }
-    apps = client.AppsV1Api(api)
-    patched = _call(f"update the image of {name}", apps.patch_namespaced_deployment, name, namespace, body)
-    return _plain(api, patched)
+    apps = client.AppsV1Api(api_client(cluster))
+    return _call(f"update the image of {name}", apps.patch_namespaced_deployment, name, namespace, body)
 
 
 def set_paused(cluster, namespace: str, name: str, paused: bool) -> None:
@@ -166,23 +190,30 @@ def set_paused(cluster, namespace: str, name: str, paused: bool) -> None:
     _call(f"pause {name}", apps.patch_namespaced_deployment, name, namespace, {"spec": {"paused": paused}})
 
 
-def undo(cluster, namespace: str, name: str, to_revision: str | None = None) -> str:
+def undo(cluster, namespace: str, name: str, to_revision: str | None = None) -> Restored:
     """Restore the pod template of an earlier revision, as `kubectl rollout undo` does.
 
-    Reference: kubectl's DeploymentRollbacker: find the ReplicaSet of the wanted revision (the
-    one before the current when none is given), then PATCH the Deployment with a JSON patch
-    replacing spec.template and the annotations. Returns the revision restored.
+    Reference: kubectl's DeploymentRollbacker (pkg/polymorphichelpers/rollback.go): refuse a
+    paused Deployment, find the controlled ReplicaSet of the wanted revision (the one before the
+    current when none is given), then PATCH the Deployment with a JSON patch replacing
+    spec.template and the annotations. Restoring the template the Deployment already has is
+    a no-op, as kubectl's "skipped rollback".
     """
     snapshot = read_snapshot(cluster, namespace, name)
-    current = snapshot.deployment["metadata"].get("annotations", {}).get(REVISION, "")
+    deployment = snapshot.deployment
+    if deployment.get("spec", {}).get("paused"):
+        raise IntegrationError(f"{name} is paused: resume it before rolling it back.", permanent=True)
+    current = (deployment["metadata"].get("annotations") or {}).get(REVISION, "")
     target = _revision_to_restore(snapshot.replicasets, current, to_revision)
-    template = dict(target["spec"]["template"])
-    labels = dict(template.get("metadata", {}).get("labels", {}))
-    labels.pop("pod-template-hash", None)
-    template["metadata"] = {**template.get("metadata", {}), "labels": labels}
-    annotations = {
-        k: v for k, v in snapshot.deployment["metadata"].get("annotations", {}).items() if k in _SKIP_ON_UNDO
-    }
+    template = _without_hash(target["spec"]["template"])
+    restored = Restored(
+        revision=target["metadata"]["annotations"][REVISION],
+        images={c["name"]: c.get("image", "") for c in template.get("spec", {}).get("containers", [])},
+        generation=deployment["metadata"].get("generation", 0),
+    )
+    if template == _without_hash(deployment["spec"]["template"]):
+        return restored
+    annotations = {k: v for k, v in (deployment["metadata"].get("annotations") or {}).items() if k in _SKIP_ON_UNDO}
     annotations.update(
         {k: v for k, v in (target["metadata"].get("annotations") or {}).items() if k not in _SKIP_ON_UNDO}
     )
@@ -191,8 +222,15 @@ def undo(cluster, namespace: str, name: str, to_revision: str | None = None) -> 
         {"op": "replace", "path": "/metadata/annotations", "value": annotations},
     ]
     apps = client.AppsV1Api(api_client(cluster))
-    _call(f"roll back {name}", apps.patch_namespaced_deployment, name, namespace, patch)
-    return target["metadata"]["annotations"][REVISION]
+    patched = _call(f"roll back {name}", apps.patch_namespaced_deployment, name, namespace, patch)
+    restored.generation = patched["metadata"].get("generation", restored.generation)
+    return restored
+
+
+def _without_hash(template: dict) -> dict:
+    metadata = dict(template.get("metadata") or {})
+    labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k != "pod-template-hash"}
+    return {**template, "metadata": {**metadata, "labels": labels}}
 
 
 def _revision_to_restore(replicasets: list[dict], current: str, wanted: str | None) -> dict:
@@ -216,36 +254,69 @@ def list_objects(cluster, namespace: str, kind: str) -> tuple[list[dict], str]:
 
     Reference: GET /apis/apps/v1/namespaces/{ns}/{deployments|replicasets}, /api/v1/namespaces/{ns}/pods.
     """
-    api = api_client(cluster)
-    listed = _call(f"list {kind}", _lister(api, kind), namespace)
-    return _plain(api, listed.items), listed.metadata.resource_version
+    listed = _call(f"list {kind}", _lister(api_client(cluster), kind), namespace)
+    return listed.get("items") or [], listed["metadata"]["resourceVersion"]
+
+
+class WatchStream:
+    """One watch request: iterate it for (type, object dict); `close()` from another thread ends it.
+
+    Raises Expired on 410 Gone and IntegrationError when the connection fails. The lines are
+    read as they are (see `_call`), not through `watch.Watch`, which builds models.
+    Reference: GET …?watch=true&resourceVersion=…&allowWatchBookmarks=true&timeoutSeconds=…
+    (one JSON event per line; ERROR carries a Status, code 410 when the version is gone).
+    """
+
+    def __init__(self, cluster, namespace: str, kind: str, resource_version: str, timeout_seconds: int = 300):
+        self.lister = _lister(api_client(cluster), kind)
+        self.args = (namespace, kind, resource_version, timeout_seconds)
+        self.response = None
+        self.closed = False
+
+    def __iter__(self):
+        namespace, kind, resource_version, timeout_seconds = self.args
+        try:
+            self.response = self.lister(
+                namespace,
+                watch=True,
+                resource_version=resource_version,
+                timeout_seconds=timeout_seconds,
+                allow_watch_bookmarks=True,
+                _preload_content=False,
+                _request_timeout=(10, timeout_seconds + 30),
+            )
+            if self.response.status == 410:
+                raise Expired()
+            if not 200 <= self.response.status <= 299:
+                raise ApiException(http_resp=self.response)
+            for line in watch.watch.iter_resp_lines(self.response):
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    raise (
+                        Expired()
+                        if event["object"].get("code") == 410
+                        else ApiException(status=event["object"].get("code"), body=json.dumps(event["object"]))
+                    )
+                yield event["type"], event["object"]
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            if self.closed:
+                return
+            raise _error(exc, f"watch {kind}") from None
+        finally:
+            if self.response is not None:
+                # Closed, not returned to the pool: a half-read stream must never be reused.
+                self.response.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.response is not None:
+            with contextlib.suppress(Exception):  # already closed
+                self.response.shutdown()
 
 
 def watch_objects(cluster, namespace: str, kind: str, resource_version: str, timeout_seconds: int = 300):
-    """Yield (type, object dict) from a watch; raises IntegrationError(permanent) on 410 Gone.
-
-    Reference: GET …?watch=true&resourceVersion=…&allowWatchBookmarks=true&timeoutSeconds=….
-    """
-    api = api_client(cluster)
-    stream = watch.Watch()
-    try:
-        for event in stream.stream(
-            _lister(api, kind),
-            namespace,
-            resource_version=resource_version,
-            timeout_seconds=timeout_seconds,
-            allow_watch_bookmarks=True,
-            _request_timeout=timeout_seconds + 30,
-        ):
-            yield event["type"], _plain(api, event["object"]) if event["type"] != "ERROR" else event["raw_object"]
-    except ApiException as exc:
-        if exc.status == 410:
-            raise IntegrationError("resourceVersion too old (410 Gone): list again.", permanent=True) from None
-        raise _error(exc, f"watch {kind}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise _error(exc, f"watch {kind}") from None
-    finally:
-        stream.stop()
+    """Yield (type, object dict) from one watch request (see WatchStream)."""
+    yield from WatchStream(cluster, namespace, kind, resource_version, timeout_seconds)
 
 
 def _lister(api, kind: str):

@@ -1,0 +1,217 @@
+"""Latency from a change in the (sandbox) cluster to a message on a websocket client.
+
+Runs the real processes: uvicorn serving portal.asgi and `manage.py watch_clusters`, as
+subprocesses, against a throw-away PostgreSQL database and a Redis db; the sandbox cluster
+and the websocket client (the `websockets` library) live in this process, so one clock times
+both ends. Each sample scales the Deployment (2 ↔ 3 replicas) and waits for the first
+/ws/activity/ workload message that shows the new replica count.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/pampam_bench REDIS_URL=redis://127.0.0.1:6379/6 \
+        .venv/bin/python bench/ws_latency.py [--samples 200]
+
+The database named by DATABASE_URL is dropped and re-created.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("SECRET_KEY", "bench")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+
+def fresh_database() -> None:
+    import psycopg
+
+    url = urlsplit(os.environ["DATABASE_URL"])
+    name = url.path.lstrip("/")
+    admin = url._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django():
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    import redis
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """The sandbox cluster here; web server and watcher as real processes."""
+
+    def __init__(self, deployments: list[dict], ready_after: float = 0.2):
+        from sandbox.kube import start
+
+        self.kube = start(port=0, ready_after=ready_after, seed={"deployments": deployments})
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen] = []
+
+    def start_processes(self) -> None:
+        env = {**os.environ, "LOG_LEVEL": "WARNING"}
+        python = sys.executable
+        self.processes.append(
+            subprocess.Popen(
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "portal.asgi:application",
+                    "--port",
+                    str(self.port),
+                    "--lifespan",
+                    "off",
+                    "--log-level",
+                    "warning",
+                    "--ws",
+                    "websockets-sansio",
+                    "--no-access-log",
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+        )
+        self.processes.append(
+            subprocess.Popen([python, "manage.py", "watch_clusters"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("uvicorn did not start") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.kube.stop()
+
+
+def make_world(kube_url: str, services: list[str]):
+    """A cluster, a prod environment and the services; returns (environment, services, user)."""
+    from django.contrib.auth.models import User
+
+    from clusters.models import Cluster, Environment
+    from releases.models import Service
+
+    cluster = Cluster.objects.create(name="bench", api_url=kube_url)
+    env = Environment.objects.create(slug="prod", name="Prod", cluster=cluster, namespace="prod", position=1)
+    made = [
+        Service.objects.create(
+            slug=s, name=s.title(), image_repository=f"registry.example/{s}", k8s_deployment=s, k8s_container=s
+        )
+        for s in services
+    ]
+    user = User.objects.create_user("bench", password="bench-password")
+    return env, made, user
+
+
+def session_headers(user, url: str) -> dict:
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return {"Cookie": f"{settings.SESSION_COOKIE_NAME}={session.session_key}", "Origin": url}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def summary(values_ms: list[float]) -> str:
+    return (
+        f"n={len(values_ms)} p50={statistics.median(values_ms):.1f} ms p95={percentile(values_ms, 95):.1f} ms "
+        f"p99={percentile(values_ms, 99):.1f} ms max={max(values_ms):.1f} ms"
+    )
+
+
+async def measure(stack: Stack, headers: dict, samples: int) -> list[float]:
+    import websockets
+    from kubernetes import client
+
+    config = client.Configuration()
+    config.host = stack.kube.url
+    apps = client.AppsV1Api(client.ApiClient(config))
+    ws_url = stack.url.replace("http", "ws") + "/ws/activity/"
+    latencies = []
+    async with websockets.connect(ws_url, additional_headers=headers) as ws:
+        await asyncio.sleep(1.0)  # let the watcher's first list settle
+        while True:  # drain what the start-up produced
+            try:
+                await asyncio.wait_for(ws.recv(), 0.3)
+            except TimeoutError:
+                break
+        for n in range(samples):
+            replicas = 3 if n % 2 == 0 else 2
+            started = time.perf_counter()
+            await asyncio.to_thread(
+                apps.patch_namespaced_deployment, "storefront", "prod", {"spec": {"replicas": replicas}}
+            )
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if message.get("kind") == "workload" and message.get("desired") == replicas:
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    break
+            await asyncio.sleep(0.05)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    fresh_database()
+    setup_django()
+    stack = Stack(
+        [{"namespace": "prod", "name": "storefront", "image": "registry.example/storefront:1.0", "replicas": 2}]
+    )
+    try:
+        env, services, user = make_world(stack.kube.url, ["storefront"])
+        headers = session_headers(user, stack.url)
+        stack.start_processes()
+        latencies = asyncio.run(measure(stack, headers, args.samples))
+    finally:
+        stack.stop()
+    print(f"cluster change → /ws/activity/ message (uvicorn + watch_clusters, loopback): {summary(latencies)}")
+
+
+if __name__ == "__main__":
+    main()

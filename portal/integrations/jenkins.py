@@ -1,0 +1,240 @@
+"""Jenkins through python-jenkins, returning our own dataclasses.
+
+URL, user and API token come from settings (JENKINS_URL / JENKINS_USER / JENKINS_TOKEN);
+the token is never put in a message or a log line. Every failure becomes an
+IntegrationError: 401/403 (credentials), 404 (no such job, build or queue item) are
+permanent; 5xx, timeouts and connection errors are transient and worth retrying.
+
+Wire details are in PROTOCOLS.md §2.
+"""
+
+import re
+import threading
+from dataclasses import dataclass, field
+
+import jenkins
+import requests
+from django.conf import settings
+
+from portal.integrations import IntegrationError
+
+TIMEOUT_SECONDS = 10
+# Jenkins build results (hudson.model.Result).
+SUCCESS, UNSTABLE, FAILURE, ABORTED, NOT_BUILT = "SUCCESS", "UNSTABLE", "FAILURE", "ABORTED", "NOT_BUILT"
+
+WAITING, STARTED, CANCELLED = "waiting", "started", "cancelled"
+
+_clients: dict[tuple, jenkins.Jenkins] = {}
+_lock = threading.Lock()
+_STATUS_IN_MESSAGE = re.compile(r"\[(\d{3})\]")
+
+
+@dataclass
+class QueueItem:
+    """A queue item: still `waiting` (with Jenkins' `why`), `started` as a build, or `cancelled`."""
+
+    id: int
+    state: str
+    why: str = ""
+    number: int | None = None
+    url: str = ""
+
+
+@dataclass
+class BuildInfo:
+    number: int
+    url: str
+    building: bool
+    result: str | None
+    duration_ms: int = 0
+    queue_id: int | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
+    tests: dict | None = None  # {"total", "failed", "skipped", "passed"}
+    artifacts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LogChunk:
+    """Console text from a byte offset: `next_offset` is where to ask next, `more` while running."""
+
+    text: str
+    start: int
+    next_offset: int
+    more: bool
+    size: int  # bytes received, for the tailing benchmark
+
+
+def configured() -> bool:
+    return bool(settings.JENKINS_URL)
+
+
+def start_job(job: str, parameters: dict[str, str]) -> int:
+    """Trigger `job` with `parameters`; return the queue item id from the Location header.
+
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.build_job
+    # Reference: https://www.jenkins.io/doc/book/using/remote-access-api/#submitting-jobs
+    """
+    return _call(f"starting job {job}", lambda server: server.build_job(job, parameters or None))
+
+
+def queue_item(queue_id: int) -> QueueItem:
+    """Read queue item `queue_id`: waiting, started (with number and URL) or cancelled.
+
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.get_queue_item
+    """
+    doc = _call(f"reading queue item {queue_id}", lambda server: server.get_queue_item(queue_id))
+    executable = doc.get("executable") or {}
+    if executable.get("number"):
+        return QueueItem(queue_id, STARTED, number=int(executable["number"]), url=executable.get("url", ""))
+    if doc.get("cancelled"):
+        return QueueItem(queue_id, CANCELLED, why="The queue item was cancelled in Jenkins.")
+    return QueueItem(queue_id, WAITING, why=doc.get("why") or "")
+
+
+def build_info(job: str, number: int) -> BuildInfo:
+    """Read build `number` of `job`: state, result, parameters, test summary, artifacts.
+
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.get_build_info
+    """
+    doc = _call(f"reading {job} #{number}", lambda server: server.get_build_info(job, number))
+    return BuildInfo(
+        number=int(doc["number"]),
+        url=doc.get("url", ""),
+        building=bool(doc.get("building")),
+        result=doc.get("result"),
+        duration_ms=int(doc.get("duration") or 0),
+        queue_id=doc.get("queueId"),
+        parameters=_parameters(doc.get("actions") or []),
+        tests=_tests(doc.get("actions") or []),
+        artifacts=[a.get("relativePath", "") for a in doc.get("artifacts") or []],
+    )
+
+
+def progressive_log(job: str, number: int, start: int) -> LogChunk:
+    """Console text of `job` #`number` from byte `start`, as Jenkins' progressiveText serves it.
+
+    While the build runs Jenkins sends whole lines only and `X-More-Data: true`;
+    `X-Text-Size` is the offset to ask from next. python-jenkins does not wrap this
+    endpoint, so it goes through the client's own session (same auth, crumb and errors).
+    # Reference: https://github.com/jenkinsci/stapler/blob/master/core/src/main/java/org/kohsuke/stapler/framework/io/LargeText.java
+    """
+
+    def fetch(server: jenkins.Jenkins) -> requests.Response:
+        url = f"{_job_url(server, job)}{number}/logText/progressiveText?start={start}"
+        return server.jenkins_request(requests.Request("GET", url))
+
+    response = _call(f"reading the log of {job} #{number}", fetch)
+    body = response.content
+    try:
+        next_offset = int(response.headers.get("X-Text-Size", start + len(body)))
+    except ValueError:
+        next_offset = start + len(body)
+    more = response.headers.get("X-More-Data", "").lower() == "true"
+    return LogChunk(body.decode("utf-8", "replace"), start, next_offset, more, len(body))
+
+
+def console_text(job: str, number: int) -> str:
+    """The whole console log (used to compare against what was tailed).
+
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.get_build_console_output
+    """
+    return _call(f"reading the log of {job} #{number}", lambda server: server.get_build_console_output(job, number))
+
+
+def stop_build(job: str, number: int) -> None:
+    """Abort a running build (POST …/stop); a finished build is left as it is.
+
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.stop_build
+    """
+    _call(f"stopping {job} #{number}", lambda server: server.stop_build(job, number))
+
+
+def cancel_queue_item(queue_id: int) -> None:
+    """Take a waiting item off the queue (Jenkins answers 404 or a redirect; both are fine).
+
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.cancel_queue
+    """
+    _call(f"cancelling queue item {queue_id}", lambda server: server.cancel_queue(queue_id))
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+
+def _client() -> jenkins.Jenkins:
+    """One client per (URL, user, token), reused so the crumb is fetched once."""
+    if not settings.JENKINS_URL:
+        raise IntegrationError("Jenkins is not configured: set JENKINS_URL, JENKINS_USER and JENKINS_TOKEN.", True)
+    key = (settings.JENKINS_URL, settings.JENKINS_USER, settings.JENKINS_TOKEN)
+    with _lock:
+        if key not in _clients:
+            _clients[key] = jenkins.Jenkins(
+                settings.JENKINS_URL, settings.JENKINS_USER or None, settings.JENKINS_TOKEN or None, TIMEOUT_SECONDS
+            )
+        return _clients[key]
+
+
+def _call(what: str, action):
+    server = _client()
+    try:
+        return action(server)
+    except jenkins.NotFoundException:
+        raise IntegrationError(f"Jenkins has no such item ({what}: 404).", permanent=True)
+    except jenkins.TimeoutException:
+        raise IntegrationError(f"Jenkins did not answer in {TIMEOUT_SECONDS}s ({what}).")
+    except jenkins.JenkinsException as exc:
+        raise _from_jenkins_exception(exc, what)
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        raise IntegrationError(f"Jenkins answered {status} ({what}).", permanent=400 <= status < 500)
+    except (requests.ConnectionError, requests.Timeout):
+        _forget(server)
+        raise IntegrationError(f"Jenkins cannot be reached at {settings.JENKINS_URL} ({what}).")
+    except requests.RequestException as exc:
+        raise IntegrationError(f"Jenkins request failed ({what}): {type(exc).__name__}.")
+    except (ValueError, KeyError, TypeError):
+        raise IntegrationError(f"Jenkins sent an answer that could not be read ({what}).")
+
+
+def _from_jenkins_exception(exc: jenkins.JenkinsException, what: str) -> IntegrationError:
+    # python-jenkins folds 401/403/500 into one message; the status is in brackets.
+    text = str(exc)
+    match = _STATUS_IN_MESSAGE.search(text)
+    status = int(match.group(1)) if match else 0
+    if status in (401, 403):
+        return IntegrationError(
+            f"Jenkins refused the credentials ({status}) while {what}: check JENKINS_USER and JENKINS_TOKEN.",
+            permanent=True,
+        )
+    if "does not exist" in text:
+        return IntegrationError(f"Jenkins has no such item ({what}).", permanent=True)
+    if status:
+        return IntegrationError(f"Jenkins answered {status} ({what}).", permanent=status < 500)
+    return IntegrationError(f"Jenkins request failed ({what}): {text.splitlines()[0][:200]}")
+
+
+def _forget(server: jenkins.Jenkins) -> None:
+    """After a dropped connection, start over (fresh session and crumb) on the next call."""
+    with _lock:
+        for key, value in list(_clients.items()):
+            if value is server:
+                del _clients[key]
+
+
+def _job_url(server: jenkins.Jenkins, job: str) -> str:
+    folder_url, short_name = server._get_job_folder(job)
+    return server._build_url("%(folder_url)sjob/%(short_name)s/", {"folder_url": folder_url, "short_name": short_name})
+
+
+def _parameters(actions: list[dict]) -> dict[str, str]:
+    for action in actions:
+        if action and "parameters" in action:
+            return {p["name"]: "" if p.get("value") is None else str(p.get("value")) for p in action["parameters"]}
+    return {}
+
+
+def _tests(actions: list[dict]) -> dict | None:
+    for action in actions:
+        if action and action.get("_class", "").endswith("TestResultAction"):
+            total, failed, skipped = (int(action.get(k) or 0) for k in ("totalCount", "failCount", "skipCount"))
+            return {"total": total, "failed": failed, "skipped": skipped, "passed": total - failed - skipped}
+    return None

@@ -1,0 +1,82 @@
+"""Pages and buttons for Jenkins builds: start one, watch it, stop it; stop a deploy job."""
+
+from django import forms
+from django.contrib import messages
+from django.core.validators import RegexValidator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from releases import builds
+from releases.flows import Refused
+from releases.models import Build, Deployment, Service
+from releases.views import refused
+
+LOG_PAGE = 5000
+
+
+class BuildForm(forms.Form):
+    ref = forms.CharField(
+        required=False,
+        max_length=100,
+        validators=[RegexValidator(r"^[A-Za-z0-9._/-]+$", "A git ref has letters, digits and . _ / - only.")],
+    )
+    version = forms.CharField(
+        required=False,
+        max_length=100,
+        validators=[RegexValidator(builds.VERSION_RE, "A version has letters, digits and . _ + - only.")],
+    )
+
+
+@require_POST
+def start(request, slug):
+    service = get_object_or_404(Service, slug=slug)
+    form = BuildForm(request.POST)
+    if not form.is_valid():
+        problems = " ".join(str(e) for errors in form.errors.values() for e in errors)
+        return refused(request, f"The build request is not valid: {problems}", status=400)
+    try:
+        build = builds.request_build(
+            request.user, service, ref=form.cleaned_data["ref"], version=form.cleaned_data["version"]
+        )
+    except Refused as refusal:
+        return refused(request, str(refusal))
+    messages.success(request, f"Build of {service.name} requested.")
+    return redirect("build", build.pk)
+
+
+def build_detail(request, pk):
+    build = get_object_or_404(Build.objects.select_related("service", "triggered_by", "release"), pk=pk)
+    events = list(build.events.order_by("-seq")[:LOG_PAGE])
+    events.reverse()
+    return render(
+        request,
+        "releases/build.html",
+        {
+            "build": build,
+            "events": events,
+            "truncated": bool(events) and events[0].seq > 1,
+            "may_abort": builds.may_abort_build(request.user, build),
+        },
+    )
+
+
+@require_POST
+def abort(request, pk):
+    build = get_object_or_404(Build.objects.select_related("service"), pk=pk)
+    try:
+        builds.abort_build(request.user, build)
+    except Refused as refusal:
+        return refused(request, str(refusal))
+    messages.success(request, f"Asked Jenkins to stop {build}.")
+    return redirect("build", build.pk)
+
+
+@require_POST
+def abort_deploy_job(request, pk):
+    deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
+    try:
+        builds.abort_deploy_job(request.user, deployment)
+    except Refused as refusal:
+        return refused(request, str(refusal))
+    messages.success(request, "Asked Jenkins to stop the deploy job.")
+    return redirect(deployment)

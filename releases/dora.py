@@ -1,0 +1,259 @@
+"""DORA figures: deployment frequency, lead time for changes, change failure rate and time
+to restore, per service in an environment, over a window of days.
+
+The computation is pure functions over `Row`s (one per deployment), so it is tested on
+hand-built histories; `load_rows` reads them in one query and `page` renders /dora/.
+
+- Deployment frequency: successful deployments (not rollbacks) finished in the window.
+- Lead time: from the commit (when GitHub told us its time) or else the release's creation
+  to the deployment's success.
+- Change failure rate: of the finished deployments (succeeded, failed, rolled back), those
+  that failed, were rolled back, or were followed by a rollback.
+- Time to restore: from a failure (a failed deployment finishing, or a rollback being
+  requested after a bad one) to the next successful deployment of that service.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from statistics import median
+
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import render
+from django.utils import timezone
+
+from releases import states
+
+WINDOWS = (7, 30, 90)
+FINISHED = frozenset({states.SUCCEEDED, states.FAILED, states.ROLLED_BACK})
+FAILED = frozenset({states.FAILED, states.ROLLED_BACK})
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    service: str
+    state: str
+    created_at: datetime
+    finished_at: datetime | None
+    released_at: datetime
+    committed_at: datetime | None = None
+    rollback: bool = False
+
+
+@dataclass
+class Summary:
+    deployments: int = 0
+    days: int = 1
+    lead_times: list[timedelta] = field(default_factory=list)
+    failures: int = 0
+    finished: int = 0
+    restore_times: list[timedelta] = field(default_factory=list)
+
+    @property
+    def per_week(self) -> float:
+        return self.deployments * 7 / self.days
+
+    @property
+    def lead_time(self) -> timedelta | None:
+        return _median(self.lead_times)
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failures / self.finished if self.finished else None
+
+    @property
+    def time_to_restore(self) -> timedelta | None:
+        return _median(self.restore_times)
+
+    @property
+    def lead_time_text(self) -> str:
+        return _hours(self.lead_time)
+
+    @property
+    def time_to_restore_text(self) -> str:
+        return _hours(self.time_to_restore)
+
+    @property
+    def failure_rate_text(self) -> str:
+        rate = self.failure_rate
+        return "—" if rate is None else f"{rate:.0%}"
+
+
+def _median(values: list[timedelta]) -> timedelta | None:
+    return timedelta(seconds=median(v.total_seconds() for v in values)) if values else None
+
+
+def finished_in(rows: list[Row], start: datetime, end: datetime) -> list[Row]:
+    """Rows that reached a deciding final state in [start, end), oldest first."""
+    found = [r for r in rows if r.state in FINISHED and r.finished_at and start <= r.finished_at < end]
+    return sorted(found, key=lambda r: (r.finished_at, r.id))
+
+
+def lead_time(row: Row) -> timedelta:
+    return row.finished_at - (row.committed_at or row.released_at)
+
+
+def summarize(rows: list[Row], start: datetime, end: datetime) -> Summary:
+    """The four figures for one service's (or several services') history in [start, end)."""
+    summary = Summary(days=max((end - start).days, 1))
+    by_service = defaultdict(list)
+    for row in finished_in(rows, start, end):
+        by_service[row.service].append(row)
+    for history in by_service.values():
+        _add_history(summary, history)
+    return summary
+
+
+def _add_history(summary: Summary, history: list[Row]) -> None:
+    incident_since = None
+    for index, row in enumerate(history):
+        following = history[index + 1] if index + 1 < len(history) else None
+        if not row.rollback:
+            summary.finished += 1
+            bad = row.state in FAILED or (following is not None and following.rollback)
+            summary.failures += bad
+            if row.state == states.SUCCEEDED:
+                summary.deployments += 1
+                summary.lead_times.append(lead_time(row))
+        if row.state in FAILED and incident_since is None:
+            incident_since = row.finished_at
+        elif row.state == states.SUCCEEDED and row.rollback and incident_since is None:
+            incident_since = row.created_at  # someone asked for the rollback: the service was bad
+        if row.state == states.SUCCEEDED and incident_since is not None:
+            summary.restore_times.append(row.finished_at - incident_since)
+            incident_since = None
+
+
+def per_day(rows: list[Row], start: datetime, end: datetime) -> list[tuple[date, int, int, timedelta | None]]:
+    """(day, successful deployments, failed ones, median lead time) for each day of the window."""
+    first, last = timezone.localdate(start), timezone.localdate(end - timedelta(microseconds=1))
+    days = {first + timedelta(days=n): ([], 0) for n in range((last - first).days + 1)}
+    for row in finished_in(rows, start, end):
+        if row.rollback:
+            continue
+        day = timezone.localdate(row.finished_at)
+        leads, failed = days[day]
+        if row.state == states.SUCCEEDED:
+            leads.append(lead_time(row))
+        days[day] = (leads, failed + (row.state in FAILED))
+    return [(day, len(leads), failed, _median(leads)) for day, (leads, failed) in days.items()]
+
+
+# --- charts: geometry for server-rendered SVG -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    tone: str
+    label: str
+
+
+CHART_WIDTH, CHART_HEIGHT, CHART_BASE = 720, 160, 140
+
+
+def bars(values: list[tuple[str, list[tuple[float, str]]]], width=CHART_WIDTH, base=CHART_BASE) -> list[Bar]:
+    """Stacked bars, one per (label, [(value, tone), …]), scaled to the tallest stack."""
+    if not values:
+        return []
+    tallest = max(sum(v for v, _ in parts) for _, parts in values) or 1
+    step = width / len(values)
+    drawn = []
+    for index, (label, parts) in enumerate(values):
+        top = base
+        for value, tone in parts:
+            height = value / tallest * (base - 10)
+            if height > 0:
+                top -= height
+                drawn.append(Bar(index * step + 1, round(top, 1), max(step - 2, 1), round(height, 1), tone, label))
+    return drawn
+
+
+def frequency_chart(days) -> list[Bar]:
+    return bars([(f"{d:%b %-d}: {ok} deployed, {bad} failed", [(ok, "ok"), (bad, "bad")]) for d, ok, bad, _ in days])
+
+
+def lead_time_chart(days) -> list[Bar]:
+    return bars(
+        [
+            (f"{d:%b %-d}: median lead time {_hours(lead)}", [(lead.total_seconds() if lead else 0, "info")])
+            for d, _, _, lead in days
+        ]
+    )
+
+
+def _hours(value: timedelta | None) -> str:
+    if value is None:
+        return "—"
+    hours = value.total_seconds() / 3600
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+# --- loading and the page ---------------------------------------------------------------------
+
+
+def load_rows(environment, start: datetime, end: datetime) -> list[Row]:
+    """One query: the environment's deployments that finished in the window, with commit times."""
+    from releases.models import Commit, Deployment
+
+    commit_time = Commit.objects.filter(service=OuterRef("service"), sha=OuterRef("release__git_sha")).values(
+        "committed_at"
+    )[:1]
+    values = (
+        Deployment.objects.filter(environment=environment, finished_at__gte=start, finished_at__lt=end)
+        .filter(state__in=FINISHED)
+        .annotate(committed_at=Subquery(commit_time))
+        .values_list(
+            "id", "service__slug", "state", "created_at", "finished_at", "release__created_at", "committed_at", "kind"
+        )
+        .order_by()
+    )
+    return [Row(*row[:7], rollback=row[7] == "rollback") for row in values]
+
+
+def page(request):
+    """/dora/?environment=<slug>&days=7|30|90: production by default, 30 days by default."""
+    from clusters.models import Environment
+    from releases.models import Service
+
+    environments = list(Environment.objects.order_by("position", "slug"))
+    days, environment, problem = _choices(request.GET, environments)
+    if problem:
+        return render(request, "refused.html", {"message": problem}, status=400)
+    end = timezone.now()
+    start = end - timedelta(days=days)
+    rows = load_rows(environment, start, end) if environment else []
+    names = dict(Service.objects.values_list("slug", "name"))
+    services = sorted({r.service for r in rows})
+    daily = per_day(rows, start, end)
+    context = {
+        "environments": environments,
+        "environment": environment,
+        "days": days,
+        "windows": WINDOWS,
+        "overall": summarize(rows, start, end),
+        "services": [(names.get(s, s), summarize([r for r in rows if r.service == s], start, end)) for s in services],
+        "frequency_bars": frequency_chart(daily),
+        "lead_bars": lead_time_chart(daily),
+        "chart": {"width": CHART_WIDTH, "height": CHART_HEIGHT, "base": CHART_BASE},
+        "first_day": daily[0][0] if daily else None,
+        "last_day": daily[-1][0] if daily else None,
+    }
+    return render(request, "releases/dora.html", context)
+
+
+def _choices(query, environments):
+    raw_days = query.get("days", "30")
+    if raw_days not in {str(w) for w in WINDOWS}:
+        return 30, None, f"Choose a window of 7, 30 or 90 days (got “{raw_days[:20]}”)."
+    wanted = query.get("environment", "")
+    by_slug = {e.slug: e for e in environments}
+    if wanted and wanted not in by_slug:
+        return 30, None, f"There is no environment “{wanted[:50]}”. Pick one from the list on /dora/."
+    production = [e for e in environments if e.is_production]
+    default = production[0] if production else (environments[-1] if environments else None)
+    return int(raw_days), by_slug.get(wanted, default), ""

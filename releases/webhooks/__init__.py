@@ -1,0 +1,1 @@
+"""Webhooks from outside systems (Jenkins, GitHub): verify, record once, answer fast."""

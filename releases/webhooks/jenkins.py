@@ -1,0 +1,265 @@
+"""`POST /hooks/jenkins/`: builds reported by Jenkins (started in the portal or elsewhere).
+
+Two payload shapes are accepted:
+
+1. The Notification plugin's (PROTOCOLS.md §2): `{"name", "url": "job/a/job/b/", "build":
+   {"number", "phase", "status", "full_url", "queue_id", "parameters", "scm", "test_summary"}}`.
+   The plugin cannot sign, so point it at `/hooks/jenkins/?token=<JENKINS_WEBHOOK_SECRET>`.
+2. The portal's contract for a pipeline `post {}` step (curl or httpRequest):
+   `{"job": "folder/app", "number": 12, "status": "SUCCESS", "url": "…", "queue_id": 345,
+   "params": {"VERSION": "1.4.2", "GIT_COMMIT": "…"}}` (optional `"phase"`, default
+   COMPLETED when a status is given, else STARTED; optional `"test_summary"`), signed with
+   `X-Portal-Signature-256: sha256=<hex HMAC-SHA256(JENKINS_WEBHOOK_SECRET, raw body)>`.
+
+Answers: 200 handled (or already handled), 400 malformed, 401 no credentials, 403 wrong
+credentials or hooks not enabled, 405 not a POST, 413 body over 1 MiB. Nothing is recorded
+unless the answer is 200. Each (job, number, phase) is handled once (WebhookDelivery).
+"""
+
+import hmac
+import json
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db import IntegrityError, transaction
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from portal.models import WebhookDelivery
+from releases import builds
+from releases.models import Build, Service
+from releases.webhooks.signatures import read_limited_body, verify_hmac_sha256
+
+MAX_BODY = 1024 * 1024
+SIGNATURE_HEADER = "HTTP_X_PORTAL_SIGNATURE_256"
+PHASES = ("QUEUED", "STARTED", "COMPLETED", "FINALIZED")
+FINISHED = ("COMPLETED", "FINALIZED")
+STATUSES = ("SUCCESS", "UNSTABLE", "FAILURE", "ABORTED", "NOT_BUILT")
+
+
+class Malformed(ValueError):
+    """The body is not a build report we understand; the message says what is wrong."""
+
+
+@dataclass
+class Report:
+    job: str
+    number: int
+    phase: str
+    status: str = ""
+    url: str = ""
+    queue_id: int | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    tests: dict | None = None
+
+    @property
+    def delivery_id(self) -> str:
+        return f"{self.job}#{self.number}:{self.phase}"
+
+
+@csrf_exempt
+@login_not_required
+def receive(request):
+    if request.method != "POST":
+        return _answer(405, "Send build reports with POST.")
+    secret = settings.JENKINS_WEBHOOK_SECRET
+    if not secret:
+        return _answer(403, "Jenkins webhooks are not enabled: set JENKINS_WEBHOOK_SECRET.")
+    body = read_limited_body(request, MAX_BODY)
+    if body is None:
+        return _answer(413, f"The body is larger than {MAX_BODY} bytes.")
+    refused = _authenticate(request, secret, body)
+    if refused:
+        return refused
+    try:
+        report = parse(body)
+    except Malformed as problem:
+        return _answer(400, str(problem))
+    return _answer(200, handle(report))
+
+
+def _authenticate(request, secret: str, body: bytes):
+    signature = request.META.get(SIGNATURE_HEADER, "")
+    token = request.GET.get("token", "")
+    if signature:
+        if verify_hmac_sha256(secret, body, signature):
+            return None
+        return _answer(403, "The X-Portal-Signature-256 signature does not match the body.")
+    if token:
+        if hmac.compare_digest(token.encode(), secret.encode()):
+            return None
+        return _answer(403, "The token does not match JENKINS_WEBHOOK_SECRET.")
+    return _answer(401, "Sign the body (X-Portal-Signature-256) or pass ?token=<JENKINS_WEBHOOK_SECRET>.")
+
+
+def _answer(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"ok": status == 200, "message": message}, status=status)
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+def parse(body: bytes) -> Report:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Malformed("The body is not JSON.")
+    if not isinstance(data, dict):
+        raise Malformed("The body must be a JSON object.")
+    if isinstance(data.get("build"), dict):
+        return _from_notification(data)
+    if "job" in data:
+        return _from_pipeline(data)
+    raise Malformed('Expected a Notification plugin payload ("name", "build") or {"job", "number", "status"}.')
+
+
+def _from_notification(data: dict) -> Report:
+    build = data["build"]
+    job = _job_from_url(data.get("url")) or data.get("name")
+    params = build.get("parameters") or {}
+    scm = build.get("scm") if isinstance(build.get("scm"), dict) else {}
+    if isinstance(params, dict) and scm.get("commit") and "GIT_COMMIT" not in params:
+        params = {**params, "GIT_COMMIT": scm["commit"]}
+    return _report(
+        job=job,
+        number=build.get("number"),
+        phase=build.get("phase"),
+        status=build.get("status"),
+        url=build.get("full_url") or "",
+        queue_id=build.get("queue_id"),
+        params=params,
+        tests=build.get("test_summary"),
+    )
+
+
+def _from_pipeline(data: dict) -> Report:
+    status = data.get("status")
+    return _report(
+        job=data.get("job"),
+        number=data.get("number"),
+        phase=data.get("phase") or ("COMPLETED" if status else "STARTED"),
+        status=status,
+        url=data.get("url") or "",
+        queue_id=data.get("queue_id"),
+        params=data.get("params") or {},
+        tests=data.get("test_summary"),
+    )
+
+
+def _job_from_url(url) -> str:
+    """`job/folder/job/app/` → `folder/app`."""
+    if not isinstance(url, str):
+        return ""
+    parts = [p for p in url.split("/") if p]
+    if len(parts) < 2 or parts[0::2] != ["job"] * len(parts[0::2]):
+        return ""
+    return "/".join(parts[1::2])
+
+
+def _report(*, job, number, phase, status, url, queue_id, params, tests) -> Report:
+    if not isinstance(job, str) or not job.strip() or len(job) > 200:
+        raise Malformed("The job name is missing or longer than 200 characters.")
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise Malformed("The build number must be a positive integer.")
+    if phase not in PHASES:
+        raise Malformed(f"The phase must be one of {', '.join(PHASES)}.")
+    if status not in (None, "", *STATUSES):
+        raise Malformed(f"The status must be one of {', '.join(STATUSES)}.")
+    if queue_id is not None and (isinstance(queue_id, bool) or not isinstance(queue_id, int)):
+        raise Malformed("The queue id must be an integer.")
+    if not isinstance(url, str) or len(url) > 500:
+        raise Malformed("The build URL must be a string of at most 500 characters.")
+    return Report(
+        job=job.strip().strip("/"),
+        number=number,
+        phase=phase,
+        status=status or "",
+        url=url,
+        queue_id=queue_id,
+        params=_params(params),
+        tests=_tests(tests),
+    )
+
+
+def _params(params) -> dict[str, str]:
+    if not isinstance(params, dict) or len(params) > 200:
+        raise Malformed("The parameters must be an object of at most 200 names.")
+    clean = {}
+    for name, value in params.items():
+        if not isinstance(value, str | int | float | bool) and value is not None:
+            raise Malformed(f"Parameter {name[:50]} must be a string, number or boolean.")
+        clean[str(name)[:100]] = "" if value is None else str(value)[:1000]
+    return clean
+
+
+def _tests(tests) -> dict | None:
+    if tests is None:
+        return None
+    if not isinstance(tests, dict):
+        raise Malformed("The test summary must be an object.")
+    summary = {}
+    for key in ("total", "failed", "passed", "skipped"):
+        value = tests.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise Malformed(f"The test summary's {key} must be a non-negative integer.")
+        summary[key] = value
+    return summary
+
+
+# -- handling ---------------------------------------------------------------------------------
+
+
+def handle(report: Report) -> str:
+    """Record the report once: the build row, its state, and a release when it succeeded."""
+    try:
+        with transaction.atomic():
+            WebhookDelivery.objects.create(source="jenkins", delivery_id=report.delivery_id, event=report.phase)
+            build = _build_for(report)
+            _apply(build, report)
+    except IntegrityError:
+        return f"{report.delivery_id} was already handled."
+    return f"Recorded {report.job} #{report.number} {report.phase}."
+
+
+def _build_for(report: Report) -> Build:
+    build = Build.objects.select_for_update().filter(job_name=report.job, number=report.number).first()
+    if build is None and report.queue_id is not None:
+        # A build the portal started: it knows the queue item, maybe not yet the number.
+        build = (
+            Build.objects.select_for_update()
+            .filter(job_name=report.job, queue_id=report.queue_id, number__isnull=True)
+            .first()
+        )
+        if build is not None:
+            Build.objects.filter(pk=build.pk).update(number=report.number, url=report.url or build.url)
+            build.refresh_from_db()
+    if build is None:
+        build = Build.objects.create(
+            service=Service.objects.filter(jenkins_build_job=report.job).first(),
+            job_name=report.job,
+            number=report.number,
+            queue_id=report.queue_id,
+            url=report.url,
+            trigger="jenkins",
+            state=Build.RUNNING,
+            parameters=report.params,
+            version=(report.params.get("VERSION") or str(report.number))[:100],
+            started_at=timezone.now(),
+        )
+        builds.note(build, "started", f"Jenkins reported {report.job} #{report.number} (started outside the portal).")
+    return build
+
+
+def _apply(build: Build, report: Report) -> None:
+    if build.state == Build.QUEUED:
+        builds.append(
+            build,
+            [("started", f"Jenkins started {report.job} #{report.number}.", {"number": report.number})],
+            where={"state": Build.QUEUED},
+            state=Build.RUNNING,
+            started_at=timezone.now(),
+        )
+    if report.phase in FINISHED and report.status:
+        builds.finish_build(build, report.status, parameters=report.params, tests=report.tests, url=report.url)

@@ -1,0 +1,40 @@
+"""Shared pieces of webhook authentication: HMAC-SHA256 signatures and bounded bodies.
+
+GitHub signs with `X-Hub-Signature-256: sha256=<hex>`, pipeline steps calling
+`/hooks/jenkins/` with `X-Portal-Signature-256: sha256=<hex>`; both are an HMAC-SHA256 of
+the raw body keyed with a shared secret, compared in constant time.
+"""
+
+import hashlib
+import hmac
+
+
+def verify_hmac_sha256(secret: str, body: bytes, header_value: str, prefix: str = "sha256=") -> bool:
+    """True when `header_value` is `prefix` + the hex HMAC-SHA256 of `body` under `secret`.
+
+    An empty secret never verifies: a hook without a configured secret accepts nothing.
+    # Reference: https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+    """
+    if not secret or not header_value or not header_value.startswith(prefix):
+        return False
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    given = header_value[len(prefix) :].strip().lower()
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii", "replace"))
+
+
+def read_limited_body(request, limit: int) -> bytes | None:
+    """The raw request body, or None when it is larger than `limit` bytes.
+
+    The declared Content-Length is checked first so an oversized upload is refused without
+    reading it; the stream is then read at most `limit + 1` bytes in case the header lied.
+    """
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        if int(declared) > limit:
+            return None
+    except ValueError:
+        return None
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return None
+    return body

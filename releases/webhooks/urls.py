@@ -1,0 +1,8 @@
+from django.urls import path
+
+from releases.webhooks import github, jenkins
+
+urlpatterns = [
+    path("jenkins/", jenkins.receive, name="hook_jenkins"),
+    path("github/", github.receive, name="hook_github"),
+]

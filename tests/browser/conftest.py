@@ -1,0 +1,224 @@
+"""A real portal for a real browser: uvicorn serving portal.asgi (pages and websockets) on an
+ephemeral port, the RQ worker and the cluster watcher in threads, the sandbox cluster, all on
+the test database; and Debian's Chromium driven by Playwright.
+
+`live_server` from pytest-django is WSGI-only (no websockets), hence uvicorn in a thread. The
+tests are transactional because every one of those threads reads what the test wrote.
+"""
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.factories import Cast, make_cast, make_cluster
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "pampam-test"
+# Set PAMPAM_SCREENSHOTS=1 to (re)write docs/dashboard.png and docs/deployment-live.png.
+SCREENSHOTS = os.environ.get("PAMPAM_SCREENSHOTS") == "1"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def pytest_collection_modifyitems(items):
+    if Path(CHROMIUM).exists():
+        return
+    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def start_kube():
+    from sandbox.kube import start
+
+    deployment = {
+        "namespace": "prod",
+        "name": "storefront",
+        "image": "registry.example/storefront:1.0.0",
+        "replicas": 4,
+    }
+    return start(port=0, ready_after=0.6, seed={"deployments": [deployment]})
+
+
+class Background:
+    """Threads that stop when asked: uvicorn, the RQ worker loop, the cluster watcher."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.stoppers = []
+
+    def spawn(self, target, name):
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def close(self):
+        self.stop.set()
+        for stopper in self.stoppers:
+            stopper()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+
+def serve(background: Background) -> str:
+    import uvicorn
+
+    from portal.asgi import application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(application, lifespan="off", log_level="warning", ws="websockets-sansio"))
+    background.spawn(lambda: server.run(sockets=[sock]), "uvicorn")
+    background.stoppers.append(lambda: setattr(server, "should_exit", True))
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}"
+
+
+def work_jobs(background: Background) -> None:
+    """RQ's SimpleWorker in bursts (its signal handlers only install in the main thread)."""
+    import django_rq
+    from django.db import close_old_connections, connections
+    from rq import SimpleWorker
+    from rq.timeouts import TimerDeathPenalty
+
+    class ThreadWorker(SimpleWorker):
+        death_penalty_class = TimerDeathPenalty  # SIGALRM, the default, is main-thread only
+
+        def _install_signal_handlers(self):
+            pass
+
+    queue = django_rq.get_queue("default")
+    worker = ThreadWorker([queue], connection=queue.connection)
+
+    def loop():
+        while not background.stop.is_set():
+            worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+            close_old_connections()
+            background.stop.wait(0.05)
+        connections.close_all()
+
+    background.spawn(loop, "rq-worker")
+
+
+def watch(background: Background) -> None:
+    from django.db import connections
+
+    from clusters.watcher import Watcher
+
+    watcher = Watcher(name="browser-tests", heartbeat_seconds=1.0, watch_timeout=30)
+    watcher.stop = background.stop
+
+    def run():
+        try:
+            watcher.run()
+        finally:
+            connections.close_all()
+
+    background.spawn(run, "watcher")
+    # Its stream threads block in watch requests until the sandbox closes them; join them then.
+    background.stoppers.append(lambda: background.threads.extend(watcher.threads.values()))
+
+
+def in_thread(func, *args, **kwargs):
+    """Run `func` in another thread: Playwright keeps an event loop running in this one, and
+    the broadcast after commit (async_to_sync) refuses to run beside a running loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    def call():
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result(timeout=60)
+
+
+@dataclass
+class Portal:
+    url: str
+    cast: Cast
+    kube: object
+
+
+@pytest.fixture
+def portal(transactional_db):
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    kube = start_kube()
+    cast = make_cast(cluster=make_cluster(name="main", api_url=kube.url))
+    background = Background()
+    background.stoppers.append(kube.stop)
+    try:
+        url = serve(background)
+        work_jobs(background)
+        watch(background)
+        yield Portal(url, cast, kube)
+    finally:
+        background.close()
+
+
+@pytest.fixture
+def browser(transactional_db, monkeypatch):
+    """Chromium, per test. Playwright's sync API keeps an event loop running in this thread,
+    which Django's async-safety check takes for async code; the test's ORM calls are plain
+    synchronous ones, so the check is lifted for as long as Playwright runs (and only then:
+    this fixture stops before the database teardown, which it depends on)."""
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def login(browser, portal):
+    """login("bob") → a page in bob's own browser context (own cookies), logged in."""
+    contexts = []
+
+    def open_as(username):
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+        context.set_default_timeout(20_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(portal.url + "/accounts/login/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(portal.url + "/")
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()

@@ -1,0 +1,179 @@
+"""`/hooks/jenkins/`: authentication, idempotency, bad input, and payloads from the real sandbox."""
+
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+
+from portal.models import WebhookDelivery
+from releases.models import Build, Release
+from sandbox.jenkins import start
+
+SECRET = "hook-secret"
+SHA = "a" * 40
+
+
+@pytest.fixture(autouse=True)
+def secret(settings):
+    settings.JENKINS_WEBHOOK_SECRET = SECRET
+
+
+@pytest.fixture
+def service(cast):
+    cast.service.jenkins_build_job = "folder/storefront"
+    cast.service.save()
+    return cast.service
+
+
+def sign(body: bytes, secret=SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def pipeline(**overrides):
+    data = {
+        "job": "folder/storefront",
+        "number": 12,
+        "status": "SUCCESS",
+        "url": "http://jenkins.example/job/folder/job/storefront/12/",
+        "queue_id": 345,
+        "params": {"VERSION": "1.4.2", "GIT_COMMIT": SHA},
+    }
+    return json.dumps({**data, **overrides}).encode()
+
+
+def notification(phase, status=None, number=7):
+    build = {"full_url": "http://j/job/folder/job/storefront/7/", "number": number, "queue_id": 9, "phase": phase}
+    build |= {"parameters": {"VERSION": "2.0.0"}, "scm": {"commit": SHA}}
+    if status:
+        build |= {"status": status, "test_summary": {"total": 5, "failed": 0, "passed": 5, "skipped": 0}}
+    return json.dumps({"name": "storefront", "url": "job/folder/job/storefront/", "build": build}).encode()
+
+
+def post(client, body, signature=None, query=""):
+    headers = {"HTTP_X_PORTAL_SIGNATURE_256": signature} if signature else {}
+    return client.post(f"/hooks/jenkins/{query}", body, content_type="application/json", **headers)
+
+
+def nothing_recorded():
+    return not (Build.objects.exists() or Release.objects.exists() or WebhookDelivery.objects.exists())
+
+
+def test_it_records_a_signed_pipeline_report_and_makes_a_release(service, client):
+    body = pipeline()
+    response = post(client, body, sign(body))
+    assert response.status_code == 200
+    build = Build.objects.get()
+    assert (build.trigger, build.number, build.state, build.service) == ("jenkins", 12, Build.SUCCEEDED, service)
+    release = Release.objects.get()
+    assert (release.version, release.git_sha, release.source) == ("1.4.2", SHA, "jenkins")
+    assert release.image == "registry.example/storefront:1.4.2" and build.release == release
+
+
+def test_it_handles_the_same_delivery_once(service, client):
+    body = pipeline()
+    post(client, body, sign(body))
+    again = post(client, body, sign(body))
+    assert again.status_code == 200 and "already handled" in again.json()["message"]
+    assert Build.objects.count() == 1 and Release.objects.count() == 1
+
+
+def test_it_makes_one_release_from_completed_and_finalized(service, client):
+    for phase, status in (("STARTED", None), ("COMPLETED", "SUCCESS"), ("FINALIZED", "SUCCESS")):
+        assert post(client, notification(phase, status), query=f"?token={SECRET}").status_code == 200
+    build = Build.objects.get()
+    assert build.state == Build.SUCCEEDED and build.test_summary["passed"] == 5
+    assert Release.objects.get().version == "2.0.0" and Release.objects.get().git_sha == SHA
+
+
+def test_it_records_a_failed_build_without_a_release(service, client):
+    body = pipeline(status="FAILURE")
+    assert post(client, body, sign(body)).status_code == 200
+    assert Build.objects.get().state == Build.FAILED and not Release.objects.exists()
+
+
+def test_it_matches_a_portal_build_by_its_queue_item(cast, service, client):
+    mine = Build.objects.create(service=service, job_name="folder/storefront", queue_id=345, parameters={})
+    body = pipeline()
+    post(client, body, sign(body))
+    mine.refresh_from_db()
+    assert Build.objects.count() == 1 and mine.number == 12 and mine.state == Build.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "signature,query,status",
+    [
+        (None, "", 401),
+        (sign(b"other body"), "", 403),
+        (sign(pipeline(), "wrong-secret"), "", 403),
+        ("sha1=abc", "", 403),
+        (None, "?token=wrong", 403),
+    ],
+)
+def test_it_refuses_unauthenticated_reports(service, client, signature, query, status):
+    assert post(client, pipeline(), signature, query).status_code == status
+    assert nothing_recorded()
+
+
+def test_it_refuses_everything_when_no_secret_is_set(service, client, settings):
+    settings.JENKINS_WEBHOOK_SECRET = ""
+    body = pipeline()
+    assert post(client, body, sign(body, "")).status_code == 403
+    assert nothing_recorded()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b"{}",
+        json.dumps({"job": "x", "number": "12"}).encode(),
+        json.dumps({"job": "x", "number": 0}).encode(),
+        json.dumps({"job": "x", "number": 1, "status": "GREAT"}).encode(),
+        json.dumps({"job": "x", "number": 1, "params": ["a"]}).encode(),
+        json.dumps({"job": "x", "number": 1, "params": {"A": {"nested": 1}}}).encode(),
+        json.dumps({"job": "x", "number": 1, "status": "SUCCESS", "test_summary": {"total": -1}}).encode(),
+        json.dumps({"name": "x", "build": {"number": 1, "phase": "LATER"}}).encode(),
+    ],
+)
+def test_it_answers_400_to_malformed_reports(service, client, body):
+    response = post(client, body, sign(body))
+    assert response.status_code == 400 and response.json()["message"]
+    assert nothing_recorded()
+
+
+def test_it_answers_413_to_oversized_bodies(service, client):
+    body = json.dumps({"job": "x", "number": 1, "pad": "x" * (1024 * 1024)}).encode()
+    assert post(client, body, sign(body)).status_code == 413
+    assert nothing_recorded()
+
+
+def test_it_answers_405_to_a_get(client, db):
+    assert client.get("/hooks/jenkins/").status_code == 405
+
+
+def test_it_records_what_the_sandbox_notification_plugin_sends(cast_tx, live_server):
+    service = cast_tx.service
+    service.jenkins_build_job = "app-build"
+    service.save()
+    jenkins = start(
+        notify_url=f"{live_server.url}/hooks/jenkins/?token={SECRET}", queue_seconds=0.05, build_seconds=0.3
+    )
+    try:
+        import jenkins as python_jenkins
+
+        server = python_jenkins.Jenkins(jenkins.url, "jenkins", "jenkins-token", timeout=5)
+        server.build_job("app-build", {"VERSION": "5.0.0", "GIT_COMMIT": SHA})
+        jenkins.wait_for_build("app-build", 1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and WebhookDelivery.objects.count() < 4:
+            time.sleep(0.05)
+    finally:
+        jenkins.stop()
+    assert WebhookDelivery.objects.count() == 4  # QUEUED, STARTED, COMPLETED, FINALIZED
+    build = Build.objects.get()
+    assert (build.trigger, build.number, build.state) == ("jenkins", 1, Build.SUCCEEDED)
+    release = Release.objects.get()
+    assert (release.version, release.git_sha, release.test_summary["total"]) == ("5.0.0", SHA, 42)

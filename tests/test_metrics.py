@@ -1,0 +1,126 @@
+"""/metrics: refused without the token, valid Prometheus text (checked by promtool) with it."""
+
+import shutil
+import subprocess
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from clusters.models import WatcherHeartbeat
+from releases import states
+from releases.models import Approval, Build
+from tests.factories import make_deployment, make_release, make_service
+
+TOKEN = "metrics-test-token"
+
+
+@pytest.fixture
+def token(settings):
+    settings.METRICS_TOKEN = TOKEN
+    return TOKEN
+
+
+def scrape(client):
+    return client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+
+def history(cast, service=None):
+    service = service or cast.service
+    now = timezone.now()
+    make_deployment(
+        make_release(service),
+        cast.prod,
+        state=states.SUCCEEDED,
+        started_at=now - timedelta(seconds=90),
+        finished_at=now,
+        created_at=now - timedelta(hours=1),
+        required_approvals=2,
+    )
+    deployment = make_deployment(
+        make_release(service),
+        cast.staging,
+        state=states.FAILED,
+        started_at=now - timedelta(seconds=700),
+        finished_at=now,
+        required_approvals=1,
+        created_at=now - timedelta(seconds=1000),
+    )
+    Approval.objects.create(
+        deployment=deployment, user=cast.bob, decision="approve", created_at=now - timedelta(seconds=800)
+    )
+    make_deployment(make_release(service), cast.dev)
+    Build.objects.create(
+        job_name="storefront-build", state=Build.SUCCEEDED, started_at=now - timedelta(seconds=45), finished_at=now
+    )
+    WatcherHeartbeat.objects.update_or_create(
+        name="watcher-1", defaults=dict(beat_at=now - timedelta(seconds=3), streams=9, reconnects=2, lag_seconds=0.25)
+    )
+
+
+def test_it_refuses_a_scrape_without_the_token(db, client, token):
+    answer = client.get("/metrics")
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_it_refuses_a_scrape_with_a_wrong_token(db, client, token):
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION=TOKEN).status_code == 401
+
+
+def test_it_hides_metrics_when_no_token_is_configured(db, client, settings):
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
+
+
+def test_it_counts_deployments_by_state_service_and_environment(cast, client, token):
+    history(cast)
+    text = scrape(client).content.decode()
+    assert 'pampam_deployments{environment="prod",service="storefront",state="succeeded"} 1.0' in text
+    assert 'pampam_deployments{environment="staging",service="storefront",state="failed"} 1.0' in text
+    assert 'pampam_deployments{environment="dev",service="storefront",state="pending_approval"} 1.0' in text
+
+
+def test_it_turns_rows_into_duration_histograms(cast, client, token):
+    history(cast)
+    text = scrape(client).content.decode()
+    bucket = 'pampam_deployment_duration_seconds_bucket{environment="prod",le="%s",service="storefront"}'
+    assert bucket % "60.0" + " 0.0" in text
+    assert bucket % "120.0" + " 1.0" in text
+    assert 'pampam_deployment_duration_seconds_sum{environment="prod",service="storefront"} 90.0' in text
+    assert 'pampam_approval_wait_seconds_bucket{environment="staging",le="300.0"} 1.0' in text
+    assert 'pampam_approval_wait_seconds_sum{environment="staging"} 200.0' in text
+    assert 'pampam_build_duration_seconds_bucket{job="storefront-build",le="60.0",state="succeeded"} 1.0' in text
+    assert 'pampam_approval_oldest_pending_seconds{environment="dev"}' in text
+
+
+def test_it_reports_the_watcher_the_queue_and_dora_figures(cast, client, token):
+    history(cast)
+    text = scrape(client).content.decode()
+    assert 'pampam_watcher_lag_seconds{watcher="watcher-1"} 0.25' in text
+    assert 'pampam_watcher_reconnects{watcher="watcher-1"} 2.0' in text
+    assert 'pampam_watcher_heartbeat_age_seconds{watcher="watcher-1"} 3.' in text
+    assert 'pampam_queue_jobs{queue="default"} 0.0' in text
+    assert "pampam_redis_up 1.0" in text
+    assert 'pampam_dora_deployments{environment="prod",service="storefront"} 1.0' in text
+    assert 'pampam_dora_change_failure_ratio{environment="prod",service="storefront"} 0.0' in text
+
+
+def test_it_runs_the_same_number_of_queries_whatever_the_history(cast, client, token, django_assert_max_num_queries):
+    history(cast)
+    with django_assert_max_num_queries(20) as small:
+        scrape(client)
+    for _ in range(5):
+        history(cast, make_service())
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        scrape(client)
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool is not installed (apt-get install prometheus)")
+def test_it_passes_promtool_check_metrics(cast, client, token):
+    history(cast)
+    body = scrape(client).content
+    checked = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert body.count(b"# TYPE pampam_") >= 14

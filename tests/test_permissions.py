@@ -1,0 +1,330 @@
+"""Who may do what, through the real views: viewer, deployer, approver, admin and anonymous.
+
+The cast (tests/factories.py): erin is a viewer (no groups), alice deploys to dev and staging,
+bob approves, dave deploys to prod and approves, admin is staff. A refused action answers 403
+with the reason in the body; an anonymous request is sent to the login page.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import get_resolver
+from django.utils import timezone
+
+from clusters.models import FreezeWindow
+from releases import flows, states
+from releases.models import Deployment
+from tests.factories import make_deployment, make_release
+
+
+def client_for(user):
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def release_ready_for_staging(cast):
+    release = make_release(cast.service)
+    make_deployment(release, cast.dev, state=states.SUCCEEDED, finished_at=timezone.now())
+    return release
+
+
+def pending_in_staging(cast):
+    return flows.request_deployment(cast.alice, release_ready_for_staging(cast), cast.staging)
+
+
+# Anonymous ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/", "/services/storefront/", "/releases/1/", "/deployments/1/", "/approvals/", "/history/?state=failed"],
+)
+def test_it_sends_anonymous_page_requests_to_the_login_page(cast, url):
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+    assert Client().get(response["Location"]).status_code == 200
+
+
+def test_it_keeps_the_full_path_in_next(cast):
+    response = Client().get("/history/?state=failed")
+    assert response["Location"] == "/accounts/login/?next=/history/%3Fstate%3Dfailed"
+
+
+@pytest.mark.parametrize("url", ["/releases/1/deploy/", "/deployments/1/decide/", "/deployments/1/cancel/"])
+def test_it_sends_anonymous_actions_to_the_login_page_and_changes_nothing(cast, url):
+    release = release_ready_for_staging(cast)
+    deployment = flows.request_deployment(cast.alice, release, cast.staging)
+    url = url.replace("/1/", f"/{release.pk if 'releases' in url else deployment.pk}/")
+    response = Client().post(url, {"environment": "dev", "decision": "approve"})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+    deployment.refresh_from_db()
+    assert deployment.state == states.PENDING_APPROVAL
+    assert Deployment.objects.count() == 2
+
+
+def test_it_sends_anonymous_rollbacks_to_the_login_page(cast):
+    response = Client().post("/services/storefront/environments/dev/rollback/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_it_exempts_only_health_checks_hooks_and_login_from_logging_in():
+    """Every view that skips the login check is listed here; a new one must be added on purpose."""
+    exempt = set()
+
+    def walk(patterns, prefix=""):
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                walk(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif getattr(pattern.callback, "login_required", True) is False:
+                exempt.add(prefix + str(pattern.pattern))
+
+    walk(get_resolver().url_patterns)
+    allowed_prefixes = ("healthz", "readyz", "hooks/", "accounts/", "admin/", "metrics")
+    assert {"healthz", "readyz"} <= exempt
+    assert all(path.startswith(allowed_prefixes) for path in exempt), exempt
+
+
+# Viewing ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["erin", "alice", "bob", "dave", "admin"])
+def test_it_lets_any_logged_in_user_view_every_page(cast, who):
+    deployment = pending_in_staging(cast)
+    client = client_for(getattr(cast, who))
+    for url in [
+        "/",
+        "/services/storefront/",
+        f"/releases/{deployment.release_id}/",
+        f"/deployments/{deployment.pk}/",
+        "/approvals/",
+        "/history/",
+    ]:
+        assert client.get(url).status_code == 200, url
+
+
+# Request ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "who, status, reason",
+    [
+        ("erin", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
+        ("bob", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
+        ("dave", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
+        ("alice", 302, None),
+        ("admin", 302, None),
+    ],
+)
+def test_it_lets_only_deployers_request(cast, who, status, reason):
+    release = release_ready_for_staging(cast)
+    response = client_for(getattr(cast, who)).post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
+    assert response.status_code == status
+    created = Deployment.objects.filter(environment=cast.staging)
+    if reason:
+        assert reason in response.content.decode()
+        assert not created.exists()
+    else:
+        assert created.get().requested_by == getattr(cast, who)
+
+
+def test_it_lets_release_managers_deploy_to_prod_but_not_developers(cast):
+    release = make_release(cast.service)
+    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    refused = client_for(cast.alice).post(f"/releases/{release.pk}/deploy/", {"environment": "prod"})
+    assert refused.status_code == 403
+    assert "You are not a deployer for Prod (release-managers)." in refused.content.decode()
+    assert client_for(cast.dave).post(f"/releases/{release.pk}/deploy/", {"environment": "prod"}).status_code == 302
+
+
+# Approve ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "who, status, reason",
+    [
+        ("erin", 403, "You are not an approver for Staging (approvers)."),
+        ("alice", 403, "You are not an approver for Staging (approvers)."),
+        ("admin", 403, "You are not an approver for Staging (approvers)."),
+        ("bob", 302, None),
+        ("dave", 302, None),
+    ],
+)
+def test_it_lets_only_approvers_approve(cast, who, status, reason):
+    deployment = pending_in_staging(cast)
+    response = client_for(getattr(cast, who)).post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})
+    assert response.status_code == status
+    deployment.refresh_from_db()
+    if reason:
+        assert reason in response.content.decode()
+        assert deployment.state == states.PENDING_APPROVAL
+        assert not deployment.approvals.exists()
+    else:
+        assert deployment.state == states.APPROVED
+
+
+def test_it_refuses_the_requester_approving_their_own_deployment(cast):
+    cast.alice.groups.add(cast.approvers)
+    deployment = pending_in_staging(cast)
+    response = client_for(cast.alice).post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})
+    assert response.status_code == 403
+    assert "You requested this deployment; Staging needs someone else to approve it." in response.content.decode()
+
+
+def test_it_lets_the_requester_reject_their_own_deployment_when_an_approver(cast):
+    cast.alice.groups.add(cast.approvers)
+    deployment = pending_in_staging(cast)
+    response = client_for(cast.alice).post(
+        f"/deployments/{deployment.pk}/decide/", {"decision": "reject", "comment": "wrong build"}
+    )
+    assert response.status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.state == states.REJECTED
+
+
+def test_it_shows_why_the_approve_button_is_disabled(cast):
+    deployment = pending_in_staging(cast)
+    body = client_for(cast.erin).get(f"/deployments/{deployment.pk}/").content.decode()
+    approve = body.split('value="approve"')[1].split(">")[0]
+    assert "disabled" in approve
+    assert "You are not an approver for Staging (approvers)." in body
+
+
+# Cancel -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "who, status, reason",
+    [
+        ("erin", 403, "Only the requester or a deployer for Staging can cancel."),
+        ("bob", 403, "Only the requester or a deployer for Staging can cancel."),
+        ("dave", 403, "Only the requester or a deployer for Staging can cancel."),
+        ("alice", 302, None),
+        ("admin", 302, None),
+    ],
+)
+def test_it_lets_only_the_requester_deployers_and_admins_cancel(cast, who, status, reason):
+    deployment = pending_in_staging(cast)
+    response = client_for(getattr(cast, who)).post(f"/deployments/{deployment.pk}/cancel/")
+    assert response.status_code == status
+    deployment.refresh_from_db()
+    if reason:
+        assert reason in response.content.decode()
+        assert deployment.state == states.PENDING_APPROVAL
+    else:
+        assert deployment.state == states.CANCELLED
+
+
+def test_it_lets_the_requester_cancel_after_leaving_the_deployer_group(cast):
+    deployment = pending_in_staging(cast)
+    cast.alice.groups.clear()
+    assert client_for(cast.alice).post(f"/deployments/{deployment.pk}/cancel/").status_code == 302
+
+
+# Override -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def frozen_dev(cast):
+    now = timezone.now()
+    return FreezeWindow.objects.create(
+        environment=cast.dev, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1), reason="group buy"
+    )
+
+
+@pytest.mark.parametrize("who", ["erin", "alice", "bob", "dave"])
+def test_it_refuses_an_override_from_anyone_but_an_admin(cast, frozen_dev, who):
+    release = make_release(cast.service)
+    response = client_for(getattr(cast, who)).post(
+        f"/releases/{release.pk}/deploy/", {"environment": "dev", "override_reason": "I really need to"}
+    )
+    assert response.status_code == 403
+    assert "Dev is frozen until" in response.content.decode()
+    assert "(group buy). An admin can override with a reason." in response.content.decode()
+    assert not Deployment.objects.exists()
+
+
+def test_it_refuses_an_admin_override_without_a_reason(cast, frozen_dev):
+    release = make_release(cast.service)
+    response = client_for(cast.admin).post(
+        f"/releases/{release.pk}/deploy/", {"environment": "dev", "override_reason": "   "}
+    )
+    assert response.status_code == 403
+    assert "Dev is frozen until" in response.content.decode()
+
+
+def test_it_lets_an_admin_override_with_a_reason(cast, frozen_dev):
+    release = make_release(cast.service)
+    response = client_for(cast.admin).post(
+        f"/releases/{release.pk}/deploy/", {"environment": "dev", "override_reason": "checkout is down"}
+    )
+    assert response.status_code == 302
+    deployment = Deployment.objects.get()
+    assert deployment.override_reason == "checkout is down"
+    assert deployment.events.get(kind="override").actor == cast.admin
+
+
+def test_it_offers_the_override_form_to_admins_only(cast, frozen_dev):
+    release = make_release(cast.service)
+    assert "Override and deploy" in client_for(cast.admin).get(f"/releases/{release.pk}/").content.decode()
+    assert "Override and deploy" not in client_for(cast.alice).get(f"/releases/{release.pk}/").content.decode()
+
+
+def test_it_does_not_let_an_admin_override_a_non_overridable_rule(cast, frozen_dev):
+    release = make_release(cast.service)
+    response = client_for(cast.admin).post(
+        f"/releases/{release.pk}/deploy/", {"environment": "staging", "override_reason": "skip promotion"}
+    )
+    assert response.status_code == 403
+    assert "has not succeeded in Dev yet" in response.content.decode()
+
+
+# Admin pages --------------------------------------------------------------------------------------
+
+
+ADMIN_PAGES = [
+    "/admin/",
+    "/admin/clusters/cluster/",
+    "/admin/clusters/cluster/add/",
+    "/admin/clusters/environment/",
+    "/admin/clusters/freezewindow/",
+    "/admin/clusters/lock/",
+    "/admin/releases/service/",
+    "/admin/auditlog/logentry/",
+]
+
+
+@pytest.mark.parametrize("who", ["erin", "alice", "bob", "dave"])
+def test_it_keeps_non_staff_out_of_the_admin(cast, who):
+    client = client_for(getattr(cast, who))
+    for url in ADMIN_PAGES:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/admin/login/?next="), url
+    login_page = client.get("/admin/login/?next=/admin/").content.decode()
+    assert f"You are authenticated as {who}, but are not authorized to access this page" in login_page
+
+
+def test_it_refuses_non_staff_changing_a_cluster_through_the_admin(cast):
+    response = client_for(cast.alice).post(
+        f"/admin/clusters/cluster/{cast.cluster.pk}/change/", {"name": "hijacked", "api_url": "https://evil.example"}
+    )
+    assert response.status_code == 302
+    cast.cluster.refresh_from_db()
+    assert cast.cluster.name == "main"
+
+
+def test_it_lets_admins_into_every_admin_page(cast):
+    client = client_for(cast.admin)
+    for url in ADMIN_PAGES:
+        assert client.get(url).status_code == 200, url
+
+
+def test_it_sends_anonymous_admin_requests_to_the_login_page(cast):
+    response = Client().get("/admin/clusters/cluster/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/admin/clusters/cluster/"

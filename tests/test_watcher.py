@@ -1,0 +1,253 @@
+"""The cluster watcher keeps up whatever happens to it, the API server or its own process.
+
+Real `kubernetes` client against the sandbox cluster; the watcher runs in background threads.
+An API server outage is played by a TCP proxy between the portal and the sandbox: closing it
+drops every connection and refuses new ones, re-opening it on the same port brings the same
+cluster back (the sandbox cannot restart with the same objects: see test_it_relists_when_*).
+"""
+
+import socket
+import threading
+
+import pytest
+
+from clusters.models import Workload
+from clusters.watcher import Watcher
+from releases import jobs, states
+from releases.models import Deployment
+from tests.factories import make_service
+from tests.test_kube_rollouts import (  # noqa: F401 - fixtures
+    NAME,
+    REPO,
+    _fast_passwords,
+    cluster_image,
+    connect,
+    deploy,
+    kube_cast,
+    make_sandbox,
+    sandbox,
+    wait_state,
+    wait_until,
+)
+
+
+class Proxy:
+    """A TCP relay on a fixed port that can go down (dropping every connection) and come back."""
+
+    def __init__(self, target_port: int, port: int = 0):
+        self.target_port = target_port
+        self.port = port
+        self.connections: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.listener = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> "Proxy":
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.port = self.listener.getsockname()[1]
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def down(self) -> None:
+        self.listener.close()
+        with self.lock:
+            for conn in self.connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self.connections.clear()
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:  # the server behind is gone: so is this connection
+                client.close()
+                continue
+            with self.lock:
+                self.connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def started():
+    watchers = []
+
+    def start(**options):
+        options.setdefault("heartbeat_seconds", 0.2)
+        watcher = Watcher(name=f"test-{len(watchers)}", **options).start()
+        watchers.append(watcher)
+        return watcher
+
+    yield start
+    for watcher in watchers:
+        watcher.shutdown()
+
+
+def rolling(cast, run_jobs, version="1.1.0"):
+    deployment = deploy(cast, version)
+    run_jobs()
+    deployment.refresh_from_db()
+    assert deployment.state == states.ROLLING_OUT
+    return deployment
+
+
+def state_of(deployment):
+    return Deployment.objects.values_list("state", flat=True).get(pk=deployment.pk)
+
+
+def test_it_lists_again_after_410_gone_and_still_finishes_the_rollout(cast_tx, make_sandbox, started, run_jobs):
+    # No bookmarks: a stream's version then lags behind writes to other kinds, so after a
+    # compaction its next watch (every second here) is answered 410 Gone.
+    sandbox = make_sandbox(ready_after=0.5, bookmark_interval=600)
+    cast = connect(cast_tx, sandbox)
+    watcher = started(watch_timeout=1)
+    wait_until(lambda: watcher.relists >= 9)
+    deployment = rolling(cast, run_jobs)
+    sandbox.compact()
+    wait_state(deployment, states.SUCCEEDED)
+    assert watcher.expired >= 1
+    assert watcher.relists >= 9 + watcher.expired
+    assert Workload.objects.get(environment=cast.dev, name=NAME).image == f"{REPO}:1.1.0"
+
+
+def test_it_reconnects_after_the_api_server_was_down_mid_rollout(cast_tx, make_sandbox, started, run_jobs):
+    sandbox = make_sandbox(ready_after=0.5)
+    proxy = Proxy(sandbox.port).up()
+    cast = connect(cast_tx, sandbox)
+    cast.cluster.api_url = proxy.url
+    cast.cluster.save()
+    watcher = started()
+    wait_until(lambda: watcher.open_streams() == 9)
+    deployment = rolling(cast, run_jobs)
+
+    proxy.down()
+    wait_until(lambda: watcher.reconnects >= 3)  # it keeps trying, with backoff
+    sandbox.wait_for(lambda c: sandbox.rollout_complete("dev", NAME), timeout=10)
+    assert state_of(deployment) == states.ROLLING_OUT  # finished while nobody could see it
+
+    Proxy(sandbox.port, port=proxy.port).up()
+    wait_state(deployment, states.SUCCEEDED)
+    wait_until(lambda: watcher.open_streams() == 9)
+
+
+def test_it_relists_when_the_api_server_comes_back_with_other_state(cast_tx, make_sandbox, started):
+    # The sandbox keeps its objects in memory and cannot restart with them: a new one starts from
+    # its seed, with new uids and resourceVersions. Its stop() also leaves open watches hanging
+    # (it closes no connection), so the proxy plays the process exit. The watcher must drop the
+    # old picture and list again.
+    first = make_sandbox()
+    proxy = Proxy(first.port).up()
+    cast = connect(cast_tx, first)
+    cast.cluster.api_url = proxy.url
+    cast.cluster.save()
+    watcher = started()
+    wait_until(lambda: Workload.objects.filter(environment=cast.dev, name=NAME, available=4).exists())
+    first.stop()
+    proxy.down()
+    # Wait until every stream saw the outage. (A server that comes back faster must refuse a
+    # watch from the old, now too large, resourceVersion; the sandbox accepts it and stays silent.)
+    wait_until(lambda: watcher.open_streams() == 0 and watcher.reconnects >= 9)
+    second = make_sandbox(replicas=2)
+    Proxy(second.port, port=proxy.port).up()
+    second.wait_for(lambda c: second.rollout_complete("dev", NAME), timeout=10)
+    wait_until(lambda: Workload.objects.filter(environment=cast.dev, name=NAME, replicas=2, available=2).exists())
+    wait_until(lambda: watcher.open_streams() == 9)
+
+
+def test_it_loses_nothing_when_the_watcher_is_killed_and_restarted_mid_rollout(kube_cast, sandbox, started, run_jobs):
+    first = started()
+    wait_until(lambda: first.open_streams() == 9)
+    deployment = rolling(kube_cast, run_jobs)
+    first.shutdown()
+    sandbox.wait_for(lambda c: sandbox.rollout_complete("dev", NAME), timeout=10)
+    assert state_of(deployment) == states.ROLLING_OUT
+
+    started()
+    deployment = wait_state(deployment, states.SUCCEEDED)
+    assert deployment.revision_after == "2"
+    assert Workload.objects.get(environment=kube_cast.dev, name=NAME).expected_image == f"{REPO}:1.1.0"
+
+
+def test_it_finishes_a_rollout_with_the_reconcile_job_alone(kube_cast, sandbox, run_jobs, settings):
+    deployment = rolling(kube_cast, run_jobs)
+    sandbox.wait_for(lambda c: sandbox.rollout_complete("dev", NAME), timeout=10)
+    assert state_of(deployment) == states.ROLLING_OUT
+
+    settings.RECONCILE_INTERVAL_SECONDS = 0  # everything counts as not observed lately
+    counts = jobs.reconcile()
+    assert counts["observed"] == 1
+    deployment.refresh_from_db()
+    assert deployment.state == states.SUCCEEDED
+    assert Workload.objects.get(environment=kube_cast.dev, name=NAME).expected_image == f"{REPO}:1.1.0"
+
+
+def test_it_restarts_an_approved_deployment_whose_job_was_lost(kube_cast, sandbox, run_jobs, settings):
+    deployment = deploy(kube_cast, "1.1.0")
+    import django_rq
+
+    django_rq.get_queue("default").empty()  # the doorbell was lost
+    settings.RECONCILE_INTERVAL_SECONDS = 0
+    Deployment.objects.filter(pk=deployment.pk).update(created_at=deployment.created_at.replace(year=2020))
+    assert jobs.reconcile()["restarted"] == 1
+    run_jobs()
+    assert state_of(deployment) in (states.ROLLING_OUT, states.SUCCEEDED)
+    assert cluster_image(sandbox) == f"{REPO}:1.1.0"
+
+
+def test_it_holds_three_watch_connections_per_namespace_however_many_rollouts_run(
+    kube_cast, sandbox, started, run_jobs
+):
+    services = [kube_cast.service]
+    for n in range(4):
+        service = make_service(slug=f"shop-{n}", image_repository=f"registry.example/shop-{n}")
+        sandbox.create_deployment("dev", service.k8s_deployment, f"{service.image_repository}:1.0.0", replicas=3)
+        services.append(service)
+    watcher = started()
+    wait_until(lambda: watcher.open_streams() == 9)
+    watches_before = sum("watch=true" in r["path"] for r in list(sandbox.requests_log))
+
+    deployments = []
+    for service in services:
+        kube_cast.service = service
+        deployments.append(deploy(kube_cast, "1.1.0"))
+    run_jobs()
+    open_during = []
+
+    def all_done():
+        with sandbox.cluster.lock:
+            open_during.append(len(sandbox.cluster.watchers))
+        return all(state_of(d) == states.SUCCEEDED for d in deployments)
+
+    wait_until(all_done, timeout=15)
+    assert set(open_during) == {9}  # 3 namespaces × (deployments, replicasets, pods)
+    assert watches_before == 9
+    assert sum("watch=true" in r["path"] for r in list(sandbox.requests_log)) == 9
+    assert watcher.open_streams() == 9
