@@ -36,10 +36,19 @@ class Namespace:
     # The three streams take turns to snapshot and record, so a Workload row and the timeline
     # never go back to an older picture written late by a slower thread.
     recording: threading.Lock = field(default_factory=threading.Lock)
+    listed: set = field(default_factory=set)
 
     def replace(self, kind: str, items: list[dict]) -> None:
         with self.lock:
             self.objects[kind] = {o["metadata"]["uid"]: o for o in items}
+            self.listed.add(kind)
+
+    @property
+    def synced(self) -> bool:
+        """All three kinds listed once (client-go's HasSynced): before that, a Deployment
+        would be judged without its pods (a rollout stuck on them would look merely slow)."""
+        with self.lock:
+            return len(self.listed) == len(kube.KINDS)
 
     def apply(self, kind: str, event_type: str, obj: dict) -> None:
         with self.lock:
@@ -222,6 +231,8 @@ class Watcher:
             self.refresh(space, name)
 
     def refresh(self, space: Namespace, name: str) -> None:
+        if not space.synced:
+            return
         environments = list(Environment.objects.filter(cluster_id=space.cluster_pk, namespace=space.name))
         with space.recording:
             snapshot = space.snapshot(name)

@@ -7,6 +7,7 @@ reconnect, because the events are rows.
 """
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -61,7 +62,9 @@ def _sender_loop() -> asyncio.AbstractEventLoop:
 
 def deployment_event(deployment, event) -> None:
     """Relay a new timeline event to the deployment's page and a summary to the dashboard."""
-    send(deployment.group, {"type": "deployment.event", "event": event.as_message()})
+    message = event.as_message()
+    # Encoded once here rather than once per watching socket (hundreds may watch one rollout).
+    send(deployment.group, {"type": "deployment.event", "event": message, "text": json.dumps(message)})
     if event.kind not in QUIET_KINDS:
         send(ACTIVITY_GROUP, {"type": "activity.update", "update": activity_summary(deployment)})
 

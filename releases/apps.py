@@ -8,9 +8,12 @@ class ReleasesConfig(AppConfig):
         from auditlog.registry import auditlog
 
         # Importing these connects their signal receivers.
-        from releases import receivers  # noqa: F401 - watcher observations advance deployments
-        from releases import annotations, notifications  # noqa: F401 - Grafana annotations, Slack messages
-        from releases import reporting  # noqa: F401 - GitHub Deployments and their statuses
+        from releases import (  # noqa: F401 - Grafana annotations, Slack messages
+            annotations,
+            notifications,
+            receivers,  # noqa: F401 - watcher observations advance deployments
+            reporting,  # noqa: F401 - GitHub Deployments and their statuses
+        )
         from releases.models import Service
 
         auditlog.register(Service)

@@ -16,6 +16,7 @@ reaches a browser only as an anonymous HTTP 403): 4401 not logged in, 4403 not a
 4404 no such deployment, 4400 malformed parameter or message.
 """
 
+import json
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -111,12 +112,12 @@ class SequencedConsumer(RelayConsumer):
     def pong(self) -> dict:
         return {"seq": self.last_seq}
 
-    async def relay(self, event: dict) -> None:
+    async def relay(self, event: dict, text: str | None = None) -> None:
         if event["seq"] <= self.last_seq:
             return
         if event["seq"] > self.last_seq + 1:
             await self._catch_up(before=event["seq"])
-        await self._forward(event)
+        await self._forward(event, text)
 
     async def _catch_up(self, before: int | None = None) -> None:
         """Send every stored row after last_seq (and below `before`), page by page."""
@@ -131,11 +132,11 @@ class SequencedConsumer(RelayConsumer):
     def _events(self, after: int, before: int | None) -> list[dict]:
         return self.rows(after, before)
 
-    async def _forward(self, event: dict) -> None:
+    async def _forward(self, event: dict, text: str | None = None) -> None:
         if event["seq"] <= self.last_seq:
             return
         self.last_seq = event["seq"]
-        await self.send_json(event)
+        await self.send(text_data=text or json.dumps(event))
 
 
 class DeploymentConsumer(SequencedConsumer):
@@ -151,7 +152,7 @@ class DeploymentConsumer(SequencedConsumer):
         return [e.as_message() for e in events.select_related("actor").order_by("seq")[:BACKLOG_PAGE]]
 
     async def deployment_event(self, message):
-        await self.relay(message["event"])
+        await self.relay(message["event"], message.get("text"))
 
 
 class BuildConsumer(SequencedConsumer):

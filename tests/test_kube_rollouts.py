@@ -187,7 +187,6 @@ def test_it_fails_a_rollout_past_its_progress_deadline(cast_tx, make_sandbox, ru
         deployment = wait_state(deployment, states.FAILED, timeout=10)
     finally:
         watcher.shutdown()
-    print("DEBUG", deployment.progress)
     assert 'Deployment "storefront" exceeded its progress deadline.' in deployment.reason
     assert "ContainerCreating" in deployment.reason  # what the new pods were stuck on
 

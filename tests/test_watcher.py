@@ -16,19 +16,14 @@ from clusters.watcher import Watcher
 from releases import jobs, states
 from releases.models import Deployment
 from tests.factories import make_service
-from tests.test_kube_rollouts import (  # noqa: F401 - fixtures
-    NAME,
-    REPO,
-    _fast_passwords,
-    cluster_image,
-    connect,
-    deploy,
-    kube_cast,
-    make_sandbox,
-    sandbox,
-    wait_state,
-    wait_until,
-)
+from tests import test_kube_rollouts as rollouts
+from tests.test_kube_rollouts import NAME, REPO, cluster_image, connect, deploy, wait_state, wait_until
+
+# The rollout tests' fixtures, shared.
+_fast_passwords = rollouts._fast_passwords
+make_sandbox = rollouts.make_sandbox
+sandbox = rollouts.sandbox
+kube_cast = rollouts.kube_cast
 
 
 class Proxy:
