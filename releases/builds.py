@@ -178,18 +178,29 @@ def build_parameters(service, build_pk: int, ref: str = "", version: str = "") -
 
 
 def request_build(user, service, *, ref: str = "", version: str = "") -> Build:
-    """Record a build of `service` and queue the job that starts it in Jenkins."""
+    """A person asks for a build of `service`: check they may, then start it."""
     verdict = may_build(user, service)
     if not verdict:
         raise Refused(verdict)
+    return start_build(service, user=user, ref=ref, version=version)
+
+
+def start_build(service, *, user=None, trigger: str = "portal", ref: str = "", version: str = "") -> Build:
+    """Record a build of `service` and queue the job that starts it in Jenkins.
+
+    Callers authorize first: `request_build` for people, signed webhooks for GitHub.
+    """
     if version and Release.objects.filter(service=service, version=version).exists():
         raise Refused(f"{service.name} already has a release {version}: pick another version.")
+    who = user.username if user else trigger.title()
     with transaction.atomic():
-        build = Build.objects.create(service=service, job_name=service.jenkins_build_job, triggered_by=user)
+        build = Build.objects.create(
+            service=service, job_name=service.jenkins_build_job, triggered_by=user, trigger=trigger
+        )
         build.parameters = build_parameters(service, build.pk, ref, version)
         build.version = build.parameters["VERSION"]
         build.save(update_fields=["parameters", "version"])
-        note(build, "requested", f"{user.username} asked Jenkins to build {service.name} ({build.version}).")
+        note(build, "requested", f"{who} asked Jenkins to build {service.name} ({build.version}).")
         queues.enqueue(trigger_build, build.pk)
     return build
 

@@ -135,6 +135,7 @@ class FaultingHandler(JSONHandler):
         self.dispatch()
 
     def dispatch(self) -> None:
+        self.read_body()  # drained up front: every answer, even a 404, leaves the connection usable
         path = self.path_only
         if path == CONTROL_PATH:
             self.control_faults()

@@ -81,9 +81,16 @@ class JSONHandler(BaseHTTPRequestHandler):
         values = self.query.get(name)
         return values[0] if values else default
 
+    def parse_request(self) -> bool:
+        self._request_body = None  # a new request on this keep-alive connection
+        return super().parse_request()
+
     def read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        """The request body, read once (an unread body would corrupt the next keep-alive request)."""
+        if self._request_body is None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self._request_body = self.rfile.read(length) if length else b""
+        return self._request_body
 
     def read_json(self):
         body = self.read_body()

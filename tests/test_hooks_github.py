@@ -311,10 +311,8 @@ def test_it_starts_a_build_when_the_service_builds_on_push(client, service, even
     response = deliver(client, event, payload)
     assert response.status_code == 200
     (said,) = response.json()["builds"]
-    if hasattr(builds, "start_build"):
-        build = Build.objects.get(service=service)
-        assert build.trigger == "github"
-    else:
-        # releases.builds has no start_build yet: nothing is queued, and the answer says so.
-        assert "cannot start builds from GitHub yet" in said
-        assert not Build.objects.exists()
+    build = Build.objects.get(service=service)
+    assert build.trigger == "github"
+    expected_ref = payload["after"] if event == "push" else payload["release"]["tag_name"]
+    assert build.parameters["GIT_REF"] == expected_ref
+    assert f"build #{build.pk} queued" in said

@@ -15,8 +15,8 @@ from clusters.models import Workload
 from clusters.watcher import Watcher
 from releases import jobs, states
 from releases.models import Deployment
-from tests.factories import make_service
 from tests import test_kube_rollouts as rollouts
+from tests.factories import make_service
 from tests.test_kube_rollouts import NAME, REPO, cluster_image, connect, deploy, wait_state, wait_until
 
 # The rollout tests' fixtures, shared.
@@ -226,8 +226,7 @@ def test_it_holds_three_watch_connections_per_namespace_however_many_rollouts_ru
         sandbox.create_deployment("dev", service.k8s_deployment, f"{service.image_repository}:1.0.0", replicas=3)
         services.append(service)
     watcher = started()
-    wait_until(lambda: watcher.open_streams() == 9)
-    watches_before = sum("watch=true" in r["path"] for r in list(sandbox.requests_log))
+    wait_until(lambda: watch_requests(sandbox) == 9 and open_at_server(sandbox) == 9)
 
     deployments = []
     for service in services:
@@ -237,12 +236,19 @@ def test_it_holds_three_watch_connections_per_namespace_however_many_rollouts_ru
     open_during = []
 
     def all_done():
-        with sandbox.cluster.lock:
-            open_during.append(len(sandbox.cluster.watchers))
+        open_during.append(open_at_server(sandbox))
         return all(state_of(d) == states.SUCCEEDED for d in deployments)
 
     wait_until(all_done, timeout=15)
     assert set(open_during) == {9}  # 3 namespaces × (deployments, replicasets, pods)
-    assert watches_before == 9
-    assert sum("watch=true" in r["path"] for r in list(sandbox.requests_log)) == 9
+    assert watch_requests(sandbox) == 9  # none opened for any rollout
     assert watcher.open_streams() == 9
+
+
+def watch_requests(sandbox) -> int:
+    return sum("watch=true" in r["path"] for r in list(sandbox.requests_log))
+
+
+def open_at_server(sandbox) -> int:
+    with sandbox.cluster.lock:
+        return len(sandbox.cluster.watchers)

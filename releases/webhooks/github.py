@@ -251,9 +251,5 @@ def start_build(service: Service, ref: str, why: str) -> str:
     """
     if not service.build_on_push or not service.jenkins_build_job:
         return ""
-    starter = getattr(builds, "start_build", None)
-    if starter is None:
-        log.warning("no build started for %s (%s): releases.builds.start_build is missing", service.slug, why)
-        return f"{service.slug}: no build started ({why}): the portal cannot start builds from GitHub yet."
-    build = starter(service, user=None, trigger="github", parameters={"GIT_REF": ref})
+    build = builds.start_build(service, trigger="github", ref=ref)
     return f"{service.slug}: build #{build.pk} queued ({why})."
