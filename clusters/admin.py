@@ -74,6 +74,8 @@ class LockAdmin(admin.ModelAdmin):
     list_display = ["environment", "service_slug", "reason", "locked_by", "created_at", "released_at"]
     list_filter = ["environment", "released_at"]
     exclude = ["locked_by"]
+    # Who locked and when are facts, not settings: they are recorded, not typed in.
+    readonly_fields = ["created_at"]
     actions = ["release"]
 
     def save_model(self, request, obj, form, change):

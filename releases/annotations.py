@@ -10,7 +10,6 @@ state). Grafana being down never blocks or fails a deployment; what happened is 
 import logging
 
 import django_rq
-from django.db import transaction
 from django.dispatch import receiver
 from django.utils import timezone
 from rq import Retry, get_current_job
@@ -113,32 +112,13 @@ def tags(deployment: Deployment) -> list[str]:
 def _report(deployment: Deployment, state: str, annotation_id: int) -> None:
     closed = deployment.state if state == "closed" else ""
     report = {"state": state, "annotation_id": annotation_id, "closed_as": closed, "error": ""}
-    update_report(deployment.pk, "grafana", lambda old: report)
+    Deployment.update_report(deployment.pk, "grafana", lambda old: report)
 
 
 def _failed(deployment: Deployment, error: IntegrationError) -> None:
     job = get_current_job()
     retrying = not error.permanent and bool(job and job.retries_left)
     state = "retrying" if retrying else "failed"
-    update_report(deployment.pk, "grafana", lambda old: {**old, "state": state, "error": str(error)})
+    Deployment.update_report(deployment.pk, "grafana", lambda old: {**old, "state": state, "error": str(error)})
     if retrying:
         raise error
-
-
-def update_report(pk: int, system: str, change) -> None:
-    """Set `reports[system]` of deployment `pk` to `change(current report)`, leaving the other
-    systems' reports alone.
-
-    The row lock keeps jobs of different systems (GitHub, Grafana, Slack), and two jobs of one
-    system, from overwriting each other's entries in the one JSON column.
-    """
-    with transaction.atomic():
-        rows = list(Deployment.objects.select_for_update().filter(pk=pk).values_list("reports", flat=True))
-        if not rows:
-            return
-        reports = dict(rows[0] or {})
-        reports[system] = {
-            **change(dict(reports.get(system) or {})),
-            "at": timezone.now().isoformat(timespec="seconds"),
-        }
-        Deployment.objects.filter(pk=pk).update(reports=reports)

@@ -121,7 +121,9 @@ def stop_rollout(pk: int) -> None:
             deployment.log("cluster", f"Paused {env.namespace}/{service.k8s_deployment}.")
         else:
             restored = kube.undo(env.cluster, env.namespace, service.k8s_deployment, deployment.revision_before or None)
-            deployment.log("cluster", f"Restored revision {restored.revision} of {env.namespace}/{service.k8s_deployment}.")
+            deployment.log(
+                "cluster", f"Restored revision {restored.revision} of {env.namespace}/{service.k8s_deployment}."
+            )
     except IntegrationError as error:
         deployment.log("cluster", f"Could not stop the rollout: {error}")
         if not error.permanent and _retries_left():

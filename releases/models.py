@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models, transaction
-from django.dispatch import Signal
 from django.db.models import F, Q
+from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
 
@@ -204,6 +204,25 @@ class Deployment(models.Model):
                 setattr(self, name, value)
             self.last_seq = seq
             return self._record(kind, message, actor, data or {}, seq)
+
+    @classmethod
+    def update_report(cls, pk: int, system: str, change) -> None:
+        """Set `reports[system]` of deployment `pk` to `change(current report)`, leaving the other
+        systems' reports alone.
+
+        The row lock keeps jobs of different systems (GitHub, Grafana, Slack), and two jobs of one
+        system, from overwriting each other's entries in the one JSON column.
+        """
+        with transaction.atomic():
+            rows = list(cls.objects.select_for_update().filter(pk=pk).values_list("reports", flat=True))
+            if not rows:
+                return
+            reports = dict(rows[0] or {})
+            reports[system] = {
+                **change(dict(reports.get(system) or {})),
+                "at": timezone.now().isoformat(timespec="seconds"),
+            }
+            cls.objects.filter(pk=pk).update(reports=reports)
 
     def _record(self, kind, message, actor, data, seq) -> "DeploymentEvent":
         event = DeploymentEvent.objects.create(

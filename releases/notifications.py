@@ -20,7 +20,6 @@ from clusters.models import Environment, FreezeWindow, Lock
 from portal import queues
 from portal.integrations import IntegrationError, slack
 from releases import states
-from releases.annotations import update_report
 from releases.models import Deployment, deployment_transitioned
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def _report(pk: int, event: str, state: str, error: str) -> None:
         events = {**old.get("events", {}), event: {"state": state, "error": error, "at": at}}
         return {"state": state, "event": event, "error": error, "events": events}
 
-    update_report(pk, "slack", change)
+    Deployment.update_report(pk, "slack", change)
 
 
 # --- messages ---------------------------------------------------------------------------

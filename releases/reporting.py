@@ -24,9 +24,7 @@ import logging
 
 import django_rq
 from django.conf import settings
-from django.db import transaction
 from django.dispatch import receiver
-from django.utils import timezone
 from rq import Retry, get_current_job
 
 from portal import queues
@@ -140,15 +138,7 @@ def _report(deployment: Deployment) -> dict:
 
 
 def _update(pk: int, change) -> None:
-    """Set `reports["github"]` to `change(current)`, leaving the other systems' reports alone."""
-    with transaction.atomic():
-        rows = list(Deployment.objects.select_for_update().filter(pk=pk).values_list("reports", flat=True))
-        if not rows:
-            return
-        reports = dict(rows[0] or {})
-        current = dict(reports.get("github") or {})
-        reports["github"] = {**change(current), "at": timezone.now().isoformat(timespec="seconds")}
-        Deployment.objects.filter(pk=pk).update(reports=reports)
+    Deployment.update_report(pk, "github", change)
 
 
 def summary(deployment: Deployment) -> dict | None:
