@@ -6,6 +6,7 @@ past that step, so enqueuing twice is harmless. With RQ's COMMIT_MODE "on_db_com
 """
 
 import logging
+from contextlib import contextmanager
 
 import django_rq
 
@@ -39,3 +40,19 @@ def redis_ok() -> bool:
         return bool(django_rq.get_connection("default").ping())
     except Exception:  # noqa: BLE001
         return False
+
+
+class Busy(Exception):
+    """Another job holds the lock; raise out of the job so RQ retries it later."""
+
+
+@contextmanager
+def exclusive(name: str, seconds: int = 60):
+    """Run the block while holding the Redis lock `name`, so two jobs never do the same work at once."""
+    lock = django_rq.get_connection("default").lock(f"pampam:{name}", timeout=seconds)
+    if not lock.acquire(blocking=True, blocking_timeout=seconds / 2):
+        raise Busy(f"Another job is working on {name}; trying again later.")
+    try:
+        yield
+    finally:
+        lock.release()

@@ -9,7 +9,6 @@ state). Grafana being down never blocks or fails a deployment; what happened is 
 
 import logging
 
-import django_rq
 from django.dispatch import receiver
 from django.utils import timezone
 from rq import Retry, get_current_job
@@ -23,7 +22,6 @@ from releases.models import Deployment, deployment_transitioned
 log = logging.getLogger(__name__)
 STARTS = frozenset({states.BUILDING, states.ROLLING_OUT})
 RETRY = Retry(max=5, interval=[2, 10, 30, 60, 120])
-LOCK_SECONDS = 60
 
 
 @receiver(deployment_transitioned)
@@ -41,10 +39,7 @@ def on_transition(sender, deployment, old, new, **kwargs):
 def sync_annotation(pk: int) -> None:
     """Make Grafana's annotation of deployment `pk` match its state; safe to run any number of times."""
     # One job at a time per deployment, so two jobs cannot both create an annotation.
-    lock = django_rq.get_connection("default").lock(f"pampam:grafana-annotation:{pk}", timeout=LOCK_SECONDS)
-    if not lock.acquire(blocking=True, blocking_timeout=LOCK_SECONDS / 2):
-        raise IntegrationError("Another job is updating this annotation; trying again later.")
-    try:
+    with queues.exclusive(f"grafana-annotation:{pk}"):
         deployment = Deployment.objects.select_related("service", "environment", "release").filter(pk=pk).first()
         if deployment is None or deployment.started_at is None:
             return
@@ -52,8 +47,6 @@ def sync_annotation(pk: int) -> None:
             _sync(deployment)
         except IntegrationError as error:
             _failed(deployment, error)
-    finally:
-        lock.release()
 
 
 def _sync(deployment: Deployment) -> None:

@@ -22,7 +22,6 @@ Our states → GitHub deployment statuses (PROTOCOLS.md §3):
 
 import logging
 
-import django_rq
 from django.conf import settings
 from django.dispatch import receiver
 from rq import Retry, get_current_job
@@ -49,7 +48,6 @@ GITHUB_STATES = {
 assert set(GITHUB_STATES) == set(states.LABELS), "every state needs a GitHub mapping"
 
 RETRY = Retry(max=5, interval=[5, 15, 60, 180, 600])
-LOCK_SECONDS = 60
 
 
 def enabled(service) -> bool:
@@ -69,10 +67,7 @@ def on_transition(sender, deployment, old, new, **kwargs):
 def report_to_github(pk: int) -> None:
     """Job: make GitHub's Deployment of deployment `pk` show its current state; safe to repeat."""
     # One job at a time per deployment, so two jobs cannot both create a GitHub Deployment.
-    lock = django_rq.get_connection("default").lock(f"pampam:github-report:{pk}", timeout=LOCK_SECONDS)
-    if not lock.acquire(blocking=True, blocking_timeout=LOCK_SECONDS / 2):
-        raise IntegrationError("Another job is reporting this deployment to GitHub; trying again later.")
-    try:
+    with queues.exclusive(f"github-report:{pk}"):
         deployment = Deployment.objects.select_related("service", "environment", "release").filter(pk=pk).first()
         if deployment is None or not enabled(deployment.service):
             return
@@ -87,8 +82,6 @@ def report_to_github(pk: int) -> None:
             _failed(deployment, wanted, error)
             return
         _update(pk, lambda report: _sent(report, wanted))
-    finally:
-        lock.release()
 
 
 def _send(deployment: Deployment, state: str) -> None:
