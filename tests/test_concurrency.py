@@ -163,3 +163,22 @@ def test_it_counts_one_approval_from_an_approve_button_clicked_twice_at_once(cas
     responses = run_together(click, click, click)
     assert sorted(r.status_code for r in responses) == [302, 403, 403]
     assert deployment.approvals.count() == 1
+
+
+def test_it_settles_a_cancel_racing_the_last_approval(cast_tx):
+    for _ in range(ROUNDS):
+        deployment = pending_in_prod(cast_tx, required=1)
+        results = run_together(
+            decide(cast_tx.bob, deployment.pk),
+            lambda: flows.cancel(cast_tx.admin, Deployment.objects.get(pk=deployment.pk), "changed my mind"),
+        )
+        assert all(r is None or isinstance(r, (Deployment, flows.Refused)) for r in results), results
+        deployment.refresh_from_db()
+        path = list(deployment.events.filter(kind="state").order_by("seq").values_list("data__to", flat=True))
+        # Either order is fine (an approved deployment may still be cancelled); an approval
+        # landing on a cancelled deployment is not.
+        assert path in ([states.CANCELLED], [states.APPROVED], [states.APPROVED, states.CANCELLED]), path
+        if path == [states.CANCELLED]:
+            assert not deployment.approvals.exists()
+        if deployment.state == states.APPROVED:
+            flows.cancel(cast_tx.admin, deployment)

@@ -33,12 +33,6 @@ def seed(replicas=4, **spec):
     }
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # The cast has seven users: the default hasher would cost seconds per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def make_sandbox():
     started = []

@@ -69,7 +69,7 @@ def test_it_names_a_missing_secret_file(tmp_path):
 def test_it_reads_secrets_from_files(tmp_path):
     (tmp_path / "key").write_text("from-a-file\n")
     (tmp_path / "token").write_text("jenkins-secret\n")
-    code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY, settings.JENKINS_TOKEN)"
+    code = LOAD.replace("settings.DEBUG", "settings.SECRET_KEY, settings.JENKINS_TOKEN")
     env = {
         "PATH": os.environ["PATH"],
         "DJANGO_SETTINGS_MODULE": "portal.settings",

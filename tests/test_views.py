@@ -1,6 +1,6 @@
 """The pages through the HTTP client: 404s, invalid forms, double submits, rollback, history."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 from django.test import Client

@@ -20,7 +20,6 @@ from tests.factories import make_service
 from tests.test_kube_rollouts import NAME, REPO, cluster_image, connect, deploy, wait_state, wait_until
 
 # The rollout tests' fixtures, shared.
-_fast_passwords = rollouts._fast_passwords
 make_sandbox = rollouts.make_sandbox
 sandbox = rollouts.sandbox
 kube_cast = rollouts.kube_cast
@@ -50,6 +49,11 @@ class Proxy:
         return self
 
     def down(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone leaves the port bound.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
         with self.lock:
             for conn in self.connections:
@@ -121,7 +125,7 @@ def state_of(deployment):
 def test_it_lists_again_after_410_gone_and_still_finishes_the_rollout(cast_tx, make_sandbox, started, run_jobs):
     # No bookmarks: a stream's version then lags behind writes to other kinds, so after a
     # compaction its next watch (every second here) is answered 410 Gone.
-    sandbox = make_sandbox(ready_after=0.5, bookmark_interval=600)
+    sandbox = make_sandbox(ready_after=1.0, bookmark_interval=600)
     cast = connect(cast_tx, sandbox)
     watcher = started(watch_timeout=1)
     wait_until(lambda: watcher.relists >= 9)
@@ -134,7 +138,7 @@ def test_it_lists_again_after_410_gone_and_still_finishes_the_rollout(cast_tx, m
 
 
 def test_it_reconnects_after_the_api_server_was_down_mid_rollout(cast_tx, make_sandbox, started, run_jobs):
-    sandbox = make_sandbox(ready_after=0.5)
+    sandbox = make_sandbox(ready_after=1.0)
     proxy = Proxy(sandbox.port).up()
     cast = connect(cast_tx, sandbox)
     cast.cluster.api_url = proxy.url
@@ -177,7 +181,11 @@ def test_it_relists_when_the_api_server_comes_back_with_other_state(cast_tx, mak
     wait_until(lambda: watcher.open_streams() == 9)
 
 
-def test_it_loses_nothing_when_the_watcher_is_killed_and_restarted_mid_rollout(kube_cast, sandbox, started, run_jobs):
+def test_it_loses_nothing_when_the_watcher_is_killed_and_restarted_mid_rollout(
+    cast_tx, make_sandbox, started, run_jobs
+):
+    sandbox = make_sandbox(ready_after=1.0)
+    kube_cast = connect(cast_tx, sandbox)
     first = started()
     wait_until(lambda: first.open_streams() == 9)
     deployment = rolling(kube_cast, run_jobs)
@@ -191,7 +199,9 @@ def test_it_loses_nothing_when_the_watcher_is_killed_and_restarted_mid_rollout(k
     assert Workload.objects.get(environment=kube_cast.dev, name=NAME).expected_image == f"{REPO}:1.1.0"
 
 
-def test_it_finishes_a_rollout_with_the_reconcile_job_alone(kube_cast, sandbox, run_jobs, settings):
+def test_it_finishes_a_rollout_with_the_reconcile_job_alone(cast_tx, make_sandbox, run_jobs, settings):
+    sandbox = make_sandbox(ready_after=1.0)
+    kube_cast = connect(cast_tx, sandbox)
     deployment = rolling(kube_cast, run_jobs)
     sandbox.wait_for(lambda c: sandbox.rollout_complete("dev", NAME), timeout=10)
     assert state_of(deployment) == states.ROLLING_OUT
