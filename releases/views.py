@@ -33,10 +33,9 @@ def service_detail(request, slug):
 
 def release_detail(request, pk, form=None, status=200):
     release = get_object_or_404(Release.objects.select_related("service", "created_by"), pk=pk)
-    targets = [
-        (env, rules.can_request(request.user, release, env))
-        for env in Environment.objects.select_related("deployer_group", "approver_group")
-    ]
+    targets = rules.can_request_each(
+        request.user, release, Environment.objects.select_related("deployer_group", "approver_group")
+    )
     return render(
         request,
         "releases/release.html",

@@ -3,16 +3,18 @@
 Run with `-s` to see the figures: each test prints "queries <page>: <1 row> vs <30 rows>".
 """
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from clusters.models import Workload
+from clusters.models import Environment, FreezeWindow, Lock, Workload
 from releases import states
 from releases.models import Approval, Deployment, DeploymentEvent, Release, Service
-from tests.factories import make_deployment, make_release, make_service, make_user
+from tests.factories import make_deployment, make_environment, make_release, make_service, make_user
 
 
 def count_queries(client, url) -> int:
@@ -93,3 +95,24 @@ def test_it_renders_the_dashboard_within_a_fixed_query_budget(cast, django_asser
     client = client_for(cast.bob)
     with django_assert_max_num_queries(12):
         assert client.get("/").status_code == 200
+
+
+def test_it_renders_the_release_page_with_a_constant_number_of_queries_whatever_the_environments(cast):
+    """Each environment has its own gates (promotion, freeze, locks, active deployment): read them in bulk."""
+    release = make_release(cast.service)
+    client = client_for(cast.admin)
+    figures = []
+    for total in (3, 30):
+        while Environment.objects.count() < total:
+            env = make_environment(cluster=cast.cluster, approver_group=cast.approvers)
+            Lock.objects.create(environment=env, reason="maintenance", locked_by=cast.admin)
+            FreezeWindow.objects.create(
+                environment=env,
+                starts_at=timezone.now() - timedelta(hours=1),
+                ends_at=timezone.now() + timedelta(hours=1),
+                reason="sale",
+            )
+            make_deployment(release, env, state=states.SUCCEEDED if env.position % 2 else states.ROLLING_OUT)
+        figures.append(count_queries(client, f"/releases/{release.pk}/"))
+    print(f"\nqueries release: {figures[0]} with 3 environments vs {figures[1]} with 30 environments")
+    assert figures[0] == figures[1]
