@@ -41,6 +41,17 @@ class Cell:
     def version(self) -> str:
         return self.running.release.version if self.running else ""
 
+    @property
+    def rollback_to(self):
+        from releases.flows import rollback_target
+
+        return rollback_target(self.latest, self.running)
+
+    @property
+    def drifted(self) -> bool:
+        """The cluster runs something else than the portal put there (and no rollout explains it)."""
+        return bool(self.workload and self.workload.drifted and not (self.latest and self.latest.is_active))
+
 
 @dataclass
 class Row:

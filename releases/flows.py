@@ -141,22 +141,43 @@ def cancel(user, deployment: Deployment, reason: str = "") -> Deployment:
     return deployment
 
 
+def rollback_target(latest: Deployment | None, running: Deployment | None) -> Release | None:
+    """The release a rollback goes to.
+
+    Normally the one that ran before the current success. But when the newest deployment
+    failed or was cancelled after touching the cluster (and was not rolled back), the cluster
+    runs a broken template: going back means restoring the last success itself.
+    """
+    if running is None:
+        return None
+    broken = (
+        latest is not None
+        and latest.pk != running.pk
+        and latest.state in (states.FAILED, states.CANCELLED)
+        and latest.started_at is not None
+        and latest.release_id != running.release_id
+    )
+    return running.release if broken else running.previous_release
+
+
 def rollback(user, service, environment, *, override_reason: str = "") -> Deployment:
-    """Deploy the release that ran before the current one, as a deployment of kind rollback."""
+    """Deploy the release to go back to (see rollback_target), as a deployment of kind rollback."""
     verdict = rules.can_rollback(user, service, environment, override_reason=override_reason)
     if not verdict:
         raise Refused(verdict)
     current = last_succeeded(service, environment)
-    if current is None or current.previous_release is None:
+    latest = Deployment.objects.filter(service=service, environment=environment).order_by("-id").first()
+    target = rollback_target(latest, current)
+    if target is None:
         raise Refused(f"There is no earlier release of {service.name} in {environment.name} to go back to.")
-    target = current.previous_release
+    leaving = latest.release if latest and latest.release_id != current.release_id else current.release
     try:
         with transaction.atomic():
             deployment = Deployment.objects.create(
                 service=service,
                 environment=environment,
                 release=target,
-                previous_release=current.release,
+                previous_release=leaving,
                 kind=Deployment.ROLLBACK,
                 requested_by=user,
                 state=states.PENDING_APPROVAL,
@@ -165,7 +186,7 @@ def rollback(user, service, environment, *, override_reason: str = "") -> Deploy
             deployment.log(
                 "requested",
                 f"{user.username} rolled {service.name} in {environment.name} back from "
-                f"{current.release.version} to {target.version}.",
+                f"{leaving.version} to {target.version}.",
                 actor=user,
             )
             approve(deployment, "Rollbacks need no approval.", actor=user)

@@ -14,7 +14,7 @@ from releases import states
 from releases.models import Deployment, TransitionRefused
 
 # Fields of Progress whose change is worth a timeline event.
-_NOTEWORTHY = ("status", "desired", "updated", "ready", "available", "total", "reason", "revision")
+_NOTEWORTHY = ("status", "desired", "updated", "ready", "available", "total", "reason", "revision", "pods")
 
 
 def on_workload_observed(workload, progress: rollout.Progress) -> None:

@@ -81,19 +81,21 @@ def deployment_detail(request, pk, decision_form=None, status=200):
             "may_approve": rules.can_decide(user, deployment, "approve"),
             "may_reject": rules.can_decide(user, deployment, "reject"),
             "may_cancel": rules.can_cancel(user, deployment),
-            "may_rollback": _may_roll_back(user, deployment),
+            "rollback_to": _rollback_to(user, deployment),
             "approved_count": rules.approvals_count(deployment),
         },
         status=status,
     )
 
 
-def _may_roll_back(user, deployment) -> bool:
-    """Rollback acts on what runs now, so only the latest success offers it."""
-    if deployment.state != states.SUCCEEDED or not rules.is_deployer(user, deployment.environment):
-        return False
-    current = flows.last_succeeded(deployment.service, deployment.environment)
-    return current is not None and current.pk == deployment.pk
+def _rollback_to(user, deployment):
+    """Rollback acts on what runs now, so only the newest deployment of its pair offers it."""
+    if deployment.state not in states.FINAL or not rules.is_deployer(user, deployment.environment):
+        return None
+    latest = Deployment.objects.filter(service=deployment.service, environment=deployment.environment).order_by("-id")
+    if latest.values_list("pk", flat=True).first() != deployment.pk:
+        return None
+    return flows.rollback_target(deployment, flows.last_succeeded(deployment.service, deployment.environment))
 
 
 @require_POST

@@ -24,7 +24,10 @@
     a.appendChild(badge);
     state.appendChild(a);
     if (u.state !== "succeeded") state.appendChild(el("span", "mono muted", " " + u.version));
-    if (u.state === "succeeded") role(td, "version").textContent = u.version;
+    if (u.state === "succeeded") {
+      role(td, "version").textContent = u.version;
+      role(td, "drift").hidden = true;
+    }
     var progress = role(td, "progress");
     progress.textContent = "";
     var p = u.progress || {};
@@ -36,8 +39,13 @@
     }
     role(td, "when").textContent = "just now";
   }
+  function rollingOut(td) {
+    var badge = td.querySelector("[data-state]");
+    return badge && busy.indexOf(badge.dataset.state) >= 0;
+  }
   function onWorkload(td, u) {
-    role(td, "drift").hidden = !u.drifted;
+    // A portal rollout changes the image on purpose: only call it drift once none is under way.
+    role(td, "drift").hidden = !u.drifted || rollingOut(td);
     role(td, "image").textContent = u.image || "";
     td.dataset.available = u.available + "/" + u.desired;
   }

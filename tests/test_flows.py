@@ -158,3 +158,23 @@ def test_it_refuses_cancel_by_a_viewer(cast):
     deployment = flows.request_deployment(cast.alice, release, cast.staging)
     with pytest.raises(flows.Refused, match="Only the requester or a deployer"):
         flows.cancel(cast.erin, deployment)
+
+
+def test_it_rolls_back_to_the_release_before_the_current_success(cast):
+    old, current = make_release(cast.service), make_release(cast.service)
+    succeed_in(old, cast.dev)
+    running = make_deployment(
+        current, cast.dev, state=states.SUCCEEDED, previous_release=old, finished_at=timezone.now()
+    )
+    assert flows.rollback_target(running, running) == old
+
+
+def test_it_rolls_back_to_the_last_success_when_the_newest_deployment_broke_the_cluster(cast):
+    old, good, broken = make_release(cast.service), make_release(cast.service), make_release(cast.service)
+    running = make_deployment(good, cast.dev, state=states.SUCCEEDED, previous_release=old, finished_at=timezone.now())
+    failed = make_deployment(broken, cast.dev, state=states.FAILED, previous_release=good, started_at=timezone.now())
+    assert flows.rollback_target(failed, running) == good
+    deployment = flows.rollback(cast.alice, cast.service, cast.dev)
+    assert deployment.kind == deployment.ROLLBACK
+    assert deployment.release == good
+    assert deployment.previous_release == broken
