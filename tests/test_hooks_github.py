@@ -8,7 +8,6 @@ from urllib.parse import urlencode
 import pytest
 
 from portal.models import WebhookDelivery
-from releases import builds
 from releases.models import Build, Commit
 from releases.webhooks import github as hook
 from releases.webhooks.signatures import verify_hmac_sha256
