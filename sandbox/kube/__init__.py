@@ -14,7 +14,19 @@ In tests::
     ...  # talk to kube.url
     kube.wait_for(lambda c: ..., timeout=5)   # predicate over the Cluster, checked on writes
     kube.compact()                              # next watch from an old RV gets 410 Expired
+    kube.restart(pause=0.5)                     # the API server restarts: same port, same objects
     kube.stop()
+
+`stop()` ends like a real apiserver process: every connection is dropped at once (open watches
+included; a kept-alive connection is closed). `pause_http(seconds)` / `resume_http()` /
+`restart(pause)` take the HTTP server down and bring a new one up on the same port over the same
+store: objects keep their uids, generations and resourceVersions, the watch history survives, so a
+client can watch again from its last resourceVersion and miss nothing. The controllers go on
+meanwhile (as behind an HA apiserver) unless `freeze_controllers=True`.
+
+Reads (get/list) with a resourceVersion the store has not reached wait up to `too_large_wait`
+seconds (3, as the watch cache) and then fail with 504 "Too large resource version"; a plain watch
+from such a version is accepted and stays silent until the store passes it, as on kube-apiserver.
 
 From the command line::
 
@@ -36,13 +48,14 @@ under `spec`. Namespaces named by deployments are created automatically.
 import collections
 import copy
 import json
+import threading
 import time
 from pathlib import Path
 
-from sandbox.http import serve
+from sandbox.http import Running
 
 from .controller import Controllers
-from .server import KubeHandler
+from .server import DEFAULT_TOO_LARGE_WAIT, KubeHandler, KubeServer
 from .store import KINDS, Cluster
 
 __all__ = ["KubeSandbox", "start", "load_seed"]
@@ -56,9 +69,7 @@ def _shorthand_deployment(entry: dict) -> dict:
         "selector": {"matchLabels": dict(labels)},
         "template": {
             "metadata": {"labels": dict(labels)},
-            "spec": {
-                "containers": [{"name": entry.get("container", name), "image": entry["image"]}]
-            },
+            "spec": {"containers": [{"name": entry.get("container", name), "image": entry["image"]}]},
         },
         **(entry.get("spec") or {}),
     }
@@ -75,8 +86,7 @@ def _seed_manifests(seed) -> list[dict]:
     if isinstance(seed, list):
         return seed
     manifests = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        for name in seed.get("namespaces") or []
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}} for name in seed.get("namespaces") or []
     ]
     for entry in seed.get("deployments") or []:
         manifests.append(entry if "kind" in entry else _shorthand_deployment(entry))
@@ -113,34 +123,98 @@ class KubeSandbox:
         bookmark_interval=1.0,
         verbose=False,
         history_size=1000,
+        too_large_wait=DEFAULT_TOO_LARGE_WAIT,
     ):
         self.cluster = Cluster(history_size=history_size)
         if seed is not None:
             load_seed(self.cluster, seed)
         self.controllers = Controllers(self.cluster, ready_after=ready_after).start()
         self.requests_log = collections.deque(maxlen=2000)
-        self.running = serve(
-            KubeHandler,
-            port=port,
-            cluster=self.cluster,
-            token=token,
-            bookmark_interval=bookmark_interval,
-            requests_log=self.requests_log,
-            verbose=verbose,
+        self.http_options = {
+            "cluster": self.cluster,
+            "token": token,
+            "bookmark_interval": bookmark_interval,
+            "too_large_wait": too_large_wait,
+            "requests_log": self.requests_log,
+            "verbose": verbose,
+        }
+        self._http_lock = threading.RLock()
+        self._resume_timer: threading.Timer | None = None
+        self.running: Running | None = self._serve(port)
+        self._port = self.running.port
+
+    def _serve(self, port: int) -> Running:
+        server = KubeServer(("127.0.0.1", port), KubeHandler)
+        for name, value in self.http_options.items():
+            setattr(server, name, value)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="KubeHandler", daemon=True
         )
+        thread.start()
+        return Running(server, thread)
 
     @property
     def url(self) -> str:
-        return self.running.url
+        return f"http://127.0.0.1:{self._port}"
 
     @property
     def port(self) -> int:
-        return self.running.port
+        return self._port
+
+    @property
+    def http_up(self) -> bool:
+        return self.running is not None
 
     def stop(self) -> None:
         self.cluster.close()
         self.controllers.stop()
-        self.running.stop()
+        with self._http_lock:
+            if self._resume_timer is not None:
+                self._resume_timer.cancel()
+            self._stop_http()
+
+    def _stop_http(self) -> None:
+        running, self.running = self.running, None
+        if running is None:
+            return
+        running.server.shutdown()  # no more accepts
+        running.server.drop_connections()
+        running.server.server_close()
+        running.thread.join(timeout=5)
+
+    # ------------------------------------------------------- API server outages
+    def pause_http(self, seconds: float | None = None, freeze_controllers: bool = False) -> None:
+        """Take the API server down: every connection drops, new ones are refused. The store
+        stays. With `seconds`, a new server comes back on the same port after that long (in the
+        background); otherwise call `resume_http()`. `freeze_controllers` also stops the
+        controllers and kubelet until then (one apiserver, nothing can write)."""
+        with self._http_lock:
+            if self._resume_timer is not None:
+                self._resume_timer.cancel()
+                self._resume_timer = None
+            self.controllers.paused = freeze_controllers
+            self._stop_http()
+            if seconds is not None:
+                self._resume_timer = threading.Timer(seconds, self.resume_http)
+                self._resume_timer.daemon = True
+                self._resume_timer.start()
+
+    def resume_http(self) -> None:
+        """Bring the API server back on the same port, over the same objects."""
+        with self._http_lock:
+            self._resume_timer = None
+            if self.running is None and not self.cluster.closed:
+                self.running = self._serve(self._port)
+            with self.cluster.lock:
+                self.controllers.paused = False
+                self.cluster.changed.notify_all()
+
+    def restart(self, pause: float = 0.0, freeze_controllers: bool = False) -> None:
+        """Restart the API server (blocking): drop everything, wait `pause` s, serve again."""
+        self.pause_http(freeze_controllers=freeze_controllers)
+        if pause:
+            time.sleep(pause)
+        self.resume_http()
 
     def __enter__(self) -> "KubeSandbox":
         return self
@@ -242,10 +316,7 @@ class RolloutRecorder:
             and not p["metadata"].get("deletionTimestamp")
         ]
         ready = sum(
-            any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in (p.get("status") or {}).get("conditions") or []
-            )
+            any(c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or [])
             for p in pods
         )
         return {
@@ -257,10 +328,7 @@ class RolloutRecorder:
                     (rs.get("status") or {}).get("availableReplicas", 0),
                 )
                 for rs in self.cluster.raw("replicasets", self.namespace)
-                if any(
-                    r.get("uid") == d["metadata"]["uid"]
-                    for r in rs["metadata"].get("ownerReferences") or []
-                )
+                if any(r.get("uid") == d["metadata"]["uid"] for r in rs["metadata"].get("ownerReferences") or [])
             },
             "pods": len(pods),
             "ready": ready,
@@ -268,5 +336,6 @@ class RolloutRecorder:
 
 
 def start(port=0, ready_after=0.3, token=None, seed=None, **options) -> KubeSandbox:
-    """Start a fake cluster (for tests). `options`: bookmark_interval, verbose, history_size."""
+    """Start a fake cluster (for tests). `options`: bookmark_interval, verbose, history_size,
+    too_large_wait."""
     return KubeSandbox(port=port, ready_after=ready_after, token=token, seed=seed, **options)

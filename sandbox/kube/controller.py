@@ -210,9 +210,7 @@ class Kubelet:
         since = self.ready_since.get(pod["metadata"]["uid"])
         if since is None:  # not ours (e.g. created before a restart): trust the timestamp
             cond = get_condition(pod["status"], "Ready")
-            return (time.time() - parse_iso(cond["lastTransitionTime"]).timestamp()) >= (
-                min_ready_seconds
-            )
+            return (time.time() - parse_iso(cond["lastTransitionTime"]).timestamp()) >= (min_ready_seconds)
         return time.monotonic() - since >= min_ready_seconds
 
     def desired_status(self, pod: dict) -> dict:
@@ -226,7 +224,7 @@ class Kubelet:
             status["hostIP"] = HOST_IP
             status["hostIPs"] = [{"ip": HOST_IP}]
             status["startTime"] = pod["metadata"]["creationTimestamp"]
-            status["qosClass"] = "BestEffort"
+            status.setdefault("qosClass", "BestEffort")
             self.next_ip += 1
         containers = pod["spec"].get("containers") or []
         old_statuses = {c["name"]: c for c in status.get("containerStatuses") or []}
@@ -240,9 +238,7 @@ class Kubelet:
             self._pod_condition(old_conditions, "PodReadyToStartContainers", "True"),
             self._pod_condition(old_conditions, "Initialized", "True"),
             self._pod_condition(old_conditions, "Ready", "True" if all_ready else "False"),
-            self._pod_condition(
-                old_conditions, "ContainersReady", "True" if all_ready else "False"
-            ),
+            self._pod_condition(old_conditions, "ContainersReady", "True" if all_ready else "False"),
             self._pod_condition(old_conditions, "PodScheduled", "True"),
         ]
         if all_ready:
@@ -297,9 +293,7 @@ class Kubelet:
 
     def _container(self, container: dict, elapsed: float, old: dict | None) -> dict:
         image = container.get("image", "")
-        state, restarts, ready, last_state = self._container_state(
-            image, container["name"], elapsed, old
-        )
+        state, restarts, ready, last_state = self._container_state(image, container["name"], elapsed, old)
         status = {
             "name": container["name"],
             "image": image,
@@ -311,9 +305,7 @@ class Kubelet:
             "lastState": last_state,
         }
         if "running" in state or restarts:
-            status["containerID"] = (old or {}).get("containerID") or (
-                "containerd://" + uuid.uuid4().hex
-            )
+            status["containerID"] = (old or {}).get("containerID") or ("containerd://" + uuid.uuid4().hex)
         return status
 
 
@@ -327,6 +319,7 @@ class Controllers:
         self.tick = tick if tick is not None else min(0.1, max(0.01, ready_after / 4))
         self.thread = threading.Thread(target=self._run, name="kube-controllers", daemon=True)
         self._stop = False
+        self.paused = False  # frozen while the API server is down (KubeSandbox.pause_http)
 
     def start(self) -> "Controllers":
         self.thread.start()
@@ -344,6 +337,9 @@ class Controllers:
             with cluster.lock:
                 if self._stop or cluster.closed:
                     return
+                if self.paused:
+                    cluster.changed.wait(self.tick)
+                    continue
                 before = cluster.rv
                 try:
                     self.run_once()
@@ -430,10 +426,7 @@ class Controllers:
             )
 
     def _rs_create_missing(self, rs: dict, pods: list[dict]) -> None:
-        if (
-            self.cluster.find("replicasets", rs["metadata"]["namespace"], rs["metadata"]["name"])
-            is None
-        ):
+        if self.cluster.find("replicasets", rs["metadata"]["namespace"], rs["metadata"]["name"]) is None:
             return  # deleted meanwhile
         for _ in range(spec_replicas(rs) - len(pods)):
             template = rs["spec"]["template"]
@@ -453,9 +446,7 @@ class Controllers:
             if not pod["metadata"]["annotations"]:
                 del pod["metadata"]["annotations"]
             self.cluster.create("pods", rs["metadata"]["namespace"], pod)
-            self.record_event(
-                rs, "Normal", "SuccessfulCreate", f"Created pod: {name}", "replicaset-controller"
-            )
+            self.record_event(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}", "replicaset-controller")
 
     def _rs_sync_status(self, rs: dict) -> None:
         pods = self._rs_pods(rs)
@@ -464,8 +455,7 @@ class Controllers:
         status = {
             "replicas": len(pods),
             "fullyLabeledReplicas": sum(
-                all(p["metadata"].get("labels", {}).get(k) == v for k, v in template_labels.items())
-                for p in pods
+                all(p["metadata"].get("labels", {}).get(k) == v for k, v in template_labels.items()) for p in pods
             ),
             "readyReplicas": sum(self.kubelet.is_ready(p) for p in pods),
             "availableReplicas": sum(self.kubelet.is_available(p, min_ready) for p in pods),
@@ -540,9 +530,7 @@ class DeploymentSync:
         elif not d["spec"].get("paused") and paused_cond:
             set_condition(
                 status,
-                new_condition(
-                    "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed"
-                ),
+                new_condition("Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed"),
             )
         else:
             return
@@ -568,11 +556,7 @@ class DeploymentSync:
     def get_all_replica_sets_and_sync_revision(self, rs_list: list[dict], create: bool):
         template = self.d["spec"]["template"]
         new_rs = next(
-            (
-                rs
-                for rs in sorted(rs_list, key=created_key)
-                if equal_ignore_hash(rs["spec"]["template"], template)
-            ),
+            (rs for rs in sorted(rs_list, key=created_key) if equal_ignore_hash(rs["spec"]["template"], template)),
             None,
         )
         old_rss = [rs for rs in rs_list if rs is not new_rs]
@@ -638,9 +622,7 @@ class DeploymentSync:
         self.set_new_replica_set_annotations(rs, new_revision, exists=False)
         rs = self.cluster.create("replicasets", d["metadata"]["namespace"], rs)
         if spec_replicas(rs) > 0:
-            self._event(
-                "ScalingReplicaSet", f"Scaled up replica set {name} from 0 to {spec_replicas(rs)}"
-            )
+            self._event("ScalingReplicaSet", f"Scaled up replica set {name} from 0 to {spec_replicas(rs)}")
         self.set_deployment_revision(new_revision)
         if has_progress_deadline(d):
             set_condition(
@@ -728,8 +710,7 @@ class DeploymentSync:
             direction = "up" if new_scale > old_scale else "down"
             self._event(
                 "ScalingReplicaSet",
-                f"Scaled {direction} replica set {rs['metadata']['name']} "
-                f"from {old_scale} to {new_scale}",
+                f"Scaled {direction} replica set {rs['metadata']['name']} from {old_scale} to {new_scale}",
             )
         return rs
 
@@ -775,10 +756,7 @@ class DeploymentSync:
         if to_add and all_rss:
             first = all_rss[0]["metadata"]["name"]
             sizes[first] = max(0, sizes[first] + to_add - added)
-        return {
-            rs["metadata"]["name"]: self.scale_replica_set(rs, sizes[rs["metadata"]["name"]])
-            for rs in all_rss
-        }
+        return {rs["metadata"]["name"]: self.scale_replica_set(rs, sizes[rs["metadata"]["name"]]) for rs in all_rss}
 
     def get_proportion(self, rs: dict, to_add: int, added: int) -> int:
         if spec_replicas(rs) == 0 or to_add == 0 or to_add == added:
@@ -818,11 +796,7 @@ class DeploymentSync:
             return False
         desired = (rs["metadata"].get("annotations") or {}).get(DESIRED)
         replicas = spec_replicas(self.d)
-        return (
-            desired == str(replicas)
-            and st(rs, "availableReplicas") == replicas
-            and spec_replicas(rs) == replicas
-        )
+        return desired == str(replicas) and st(rs, "availableReplicas") == replicas and spec_replicas(rs) == replicas
 
     # -------------------------------------------------------------- rolling
     def rollout_rolling(self, rs_list: list[dict]) -> None:
@@ -875,9 +849,7 @@ class DeploymentSync:
             if spec_replicas(rs) == 0 or unhealthy <= 0:
                 continue
             count = min(max_cleanup - total, unhealthy)
-            old_rss[i] = updated[rs["metadata"]["name"]] = self.scale_replica_set(
-                rs, spec_replicas(rs) - count
-            )
+            old_rss[i] = updated[rs["metadata"]["name"]] = self.scale_replica_set(rs, spec_replicas(rs) - count)
             total += count
         return old_rss, total
 
@@ -909,9 +881,7 @@ class DeploymentSync:
         if self.old_pods_running(old_rss):
             return self.sync_rollout_status([*old_rss, new_rs], new_rs)
         if new_rs is None:
-            new_rs, old_rss = self.get_all_replica_sets_and_sync_revision(
-                self._rs_list(), create=True
-            )
+            new_rs, old_rss = self.get_all_replica_sets_and_sync_revision(self._rs_list(), create=True)
         if spec_replicas(new_rs) != spec_replicas(self.d):
             new_rs = self.scale_replica_set(new_rs, spec_replicas(self.d))
         if self.deployment_complete(self.d.get("status") or {}):
@@ -1010,10 +980,7 @@ class DeploymentSync:
             return False
         if cond["reason"] == "ProgressDeadlineExceeded":
             return True
-        deadline = (
-            parse_iso(cond["lastUpdateTime"]).timestamp()
-            + self.d["spec"]["progressDeadlineSeconds"]
-        )
+        deadline = parse_iso(cond["lastUpdateTime"]).timestamp() + self.d["spec"]["progressDeadlineSeconds"]
         return deadline < time.time()
 
     def sync_rollout_status(self, all_rss: list[dict], new_rs: dict | None) -> None:
@@ -1040,11 +1007,7 @@ class DeploymentSync:
                     new_condition("Progressing", "True", "NewReplicaSetAvailable", message),
                 )
             elif self.deployment_progressing(status):
-                message = (
-                    f'ReplicaSet "{rs_name}" is progressing.'
-                    if rs_name
-                    else "Deployment is progressing."
-                )
+                message = f'ReplicaSet "{rs_name}" is progressing.' if rs_name else "Deployment is progressing."
                 condition = new_condition("Progressing", "True", "ReplicaSetUpdated", message)
                 if current is not None:
                     if current["status"] == "True":

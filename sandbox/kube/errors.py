@@ -42,9 +42,7 @@ def invalid(kind, name: str, causes: list[tuple[str, str]]) -> ApiError:
             "name": name,
             "group": kind.group,
             "kind": kind.kind,
-            "causes": [
-                {"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes
-            ],
+            "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
         },
     )
 
@@ -54,6 +52,18 @@ def bad_request(message: str) -> ApiError:
 
 
 def expired(since: int, oldest: int) -> ApiError:
+    return ApiError(410, "Expired", f"too old resource version: {since} ({oldest})", {"retryAfterSeconds": 0})
+
+
+def too_large_resource_version(wanted: int, current: int) -> ApiError:
+    """storage.NewTooLargeResourceVersionError: a read asked for a resourceVersion the store has
+    not reached (504 Timeout; client-go's reflector then lists again without a version)."""
     return ApiError(
-        410, "Expired", f"too old resource version: {since} ({oldest})", {"retryAfterSeconds": 0}
+        504,
+        "Timeout",
+        f"Timeout: Too large resource version: {wanted}, current: {current}",
+        {
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        },
     )

@@ -117,11 +117,7 @@ def _merge_list(field: str, current, patch: list) -> list:
         if key not in item:
             raise bad_patch(f"map: {item} does not contain declared merge key: {key}")
         index = next(
-            (
-                i
-                for i, old in enumerate(result)
-                if isinstance(old, dict) and old.get(key) == item[key]
-            ),
+            (i for i, old in enumerate(result) if isinstance(old, dict) and old.get(key) == item[key]),
             None,
         )
         if item.get("$patch") == "delete":
@@ -142,9 +138,7 @@ def _apply_order(field: str, items: list, order: list) -> list:
         return item.get(key) if key and isinstance(item, dict) else item
 
     wanted = [ident(o) for o in order]
-    listed = sorted(
-        (item for item in items if ident(item) in wanted), key=lambda i: wanted.index(ident(i))
-    )
+    listed = sorted((item for item in items if ident(item) in wanted), key=lambda i: wanted.index(ident(i)))
     return listed + [item for item in items if ident(item) not in wanted]
 
 

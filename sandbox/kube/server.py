@@ -11,18 +11,25 @@ namespaces):
     GET  /sandbox/requests       the last requests seen (method, path, headers), for debugging
 
 The server attributes set through `serve()` are `cluster`, `token` (optional bearer token),
-`bookmark_interval` (seconds between watch BOOKMARKs), `requests_log` (a deque) and `verbose`.
+`bookmark_interval` (seconds between watch BOOKMARKs), `too_large_wait` (how long a read from a
+resourceVersion the store has not reached waits before its 504), `requests_log` (a deque) and
+`verbose`.
+
+`KubeServer` keeps every accepted connection so that `drop_connections()` can end them all at once,
+as the exit of a real apiserver does: open watches stop mid-stream and kept-alive connections close.
 """
 
 import json
 import queue
+import socket
 import sys
+import threading
 import time
 
-from sandbox.http import JSONHandler
+from sandbox.http import JSONHandler, Server
 
 from . import protobuf, tables
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, too_large_resource_version
 from .patch import apply_patch
 from .selectors import parse_field_selector, parse_label_selector, selector_string
 from .store import KINDS, Kind, matches
@@ -43,6 +50,52 @@ IN_ALL = {"deployments", "replicasets", "pods"}
 MAX_WATCH_SECONDS = 1800
 # Readable without credentials, as on a real apiserver (the kubectl dispatcher sends none).
 PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
+
+
+DEFAULT_TOO_LARGE_WAIT = 3.0  # the watch cache's blockTimeout
+
+
+class KubeServer(Server):
+    """The HTTP server, tracking its connections and watches so they can all be dropped."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.conn_lock = threading.Lock()
+        self.connections: set[socket.socket] = set()
+        self.watchers: list = []  # store Watchers of the open watch requests
+        self.stopping = False
+
+    def process_request(self, request, client_address):
+        with self.conn_lock:
+            if self.stopping:
+                return self.shutdown_request(request)
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.conn_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], OSError | ValueError) and (
+            self.stopping or isinstance(sys.exc_info()[1], ConnectionError)
+        ):
+            return  # a dropped connection, not a bug
+        super().handle_error(request, client_address)
+
+    def drop_connections(self) -> None:
+        """Close every accepted connection (both ways) and wake every watch so it ends."""
+        with self.conn_lock:
+            self.stopping = True
+            connections, watchers = list(self.connections), list(self.watchers)
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the peer
+        for watcher in watchers:
+            watcher.events.put(None)  # wakes the pump, which then returns
 
 
 # ------------------------------------------------------------------ discovery
@@ -144,9 +197,7 @@ def scale_view(obj: dict) -> dict:
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": {
-            k: meta[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in meta
+            k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
         },
         "spec": {"replicas": obj["spec"].get("replicas", 0)},
         "status": {
@@ -186,8 +237,11 @@ class KubeHandler(JSONHandler):
             self._route()
         except ApiError as err:
             self.send_json(err.code, err.status())
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except ConnectionError:
+            pass  # the client went away
+        except OSError:
+            if not self.server.stopping:
+                raise  # (a connection dropped by drop_connections() is expected)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
@@ -256,14 +310,30 @@ class KubeHandler(JSONHandler):
 
     # ------------------------------------------------------------------ verbs
     def _get(self, route: Route) -> None:
+        if route.name is None and self.query_one("watch") in ("true", "1", "True"):
+            return self._watch(route)
+        self._wait_fresh()
         if route.name is None:
-            if self.query_one("watch") in ("true", "1", "True"):
-                return self._watch(route)
             return self._list(route)
         obj = self.cluster.get(route.kind.resource, route.namespace, route.name)
         if route.sub == "scale":
             return self.send_json(200, scale_view(obj))
         self._reply_object(200, route.kind.resource, obj)
+
+    def _wait_fresh(self) -> None:
+        """A get or list with a resourceVersion (other than "0") reads state at least that new:
+        if the store is behind, wait for it a while, then 504 "Too large resource version",
+        as the watch cache does (resourceVersionMatch NotOlderThan, or unset)."""
+        text = self.query_one("resourceVersion")
+        if text in (None, "", "0"):
+            return
+        try:
+            wanted = int(text)
+        except ValueError:
+            raise bad_request(f"invalid resource version: {text}") from None
+        wait = getattr(self.server, "too_large_wait", DEFAULT_TOO_LARGE_WAIT)
+        if not self.cluster.wait_fresh(wanted, wait):
+            raise too_large_resource_version(wanted, self.cluster.rv)
 
     def _list(self, route: Route) -> None:
         kind = route.kind
@@ -294,8 +364,7 @@ class KubeHandler(JSONHandler):
             body_ns = (body.get("metadata") or {}).get("namespace")
             if route.namespace and body_ns and body_ns != route.namespace:
                 raise bad_request(
-                    "the namespace of the provided object does not match the namespace sent "
-                    "on the request"
+                    "the namespace of the provided object does not match the namespace sent on the request"
                 )
         obj = self.cluster.create(route.kind.resource, namespace or "", body)
         self._reply_object(201, route.kind.resource, obj)
@@ -316,9 +385,7 @@ class KubeHandler(JSONHandler):
         with self.cluster.lock:
             current = self.cluster.get(resource, route.namespace, route.name)
             if route.sub == "scale":
-                return self._write_scale(
-                    route, apply_patch(content_type, scale_view(current), patch)
-                )
+                return self._write_scale(route, apply_patch(content_type, scale_view(current), patch))
             patched = apply_patch(content_type, current, patch)
             if not isinstance(patched, dict):
                 raise bad_request("the patch did not produce an object")
@@ -332,18 +399,14 @@ class KubeHandler(JSONHandler):
             current["metadata"]["resourceVersion"] = sent_rv
         replicas = (scale.get("spec") or {}).get("replicas", 0)
         if not isinstance(replicas, int) or replicas < 0:
-            raise ApiError(
-                422, "Invalid", f'Scale.autoscaling "{route.name}" is invalid: spec.replicas'
-            )
+            raise ApiError(422, "Invalid", f'Scale.autoscaling "{route.name}" is invalid: spec.replicas')
         current["spec"]["replicas"] = replicas
         obj = self.cluster.replace(route.kind.resource, route.namespace, route.name, current)
         self.send_json(200, scale_view(obj))
 
     def _delete(self, route: Route) -> None:
         body = self._body() or {}
-        propagation = (
-            self.query_one("propagationPolicy") or body.get("propagationPolicy") or "Background"
-        )
+        propagation = self.query_one("propagationPolicy") or body.get("propagationPolicy") or "Background"
         obj = self.cluster.delete(route.kind.resource, route.namespace, route.name, propagation)
         if route.kind.resource == "pods":
             return self.send_json(200, obj)
@@ -374,21 +437,28 @@ class KubeHandler(JSONHandler):
         bookmarks = self.query_one("allowWatchBookmarks") in ("true", "1", "True")
         stream = WatchStream(self, kind, as_table, self.query_one("includeObject", "Metadata"))
         try:
-            watcher, initial = self.cluster.watch(
-                kind.resource, route.namespace, self.query_one("resourceVersion")
-            )
+            watcher, initial = self.cluster.watch(kind.resource, route.namespace, self.query_one("resourceVersion"))
         except ApiError as err:
             if err.code != 410:
                 raise
             stream.start()
             stream.send("ERROR", err.status())
             return stream.end()
-        stream.start()
+        server = self.server
+        with server.conn_lock:
+            server.watchers.append(watcher)
+            stopping = server.stopping
         try:
+            if stopping:
+                return  # the server is going away: drop the request
+            stream.start()
             self._pump(stream, watcher, initial, labels, fields, timeout, bookmarks)
         finally:
+            with server.conn_lock:
+                server.watchers.remove(watcher)
             self.cluster.unwatch(watcher)
-        stream.end()
+        if not server.stopping:
+            stream.end()
 
     def _pump(self, stream, watcher, initial, labels, fields, timeout, bookmarks) -> None:
         deadline = time.monotonic() + timeout
@@ -396,7 +466,7 @@ class KubeHandler(JSONHandler):
         next_bookmark = time.monotonic() + interval
         for event in initial:
             stream.event(event, labels, fields)
-        while not self.cluster.closed:
+        while not self.cluster.closed and not self.server.stopping:
             now = time.monotonic()
             if now >= deadline:
                 return
@@ -408,13 +478,16 @@ class KubeHandler(JSONHandler):
                 event = watcher.events.get(timeout=max(0.0, min(wait, 0.5)))
             except queue.Empty:
                 continue
-            stream.event(event, labels, fields)
+            if event is None:  # drop_connections()
+                return
+            if event.rv > watcher.since:  # the watch cache sends only events newer than the watch
+                stream.event(event, labels, fields)
 
     def _bookmark(self, stream, watcher) -> None:
         # Only when nothing is queued, so the bookmark RV never skips an undelivered event.
         with self.cluster.lock:
-            if not watcher.events.empty():
-                return
+            if not watcher.events.empty() or self.cluster.rv < watcher.since:
+                return  # nor a bookmark older than the watch's own resourceVersion
             rv = str(self.cluster.rv)
         kind = stream.kind
         stream.send(
@@ -461,9 +534,7 @@ class WatchStream:
     def send(self, type_: str, obj: dict) -> None:
         if self.as_table and type_ not in ("ERROR", "BOOKMARK"):
             rv = obj["metadata"].get("resourceVersion", "")
-            obj = tables.table(
-                self.kind.resource, [obj], rv, self.include, columns=not self.sent_columns
-            )
+            obj = tables.table(self.kind.resource, [obj], rv, self.include, columns=not self.sent_columns)
             self.sent_columns = True
         line = json.dumps({"type": type_, "object": obj}).encode() + b"\n"
         wfile = self.handler.wfile

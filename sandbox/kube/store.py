@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import queue
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ KINDS = {
 }
 # Resources with a spec whose changes bump metadata.generation.
 GENERATION_RESOURCES = {"deployments", "replicasets"}
+# Resources whose create strategy throws away a status sent on create (PrepareForCreate).
+STATUS_RESET_ON_CREATE = {"deployments", "replicasets", "pods"}
 DEFAULT_HISTORY = 1000
 
 
@@ -91,6 +94,9 @@ class Watcher:
     resource: str
     namespace: str | None
     events: queue.Queue = field(default_factory=queue.Queue)
+    # The watch's starting resourceVersion: like the watch cache, only newer events (and
+    # bookmarks) are sent, which matters when it is ahead of the store (see Cluster.watch).
+    since: int = 0
 
     def wants(self, event: WatchEvent) -> bool:
         if event.resource != self.resource:
@@ -140,6 +146,39 @@ def apply_pod_spec_defaults(spec: dict) -> None:
             port.setdefault("protocol", "TCP")
 
 
+def pod_qos_class(spec: dict) -> str:
+    """qos.GetPodQOS, simplified to cpu and memory: Guaranteed when every container limits both and
+    requests (if given) equal the limits, BestEffort when no container asks for anything."""
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+    resources = [c.get("resources") or {} for c in containers]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    for r in resources:
+        limits, requests = r.get("limits") or {}, r.get("requests") or {}
+        if any(name not in limits or requests.get(name, limits[name]) != limits[name] for name in ("cpu", "memory")):
+            return "Burstable"
+    return "Guaranteed"
+
+
+def initial_status(resource: str, obj: dict) -> dict:
+    """The status PrepareForCreate leaves on a new object (clients cannot set status on create)."""
+    if resource == "pods":
+        return {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
+    return {}
+
+
+def apply_status_defaults(resource: str, obj: dict) -> None:
+    """What Go's JSON encoding always writes: apps/v1 ReplicaSetStatus.replicas has no omitempty,
+    so a ReplicaSet is served with `status.replicas` (0) even before its controller saw it (the
+    typed Python client refuses one without it). DeploymentStatus and PodStatus fields are all
+    omitempty: `status: {}` is what a new Deployment really looks like."""
+    if resource == "replicasets":
+        status = obj.get("status")
+        if not isinstance(status, dict):
+            status = obj["status"] = {}
+        status.setdefault("replicas", 0)
+
+
 def strip_nulls(value):
     """JSON nulls in a request body mean "zero value" to a Go server: drop them."""
     if isinstance(value, dict):
@@ -159,9 +198,7 @@ def validate_workload(kind: Kind, obj: dict) -> None:
     if not selector and not (spec.get("selector") or {}).get("matchExpressions"):
         causes.append(("spec.selector", "Required value"))
     elif any(template_labels.get(k) != v for k, v in selector.items()):
-        causes.append(
-            ("spec.template.metadata.labels", "Invalid value: `selector` does not match template")
-        )
+        causes.append(("spec.template.metadata.labels", "Invalid value: `selector` does not match template"))
     containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
     if not containers:
         causes.append(("spec.template.spec.containers", "Required value"))
@@ -256,9 +293,7 @@ class Cluster:
                 meta["namespace"] = namespace
             if not meta.get("name"):
                 if not meta.get("generateName"):
-                    raise ApiError(
-                        422, "Invalid", f"{kind.kind} is invalid: metadata.name: Required value"
-                    )
+                    raise ApiError(422, "Invalid", f"{kind.kind} is invalid: metadata.name: Required value")
                 meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
             name = meta["name"]
             if (resource, namespace, name) in self.objects:
@@ -278,13 +313,14 @@ class Cluster:
             if resource == "namespaces":
                 obj["spec"] = {"finalizers": ["kubernetes"]}
                 obj["status"] = {"phase": "Active"}
-            if resource != "events":
+            if resource in STATUS_RESET_ON_CREATE:
+                obj["status"] = initial_status(resource, obj)
+            elif resource != "events":
                 obj.setdefault("status", {})
+            apply_status_defaults(resource, obj)
             return self._commit("ADDED", resource, namespace, obj, None)
 
-    def replace(
-        self, resource: str, namespace: str, name: str, obj: dict, subresource: str | None = None
-    ) -> dict:
+    def replace(self, resource: str, namespace: str, name: str, obj: dict, subresource: str | None = None) -> dict:
         """PUT semantics: optimistic concurrency on resourceVersion; status vs. main resource."""
         kind = KINDS[resource]
         obj = strip_nulls(obj)
@@ -294,9 +330,7 @@ class Cluster:
                 raise not_found(kind, name)
             meta = obj.setdefault("metadata", {})
             if meta.get("name", name) != name:
-                raise ApiError(
-                    400, "BadRequest", "the name of the object does not match the name on the URL"
-                )
+                raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
             sent_rv = meta.get("resourceVersion")
             if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
                 raise ApiError(
@@ -336,6 +370,7 @@ class Cluster:
             else:
                 meta.pop(key, None)
         self._prepare(kind, obj)
+        apply_status_defaults(kind.resource, obj)
         if kind.resource in GENERATION_RESOURCES and obj.get("spec") != current.get("spec"):
             meta["generation"] = old_meta.get("generation", 0) + 1
         if kind.resource == "namespaces":
@@ -432,14 +467,18 @@ class Cluster:
         With no resourceVersion (or "0") the initial events are synthetic ADDED events for every
         current object; otherwise they are the history after that version. Raises 410 Expired
         when that part of the history has been compacted away.
+
+        A resourceVersion ahead of the store (a client that watched another, newer cluster, e.g.
+        before an etcd restore) is accepted, as kube-apiserver's watch cache does for a plain
+        watch: the watch stays silent until the store passes that version and never sends the
+        events in between (kubernetes/kubernetes#107457). Only reads wait and fail with
+        "Too large resource version" (see `wait_fresh`).
         """
         with self.lock:
             watcher = Watcher(resource, namespace)
             if resource_version in (None, "", "0"):
                 initial = [
-                    WatchEvent(
-                        self.rv, "ADDED", resource, obj["metadata"].get("namespace", ""), obj
-                    )
+                    WatchEvent(self.rv, "ADDED", resource, obj["metadata"].get("namespace", ""), obj)
                     for obj in (self.objects[k] for k in sorted(self.objects))
                     if _resource_of(obj) == resource
                     and (namespace is None or obj["metadata"].get("namespace") == namespace)
@@ -448,14 +487,25 @@ class Cluster:
                 try:
                     since = int(resource_version)
                 except ValueError as exc:
-                    raise ApiError(
-                        400, "BadRequest", f"invalid resource version: {resource_version}"
-                    ) from exc
+                    raise ApiError(400, "BadRequest", f"invalid resource version: {resource_version}") from exc
                 if since < self.compacted_rv:
                     raise expired(since, self.compacted_rv)
+                watcher.since = since
                 initial = [e for e in self.history if e.rv > since and watcher.wants(e)]
             self.watchers.append(watcher)
             return watcher, initial
+
+    def wait_fresh(self, min_rv: int, timeout: float) -> bool:
+        """Wait until the store's resourceVersion reaches `min_rv` (the watch cache's
+        waitUntilFreshAndBlock); False if it did not within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.rv < min_rv and not self.closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.changed.wait(min(remaining, 0.05))
+            return self.rv >= min_rv
 
     def unwatch(self, watcher: Watcher) -> None:
         with self.lock:
