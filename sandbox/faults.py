@@ -75,9 +75,7 @@ class Faults:
     def configure(self, body: dict) -> None:
         """Apply a `POST /sandbox/faults` body: {"status", "count", "retry_after", "delay"}."""
         if "status" in body:
-            self.set_fault(
-                int(body["status"] or 0), int(body.get("count", 1)), body.get("retry_after")
-            )
+            self.set_fault(int(body["status"] or 0), int(body.get("count", 1)), body.get("retry_after"))
         if "delay" in body:
             self.set_delay(body["delay"])
 

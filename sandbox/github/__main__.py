@@ -13,9 +13,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--token", help="require this token (Authorization: token/Bearer)")
     parser.add_argument("--seed", help="YAML or JSON seed file (tags, branches, authors, messages)")
     parser.add_argument("--repo", action="append", default=[], help="OWNER/NAME; repeatable")
-    parser.add_argument(
-        "--commits", action="append", type=int, default=[], help="commits for the preceding --repo"
-    )
+    parser.add_argument("--commits", action="append", type=int, default=[], help="commits for the preceding --repo")
     args = parser.parse_args(argv)
     if len(args.commits) > len(args.repo):
         parser.error("each --commits needs a preceding --repo")
@@ -26,9 +24,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     # A --repo without its own --commits gets 10.
     counts = args.commits + [10] * (len(args.repo) - len(args.commits))
-    handle = start(
-        args.port, args.token, dict(zip(args.repo, counts, strict=True)), args.seed, args.host
-    )
+    handle = start(args.port, args.token, dict(zip(args.repo, counts, strict=True)), args.seed, args.host)
     serve_forever(handle.running, "GitHub")
 
 

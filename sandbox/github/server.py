@@ -99,16 +99,12 @@ class GitHubHandler(FaultingHandler):
         self.send_json(404, not_found().body)
 
     def send_unauthorized(self) -> None:
-        message = (
-            "Bad credentials" if self.headers.get("Authorization") else "Requires authentication"
-        )
+        message = "Bad credentials" if self.headers.get("Authorization") else "Requires authentication"
         self.send_json(401, {"message": message, "documentation_url": DOCS})
 
     def send_fault(self, fault) -> None:
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        self.send_json(
-            fault.status, {"message": "Server Error", "documentation_url": DOCS}, headers
-        )
+        self.send_json(fault.status, {"message": "Server Error", "documentation_url": DOCS}, headers)
 
     def authorized(self) -> bool:
         token = self.server.token
@@ -201,8 +197,7 @@ class GitHubHandler(FaultingHandler):
             {
                 "url": f"{self.links.repo_api(repo)}/compare/{base}...{head}",
                 "html_url": web,
-                "permalink_url": f"{self.links.repo_web(repo)}/compare/"
-                f"{base_commit.sha[:7]}...{head_commit.sha[:7]}",
+                "permalink_url": f"{self.links.repo_web(repo)}/compare/{base_commit.sha[:7]}...{head_commit.sha[:7]}",
                 "diff_url": f"{web}.diff",
                 "patch_url": f"{web}.patch",
                 "base_commit": render.commit_short(self.links, repo, base_commit),
@@ -319,9 +314,7 @@ class GitHubHandler(FaultingHandler):
             "original_environment": environment,
             "description": body.get("description"),
             "transient_environment": bool(body.get("transient_environment", False)),
-            "production_environment": bool(
-                body.get("production_environment", environment == "production")
-            ),
+            "production_environment": bool(body.get("production_environment", environment == "production")),
             "creator": BOT_LOGIN,
             "created_at": stamp,
             "updated_at": stamp,
@@ -366,8 +359,7 @@ class GitHubHandler(FaultingHandler):
         found = [
             d
             for d in self.store.deployments[::-1]
-            if d["repo"] == repo.full_name
-            and all(value in (None, "", d[key]) for key, value in filters.items())
+            if d["repo"] == repo.full_name and all(value in (None, "", d[key]) for key, value in filters.items())
         ]
         page, headers = self.paginate(found)
         self.send_json(200, [render.deployment(self.links, d) for d in page], headers)
@@ -423,18 +415,12 @@ class GitHubHandler(FaultingHandler):
                 self.add_deployment_status(older, {"state": "inactive"})
 
     def latest_state(self, deployment: dict) -> str | None:
-        states = [
-            s for s in self.store.deployment_statuses if s["deployment_id"] == deployment["id"]
-        ]
+        states = [s for s in self.store.deployment_statuses if s["deployment_id"] == deployment["id"]]
         return states[-1]["state"] if states else None
 
     def list_deployment_statuses(self, owner, name, id):  # noqa: A002
         deployment = self.deployment(self.repo(owner, name), id)
-        found = [
-            s
-            for s in self.store.deployment_statuses[::-1]
-            if s["deployment_id"] == deployment["id"]
-        ]
+        found = [s for s in self.store.deployment_statuses[::-1] if s["deployment_id"] == deployment["id"]]
         page, headers = self.paginate(found)
         self.send_json(200, [render.deployment_status(self.links, s) for s in page], headers)
 
@@ -448,9 +434,7 @@ class GitHubHandler(FaultingHandler):
 
 
 def _invalid(resource: str, field: str, code: str = "invalid") -> ApiError:
-    return ApiError(
-        422, "Validation Failed", errors=[{"resource": resource, "field": field, "code": code}]
-    )
+    return ApiError(422, "Validation Failed", errors=[{"resource": resource, "field": field, "code": code}])
 
 
 def _int(value: str | None, default: int) -> int:

@@ -170,10 +170,7 @@ def _grid(request: PanelRequest, low, high, x, y, colors) -> list[str]:
     for i in range(5):
         t = request.start + (request.end - request.start) * i // 4
         label = datetime.fromtimestamp(t / 1000, UTC).strftime("%H:%M")
-        lines.append(
-            f'<text x="{x(t):.1f}" y="{HEIGHT - 6}" fill="{colors["fg"]}" '
-            f'text-anchor="middle">{label}</text>'
-        )
+        lines.append(f'<text x="{x(t):.1f}" y="{HEIGHT - 6}" fill="{colors["fg"]}" text-anchor="middle">{label}</text>')
     return lines
 
 

@@ -94,9 +94,7 @@ class GrafanaHandler(FaultingHandler):
             if a["dashboardUID"] in ("", uid) and a["panelId"] in (0, request.panel_id)
         ]
         page = panel.render_page(request, shown)
-        self.send_bytes(
-            200, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"}
-        )
+        self.send_bytes(200, page.encode(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
     def panel_request(self, uid: str) -> panel.PanelRequest:
         now = now_ms()

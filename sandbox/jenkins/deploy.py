@@ -25,10 +25,7 @@ class DeployTarget:
 
     @property
     def command(self) -> str:
-        return (
-            f"kubectl set image deployment/{self.deployment} "
-            f"{self.container}={self.image} -n {self.namespace}"
-        )
+        return f"kubectl set image deployment/{self.deployment} {self.container}={self.image} -n {self.namespace}"
 
 
 def target_from_params(params: dict[str, str], job: str, number: int) -> DeployTarget | None:
@@ -79,8 +76,7 @@ def apply(kube_url: str, token: str | None, target: DeployTarget) -> str:
     except requests.RequestException:
         host = url.split("/")[2]
         raise DeployError(
-            f"The connection to the server {host} was refused - "
-            "did you specify the right host or port?"
+            f"The connection to the server {host} was refused - did you specify the right host or port?"
         ) from None
     if reply.status_code >= 400:
         raise DeployError(_kubectl_error(reply))

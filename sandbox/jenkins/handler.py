@@ -131,9 +131,7 @@ class JenkinsHandler(JSONHandler):
         crumb = self.headers.get("Jenkins-Crumb") or self.query_one("Jenkins-Crumb") or ""
         return hmac.compare_digest(crumb, self.state.crumb)
 
-    def send_text(
-        self, status: int, text: str, ctype: str = "text/plain;charset=UTF-8", headers=None
-    ):
+    def send_text(self, status: int, text: str, ctype: str = "text/plain;charset=UTF-8", headers=None):
         self.send_bytes(status, text.encode("utf-8"), ctype, headers)
 
     def send_error_page(self, status: int, reason: str, headers: dict | None = None) -> None:

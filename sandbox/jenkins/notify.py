@@ -31,8 +31,7 @@ def payload(root_url: str, build: Build, phase: str, timestamp: int) -> dict:
         "log": "",
         "notes": "",
         "artifacts": {
-            path.split("/")[-1]: {"archive": f"{build.url}artifact/{path}"}
-            for path in build.config.artifacts
+            path.split("/")[-1]: {"archive": f"{build.url}artifact/{path}"} for path in build.config.artifacts
         },
     }
     if build.result is not None:

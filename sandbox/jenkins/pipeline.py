@@ -53,9 +53,7 @@ class Runner:
     def submit(self, job: str, params: dict[str, str], user: str) -> QueueItem:
         wait = _float(params.get("SANDBOX_QUEUE"), self.effective(job, params).queue)
         item = self.state.enqueue(job, params, user, wait)
-        threading.Thread(
-            target=self._run, args=(item,), name=f"build-{item.id}", daemon=True
-        ).start()
+        threading.Thread(target=self._run, args=(item,), name=f"build-{item.id}", daemon=True).start()
         return item
 
     def effective(self, job: str, params: dict[str, str]) -> JobConfig:
@@ -159,19 +157,14 @@ class Runner:
             steps += self._deploy_stage(target)
         if build.config.artifacts:
             steps += lines("[Pipeline] archiveArtifacts", "Archiving artifacts")
-        return steps + lines(
-            "[Pipeline] }", "[Pipeline] // node", "[Pipeline] End of Pipeline", always=True
-        )
+        return steps + lines("[Pipeline] }", "[Pipeline] // node", "[Pipeline] End of Pipeline", always=True)
 
     @staticmethod
     def _stage(name: str, body: list[Step]) -> list[Step]:
         return [*lines("[Pipeline] stage", f"[Pipeline] {{ ({name})"), *body]
 
     def _build_stage(self, build: Build) -> list[Step]:
-        filler = [
-            f"compiling module {i + 1}/{build.config.log_lines}"
-            for i in range(build.config.log_lines)
-        ]
+        filler = [f"compiling module {i + 1}/{build.config.log_lines}" for i in range(build.config.log_lines)]
         # The half-written line makes progressive readers honour the whole-lines rule.
         body = [
             *lines("[Pipeline] sh", "+ make build"),
@@ -190,10 +183,7 @@ class Runner:
         tests = _test_summary(build.config)
         with self.state.lock:
             build.tests = tests
-        summary = (
-            f"Tests: {tests['passed']} passed, {tests['failed']} failed, "
-            f"{tests['skipped']} skipped ✓\n"
-        )
+        summary = f"Tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped ✓\n"
         if build.config.result == "FAILURE":
             raise StepFailed(summary.rstrip("\n"), "make: *** [Makefile:12: test] Error 1")
         return summary + "[Pipeline] junit\nRecording test results\n"
@@ -221,9 +211,7 @@ def _test_summary(config: JobConfig) -> dict:
     else:
         failed = 2 if config.result in ("FAILURE", "UNSTABLE") else 0
         tests = {"total": DEFAULT_TESTS, "failed": failed, "skipped": 0}
-    tests["passed"] = int(
-        (config.tests or {}).get("passed", tests["total"] - tests["failed"] - tests["skipped"])
-    )
+    tests["passed"] = int((config.tests or {}).get("passed", tests["total"] - tests["failed"] - tests["skipped"]))
     return tests
 
 

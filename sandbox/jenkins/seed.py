@@ -30,10 +30,7 @@ def load(seed) -> tuple[JobConfig, dict[str, JobConfig]]:
     """Return (defaults, {job full name: config})."""
     data = _read(seed) if seed is not None else {}
     defaults = _config(data.get("defaults") or {}, JobConfig())
-    jobs = {
-        name.strip("/"): _config(entry or {}, defaults)
-        for name, entry in (data.get("jobs") or {}).items()
-    }
+    jobs = {name.strip("/"): _config(entry or {}, defaults) for name, entry in (data.get("jobs") or {}).items()}
     return defaults, jobs
 
 

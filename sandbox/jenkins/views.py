@@ -47,9 +47,7 @@ def hudson(state: Jenkins, folder: str = "") -> dict:
             "useSecurity": True,
             "url": f"{state.root_url}/",
             "jobs": jobs,
-            "views": [
-                {"_class": "hudson.model.AllView", "name": "all", "url": f"{state.root_url}/"}
-            ],
+            "views": [{"_class": "hudson.model.AllView", "name": "all", "url": f"{state.root_url}/"}],
         }
     return {
         "_class": FOLDER,
@@ -142,8 +140,7 @@ def _actions(params: dict[str, str], user: str) -> list[dict]:
             {
                 "_class": "hudson.model.ParametersAction",
                 "parameters": [
-                    {"_class": "hudson.model.StringParameterValue", "name": k, "value": v}
-                    for k, v in params.items()
+                    {"_class": "hudson.model.StringParameterValue", "name": k, "value": v} for k, v in params.items()
                 ],
             }
         )

@@ -118,9 +118,7 @@ def block_texts(blocks: list) -> list[str]:
         if not isinstance(block, dict):
             continue
         parts = [block.get("text")] + block.get("fields", []) + block.get("elements", [])
-        texts += [
-            p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
-        ]
+        texts += [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
     return texts
 
 

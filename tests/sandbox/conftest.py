@@ -61,13 +61,9 @@ class Kubectl:
         }
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60):
-        result = subprocess.run(
-            ["kubectl", *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
+        result = subprocess.run(["kubectl", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
-            )
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return result
 
 

@@ -109,9 +109,7 @@ def test_commit_statuses(sandbox, repo):
 
 def test_deployment_lifecycle(sandbox, repo):
     sha = sandbox.commits("acme/web")[-1]
-    deployment = repo.create_deployment(
-        ref="main", environment="staging", payload={"rev": 7}, required_contexts=[]
-    )
+    deployment = repo.create_deployment(ref="main", environment="staging", payload={"rev": 7}, required_contexts=[])
     assert (deployment.sha, deployment.ref, deployment.task) == (sha, "main", "deploy")
     for state in ("queued", "in_progress", "success", "failure", "inactive"):
         deployment.create_status(state, environment_url="http://web.staging", description=state)

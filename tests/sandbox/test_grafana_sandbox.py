@@ -65,9 +65,7 @@ def test_find_filters_by_window_tags_and_limit(grafana):
 
 def test_auth_bad_bodies_and_faults(grafana):
     assert post(grafana, {"text": "x"}, headers={}).status_code == 401
-    assert post(grafana, {"text": "x"}, headers={"Authorization": "Bearer no"}).json() == {
-        "message": "Unauthorized"
-    }
+    assert post(grafana, {"text": "x"}, headers={"Authorization": "Bearer no"}).json() == {"message": "Unauthorized"}
     assert post(grafana, {"time": "yesterday", "text": "x"}).status_code == 400
     assert post(grafana, {"tags": ["deploy"]}).status_code == 400  # text is required
     raw = requests.post(f"{grafana.url}/api/annotations", data="{", headers=AUTH, timeout=5)

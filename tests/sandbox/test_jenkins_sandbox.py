@@ -34,9 +34,7 @@ class Recorder(JSONHandler):
     def _record(self):
         body = self.read_json()
         with self.server.lock:
-            self.server.calls.append(
-                {"method": self.command, "path": self.path, "headers": self.headers, "body": body}
-            )
+            self.server.calls.append({"method": self.command, "path": self.path, "headers": self.headers, "body": body})
         status, reply = self.server.reply
         self.send_json(status, reply)
 
@@ -151,9 +149,7 @@ def test_build_job_queue_build_console(server, sandbox):
 def test_build_without_parameters_and_aliases(server, sandbox):
     info = run_to_end(server, "plain")
     assert info["result"] == "SUCCESS"
-    last = requests.get(
-        f"{sandbox.url}/job/plain/lastBuild/api/json", auth=(USER, TOKEN), timeout=5
-    ).json()
+    last = requests.get(f"{sandbox.url}/job/plain/lastBuild/api/json", auth=(USER, TOKEN), timeout=5).json()
     assert last["number"] == info["number"]
 
 
@@ -272,9 +268,7 @@ def test_fault_down_via_control_endpoint(sandbox):
 
 
 def test_deploy_job_patches_the_deployment(recorder):
-    handle = start(
-        user=USER, token=TOKEN, kube_url=recorder.url, kube_token="kt", build_seconds=0.2
-    )
+    handle = start(user=USER, token=TOKEN, kube_url=recorder.url, kube_token="kt", build_seconds=0.2)
     try:
         server = jenkins.Jenkins(handle.url, USER, TOKEN, timeout=5)
         params = {"IMAGE": "registry/web:1.4.2", "NAMESPACE": "prod", "DEPLOYMENT": "web"}

@@ -127,11 +127,7 @@ def test_client_patch_is_strategic_merge(kube, apps):
     patch = {
         "spec": {
             "template": {
-                "spec": {
-                    "containers": [
-                        {"name": "app", "image": "nginx:2.0", "env": [{"name": "B", "value": "3"}]}
-                    ]
-                }
+                "spec": {"containers": [{"name": "app", "image": "nginx:2.0", "env": [{"name": "B", "value": "3"}]}]}
             }
         }
     }
@@ -143,14 +139,10 @@ def test_client_patch_is_strategic_merge(kube, apps):
     assert patched.metadata.generation == 2
 
     # A list body is a JSON patch.
-    patched = apps.patch_namespaced_deployment(
-        "web", NS, [{"op": "replace", "path": "/spec/replicas", "value": 5}]
-    )
+    patched = apps.patch_namespaced_deployment("web", NS, [{"op": "replace", "path": "/spec/replicas", "value": 5}])
     assert patched.spec.replicas == 5
     with pytest.raises(ApiException) as err:
-        apps.patch_namespaced_deployment(
-            "web", NS, [{"op": "test", "path": "/spec/replicas", "value": 1}]
-        )
+        apps.patch_namespaced_deployment("web", NS, [{"op": "test", "path": "/spec/replicas", "value": 1}])
     assert err.value.status == 422
 
 
@@ -170,9 +162,7 @@ def test_client_watch_resumes_and_gets_410_after_compaction(kube, apps):
     rv = listed.metadata.resource_version
     apps.patch_namespaced_deployment("web", NS, {"metadata": {"labels": {"x": "1"}}})
     events = []
-    for event in watch.Watch().stream(
-        apps.list_namespaced_deployment, NS, resource_version=rv, timeout_seconds=1
-    ):
+    for event in watch.Watch().stream(apps.list_namespaced_deployment, NS, resource_version=rv, timeout_seconds=1):
         events.append(event)
     assert events and all(e["type"] == "MODIFIED" for e in events)
     # The controller's status writes may come first; the label change must be among them.
@@ -184,9 +174,7 @@ def test_client_watch_resumes_and_gets_410_after_compaction(kube, apps):
     kube.compact()
     apps.patch_namespaced_deployment("web", NS, {"metadata": {"labels": {"x": "2"}}})
     with pytest.raises(ApiException) as err:
-        for _ in watch.Watch().stream(
-            apps.list_namespaced_deployment, NS, resource_version=rv, timeout_seconds=1
-        ):
+        for _ in watch.Watch().stream(apps.list_namespaced_deployment, NS, resource_version=rv, timeout_seconds=1):
             pass
     assert err.value.status == 410
 
@@ -195,9 +183,7 @@ def test_client_watch_all_namespaces_with_bookmarks(kube, apps):
     kube.cluster.create("namespaces", "", {"metadata": {"name": "prod"}})
     kube.create_deployment("prod", "web", "nginx:1", replicas=1)
     events = list(
-        watch.Watch().stream(
-            apps.list_deployment_for_all_namespaces, allow_watch_bookmarks=True, timeout_seconds=1
-        )
+        watch.Watch().stream(apps.list_deployment_for_all_namespaces, allow_watch_bookmarks=True, timeout_seconds=1)
     )
     assert events[0]["type"] == "ADDED" and events[0]["object"].metadata.namespace == "prod"
     bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
@@ -254,9 +240,7 @@ def test_status_errors(kube):
 
 def test_namespaces_create_and_delete(kube):
     assert call(kube, "POST", "/api/v1/namespaces", {"metadata": {"name": "prod"}})[0] == 201
-    assert (
-        call(kube, "POST", "/apis/apps/v1/namespaces/prod/deployments", deployment_body())[0] == 201
-    )
+    assert call(kube, "POST", "/apis/apps/v1/namespaces/prod/deployments", deployment_body())[0] == 201
     kube.wait_for(lambda c: c.raw("pods", "prod"), 3)
     assert call(kube, "DELETE", "/api/v1/namespaces/prod")[0] == 200
     assert not kube.cluster.raw("deployments", "prod") and not kube.cluster.raw("pods", "prod")
@@ -267,9 +251,7 @@ def test_table_output(kube):
     call(kube, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment_body())
     kube.wait_for(lambda c: kube.rollout_complete(NS, "web"), 5)
     accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
-    _, _, deployments = call(
-        kube, "GET", "/apis/apps/v1/namespaces/default/deployments", None, accept
-    )
+    _, _, deployments = call(kube, "GET", "/apis/apps/v1/namespaces/default/deployments", None, accept)
     assert deployments["kind"] == "Table"
     names = [(c["name"], c["priority"]) for c in deployments["columnDefinitions"]]
     assert names == [
@@ -317,13 +299,10 @@ def test_watch_field_and_label_selectors(kube):
     call(kube, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment_body("api"))
     by_field = watch_lines(
         kube,
-        "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1"
-        "&fieldSelector=metadata.name%3Dapi",
+        "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1&fieldSelector=metadata.name%3Dapi",
     )
     assert by_field and {e["object"]["metadata"]["name"] for e in by_field} == {"api"}
-    by_label = watch_lines(
-        kube, "/apis/apps/v1/deployments?watch=true&timeoutSeconds=1&labelSelector=app%20in%20(web)"
-    )
+    by_label = watch_lines(kube, "/apis/apps/v1/deployments?watch=true&timeoutSeconds=1&labelSelector=app%20in%20(web)")
     assert by_label and {e["object"]["metadata"]["name"] for e in by_label} == {"web"}
     assert by_label[0]["type"] == "ADDED"
     pods = watch_lines(kube, "/api/v1/pods?watch=true&timeoutSeconds=1&labelSelector=app!=web")
@@ -344,8 +323,7 @@ def test_watch_bookmarks_and_clean_end(kube):
     assert bookmark["object"]["metadata"]["resourceVersion"] == str(kube.cluster.rv)
     without = watch_lines(
         kube,
-        "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1"
-        "&resourceVersion=1",
+        "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1&resourceVersion=1",
     )
     assert without == []
 
@@ -358,17 +336,13 @@ def test_watch_resume_has_no_gap_or_duplicate(kube):
     middle = everything[len(everything) // 2]["object"]["metadata"]["resourceVersion"]
     resumed = watch_lines(kube, base + f"&resourceVersion={middle}")
     rvs = [e["object"]["metadata"]["resourceVersion"] for e in everything]
-    assert [e["object"]["metadata"]["resourceVersion"] for e in resumed] == rvs[
-        rvs.index(middle) + 1 :
-    ]
+    assert [e["object"]["metadata"]["resourceVersion"] for e in resumed] == rvs[rvs.index(middle) + 1 :]
 
 
 def test_watch_live_events_and_410(kube):
     conn = http.client.HTTPConnection("127.0.0.1", kube.port, timeout=10)
     rv = kube.cluster.rv
-    conn.request(
-        "GET", f"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}"
-    )
+    conn.request("GET", f"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}")
     response = conn.getresponse()
     call(kube, "POST", "/apis/apps/v1/namespaces/default/deployments", deployment_body())
     first = json.loads(response.readline())
@@ -376,9 +350,7 @@ def test_watch_live_events_and_410(kube):
     conn.close()
 
     kube.compact()
-    events = watch_lines(
-        kube, f"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}"
-    )
+    events = watch_lines(kube, f"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}")
     assert events[0]["type"] == "ERROR"
     assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
     # POST /sandbox/compact does the same over HTTP.
@@ -389,9 +361,7 @@ def test_bounded_history_expires_old_versions():
     with start(ready_after=0.1, history_size=5) as kube:
         for i in range(10):
             kube.cluster.create("namespaces", "", {"metadata": {"name": f"ns{i}"}})
-        events = watch_lines(
-            kube, "/api/v1/namespaces?watch=true&timeoutSeconds=1&resourceVersion=1"
-        )
+        events = watch_lines(kube, "/api/v1/namespaces?watch=true&timeoutSeconds=1&resourceVersion=1")
     assert events[0]["object"]["reason"] == "Expired"
 
 
@@ -413,9 +383,7 @@ def test_strategic_merge_directives():
         "volumes": [{"name": "v2"}],
         "labels": {"x": "1"},
     }
-    assert strategic_merge(target, {"labels": {"$patch": "replace", "z": "3"}})["labels"] == {
-        "z": "3"
-    }
+    assert strategic_merge(target, {"labels": {"$patch": "replace", "z": "3"}})["labels"] == {"z": "3"}
 
 
 def test_merge_and_json_patch():
@@ -440,9 +408,7 @@ def test_merge_and_json_patch():
 def test_seed_and_command_line(tmp_path: Path):
     seed = tmp_path / "seed.yaml"
     seed.write_text(
-        "namespaces: [staging]\n"
-        "deployments:\n"
-        "  - {namespace: prod, name: web, image: 'nginx:1.0', replicas: 2}\n"
+        "namespaces: [staging]\ndeployments:\n  - {namespace: prod, name: web, image: 'nginx:1.0', replicas: 2}\n"
     )
     with start(ready_after=0.05, seed=str(seed)) as kube:
         kube.wait_for(lambda c: kube.rollout_complete("prod", "web"), 5)

@@ -19,15 +19,13 @@ def pods_of(cluster, name: str) -> list[dict]:
     return [
         p
         for p in cluster.raw("pods", NS)
-        if p["metadata"].get("labels", {}).get("app") == name
-        and not p["metadata"].get("deletionTimestamp")
+        if p["metadata"].get("labels", {}).get("app") == name and not p["metadata"].get("deletionTimestamp")
     ]
 
 
 def is_ready(pod: dict) -> bool:
     return any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in (pod.get("status") or {}).get("conditions") or []
+        c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or []
     )
 
 
@@ -174,10 +172,7 @@ def test_new_replica_set_bookkeeping(kube):
     }
     progressing = get_condition(d["status"], "Progressing")
     assert progressing["reason"] == "NewReplicaSetAvailable"
-    assert (
-        progressing["message"]
-        == f'ReplicaSet "{new["metadata"]["name"]}" has successfully progressed.'
-    )
+    assert progressing["message"] == f'ReplicaSet "{new["metadata"]["name"]}" has successfully progressed.'
     available = get_condition(d["status"], "Available")
     assert (available["status"], available["reason"]) == ("True", "MinimumReplicasAvailable")
     pods = kube.cluster.list("pods", NS)[0]
@@ -222,9 +217,7 @@ def test_proportional_scaling_during_a_rollout():
         kube.create_deployment(NS, "web", "nginx:1.0", replicas=10)
         wait_complete(kube, "web")
         set_image(kube, "web", "nginx:1.1-missing")  # the rollout gets stuck half-way
-        kube.wait_for(
-            lambda c: sum(rs["spec"]["replicas"] for rs in c.raw("replicasets", NS)) == 13, 5
-        )
+        kube.wait_for(lambda c: sum(rs["spec"]["replicas"] for rs in c.raw("replicasets", NS)) == 13, 5)
         d = kube.deployment(NS, "web")
         d["spec"]["replicas"] = 20
         kube.cluster.replace("deployments", NS, "web", d)
@@ -243,11 +236,7 @@ def test_recreate_strategy_kills_old_pods_first():
         kube.create_deployment(NS, "web", "nginx:1.0", replicas=3, strategy={"type": "Recreate"})
         wait_complete(kube, "web")
         images_seen = []
-        kube.observe(
-            lambda c, e: images_seen.append(
-                {p["spec"]["containers"][0]["image"] for p in pods_of(c, "web")}
-            )
-        )
+        kube.observe(lambda c, e: images_seen.append({p["spec"]["containers"][0]["image"] for p in pods_of(c, "web")}))
         set_image(kube, "web", "nginx:1.1")
         wait_complete(kube, "web")
     assert {"nginx:1.0", "nginx:1.1"} not in images_seen

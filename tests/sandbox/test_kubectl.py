@@ -73,13 +73,9 @@ def test_rollout_undo_and_history(kube, kubectl):
     history = kubectl("rollout", "history", "deployment/web").stdout.split()
     assert history[history.index("CHANGE-CAUSE") + 1 :] == ["1", "<none>", "2", "<none>"]
 
-    assert kubectl("rollout", "undo", "deployment/web").stdout.strip() == (
-        "deployment.apps/web rolled back"
-    )
+    assert kubectl("rollout", "undo", "deployment/web").stdout.strip() == ("deployment.apps/web rolled back")
     kubectl("rollout", "status", "deployment/web", "--timeout=30s")
-    assert kube.deployment(NS, "web")["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        "nginx:1.0"
-    )
+    assert kube.deployment(NS, "web")["spec"]["template"]["spec"]["containers"][0]["image"] == ("nginx:1.0")
     history = kubectl("rollout", "history", "deployment/web").stdout.split()
     # Revision 1 became revision 3, like the real controller does.
     assert history[history.index("CHANGE-CAUSE") + 1 :] == ["2", "<none>", "3", "<none>"]
@@ -93,17 +89,11 @@ def test_pause_resume_scale_patch(kube, kubectl):
     create_web(kube, kubectl, replicas=2)
     kubectl("set", "image", "deployment/web", "nginx=nginx:1.1")
     kubectl("rollout", "status", "deployment/web", "--timeout=30s")
-    assert kubectl("rollout", "pause", "deployment/web").stdout.strip() == (
-        "deployment.apps/web paused"
-    )
+    assert kubectl("rollout", "pause", "deployment/web").stdout.strip() == ("deployment.apps/web paused")
     result = kubectl("rollout", "undo", "deployment/web", check=False)
     assert "you cannot rollback a paused deployment" in result.stderr
-    assert kubectl("rollout", "resume", "deployment/web").stdout.strip() == (
-        "deployment.apps/web resumed"
-    )
-    assert kubectl("scale", "deployment/web", "--replicas=3").stdout.strip() == (
-        "deployment.apps/web scaled"
-    )
+    assert kubectl("rollout", "resume", "deployment/web").stdout.strip() == ("deployment.apps/web resumed")
+    assert kubectl("scale", "deployment/web", "--replicas=3").stdout.strip() == ("deployment.apps/web scaled")
     kube.wait_for(lambda c: kube.rollout_complete(NS, "web") and len(c.raw("pods", NS)) == 3, 5)
     kubectl("patch", "deployment", "web", "-p", '{"spec":{"replicas":4}}')
     kubectl("patch", "deployment", "web", "--type=merge", "-p", '{"metadata":{"labels":{"t":"m"}}}')
