@@ -153,7 +153,7 @@ class Command(BaseCommand):
             ("grafana", ports.grafana),
             ("slack", ports.slack),
         ]:
-            _wait_until(lambda p=p: _port_open(p), f"the {name} sandbox on port {p}")
+            self._wait_for(name, p)
 
     def _start_portal(self, port: int, env: dict) -> None:
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
@@ -176,7 +176,19 @@ class Command(BaseCommand):
         self._spawn("worker", [python, manage, "rqworker", "default", "--with-scheduler"], env)
         self._spawn("cron", [python, manage, "rqcron", "portal.cron"], env)
         self._spawn("watcher", [python, manage, "watch_clusters"], env)
-        _wait_until(lambda: _port_open(port), f"the web server on port {port}", timeout=60)
+        self._wait_for("web", port, timeout=60)
+
+    def _wait_for(self, name: str, port: int, timeout: float = 30) -> None:
+        """Wait until the child `name` listens on `port`; fail at once, with its log, if it died."""
+        child = next(c for c in self.children if c.name == name)
+
+        def ready():
+            if child.poll() is not None:
+                log = (self.var / f"demo-{name}.log").read_text(errors="replace").strip().splitlines()
+                raise CommandError(f"The {name} process stopped: {log[-1] if log else 'no output'}")
+            return _port_open(port)
+
+        _wait_until(ready, f"the {name} process on port {port}", timeout)
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         log = open(self.var / f"demo-{name}.log", "ab")  # noqa: SIM115 - kept open for the child's life
