@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Min, OuterRef, Q, Subquery, Sum
+from django.db.models import Avg, Count, DurationField, Exists, ExpressionWrapper, F, Min, OuterRef, Q, Sum
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -98,24 +98,24 @@ class DatabaseCollector:
 
     def approval_waits(self):
         from releases import states
-        from releases.models import Approval, Deployment
+        from releases.models import Approval
 
-        last_approval = (
-            Approval.objects.filter(deployment=OuterRef("pk"), decision=Approval.APPROVE)
-            .order_by("-created_at")
-            .values("created_at")[:1]
+        # The approval that let a deployment go ahead is its last one: no later approval exists
+        # (ties broken by id). An anti-join PostgreSQL hashes, rather than a correlated
+        # subquery that ran again for the sum and for every bucket of every deployment.
+        later = Approval.objects.filter(deployment=OuterRef("deployment"), decision=Approval.APPROVE).filter(
+            Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__gt=OuterRef("pk"))
         )
         # Left pending approval for approved (cancelled ones only if they had started).
         past_approval = states.ACTIVE - {states.PENDING_APPROVAL}
         past_approval |= {states.SUCCEEDED, states.FAILED, states.ROLLED_BACK}
-        went_ahead = Q(state__in=past_approval)
+        went_ahead = Q(deployment__state__in=past_approval)
         rows = (
-            Deployment.objects.filter(required_approvals__gt=0)
-            .filter(went_ahead | Q(state=states.CANCELLED, started_at__isnull=False))
-            .alias(approved_at=Subquery(last_approval))
-            .filter(approved_at__isnull=False)
-            .alias(duration=_duration("approved_at", "created_at"))
-            .values("environment__slug")
+            Approval.objects.filter(decision=Approval.APPROVE, deployment__required_approvals__gt=0)
+            .filter(went_ahead | Q(deployment__state=states.CANCELLED, deployment__started_at__isnull=False))
+            .filter(~Exists(later))
+            .alias(duration=_duration("created_at", "deployment__created_at"))
+            .values(environment__slug=F("deployment__environment__slug"))
             .annotate(total=Count("pk"), sum=Sum("duration"), **_bucket_counts(APPROVAL_BUCKETS))
             .order_by()
         )

@@ -1,16 +1,16 @@
 """Read models for the list pages, each built with a fixed number of queries.
 
 The dashboard needs "the latest deployment" and "the last success" for every service ×
-environment pair. One query per kind fetches them for all pairs at once (an OR of
-per-pair `LIMIT 1` subqueries, each served by the (service, environment, -id) index), so
-the page costs the same with ten deployments or a hundred thousand.
+environment pair. One query reads their ids for all pairs at once: a row per service with,
+per environment, correlated `LIMIT 1` subqueries that each walk the (service, environment,
+-id) index from its top. A second query loads those deployments. So the page costs the
+same with ten deployments or a hundred thousand. (An OR of `id IN (subquery)` per pair,
+the earlier form, cannot use an index: PostgreSQL scanned every deployment to test it.)
 """
 
 from dataclasses import dataclass, field
-from functools import reduce
-from operator import or_
 
-from django.db.models import Q
+from django.db.models import OuterRef, Subquery
 
 from clusters.models import Environment, Workload
 from releases import rules, states
@@ -18,15 +18,34 @@ from releases.models import Approval, Deployment, Service
 
 
 def latest_per_pair(services, environments, **filters) -> dict[tuple[int, int], Deployment]:
-    pairs = [(s.pk, e.pk) for s in services for e in environments]
-    if not pairs:
-        return {}
-    pick = [
-        Q(pk__in=Deployment.objects.filter(service_id=s, environment_id=e, **filters).order_by("-id").values("pk")[:1])
-        for s, e in pairs
-    ]
-    rows = Deployment.objects.filter(reduce(or_, pick)).select_related("release", "previous_release", "requested_by")
-    return {(d.service_id, d.environment_id): d for d in rows}
+    return latest_per_pair_each(services, environments, {"": filters})[""]
+
+
+def latest_per_pair_each(services, environments, kinds: dict[str, dict]) -> dict[str, dict]:
+    """For each named filter in `kinds`, the newest matching deployment of every pair: two queries in all."""
+    found: dict[str, dict] = {name: {} for name in kinds}
+    if not services or not environments:
+        return found
+    columns = {
+        f"d_{n}_{e.pk}": Subquery(
+            Deployment.objects.filter(service=OuterRef("pk"), environment=e, **filters).order_by("-id").values("pk")[:1]
+        )
+        for n, filters in enumerate(kinds.values())
+        for e in environments
+    }
+    picked = list(
+        Service.objects.filter(pk__in=[s.pk for s in services]).order_by().annotate(**columns).values("pk", *columns)
+    )
+    ids = {row[c] for row in picked for c in columns} - {None}
+    rows = Deployment.objects.filter(pk__in=ids).select_related("release", "previous_release", "requested_by")
+    by_id = {d.pk: d for d in rows.order_by()}
+    for row in picked:
+        for n, name in enumerate(kinds):
+            for e in environments:
+                deployment = by_id.get(row[f"d_{n}_{e.pk}"])
+                if deployment is not None:
+                    found[name][(row["pk"], e.pk)] = deployment
+    return found
 
 
 @dataclass
@@ -60,8 +79,8 @@ class Row:
 
 
 def matrix(services, environments) -> list[Row]:
-    latest = latest_per_pair(services, environments)
-    running = latest_per_pair(services, environments, state=states.SUCCEEDED)
+    pairs = latest_per_pair_each(services, environments, {"latest": {}, "running": {"state": states.SUCCEEDED}})
+    latest, running = pairs["latest"], pairs["running"]
     workloads = {(w.environment_id, w.name): w for w in Workload.objects.filter(environment__in=environments)}
 
     def cell(service, env):

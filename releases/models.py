@@ -144,6 +144,8 @@ class Deployment(models.Model):
             models.Index(fields=["environment", "-id"], name="deployment_env_recent"),
             models.Index(fields=["state", "-id"], name="deployment_state_recent"),
             models.Index(fields=["requested_by", "-id"], name="deployment_requester_recent"),
+            # DORA windows: an environment's deployments finished between two dates.
+            models.Index(fields=["environment", "finished_at"], name="deployment_env_finished"),
         ]
 
     def __str__(self):

@@ -18,6 +18,8 @@ _NOTEWORTHY = ("status", "desired", "updated", "ready", "available", "total", "r
 
 
 def on_workload_observed(workload, progress: rollout.Progress) -> None:
+    if not workload.expected_image:
+        _remember_expected_image(workload)
     deployments = Deployment.objects.filter(
         environment_id=workload.environment_id,
         service__k8s_deployment=workload.name,
@@ -25,6 +27,22 @@ def on_workload_observed(workload, progress: rollout.Progress) -> None:
     ).select_related("service", "environment", "release")
     for deployment in deployments:
         advance(deployment, progress)
+
+
+def _remember_expected_image(workload) -> None:
+    """A workload first seen after its last success (a new watcher, seeded history): take the
+    image of that success as what should run, so drift shows from the first observation."""
+    last = (
+        Deployment.objects.filter(
+            environment_id=workload.environment_id, service__k8s_deployment=workload.name, state=states.SUCCEEDED
+        )
+        .select_related("release")
+        .order_by("-id")
+        .first()
+    )
+    if last is not None:
+        workload.expected_image = last.release.image
+        type(workload).objects.filter(pk=workload.pk, expected_image="").update(expected_image=last.release.image)
 
 
 def advance(deployment: Deployment, progress: rollout.Progress) -> None:

@@ -1,6 +1,9 @@
+from datetime import datetime, time, timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clusters.models import Environment
@@ -148,6 +151,17 @@ def approvals(request):
     return render(request, "releases/approvals.html", {"waiting": board.waiting_for(request.user)[:200]})
 
 
+def _day_start(day, days=0):
+    """Midnight (in the current time zone) starting `day` + `days`, or None without a day."""
+    if day is None:
+        return None
+    try:
+        day += timedelta(days=days)
+    except OverflowError:  # until=9999-12-31: no upper bound
+        return None
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
 def history(request):
     form = HistoryFilter(request.GET or None)
     deployments = Deployment.objects.for_history().order_by("-id")
@@ -159,8 +173,9 @@ def history(request):
         "environment": data.get("environment"),
         "state": data.get("state") or None,
         "requested_by": data.get("requester"),
-        "created_at__date__gte": data.get("since"),
-        "created_at__date__lte": data.get("until"),
+        # Bounds on created_at itself, not on its date: a range the deployment_created index can serve.
+        "created_at__gte": _day_start(data.get("since")),
+        "created_at__lt": _day_start(data.get("until"), days=1),
         "id__lt": data.get("before") or None,
     }
     deployments = deployments.filter(**{k: v for k, v in filters.items() if v is not None})
