@@ -80,6 +80,8 @@
     if (finals.indexOf(state) >= 0) root.dataset.finished = at;
     var form = document.getElementById("decision-form");
     if (form && state !== "pending_approval") form.hidden = true;
+    var cancel = document.getElementById("cancel-form");
+    if (cancel && finals.indexOf(state) >= 0) cancel.hidden = true;  // too late to cancel
   }
   // Approvals and rejections also show in the Approvals panel.
   function addDecision(e) {

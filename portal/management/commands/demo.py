@@ -42,6 +42,8 @@ class Command(BaseCommand):
         self.var.mkdir(parents=True, exist_ok=True)
         ports = demo_data.Ports(kube=port + 1, jenkins=port + 2, github=port + 3, grafana=port + 4, slack=port + 5)
         env = self._environment(port, ports)
+        # Explicitly: a shell starting us in the background would have us ignore SIGINT.
+        signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
         try:
             if not no_serve:
@@ -194,6 +196,7 @@ class Command(BaseCommand):
         log = open(self.var / f"demo-{name}.log", "ab")  # noqa: SIM115 - kept open for the child's life
         child = subprocess.Popen(
             argv,
+            preexec_fn=_die_with_parent,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env or dict(os.environ),
@@ -247,6 +250,9 @@ class Command(BaseCommand):
             time.sleep(0.5)
 
     def _stop(self) -> None:
+        # A second Ctrl-C must not cut the clean-up short and leave children behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in reversed(self.children):
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGTERM)
@@ -258,6 +264,16 @@ class Command(BaseCommand):
                 os.killpg(child.pid, signal.SIGKILL)
         if getattr(self, "fake_redis", None):
             self.fake_redis.shutdown()
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if the demo itself is killed, so nothing is left behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _interrupt(*_):
