@@ -197,8 +197,9 @@ def _past(service, release, env, previous, users, at, failed) -> Deployment:
         downtime={
             "checked": True,
             "dropped": False,
-            "min_available": max(desired - 1, 1),
-            "min_required": max(desired - 1, 0),
+            # 25% maxUnavailable rounds down: 1–3 replicas keep all, 4 may lose one.
+            "min_available": desired - desired // 4,
+            "min_required": desired - desired // 4,
             "seconds": 0,
         },
     )

@@ -62,8 +62,11 @@ class Cell:
 
     @property
     def rollback_to(self):
+        """What the rollback button offers; nothing while another deployment is under way."""
         from releases.flows import rollback_target
 
+        if self.latest and self.latest.is_active:
+            return None
         return rollback_target(self.latest, self.running)
 
     @property

@@ -16,7 +16,7 @@ from html import escape
 
 UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 RELATIVE = re.compile(r"^now(?:-(\d+)([smhdw]))?$")
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 450, 200, 44, 22, 26
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 450, 200, 62, 22, 26
 POINTS = 120
 
 
@@ -147,8 +147,9 @@ def render_svg(request: PanelRequest, annotations: list[dict], colors: dict) -> 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         'preserveAspectRatio="none" role="img">',
+        # The panel's own name on the chart; the variables stay in the page title (a tooltip).
         f'<text x="8" y="16" fill="{colors["fg"]}" font-weight="bold">',
-        f"{escape(request.title)}</text>",
+        f"{escape(request.kind.title)}</text>",
         *_grid(request, low, high, x, y, colors),
         *_annotation_marks(annotations, x, colors),
         f'<polyline fill="none" stroke="{colors["line"]}" stroke-width="1.5" points="{points}"/>',
