@@ -82,6 +82,7 @@ def apply_image(deployment: Deployment) -> None:
             states.ROLLING_OUT,
             kind="state",
             message=f"Patched {env.namespace}/{service.k8s_deployment} to {deployment.release.image}.",
+            data={"revision_before": revision},
             revision_before=revision,
             generation=patched["metadata"].get("generation"),
         )

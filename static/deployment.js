@@ -103,8 +103,16 @@
     if (bar) { bar.max = Math.max(max, 1); bar.value = value; }
     if (count) count.textContent = label;
   }
+  function setRevision(before, after) {
+    var dd = document.getElementById("revision");
+    if (!dd) return;
+    if (before) dd.dataset.before = before;
+    if (after) dd.dataset.after = after;
+    dd.textContent = (dd.dataset.before || "?") + " → " + (dd.dataset.after || "?");
+  }
   function setProgress(p) {
     if (!p || !p.desired) return;
+    if (p.revision && p.revision !== document.getElementById("revision").dataset.before) setRevision("", p.revision);
     ["updated", "ready", "available"].forEach(function (k) { setBar(k, p[k] || 0, p.desired, (p[k] || 0) + "/" + p.desired); });
     var surge = Math.max((p.total || 0) - p.desired, 0);
     setBar("total", p.total || 0, p.max_total || p.desired,
@@ -142,6 +150,7 @@
     addEvent(m);
     if (m.kind === "approval" || m.kind === "rejection") addDecision(m);
     if (m.data && m.data.to) setState(m.data.to, m.data.reason || "", m.at);
+    if (m.data && m.data.revision_before) setRevision(m.data.revision_before, "");
     if (m.data && m.data.progress) setProgress(m.data.progress);
     if (m.data && m.data.downtime) setDowntime(m.data.downtime);
   }
