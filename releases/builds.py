@@ -38,19 +38,6 @@ SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 TAIL_LINES = 10
 
 
-def poll_seconds() -> float:
-    return float(getattr(settings, "JENKINS_POLL_SECONDS", 1.0))
-
-
-def retry_delays() -> tuple[float, ...]:
-    return tuple(getattr(settings, "JENKINS_RETRY_DELAYS", (1, 2, 5, 10, 30)))
-
-
-def follow_slice_seconds() -> float:
-    """A follower runs this long, then re-enqueues itself so one worker is never held for hours."""
-    return float(getattr(settings, "JENKINS_FOLLOW_SLICE_SECONDS", 300))
-
-
 # -- who may do what --------------------------------------------------------------------------
 
 
@@ -147,7 +134,7 @@ def split_lines(text: str) -> list[str]:
 
 def _retrying(what: str, call, on_retry):
     """Call Jenkins; on a transient error wait and try again, telling `on_retry` each time."""
-    delays = retry_delays()
+    delays = settings.JENKINS_RETRY_DELAYS
     for attempt, delay in enumerate((*delays, None)):
         try:
             return call()
@@ -160,12 +147,12 @@ def _retrying(what: str, call, on_retry):
 
 def _follow(step, reschedule) -> None:
     """Run `step` until it says it is done; after a slice of time hand over to a fresh job."""
-    deadline = time.monotonic() + follow_slice_seconds()
+    deadline = time.monotonic() + settings.JENKINS_FOLLOW_SLICE_SECONDS
     while not step():
         if time.monotonic() >= deadline:
             reschedule()
             return
-        time.sleep(poll_seconds())
+        time.sleep(settings.JENKINS_POLL_SECONDS)
 
 
 # -- starting a build -------------------------------------------------------------------------
