@@ -48,7 +48,8 @@ def _histogram(name: str, doc: str, labels: list[str], rows, buckets) -> Histogr
 
 def _keys(labels: list[str]) -> list[str]:
     return [
-        {"service": "service__slug", "environment": "environment__slug", "job": "job_name"}.get(x, x) for x in labels
+        {"service": "service__slug", "environment": "environment__slug", "jenkins_job": "job_name"}.get(x, x)
+        for x in labels
     ]
 
 
@@ -159,8 +160,9 @@ class DatabaseCollector:
         )
         return _histogram(
             "pampam_build_duration_seconds",
-            "Duration of finished Jenkins builds, by job and result.",
-            ["job", "state"],
+            # Not "job": Prometheus keeps that label for the scrape job and would rename ours.
+            "Duration of finished Jenkins builds, by Jenkins job and result.",
+            ["jenkins_job", "state"],
             rows,
             BUILD_BUCKETS,
         )

@@ -91,7 +91,8 @@ def test_it_turns_rows_into_duration_histograms(cast, client, token):
     assert 'pampam_deployment_duration_seconds_sum{environment="prod",service="storefront"} 90.0' in text
     assert 'pampam_approval_wait_seconds_bucket{environment="staging",le="300.0"} 1.0' in text
     assert 'pampam_approval_wait_seconds_sum{environment="staging"} 200.0' in text
-    assert 'pampam_build_duration_seconds_bucket{job="storefront-build",le="60.0",state="succeeded"} 1.0' in text
+    build = 'pampam_build_duration_seconds_bucket{jenkins_job="storefront-build",le="60.0",state="succeeded"}'
+    assert build + " 1.0" in text
     assert 'pampam_approval_oldest_pending_seconds{environment="dev"}' in text
 
 
