@@ -323,3 +323,30 @@ def test_it_reports_ready_while_the_watcher_beats_and_unavailable_when_it_stops(
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["watcher"]["ok"] is False
+
+
+# ------------------------------------------------------------------------------ jenkins deploy jobs
+
+
+def test_it_deploys_through_a_jenkins_job_that_patches_the_cluster(kube_cast, sandbox, watcher, run_jobs, settings):
+    from sandbox.jenkins import start as start_jenkins
+
+    jenkins = start_jenkins(kube_url=sandbox.url, queue_seconds=0.1, build_seconds=0.3)
+    try:
+        settings.JENKINS_URL, settings.JENKINS_USER, settings.JENKINS_TOKEN = jenkins.url, jenkins.user, jenkins.token
+        settings.JENKINS_POLL_SECONDS = 0.02
+        cast = kube_cast
+        cast.dev.deploy_via, cast.dev.jenkins_deploy_job = cast.dev.JENKINS, "deploy/dev"
+        cast.dev.save()
+        deployment = deploy(cast, "1.1.0")
+
+        deployment = wait_state(deployment, states.SUCCEEDED, timeout=20, run_jobs=run_jobs)
+
+        assert cluster_image(sandbox) == f"{REPO}:1.1.0"
+        events = list(deployment.events.order_by("seq"))
+        transitions = [e.data["to"] for e in events if e.kind == "state"]
+        assert transitions == [states.APPROVED, states.BUILDING, states.ROLLING_OUT, states.SUCCEEDED]
+        assert any("kubectl set image deployment/storefront" in e.message for e in events if e.kind == "log")
+        assert deployment.jenkins_build_number == 1
+    finally:
+        jenkins.stop()
