@@ -14,7 +14,7 @@ from django.db.models import OuterRef, Subquery
 
 from clusters.models import Environment, Workload
 from releases import rules, states
-from releases.models import Approval, Deployment, Service
+from releases.models import Deployment, Service
 
 
 def latest_per_pair(services, environments, **filters) -> dict[tuple[int, int], Deployment]:
@@ -124,12 +124,3 @@ def promotion(service, releases) -> dict[int, set[int]]:
     for release_id, environment_id in done:
         reached[release_id].add(environment_id)
     return reached
-
-
-def approvals_by_deployment(deployments) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for deployment_id in Approval.objects.filter(deployment__in=deployments, decision=Approval.APPROVE).values_list(
-        "deployment_id", flat=True
-    ):
-        counts[deployment_id] = counts.get(deployment_id, 0) + 1
-    return counts

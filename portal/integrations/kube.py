@@ -314,11 +314,6 @@ class WatchStream:
                 self.response.shutdown()
 
 
-def watch_objects(cluster, namespace: str, kind: str, resource_version: str, timeout_seconds: int = 300):
-    """Yield (type, object dict) from one watch request (see WatchStream)."""
-    yield from WatchStream(cluster, namespace, kind, resource_version, timeout_seconds)
-
-
 def _lister(api, kind: str):
     if kind == "deployments":
         return client.AppsV1Api(api).list_namespaced_deployment
