@@ -1,7 +1,7 @@
 """Bytes fetched while tailing a Jenkins console log by byte offset vs the log's size.
 
 Starts the Jenkins sandbox, runs a 2,000-line build, and tails it the way
-releases.builds does (portal.integrations.jenkins.progressive_log from the last offset,
+releases.builds does (plumbing.integrations.jenkins.progressive_log from the last offset,
 polled every 50 ms). Prints the log size, the bytes received, the number of requests, and
 what re-downloading consoleText on every poll would have cost instead.
 
@@ -17,13 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("SECRET_KEY", "bench")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
 from django.conf import settings  # noqa: E402
 
-from portal.integrations import jenkins  # noqa: E402
+from plumbing.integrations import jenkins  # noqa: E402
 from sandbox.jenkins import start  # noqa: E402
 
 LINES = 2000

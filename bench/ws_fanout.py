@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ws_latency import Stack, fresh_database, make_world, percentile, session_headers, setup_django  # noqa: E402
+from ws_latency import Stack, fresh_database, make_world, percentile, session_headers, setup_django
 
 
 def make_rollout(env, service, user):
@@ -153,7 +153,7 @@ def main() -> None:
 def patch_back(stack: Stack) -> None:
     """Next round rolls out 1.1 again: put 1.0 back and wait for the cluster to settle."""
     from clusters.models import Cluster
-    from portal.integrations import kube
+    from plumbing.integrations import kube
     from releases.models import Deployment
 
     Deployment.objects.filter(state__in=["approved", "rolling_out"]).update(state="cancelled")

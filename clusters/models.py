@@ -4,7 +4,7 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from portal import crypto
+from plumbing import crypto
 
 dns_label = RegexValidator(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",

@@ -18,8 +18,8 @@ from django.utils import timezone
 from clusters import rollout
 from clusters.models import Cluster, Environment, WatcherHeartbeat, Workload
 from clusters.signals import workload_observed
-from portal import live
-from portal.integrations import IntegrationError, kube
+from plumbing import live
+from plumbing.integrations import IntegrationError, kube
 
 log = logging.getLogger(__name__)
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
@@ -188,7 +188,7 @@ class Watcher:
                     backoff = min(backoff * 2, BACKOFF_MAX)
                 except Cluster.DoesNotExist:
                     return
-                except Exception:  # noqa: BLE001 - a stream must outlive any one bad event
+                except Exception:
                     log.exception("watch %s/%s crashed; restarting", space.name, kind)
                     self.stop.wait(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX)

@@ -20,7 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from clusters.models import WatcherHeartbeat
-from portal import queues
+from plumbing import queues
+from releases import states
+from releases.models import Approval, Build, Deployment
 
 # Seconds. Rollouts take minutes; approvals minutes to days; builds minutes.
 ROLLOUT_BUCKETS = (30, 60, 120, 300, 600, 1200, 1800, 3600)
@@ -67,7 +69,6 @@ class DatabaseCollector:
         yield from self.queue()
 
     def deployments(self):
-        from releases.models import Deployment
 
         family = GaugeMetricFamily(
             "pampam_deployments",
@@ -80,7 +81,6 @@ class DatabaseCollector:
         return family
 
     def rollout_durations(self):
-        from releases.models import Deployment
 
         rows = (
             Deployment.objects.filter(started_at__isnull=False, finished_at__isnull=False)
@@ -98,8 +98,6 @@ class DatabaseCollector:
         )
 
     def approval_waits(self):
-        from releases import states
-        from releases.models import Approval
 
         # The approval that let a deployment go ahead is its last one: no later approval exists
         # (ties broken by id). An anti-join PostgreSQL hashes, rather than a correlated
@@ -129,8 +127,6 @@ class DatabaseCollector:
         )
 
     def pending_approvals(self):
-        from releases import states
-        from releases.models import Deployment
 
         oldest = GaugeMetricFamily(
             "pampam_approval_oldest_pending_seconds",
@@ -149,7 +145,6 @@ class DatabaseCollector:
         yield oldest
 
     def build_durations(self):
-        from releases.models import Build
 
         rows = (
             Build.objects.filter(started_at__isnull=False, finished_at__isnull=False, state__in=Build.FINAL)
@@ -168,8 +163,6 @@ class DatabaseCollector:
         )
 
     def dora(self):
-        from releases import states
-        from releases.models import Deployment
 
         since = timezone.now() - DORA_WINDOW
         failures = Q(state__in=[states.FAILED, states.ROLLED_BACK])

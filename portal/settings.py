@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from portal.config import csv, database, envbool, envint, envstr, envurl, redis_url, secret
+from plumbing.config import csv, database, envbool, envint, envstr, envurl, redis_url, secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("PAMPAM_VAR_DIR", str(BASE_DIR / "var")))

@@ -6,7 +6,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from clusters.models import WatcherHeartbeat
-from portal import queues
+from plumbing import queues
 from releases import board
 
 

@@ -13,8 +13,8 @@ from django.dispatch import receiver
 from django.utils import timezone
 from rq import Retry, get_current_job
 
-from portal import queues
-from portal.integrations import IntegrationError, grafana
+from plumbing import queues
+from plumbing.integrations import IntegrationError, grafana
 from releases import states
 from releases.grafana_panels import epoch_ms
 from releases.models import Deployment, deployment_transitioned

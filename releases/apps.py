@@ -11,8 +11,8 @@ class ReleasesConfig(AppConfig):
         from releases import (  # noqa: F401 - Grafana annotations, Slack messages
             annotations,
             notifications,
-            receivers,  # noqa: F401 - watcher observations advance deployments
-            reporting,  # noqa: F401 - GitHub Deployments and their statuses
+            receivers,
+            reporting,
         )
         from releases.models import Service
 

@@ -25,8 +25,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from portal import live, queues
-from portal.integrations import IntegrationError, jenkins
+from plumbing import live, queues
+from plumbing.integrations import IntegrationError, jenkins
 from releases import rules, states
 from releases.flows import Refused
 from releases.models import Build, BuildEvent, Deployment, Release, TransitionRefused

@@ -1,6 +1,6 @@
 """Changelogs: the commits between what runs in an environment and what is proposed.
 
-GitHub is asked through `portal.integrations.github` on a small thread pool, and the page
+GitHub is asked through `plumbing.integrations.github` on a small thread pool, and the page
 waits at most DEADLINE_SECONDS for all its changelogs together: a slow or down GitHub shows
 a notice, never blocks a page for long and never fails it. An answer that arrives after the
 deadline still lands in the cache, so the next view of the page has it.
@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from clusters.models import Environment
-from portal.integrations import IntegrationError, github
+from plumbing.integrations import IntegrationError, github
 from releases import board, states
 from releases.models import Deployment, Release
 

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from portal.live import ACTIVITY_GROUP
+from plumbing.live import ACTIVITY_GROUP
 from releases import rules
 from releases.models import Build, BuildEvent, Deployment, DeploymentEvent
 

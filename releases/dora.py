@@ -22,7 +22,9 @@ from django.db.models import OuterRef, Subquery
 from django.shortcuts import render
 from django.utils import timezone
 
+from clusters.models import Environment
 from releases import states
+from releases.models import Commit, Deployment, Service
 
 WINDOWS = (7, 30, 90)
 FINISHED = frozenset({states.SUCCEEDED, states.FAILED, states.ROLLED_BACK})
@@ -198,7 +200,6 @@ def _hours(value: timedelta | None) -> str:
 
 def load_rows(environment, start: datetime, end: datetime) -> list[Row]:
     """One query: the environment's deployments that finished in the window, with commit times."""
-    from releases.models import Commit, Deployment
 
     commit_time = Commit.objects.filter(service=OuterRef("service"), sha=OuterRef("release__git_sha")).values(
         "committed_at"
@@ -217,8 +218,6 @@ def load_rows(environment, start: datetime, end: datetime) -> list[Row]:
 
 def page(request):
     """/dora/?environment=<slug>&days=7|30|90: production by default, 30 days by default."""
-    from clusters.models import Environment
-    from releases.models import Service
 
     environments = list(Environment.objects.order_by("position", "slug"))
     days, environment, problem = _choices(request.GET, environments)

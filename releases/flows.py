@@ -2,15 +2,15 @@
 
 Each flow asks `rules`, then changes rows in one transaction, letting the database settle
 races (the partial unique constraint for "one active deployment", a row lock for counting
-approvals). Work outside the database is queued through `portal.queues` after commit.
+approvals). Work outside the database is queued through `plumbing.queues` after commit.
 """
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from portal import queues
+from plumbing import queues
 from releases import notifications, rules, states
-from releases.models import Approval, Deployment, Release
+from releases.models import Approval, Deployment, Release, TransitionRefused
 
 
 class Refused(Exception):
@@ -134,7 +134,7 @@ def cancel(user, deployment: Deployment, reason: str = "") -> Deployment:
             actor=user,
             reason=reason.strip() or f"Cancelled by {user.username}.",
         )
-    except Exception as exc:
+    except TransitionRefused as exc:
         raise Refused(f"Deployment #{deployment.pk} changed meanwhile: {exc}") from None
     if was_in_cluster:
         queues.enqueue(jobs.stop_rollout, deployment.pk)

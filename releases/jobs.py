@@ -12,8 +12,8 @@ from django.utils import timezone
 from rq import Retry, get_current_job
 
 from clusters import watcher
-from portal import queues
-from portal.integrations import IntegrationError, kube
+from plumbing import queues
+from plumbing.integrations import IntegrationError, kube
 from releases import states
 from releases.models import Deployment, TransitionRefused
 

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clusters.models import Environment
-from portal import live
+from plumbing import live
 from releases import states
 
 
@@ -382,3 +382,20 @@ class Commit(models.Model):
 
     def __str__(self):
         return f"{self.service_id} {self.sha[:8]}"
+
+
+class WebhookDelivery(models.Model):
+    """A webhook delivery already handled, so a redelivery changes nothing (idempotency)."""
+
+    source = models.CharField(max_length=20)
+    delivery_id = models.CharField(max_length=200)
+    event = models.CharField(max_length=60, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        # The table predates the model's move from `portal` (the site) to `releases`.
+        db_table = "portal_webhookdelivery"
+        constraints = [models.UniqueConstraint(fields=["source", "delivery_id"], name="one_delivery_per_id")]
+
+    def __str__(self):
+        return f"{self.source}:{self.delivery_id}"

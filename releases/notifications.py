@@ -17,8 +17,8 @@ from django.utils import timezone
 from rq import Retry, get_current_job
 
 from clusters.models import Environment, FreezeWindow, Lock
-from portal import queues
-from portal.integrations import IntegrationError, slack
+from plumbing import queues
+from plumbing.integrations import IntegrationError, slack
 from releases import states
 from releases.models import Deployment, deployment_transitioned
 

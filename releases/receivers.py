@@ -3,10 +3,9 @@
 from django.dispatch import receiver
 
 from clusters.signals import workload_observed
+from releases import tracking
 
 
 @receiver(workload_observed)
 def advance_deployments(sender, workload, progress, **kwargs):
-    from releases import tracking
-
     tracking.on_workload_observed(workload, progress)

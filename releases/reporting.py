@@ -26,8 +26,8 @@ from django.conf import settings
 from django.dispatch import receiver
 from rq import Retry, get_current_job
 
-from portal import queues
-from portal.integrations import IntegrationError, github
+from plumbing import queues
+from plumbing.integrations import IntegrationError, github
 from releases import states
 from releases.models import Deployment, deployment_transitioned
 

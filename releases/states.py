@@ -73,4 +73,5 @@ def can_move(old: str, new: str) -> bool:
 
 
 assert set(TRANSITIONS) == set(LABELS), "every state needs its transitions"
-assert ACTIVE | FINAL == set(LABELS) and not ACTIVE & FINAL
+assert ACTIVE | FINAL == set(LABELS)
+assert not ACTIVE & FINAL

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from clusters import rollout
-from portal import queues
+from plumbing import queues
 from releases import states
 from releases.models import Deployment, TransitionRefused
 

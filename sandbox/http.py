@@ -65,7 +65,7 @@ class JSONHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pampam-sandbox"
 
-    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the stdlib
+    def log_message(self, format, *args):
         if getattr(self.server, "verbose", False):
             super().log_message(format, *args)
 

@@ -70,7 +70,7 @@ def _empty_queue():
     import django_rq
 
     django_rq.get_queue("default").empty()
-    yield
+    return
 
 
 @pytest.fixture

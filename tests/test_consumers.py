@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.test import Client
 
-from portal import live
+from plumbing import live
 from portal.asgi import application
 from releases import consumers, flows, states
 from releases.models import Deployment, DeploymentEvent
@@ -34,7 +34,7 @@ def _fresh_layer():
     import redis
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    yield
+    return
 
 
 def run(scenario):
@@ -326,7 +326,8 @@ def test_it_sends_deployment_and_workload_summaries_to_the_dashboard(cast_tx):
         assert (await communicator.connect(timeout=TIMEOUT))[0]
         await sync_to_async(deployment.transition)(states.CANCELLED, kind="state", message="stop", actor=cast_tx.dave)
         update = await communicator.receive_json_from(timeout=TIMEOUT)
-        assert update["type"] == "update" and update["kind"] == "deployment"
+        assert update["type"] == "update"
+        assert update["kind"] == "deployment"
         assert (update["service"], update["environment"], update["state"]) == ("storefront", "prod", "cancelled")
         assert set(update["progress"]) == set(live.SUMMARY_COUNTS)
         await sync_to_async(live._send_now)(
@@ -346,9 +347,13 @@ def test_it_sends_nothing_from_a_rolled_back_transaction(cast_tx):
     deployment = make_logged(cast_tx, count=1)
 
     def log_then_roll_back():
-        with pytest.raises(RuntimeError), transaction.atomic():
-            deployment.log("note", "never happened")
-            raise RuntimeError
+        def log_and_fail():
+            with transaction.atomic():
+                deployment.log("note", "never happened")
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            log_and_fail()
 
     async def scenario():
         communicator = erin(f"/ws/deployments/{deployment.pk}/?after=1")

@@ -48,7 +48,7 @@ def demo(tmp_path):
     }
     for name in ("JENKINS_URL", "GITHUB_API_URL", "GRAFANA_URL", "SLACK_WEBHOOK_URL", "PORTAL_URL"):
         env.pop(name, None)
-    log = open(tmp_path / "demo.out", "wb")  # noqa: SIM115
+    log = open(tmp_path / "demo.out", "wb")
     child = subprocess.Popen(
         [sys.executable, "manage.py", "demo", "--port", str(port), "--ready-after", "0.5"],
         cwd=ROOT,

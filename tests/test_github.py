@@ -1,4 +1,4 @@
-"""The GitHub client (portal.integrations.github): the real PyGithub against the GitHub sandbox.
+"""The GitHub client (plumbing.integrations.github): the real PyGithub against the GitHub sandbox.
 
 The fixtures here (`github_sandbox`, `repo_shas`) are imported by the other test_github* files.
 """
@@ -6,7 +6,7 @@ The fixtures here (`github_sandbox`, `repo_shas`) are imported by the other test
 import pytest
 from django.core.cache import cache
 
-from portal.integrations import IntegrationError, github
+from plumbing.integrations import IntegrationError, github
 from sandbox import github as github_sandbox_module
 
 TOKEN = "pampam-test-token"

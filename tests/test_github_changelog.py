@@ -69,7 +69,9 @@ def test_it_compares_per_environment_and_marks_the_next_one(cast, service, repo_
     targets = {t.environment.slug: t for t in changelog.for_release(current)}
     assert targets["dev"].changelog.kind == changelog.IDENTICAL
     assert [c.sha for c in targets["staging"].changelog.commits] == repo_shas[3:6]
-    assert targets["staging"].is_next and not targets["prod"].is_next and not targets["dev"].is_next
+    assert targets["staging"].is_next
+    assert not targets["prod"].is_next
+    assert not targets["dev"].is_next
 
 
 def test_it_shows_a_notice_when_github_is_slow(service, repo_shas, github_sandbox, monkeypatch):
@@ -116,7 +118,8 @@ def test_the_release_page_shows_commits_with_authors_links_and_escaped_messages(
     html = page(client, cast.erin, release.get_absolute_url())
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Fix cart" in html
     assert "<script>alert(1)" not in html
-    assert "Ada Lovelace" in html and "@ada" in html
+    assert "Ada Lovelace" in html
+    assert "@ada" in html
     assert f'href="{github_sandbox.url}/{REPO}/commit/{evil}"' in html
     assert "1 new commit" in html
 
@@ -153,7 +156,8 @@ def test_the_deployment_page_shows_the_commits_it_brings(client, cast, service, 
     deployment = make_deployment(release, cast.staging, previous_release=previous)
     html = page(client, cast.erin, deployment.get_absolute_url())
     assert "1.0.0 → 1.1.0" in html
-    assert f"/commit/{repo_shas[11]}" in html and f"/commit/{repo_shas[12]}" in html
+    assert f"/commit/{repo_shas[11]}" in html
+    assert f"/commit/{repo_shas[12]}" in html
     assert f"/commit/{repo_shas[10]}" not in html
 
 

@@ -96,7 +96,8 @@ def test_it_escapes_odd_values_and_repeats_multi_value_variables(cast, settings)
     assert [p.panel_id for p in panels] == ["panel-7", "9"]
     url = panels[0].url
     assert url.startswith("https://grafana.example/sub/d-solo/a%26b%2F%3Cx%3E/storefront?")
-    assert "var-cluster=a%26b" in url and "var-pod=%3Cx%3E&var-pod=y%20z" in url
+    assert "var-cluster=a%26b" in url
+    assert "var-pod=%3Cx%3E&var-pod=y%20z" in url
     assert query(url) == [
         ("orgId", "1"),
         ("from", "now-6h"),
@@ -111,7 +112,7 @@ def test_it_escapes_odd_values_and_repeats_multi_value_variables(cast, settings)
     ]
 
 
-@pytest.mark.parametrize("grafana_url, uid", [("", "svc-dash"), ("https://grafana.example", "")])
+@pytest.mark.parametrize(("grafana_url", "uid"), [("", "svc-dash"), ("https://grafana.example", "")])
 def test_it_shows_no_panels_without_grafana_or_a_dashboard(cast, settings, client, grafana_url, uid):
     settings.GRAFANA_URL = grafana_url
     with_panels(cast.service, uid=uid)
@@ -137,9 +138,11 @@ def test_it_embeds_production_panels_on_the_service_page_and_switches_environmen
     with_panels(cast.service, panel_ids=[1])
     client.force_login(cast.erin)
     prod_page = client.get("/services/storefront/").content.decode()
-    assert "var-namespace=prod&amp;" in prod_page and "from=now-6h&amp;to=now" in prod_page
+    assert "var-namespace=prod&amp;" in prod_page
+    assert "from=now-6h&amp;to=now" in prod_page
     dev_page = client.get("/services/storefront/?grafana_env=dev").content.decode()
-    assert "var-namespace=dev&amp;" in dev_page and "var-namespace=prod" not in dev_page
+    assert "var-namespace=dev&amp;" in dev_page
+    assert "var-namespace=prod" not in dev_page
 
 
 def test_it_serves_the_embedded_panel_from_the_sandbox(cast, grafana):
@@ -162,7 +165,8 @@ def test_it_allows_frames_from_grafana_only(cast, settings, client):
     policy = client.get("/").headers["Content-Security-Policy"]
     directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
     assert directives["frame-src"] == "http://127.0.0.1:3999"
-    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
+    assert directives["script-src"] == "'self'"
+    assert directives["style-src"] == "'self'"
 
 
 def test_it_allows_a_grafana_sub_path_and_everything_below_it(cast, settings, client):
@@ -225,7 +229,8 @@ def test_it_closes_only_once_however_often_the_job_runs(cast_tx, grafana, run_jo
     before = grafana.annotations
     annotations.sync_annotation(deployment.pk)
     annotations.sync_annotation(deployment.pk)
-    assert grafana.annotations == before and len(before) == 1
+    assert grafana.annotations == before
+    assert len(before) == 1
     assert before[0]["text"].endswith(": failed (Pods crash-loop.)")
 
 
@@ -238,7 +243,8 @@ def test_it_reopens_nothing_and_amends_the_outcome_after_an_automatic_rollback(c
     deployment.transition(states.ROLLED_BACK, kind="state", message="undone")
     run_jobs()
     [annotation] = grafana.annotations
-    assert "outcome:rolled_back" in annotation["tags"] and "outcome:failed" not in annotation["tags"]
+    assert "outcome:rolled_back" in annotation["tags"]
+    assert "outcome:failed" not in annotation["tags"]
 
 
 def test_it_does_not_annotate_a_deployment_that_never_started(cast_tx, grafana, run_jobs):
@@ -273,7 +279,8 @@ def test_it_gives_up_on_a_bad_token_and_reports_it(cast_tx, grafana, run_jobs, s
     run_jobs()
     report = Deployment.objects.get(pk=deployment.pk).reports["grafana"]
     assert report["state"] == "failed"
-    assert "Grafana answered 401" in report["error"] and "GRAFANA_TOKEN" in report["error"]
+    assert "Grafana answered 401" in report["error"]
+    assert "GRAFANA_TOKEN" in report["error"]
     assert "wrong" not in report["error"]
 
 
@@ -285,7 +292,8 @@ def test_it_shows_the_grafana_report_on_the_deployment_page(cast, client):
     )
     client.force_login(cast.erin)
     page = client.get(f"/deployments/{deployment.pk}/").content.decode()
-    assert "report-grafana" in page and "Grafana answered 503." in page
+    assert "report-grafana" in page
+    assert "Grafana answered 503." in page
 
 
 def run_scheduled_now():

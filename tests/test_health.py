@@ -50,7 +50,7 @@ def test_it_judges_readiness_by_the_newest_of_several_watchers(db, settings):
 
 
 def test_it_reports_redis_down_as_not_ready(db, settings):
-    from portal import queues
+    from plumbing import queues
 
     WatcherHeartbeat.objects.create(name="watcher-1", beat_at=timezone.now())
     settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 10}}

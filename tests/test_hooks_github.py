@@ -7,8 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from portal.models import WebhookDelivery
-from releases.models import Build, Commit
+from releases.models import Build, Commit, WebhookDelivery
 from releases.webhooks import github as hook
 from releases.webhooks.signatures import verify_hmac_sha256
 
@@ -303,7 +302,7 @@ def test_it_does_not_build_on_push_unless_the_service_asks(client, service):
     assert not Build.objects.exists()
 
 
-@pytest.mark.parametrize("event,payload", [("push", push_payload()), ("release", release_payload())])
+@pytest.mark.parametrize(("event", "payload"), [("push", push_payload()), ("release", release_payload())])
 def test_it_starts_a_build_when_the_service_builds_on_push(client, service, event, payload):
     service.build_on_push, service.jenkins_build_job = True, "web-build"
     service.save()

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from portal.models import WebhookDelivery
-from releases.models import Build, Release
+from releases.models import Build, Release, WebhookDelivery
 from sandbox.jenkins import start
 
 SECRET = "hook-secret"
@@ -68,29 +67,35 @@ def test_it_records_a_signed_pipeline_report_and_makes_a_release(service, client
     assert (build.trigger, build.number, build.state, build.service) == ("jenkins", 12, Build.SUCCEEDED, service)
     release = Release.objects.get()
     assert (release.version, release.git_sha, release.source) == ("1.4.2", SHA, "jenkins")
-    assert release.image == "registry.example/storefront:1.4.2" and build.release == release
+    assert release.image == "registry.example/storefront:1.4.2"
+    assert build.release == release
 
 
 def test_it_handles_the_same_delivery_once(service, client):
     body = pipeline()
     post(client, body, sign(body))
     again = post(client, body, sign(body))
-    assert again.status_code == 200 and "already handled" in again.json()["message"]
-    assert Build.objects.count() == 1 and Release.objects.count() == 1
+    assert again.status_code == 200
+    assert "already handled" in again.json()["message"]
+    assert Build.objects.count() == 1
+    assert Release.objects.count() == 1
 
 
 def test_it_makes_one_release_from_completed_and_finalized(service, client):
     for phase, status in (("STARTED", None), ("COMPLETED", "SUCCESS"), ("FINALIZED", "SUCCESS")):
         assert post(client, notification(phase, status), query=f"?token={SECRET}").status_code == 200
     build = Build.objects.get()
-    assert build.state == Build.SUCCEEDED and build.test_summary["passed"] == 5
-    assert Release.objects.get().version == "2.0.0" and Release.objects.get().git_sha == SHA
+    assert build.state == Build.SUCCEEDED
+    assert build.test_summary["passed"] == 5
+    assert Release.objects.get().version == "2.0.0"
+    assert Release.objects.get().git_sha == SHA
 
 
 def test_it_records_a_failed_build_without_a_release(service, client):
     body = pipeline(status="FAILURE")
     assert post(client, body, sign(body)).status_code == 200
-    assert Build.objects.get().state == Build.FAILED and not Release.objects.exists()
+    assert Build.objects.get().state == Build.FAILED
+    assert not Release.objects.exists()
 
 
 def test_it_matches_a_portal_build_by_its_queue_item(cast, service, client):
@@ -98,11 +103,13 @@ def test_it_matches_a_portal_build_by_its_queue_item(cast, service, client):
     body = pipeline()
     post(client, body, sign(body))
     mine.refresh_from_db()
-    assert Build.objects.count() == 1 and mine.number == 12 and mine.state == Build.SUCCEEDED
+    assert Build.objects.count() == 1
+    assert mine.number == 12
+    assert mine.state == Build.SUCCEEDED
 
 
 @pytest.mark.parametrize(
-    "signature,query,status",
+    ("signature", "query", "status"),
     [
         (None, "", 401),
         (sign(b"other body"), "", 403),
@@ -140,7 +147,8 @@ def test_it_refuses_everything_when_no_secret_is_set(service, client, settings):
 )
 def test_it_answers_400_to_malformed_reports(service, client, body):
     response = post(client, body, sign(body))
-    assert response.status_code == 400 and response.json()["message"]
+    assert response.status_code == 400
+    assert response.json()["message"]
     assert nothing_recorded()
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from clusters import rollout
-from portal.integrations import jenkins as jenkins_client
+from plumbing.integrations import jenkins as jenkins_client
 from releases import builds, jobs, states, tracking
 from releases.models import Build, BuildEvent, Deployment, Release
 from sandbox.jenkins import start
@@ -71,13 +71,16 @@ def test_it_turns_a_successful_build_into_a_release(cast, service, sandbox, clie
     client.force_login(cast.alice)
     response = client.post(f"/services/{service.slug}/build/", {"ref": "release/1.4", "version": "1.4.2"})
     build = Build.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"/builds/{build.pk}/"
+    assert response.status_code == 302
+    assert response["Location"] == f"/builds/{build.pk}/"
     build = run(build)
-    assert build.state == Build.SUCCEEDED and build.result == "SUCCESS"
+    assert build.state == Build.SUCCEEDED
+    assert build.result == "SUCCESS"
     release = Release.objects.get(service=service)
     assert (release.version, release.image, release.source) == ("1.4.2", "registry.example/storefront:1.4.2", "jenkins")
     assert release.test_summary == {"total": 42, "failed": 0, "skipped": 0, "passed": 42}
-    assert release.jenkins_build_url == build.url and build.release == release
+    assert release.jenkins_build_url == build.url
+    assert build.release == release
     sent = sandbox.get_build("storefront-build", build.number).params
     assert sent == {"SERVICE": "storefront", "GIT_REF": "release/1.4", "VERSION": "1.4.2"}
     assert log_lines(build) == sandbox.console("storefront-build", build.number).splitlines()
@@ -96,14 +99,16 @@ def test_it_follows_a_build_through_the_worker(cast_tx, sandbox, run_jobs):
     build = builds.request_build(cast_tx.alice, service, version="2.0.0")
     run_jobs()
     build.refresh_from_db()
-    assert build.state == Build.SUCCEEDED and build.number == 1
+    assert build.state == Build.SUCCEEDED
+    assert build.number == 1
     assert Release.objects.get().version == "2.0.0"
     assert kinds(build)[:3] == ["requested", "queued", "started"]
 
 
 def test_it_fails_a_failed_build_with_the_log_tail_and_makes_no_release(cast, service, sandbox):
     build = run(make_build(cast, service, SANDBOX_RESULT="FAILURE"))
-    assert build.state == Build.FAILED and build.result == "FAILURE"
+    assert build.state == Build.FAILED
+    assert build.result == "FAILURE"
     assert "failed. Last lines of its log" in build.reason
     assert "make: *** [Makefile:12: test] Error 1" in build.reason
     assert not Release.objects.exists()
@@ -111,7 +116,8 @@ def test_it_fails_a_failed_build_with_the_log_tail_and_makes_no_release(cast, se
 
 def test_it_treats_an_unstable_build_as_failed(cast, service, sandbox):
     build = run(make_build(cast, service, SANDBOX_RESULT="UNSTABLE"))
-    assert build.state == Build.FAILED and build.result == "UNSTABLE"
+    assert build.state == Build.FAILED
+    assert build.result == "UNSTABLE"
     assert build.reason == (
         f"Jenkins marked #{build.number} UNSTABLE (2 of 42 tests failed): an unstable build does not become a release."
     )
@@ -120,13 +126,15 @@ def test_it_treats_an_unstable_build_as_failed(cast, service, sandbox):
 
 def test_it_records_a_build_aborted_in_jenkins(cast, service, sandbox):
     build = run(make_build(cast, service, SANDBOX_RESULT="ABORTED"))
-    assert build.state == Build.ABORTED and build.reason == f"#{build.number} was aborted in Jenkins."
+    assert build.state == Build.ABORTED
+    assert build.reason == f"#{build.number} was aborted in Jenkins."
     assert not Release.objects.exists()
 
 
 def test_it_ends_a_build_whose_queue_item_was_cancelled(cast, service, sandbox):
     build = run(make_build(cast, service, SANDBOX_CANCEL_QUEUE="1"))
-    assert build.state == Build.CANCELLED and build.number is None
+    assert build.state == Build.CANCELLED
+    assert build.number is None
     assert build.reason == "The Jenkins queue item was cancelled before the build started."
 
 
@@ -136,7 +144,8 @@ def test_it_retries_when_jenkins_answers_500_and_recovers(cast, service, sandbox
     build = run(build)
     assert build.state == Build.SUCCEEDED
     retries = BuildEvent.objects.filter(build=build, kind="retry").values_list("message", flat=True)
-    assert len(retries) == 2 and "Jenkins answered 500" in retries[0]
+    assert len(retries) == 2
+    assert "Jenkins answered 500" in retries[0]
     assert Release.objects.count() == 1
 
 
@@ -171,7 +180,8 @@ def test_it_resumes_after_a_killed_worker_without_duplicate_lines(cast, service,
     builds.trigger_build(build.pk)
     step_until(lambda: builds.follow_build_step(build.pk), lambda: len(log_lines(build)) > 0)
     build.refresh_from_db()
-    assert build.state == Build.RUNNING and build.log_offset > 0
+    assert build.state == Build.RUNNING
+    assert build.log_offset > 0
 
     # The worker dies while storing the next chunk: its transaction never commits.
     real = BuildEvent.objects.bulk_create
@@ -200,7 +210,8 @@ def test_it_refuses_to_store_a_chunk_someone_else_stored(cast, service):
     build = Build.objects.create(service=service, job_name="x", log_offset=10)
     assert not builds.append(build, [("log", "late line", {})], where={"log_offset": 0}, log_offset=20)
     build.refresh_from_db()
-    assert build.log_offset == 10 and not build.events.exists()
+    assert build.log_offset == 10
+    assert not build.events.exists()
 
 
 def test_it_aborts_a_running_build_from_its_page(cast, service, sandbox, settings, client):
@@ -210,7 +221,8 @@ def test_it_aborts_a_running_build_from_its_page(cast, service, sandbox, setting
     step_until(lambda: builds.follow_build_step(build.pk), lambda: Build.objects.get(pk=build.pk).number)
     client.force_login(cast.alice)
     page = client.get(f"/builds/{build.pk}/")
-    assert page.status_code == 200 and b"Abort build" in page.content
+    assert page.status_code == 200
+    assert b"Abort build" in page.content
     response = client.post(f"/builds/{build.pk}/abort/")
     assert response.status_code == 302
     settings.JENKINS_FOLLOW_SLICE_SECONDS = 60
@@ -224,7 +236,8 @@ def test_it_aborts_a_running_build_from_its_page(cast, service, sandbox, setting
 def test_it_refuses_builds_and_aborts_to_non_deployers(cast, service, client):
     client.force_login(cast.erin)
     response = client.post(f"/services/{service.slug}/build/")
-    assert response.status_code == 403 and b"Only deployers" in response.content
+    assert response.status_code == 403
+    assert b"Only deployers" in response.content
     assert not Build.objects.exists()
     build = Build.objects.create(service=service, job_name="storefront-build", state=Build.RUNNING, number=3)
     assert client.post(f"/builds/{build.pk}/abort/").status_code == 403
@@ -233,7 +246,8 @@ def test_it_refuses_builds_and_aborts_to_non_deployers(cast, service, client):
 def test_it_answers_400_to_a_bad_version(cast, service, client):
     client.force_login(cast.alice)
     response = client.post(f"/services/{service.slug}/build/", {"version": "1.0 ; rm -rf"})
-    assert response.status_code == 400 and not Build.objects.exists()
+    assert response.status_code == 400
+    assert not Build.objects.exists()
 
 
 def test_it_shows_the_build_button_on_the_service_page(cast, service, client):
@@ -276,10 +290,12 @@ def test_it_runs_the_deploy_job_and_waits_for_the_cluster(cast, jenkins_dev, san
     deployment = approved(cast, jenkins_dev)
     jobs.run_deployment(deployment.pk)
     deployment.refresh_from_db()
-    assert deployment.state == states.BUILDING and deployment.jenkins_queue_id
+    assert deployment.state == states.BUILDING
+    assert deployment.jenkins_queue_id
     builds.follow_deploy_job(deployment.pk)
     deployment.refresh_from_db()
-    assert deployment.state == states.BUILDING and deployment.jenkins_build_number == 1
+    assert deployment.state == states.BUILDING
+    assert deployment.jenkins_build_number == 1
     params = sandbox.get_build("deploy-web", 1).params
     assert params == {
         "SERVICE": "storefront",
@@ -344,7 +360,8 @@ def test_it_refuses_to_abort_a_deploy_job_for_a_non_deployer(cast, jenkins_dev, 
     Deployment.objects.filter(pk=deployment.pk).update(state=states.BUILDING, jenkins_queue_id=3)
     client.force_login(cast.erin)
     response = client.post(f"/deployments/{deployment.pk}/abort-job/")
-    assert response.status_code == 403 and b"not a deployer for Dev" in response.content
+    assert response.status_code == 403
+    assert b"not a deployer for Dev" in response.content
 
 
 def test_it_fails_a_deployment_whose_image_the_cluster_never_ran(cast, jenkins_dev, sandbox):
@@ -368,7 +385,8 @@ def test_it_fails_a_deployment_when_the_environment_has_no_deploy_job(cast, jenk
     deployment = approved(cast, jenkins_dev)
     jobs.run_deployment(deployment.pk)
     deployment.refresh_from_db()
-    assert deployment.state == states.FAILED and "has no deploy job set" in deployment.reason
+    assert deployment.state == states.FAILED
+    assert "has no deploy job set" in deployment.reason
 
 
 def test_it_retries_starting_the_deploy_job_then_fails_when_jenkins_is_down(cast, jenkins_dev, sandbox):

@@ -143,7 +143,8 @@ def test_it_rolls_a_release_out_to_success_through_approval_job_and_watcher(kube
     assert deployment.downtime["checked"] is True
     assert deployment.downtime["dropped"] is False
     assert deployment.min_available >= 4 - 1  # desired − maxUnavailable (25% of 4)
-    assert deployment.revision_before == "1" and deployment.revision_after == "2"
+    assert deployment.revision_before == "1"
+    assert deployment.revision_after == "2"
     workload = Workload.objects.get(environment=cast.dev, name=NAME)
     assert (workload.image, workload.expected_image) == (f"{REPO}:1.1.0", f"{REPO}:1.1.0")
     assert (workload.replicas, workload.updated, workload.available) == (4, 4, 4)
@@ -216,12 +217,14 @@ def test_it_rolls_back_to_the_previous_release_in_one_click(kube_cast, sandbox, 
     assert "Roll back to 1.0.0" in page.content.decode()
     response = client.post(f"/services/{kube_cast.service.slug}/environments/dev/rollback/")
     rollback = Deployment.objects.get(kind=Deployment.ROLLBACK)
-    assert response.status_code == 302 and response["Location"] == rollback.get_absolute_url()
+    assert response.status_code == 302
+    assert response["Location"] == rollback.get_absolute_url()
     run_jobs()
     rollback = wait_state(rollback, states.SUCCEEDED)
 
     assert (rollback.release.version, rollback.previous_release.version) == ("1.0.0", "1.1.0")
-    assert rollback.required_approvals == 0 and not rollback.approvals.exists()
+    assert rollback.required_approvals == 0
+    assert not rollback.approvals.exists()
     assert cluster_image(sandbox) == f"{REPO}:1.0.0"
     assert sandbox.rollout_complete("dev", NAME)
     assert Workload.objects.get(environment=kube_cast.dev, name=NAME).expected_image == f"{REPO}:1.0.0"
@@ -301,7 +304,8 @@ def test_it_flags_drift_when_someone_changes_the_image_behind_the_portals_back(
     workload = wait_until(
         lambda: Workload.objects.filter(environment=kube_cast.dev, name=NAME, image=f"{REPO}:hotfix").first()
     )
-    assert workload.drifted and workload.expected_image == f"{REPO}:1.1.0"
+    assert workload.drifted
+    assert workload.expected_image == f"{REPO}:1.1.0"
     html = client.get("/").content.decode()
     assert (
         f'class="drift" data-role="drift">⚠ drift: cluster runs <span class="mono" data-role="image">{REPO}:hotfix'

@@ -82,6 +82,69 @@ class Prometheus:
         return self.api("query", query=promql)["result"]
 
 
+def _config(tmp_path, port: int, credentials: str):
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  scrape_timeout: 1s\n"
+        "  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: pampam\n"
+        "    metrics_path: /metrics\n"
+        "    authorization:\n"
+        "      type: Bearer\n"
+        f"      credentials: {json.dumps(credentials)}\n"
+        "    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{port}']\n"
+    )
+    return config
+
+
+def _launch(tmp_path, config, attempt: int) -> Prometheus:
+    listen = free_port()
+    log = tmp_path / f"prometheus-{attempt}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(PROMETHEUS),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / f'tsdb-{attempt}'}",
+                f"--web.listen-address=127.0.0.1:{listen}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Prometheus(f"http://127.0.0.1:{listen}", process, log)
+
+
+def _ready(server: Prometheus) -> bool:
+    """Wait until the server answers /-/ready (True) or exits (False)."""
+    ready = time.monotonic() + DEADLINE
+    while server.process.poll() is None and time.monotonic() < ready:
+        try:
+            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    if server.process.poll() is None:
+        pytest.fail(f"prometheus not ready within {DEADLINE:.0f} s: {server.log.read_text()}")
+    return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture
 def prometheus(tmp_path, live_server, settings):
     """Start Prometheus scraping the live server; `start(credentials)` returns a `Prometheus`."""
@@ -92,63 +155,20 @@ def prometheus(tmp_path, live_server, settings):
     processes: list[subprocess.Popen] = []
 
     def start(credentials: str) -> Prometheus:
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n"
-            "  scrape_interval: 1s\n"
-            "  scrape_timeout: 1s\n"
-            "  evaluation_interval: 1s\n"
-            "scrape_configs:\n"
-            "  - job_name: pampam\n"
-            "    metrics_path: /metrics\n"
-            "    authorization:\n"
-            "      type: Bearer\n"
-            f"      credentials: {json.dumps(credentials)}\n"
-            "    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{port}']\n"
-        )
+        config = _config(tmp_path, port, credentials)
         # A free port can be taken between the probe and Prometheus binding it: try again then.
         for attempt in range(3):
-            listen = free_port()
-            log = tmp_path / f"prometheus-{attempt}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [
-                        str(PROMETHEUS),
-                        f"--config.file={config}",
-                        f"--storage.tsdb.path={tmp_path / f'tsdb-{attempt}'}",
-                        f"--web.listen-address=127.0.0.1:{listen}",
-                        "--log.level=warn",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            processes.append(process)
-            server = Prometheus(f"http://127.0.0.1:{listen}", process, log)
-            ready = time.monotonic() + DEADLINE
-            while process.poll() is None and time.monotonic() < ready:
-                try:
-                    with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as answer:
-                        if answer.status == 200:
-                            return server
-                except OSError:
-                    pass
-                time.sleep(0.05)
-            if process.poll() is None:
-                pytest.fail(f"prometheus not ready within {DEADLINE:.0f} s: {log.read_text()}")
-            if "address already in use" not in log.read_text():
-                pytest.fail(f"prometheus exited with {process.returncode}: {log.read_text()}")
+            server = _launch(tmp_path, config, attempt)
+            processes.append(server.process)
+            if _ready(server):
+                return server
+            if "address already in use" not in server.log.read_text():
+                pytest.fail(f"prometheus exited with {server.process.returncode}: {server.log.read_text()}")
         pytest.fail("prometheus found no free port in 3 attempts")
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop(process)
 
 
 def history(cast):
@@ -207,7 +227,8 @@ def test_it_is_scraped_by_a_real_prometheus(cast_tx, live_server, prometheus):
         own = answer.read().decode()
     for problem in ("sample_duplicate_timestamp_total", "sample_out_of_order_total", "sample_out_of_bounds_total"):
         lines = [line for line in own.splitlines() if line.startswith(f"prometheus_target_scrapes_{problem}")]
-        assert lines and all(line.endswith(" 0") for line in lines), lines
+        assert lines, problem
+        assert all(line.endswith(" 0") for line in lines), lines
 
 
 def test_it_marks_the_target_down_with_a_wrong_token(cast_tx, live_server, prometheus):

@@ -117,7 +117,7 @@ def test_it_lets_any_logged_in_user_view_every_page(cast, who):
 
 
 @pytest.mark.parametrize(
-    "who, status, reason",
+    ("who", "status", "reason"),
     [
         ("erin", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
         ("bob", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
@@ -151,7 +151,7 @@ def test_it_lets_release_managers_deploy_to_prod_but_not_developers(cast):
 
 
 @pytest.mark.parametrize(
-    "who, status, reason",
+    ("who", "status", "reason"),
     [
         ("erin", 403, "You are not an approver for Staging (approvers)."),
         ("alice", 403, "You are not an approver for Staging (approvers)."),
@@ -204,7 +204,7 @@ def test_it_shows_why_the_approve_button_is_disabled(cast):
 
 
 @pytest.mark.parametrize(
-    "who, status, reason",
+    ("who", "status", "reason"),
     [
         ("erin", 403, "Only the requester or a deployer for Staging can cancel."),
         ("bob", 403, "Only the requester or a deployer for Staging can cancel."),

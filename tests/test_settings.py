@@ -30,7 +30,7 @@ def test_it_starts_with_good_settings(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, value",
+    ("name", "value"),
     [
         ("DEBUG", "maybe"),
         ("DATABASE_URL", "nonsense"),

@@ -149,7 +149,8 @@ def test_it_keeps_deploying_through_a_slack_outage_and_reports_failure(cast_tx, 
         run_scheduled_now()
         run_jobs()
     report = Deployment.objects.get(pk=deployment.pk).reports["slack"]
-    assert report["state"] == "failed" and "Slack answered 500 internal_error" in report["error"]
+    assert report["state"] == "failed"
+    assert "Slack answered 500 internal_error" in report["error"]
     assert {e["state"] for e in report["events"].values()} == {"failed"}
     assert slack.messages == []
 
@@ -182,4 +183,5 @@ def test_it_shows_the_slack_report_on_the_deployment_page(cast, client):
     )
     client.force_login(cast.erin)
     page = client.get(f"/deployments/{deployment.pk}/").content.decode()
-    assert "report-slack" in page and "started: failed" in page
+    assert "report-slack" in page
+    assert "started: failed" in page

@@ -87,7 +87,7 @@ def test_it_shows_disabled_deploy_buttons_with_their_reasons(cast):
 
 
 @pytest.mark.parametrize(
-    "method, url",
+    ("method", "url"),
     [
         ("get", "/services/no-such-service/"),
         ("get", "/releases/999999/"),
@@ -173,7 +173,8 @@ def test_it_creates_one_deployment_when_the_deploy_form_is_submitted_twice(cast)
     first = client.post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
     second = client.post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
     deployment = Deployment.objects.get(environment=cast.staging)
-    assert first.status_code == 302 and first["Location"] == f"/deployments/{deployment.pk}/"
+    assert first.status_code == 302
+    assert first["Location"] == f"/deployments/{deployment.pk}/"
     assert second.status_code == 403
     assert f"Storefront already has deployment #{deployment.pk} pending approval in Staging" in second.content.decode()
 
@@ -256,7 +257,8 @@ def test_it_rolls_back_to_the_previous_release_without_approvals(cast):
     old, new, _ = running_two_releases_in_dev(cast)
     response = client_for(cast.alice).post("/services/storefront/environments/dev/rollback/")
     rollback = Deployment.objects.get(kind=Deployment.ROLLBACK)
-    assert response.status_code == 302 and response["Location"] == f"/deployments/{rollback.pk}/"
+    assert response.status_code == 302
+    assert response["Location"] == f"/deployments/{rollback.pk}/"
     assert rollback.release == old
     assert rollback.previous_release == new
     assert rollback.state == states.APPROVED
@@ -358,7 +360,7 @@ def listed(response) -> set[int]:
 
 
 @pytest.mark.parametrize(
-    "query, expected",
+    ("query", "expected"),
     [
         ("", "abcdef"),
         ("service=checkout", "cdf"),
@@ -403,7 +405,7 @@ def test_it_keeps_filters_on_the_older_link(cast, history, settings):
 
 
 @pytest.mark.parametrize(
-    "query, message",
+    ("query", "message"),
     [
         ("before=abc", "That page link is broken; start again from the first page."),
         ("before=99999999999999999999999", "That page link is broken"),

@@ -35,9 +35,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from portal.models import WebhookDelivery
 from releases import builds
-from releases.models import Commit, Service
+from releases.models import Commit, Service, WebhookDelivery
 from releases.webhooks import signatures
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,8 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from portal.models import WebhookDelivery
 from releases import builds
-from releases.models import Build, Service
+from releases.models import Build, Service, WebhookDelivery
 from releases.webhooks.signatures import read_limited_body, verify_hmac_sha256
 
 MAX_BODY = 1024 * 1024

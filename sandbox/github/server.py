@@ -347,7 +347,7 @@ class GitHubHandler(FaultingHandler):
                 ],
             )
 
-    def deployment(self, repo: Repository, id: str) -> dict:  # noqa: A002 - GitHub's name
+    def deployment(self, repo: Repository, id: str) -> dict:
         for record in self.store.deployments:
             if record["id"] == int(id) and record["repo"] == repo.full_name:
                 return record
@@ -364,11 +364,11 @@ class GitHubHandler(FaultingHandler):
         page, headers = self.paginate(found)
         self.send_json(200, [render.deployment(self.links, d) for d in page], headers)
 
-    def get_deployment(self, owner, name, id):  # noqa: A002
+    def get_deployment(self, owner, name, id):
         record = self.deployment(self.repo(owner, name), id)
         self.send_json(200, render.deployment(self.links, record))
 
-    def create_deployment_status(self, owner, name, id):  # noqa: A002
+    def create_deployment_status(self, owner, name, id):
         deployment = self.deployment(self.repo(owner, name), id)
         body = self.body()
         if body.get("state") not in DEPLOYMENT_STATES:
@@ -418,13 +418,13 @@ class GitHubHandler(FaultingHandler):
         states = [s for s in self.store.deployment_statuses if s["deployment_id"] == deployment["id"]]
         return states[-1]["state"] if states else None
 
-    def list_deployment_statuses(self, owner, name, id):  # noqa: A002
+    def list_deployment_statuses(self, owner, name, id):
         deployment = self.deployment(self.repo(owner, name), id)
         found = [s for s in self.store.deployment_statuses[::-1] if s["deployment_id"] == deployment["id"]]
         page, headers = self.paginate(found)
         self.send_json(200, [render.deployment_status(self.links, s) for s in page], headers)
 
-    def get_dep_status(self, owner, name, id, sid):  # noqa: A002
+    def get_dep_status(self, owner, name, id, sid):
         deployment = self.deployment(self.repo(owner, name), id)
         for record in self.store.deployment_statuses:
             if record["id"] == int(sid) and record["deployment_id"] == deployment["id"]:

@@ -60,14 +60,14 @@ class GrafanaHandler(FaultingHandler):
     def find_annotations(self):
         self.send_json(200, self.annotations.find(self.query))
 
-    def get_annotation(self, id):  # noqa: A002 - Grafana's name
+    def get_annotation(self, id):
         found = self.annotations.get(int(id))
         if found is None:
             self.send_json(404, {"message": "Annotation not found"})
             return
         self.send_json(200, found)
 
-    def patch_annotation(self, id):  # noqa: A002
+    def patch_annotation(self, id):
         try:
             patched = self.annotations.patch(int(id), self.body())
         except BadRequest as error:
@@ -79,7 +79,7 @@ class GrafanaHandler(FaultingHandler):
         verb = "patched" if self.command == "PATCH" else "updated"
         self.send_json(200, {"message": f"Annotation {verb}"})
 
-    def delete_annotation(self, id):  # noqa: A002
+    def delete_annotation(self, id):
         if not self.annotations.delete(int(id)):
             self.send_json(404, {"message": "Annotation not found"})
             return

@@ -343,7 +343,7 @@ class Controllers:
                 before = cluster.rv
                 try:
                     self.run_once()
-                except Exception:  # keep the fake cluster alive; the tests will notice
+                except Exception:  # noqa: BLE001 - keep the fake cluster alive; the tests will notice
                     traceback.print_exc()
                 if cluster.rv == before:
                     # Nothing changed: sleep until a write or the next tick (time-based changes).

@@ -70,37 +70,45 @@ def strategic_merge(target, patch):
         return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
     if patch.get("$patch") == "delete":
         return None
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    if "$retainKeys" in patch:
-        keep = set(patch["$retainKeys"])
-        result = {k: v for k, v in result.items() if k in keep}
+    result = _retained(copy.deepcopy(target) if isinstance(target, dict) else {}, patch)
     orders = {}
     for key, value in patch.items():
         if key in ("$patch", "$retainKeys"):
             continue
         if key.startswith("$setElementOrder/"):
             orders[key.split("/", 1)[1]] = value
-            continue
-        if key.startswith("$deleteFromPrimitiveList/"):
+        elif key.startswith("$deleteFromPrimitiveList/"):
             name = key.split("/", 1)[1]
             result[name] = [v for v in result.get(name) or [] if v not in value]
-            continue
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, list):
-            result[key] = _merge_list(key, result.get(key), value)
-        elif isinstance(value, dict):
-            merged = strategic_merge(result.get(key), value)
-            if merged is None:
-                result.pop(key, None)
-            else:
-                result[key] = merged
         else:
-            result[key] = value
+            _merge_field(result, key, value)
     for name, order in orders.items():
         if name in result:
             result[name] = _apply_order(name, result[name], order)
     return result
+
+
+def _retained(result: dict, patch: dict) -> dict:
+    if "$retainKeys" not in patch:
+        return result
+    keep = set(patch["$retainKeys"])
+    return {k: v for k, v in result.items() if k in keep}
+
+
+def _merge_field(result: dict, key: str, value) -> None:
+    """One field of a strategic merge: null deletes, lists merge by key, maps recurse."""
+    if value is None:
+        result.pop(key, None)
+    elif isinstance(value, list):
+        result[key] = _merge_list(key, result.get(key), value)
+    elif isinstance(value, dict):
+        merged = strategic_merge(result.get(key), value)
+        if merged is None:
+            result.pop(key, None)
+        else:
+            result[key] = merged
+    else:
+        result[key] = value
 
 
 def _merge_list(field: str, current, patch: list) -> list:

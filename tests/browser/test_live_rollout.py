@@ -85,7 +85,7 @@ def test_it_shows_a_prod_rollout_live_without_reloads_gaps_or_duplicates(portal,
 
 
 def test_it_updates_the_dashboard_live_including_drift(portal, login):
-    from portal.integrations import kube as kube_api
+    from plumbing.integrations import kube as kube_api
 
     if SCREENSHOTS:  # a fuller board for docs/dashboard.png
         for slug, version in (("checkout", "2.4.1"), ("search", "0.9.3")):

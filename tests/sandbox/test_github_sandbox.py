@@ -51,7 +51,8 @@ def test_repository_fields_and_urls_stay_under_the_base_url(sandbox, repo):
 
 def test_commits_are_deterministic_and_paginated(sandbox, repo):
     shas = sandbox.commits("acme/web")
-    assert len(shas) == 20 and len(set(shas)) == 20
+    assert len(shas) == 20
+    assert len(set(shas)) == 20
     listed = repo.get_commits()
     assert [c.sha for c in listed] == shas[::-1]  # newest first, as git log
     small = client(sandbox, per_page=3)
@@ -64,7 +65,9 @@ def test_get_commit_by_sha_short_sha_branch_and_tag(sandbox, repo):
     shas = sandbox.commits("acme/web")
     commit = repo.get_commit(shas[4][:7])
     assert commit.sha == shas[4]
-    assert commit.commit.message and commit.commit.author.name and commit.author.login
+    assert commit.commit.message
+    assert commit.commit.author.name
+    assert commit.author.login
     assert [p.sha for p in commit.parents] == [shas[3]]
     assert commit.stats.total == sum(f.changes for f in commit.files) > 0
     assert repo.get_commit("v1.0.0").sha == shas[4]
@@ -84,7 +87,8 @@ def test_compare_lists_commits_after_base_up_to_head_oldest_first(sandbox, repo)
     behind = repo.compare("main", "v1.0.0")
     assert (behind.status, behind.behind_by, behind.total_commits) == ("behind", 15, 0)
     identical = repo.compare("v1.0.0", shas[4][:10])
-    assert identical.status == "identical" and list(identical.commits) == []
+    assert identical.status == "identical"
+    assert list(identical.commits) == []
 
 
 def test_compare_paginates_across_pages(sandbox, repo):

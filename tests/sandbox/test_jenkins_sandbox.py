@@ -91,7 +91,8 @@ def wait_until(predicate, timeout=5.0):
 def test_version_whoami_and_info(server, sandbox):
     assert server.get_version() == "2.462.3"
     me = server.get_whoami()
-    assert me["id"] == USER and me["_class"] == "hudson.model.User"
+    assert me["id"] == USER
+    assert me["_class"] == "hudson.model.User"
     assert server.get_info()["_class"] == "hudson.model.Hudson"
     assert requests.get(sandbox.url + "/", timeout=5).headers["X-Jenkins"] == "2.462.3"
 
@@ -101,7 +102,8 @@ def test_job_info_in_a_folder(server, sandbox):
     assert info["fullName"] == "platform/web-deploy"
     assert info["name"] == "web-deploy"
     assert info["url"] == f"{sandbox.url}/job/platform/job/web-deploy/"
-    assert info["nextBuildNumber"] == 1 and info["builds"] == []
+    assert info["nextBuildNumber"] == 1
+    assert info["builds"] == []
     assert server.get_info()["jobs"] == []  # reading a job does not create it
     run_to_end(server, "platform/web-deploy")
     assert server.get_job_info("platform/web-deploy")["color"] == "blue"
@@ -117,19 +119,24 @@ def test_build_job_queue_build_console(server, sandbox):
     queue_id = server.build_job("team/app", {"VERSION": "1.4.2"})
     assert isinstance(queue_id, int)
     waiting = server.get_queue_item(queue_id)
-    assert waiting["_class"] == "hudson.model.Queue$WaitingItem" and waiting["why"]
+    assert waiting["_class"] == "hudson.model.Queue$WaitingItem"
+    assert waiting["why"]
 
     executable = wait_executable(server, queue_id)
     assert executable["url"] == f"{sandbox.url}/job/team/job/app/{executable['number']}/"
     left = server.get_queue_item(queue_id)
-    assert left["_class"] == "hudson.model.Queue$LeftItem" and left["cancelled"] is False
+    assert left["_class"] == "hudson.model.Queue$LeftItem"
+    assert left["cancelled"] is False
 
     running = server.get_build_info("team/app", executable["number"])
-    assert running["building"] is True and running["result"] is None
+    assert running["building"] is True
+    assert running["result"] is None
 
     info = wait_finished(server, "team/app", executable["number"])
-    assert info["result"] == "SUCCESS" and info["queueId"] == queue_id
-    assert info["duration"] > 0 and info["timestamp"] <= time.time() * 1000
+    assert info["result"] == "SUCCESS"
+    assert info["queueId"] == queue_id
+    assert info["duration"] > 0
+    assert info["timestamp"] <= time.time() * 1000
     assert info["fullDisplayName"] == "team » app #1"
     params = action(info, "hudson.model.ParametersAction")["parameters"]
     assert {"name": "VERSION", "value": "1.4.2"}.items() <= params[0].items()
@@ -140,7 +147,8 @@ def test_build_job_queue_build_console(server, sandbox):
 
     console = server.get_build_console_output("team/app", 1)
     assert console.startswith(f"Started by user {USER}\n")
-    assert "+ make test\n" in console and console.endswith("Finished: SUCCESS\n")
+    assert "+ make test\n" in console
+    assert console.endswith("Finished: SUCCESS\n")
     assert server.get_job_info("team/app")["lastCompletedBuild"]["number"] == 1
     assert server.get_job_info("team/app", fetch_all_builds=True)["builds"][0]["number"] == 1
     assert server.get_build_test_report("team/app", 1)["passCount"] == 42
@@ -182,10 +190,13 @@ def test_progressive_log_uses_byte_offsets_and_whole_lines(sandbox):
         time.sleep(0.03)
 
     full = http.get(f"{sandbox.url}/job/app/1/consoleText", timeout=5).content
-    assert saw_more and b"".join(chunks) == full
-    assert offset == len(full) and "✓".encode() in full  # multi-byte: offsets are bytes
+    assert saw_more
+    assert b"".join(chunks) == full
+    assert offset == len(full)
+    assert "✓".encode() in full
     again = http.get(url, params={"start": offset}, timeout=5)
-    assert again.content == b"" and "X-More-Data" not in again.headers
+    assert again.content == b""
+    assert "X-More-Data" not in again.headers
 
 
 @pytest.mark.parametrize("result", ["FAILURE", "ABORTED", "UNSTABLE"])
@@ -207,7 +218,8 @@ def test_stop_build_aborts_a_running_build(server, sandbox):
     info = wait_finished(server, "app", number, timeout=3)
     assert info["result"] == "ABORTED"
     console = server.get_build_console_output("app", number)
-    assert f"Aborted by {USER}\n" in console and console.endswith("Finished: ABORTED\n")
+    assert f"Aborted by {USER}\n" in console
+    assert console.endswith("Finished: ABORTED\n")
     assert "+ kubectl" not in console
 
 
@@ -216,7 +228,8 @@ def test_queue_cancellation(server, sandbox):
     server.cancel_queue(queue_id)
     item = server.get_queue_item(queue_id)
     assert item["_class"] == "hudson.model.Queue$LeftItem"
-    assert item["cancelled"] is True and not item.get("executable")
+    assert item["cancelled"] is True
+    assert not item.get("executable")
 
     scripted = server.build_job("app", {"SANDBOX_CANCEL_QUEUE": "1"})
     wait_until(lambda: server.get_queue_item(scripted).get("cancelled"))
@@ -238,7 +251,8 @@ def test_wrong_token_is_401(sandbox):
     with pytest.raises(jenkins.JenkinsException, match=r"\[401\]"):
         wrong.get_whoami()
     reply = requests.get(f"{sandbox.url}/api/json", timeout=5)
-    assert reply.status_code == 401 and reply.headers["WWW-Authenticate"].startswith("Basic")
+    assert reply.status_code == 401
+    assert reply.headers["WWW-Authenticate"].startswith("Basic")
 
 
 def test_post_without_crumb_is_403(sandbox):
@@ -329,7 +343,8 @@ def test_notification_payloads(recorder):
     bodies = [c["body"] for c in calls]
     assert [b["build"]["phase"] for b in bodies] == ["QUEUED", "STARTED", "COMPLETED", "FINALIZED"]
     first, last = bodies[0], bodies[-1]
-    assert first["name"] == "app" and first["url"] == "job/team/job/app/"
+    assert first["name"] == "app"
+    assert first["url"] == "job/team/job/app/"
     assert "status" not in first["build"]
     assert last["build"]["status"] == "SUCCESS"
     assert last["build"]["number"] == info["number"]

@@ -79,17 +79,20 @@ def test_version_and_discovery(kube):
     assert apps["deployments"]["shortNames"] == ["deploy"]
     assert apps["deployments"]["categories"] == ["all"]
     assert apps["replicasets"]["shortNames"] == ["rs"]
-    assert "deployments/scale" in apps and "deployments/status" in apps
+    assert "deployments/scale" in apps
+    assert "deployments/status" in apps
     core = {r["name"]: r for r in call(kube, "GET", "/api/v1")[2]["resources"]}
     assert core["pods"]["shortNames"] == ["po"]
-    assert core["namespaces"]["shortNames"] == ["ns"] and not core["namespaces"]["namespaced"]
+    assert core["namespaces"]["shortNames"] == ["ns"]
+    assert not core["namespaces"]["namespaced"]
     assert core["events"]["shortNames"] == ["ev"]
 
 
 # ------------------------------------------------------------------ the client
 def test_client_create_read_list_replace_delete(kube, apps, core):
     created = apps.create_namespaced_deployment(NS, deployment_body())
-    assert created.metadata.uid and created.metadata.generation == 1
+    assert created.metadata.uid
+    assert created.metadata.generation == 1
     assert created.spec.strategy.rolling_update.max_surge == "25%"
     assert created.spec.revision_history_limit == 10
     kube.wait_for(lambda c: kube.rollout_complete(NS, "web"), 5)
@@ -99,7 +102,8 @@ def test_client_create_read_list_replace_delete(kube, apps, core):
     assert [d.metadata.name for d in apps.list_namespaced_deployment(NS).items] == ["web"]
     assert len(apps.list_deployment_for_all_namespaces().items) == 1
     pods = core.list_namespaced_pod(NS, label_selector="app=web")
-    assert len(pods.items) == 2 and pods.items[0].status.phase == "Running"
+    assert len(pods.items) == 2
+    assert pods.items[0].status.phase == "Running"
 
     read.spec.replicas = 3
     replaced = apps.replace_namespaced_deployment("web", NS, read)
@@ -164,12 +168,14 @@ def test_client_watch_resumes_and_gets_410_after_compaction(kube, apps):
     events = []
     for event in watch.Watch().stream(apps.list_namespaced_deployment, NS, resource_version=rv, timeout_seconds=1):
         events.append(event)
-    assert events and all(e["type"] == "MODIFIED" for e in events)
+    assert events
+    assert all(e["type"] == "MODIFIED" for e in events)
     # The controller's status writes may come first; the label change must be among them.
     assert any((e["object"].metadata.labels or {}).get("x") == "1" for e in events)
     # No gaps or duplicates: resourceVersions strictly increase.
     rvs = [int(e["object"].metadata.resource_version) for e in events]
-    assert rvs == sorted(set(rvs)) and rvs[0] > int(rv)
+    assert rvs == sorted(set(rvs))
+    assert rvs[0] > int(rv)
 
     kube.compact()
     apps.patch_namespaced_deployment("web", NS, {"metadata": {"labels": {"x": "2"}}})
@@ -185,7 +191,8 @@ def test_client_watch_all_namespaces_with_bookmarks(kube, apps):
     events = list(
         watch.Watch().stream(apps.list_deployment_for_all_namespaces, allow_watch_bookmarks=True, timeout_seconds=1)
     )
-    assert events[0]["type"] == "ADDED" and events[0]["object"].metadata.namespace == "prod"
+    assert events[0]["type"] == "ADDED"
+    assert events[0]["object"].metadata.namespace == "prod"
     bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
     assert bookmarks  # the client leaves bookmark objects as raw dicts
     assert bookmarks[-1]["object"]["metadata"]["resourceVersion"] == str(kube.cluster.rv)
@@ -243,7 +250,8 @@ def test_namespaces_create_and_delete(kube):
     assert call(kube, "POST", "/apis/apps/v1/namespaces/prod/deployments", deployment_body())[0] == 201
     kube.wait_for(lambda c: c.raw("pods", "prod"), 3)
     assert call(kube, "DELETE", "/api/v1/namespaces/prod")[0] == 200
-    assert not kube.cluster.raw("deployments", "prod") and not kube.cluster.raw("pods", "prod")
+    assert not kube.cluster.raw("deployments", "prod")
+    assert not kube.cluster.raw("pods", "prod")
 
 
 # --------------------------------------------------------------------- tables
@@ -301,12 +309,15 @@ def test_watch_field_and_label_selectors(kube):
         kube,
         "/apis/apps/v1/namespaces/default/deployments?watch=true&timeoutSeconds=1&fieldSelector=metadata.name%3Dapi",
     )
-    assert by_field and {e["object"]["metadata"]["name"] for e in by_field} == {"api"}
+    assert by_field
+    assert {e["object"]["metadata"]["name"] for e in by_field} == {"api"}
     by_label = watch_lines(kube, "/apis/apps/v1/deployments?watch=true&timeoutSeconds=1&labelSelector=app%20in%20(web)")
-    assert by_label and {e["object"]["metadata"]["name"] for e in by_label} == {"web"}
+    assert by_label
+    assert {e["object"]["metadata"]["name"] for e in by_label} == {"web"}
     assert by_label[0]["type"] == "ADDED"
     pods = watch_lines(kube, "/api/v1/pods?watch=true&timeoutSeconds=1&labelSelector=app!=web")
-    assert pods and {e["object"]["metadata"]["labels"]["app"] for e in pods} == {"api"}
+    assert pods
+    assert {e["object"]["metadata"]["labels"]["app"] for e in pods} == {"api"}
 
 
 def test_watch_bookmarks_and_clean_end(kube):
@@ -352,7 +363,8 @@ def test_watch_live_events_and_410(kube):
     kube.compact()
     events = watch_lines(kube, f"/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}")
     assert events[0]["type"] == "ERROR"
-    assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
+    assert events[0]["object"]["code"] == 410
+    assert events[0]["object"]["reason"] == "Expired"
     # POST /sandbox/compact does the same over HTTP.
     assert call(kube, "POST", "/sandbox/compact", {})[0] == 200
 

@@ -41,10 +41,12 @@ def test_invalid_and_empty_payloads(slack):
     assert requests.post(hook, data=b"", timeout=5).status_code == 400
     assert requests.post(hook, json={"username": "x"}, timeout=5).text == "no_text"
     form = requests.post(hook, data={"payload": '{"text": "from a form"}'}, timeout=5)
-    assert form.text == "ok" and slack.messages[-1]["text"] == "from a form"
+    assert form.text == "ok"
+    assert slack.messages[-1]["text"] == "from a form"
     # curl -d '{"text": …}' sends JSON with a form content type; Slack takes it.
     curl = requests.post(hook, data=b'{"text": "curl"}', headers=FORM, timeout=5)
-    assert curl.text == "ok" and slack.messages[-1]["text"] == "curl"
+    assert curl.text == "ok"
+    assert slack.messages[-1]["text"] == "curl"
 
 
 def test_fixed_hooks_reject_unknown_paths():
@@ -69,5 +71,7 @@ def test_faults_for_retry_logic(slack):
 def test_messages_page_escapes_content(slack):
     WebhookClient(slack.webhook_url).send(text="<script>x</script>", blocks=BLOCKS)
     page = requests.get(slack.url, timeout=5).text
-    assert "<script>x" not in page and "&lt;script&gt;x" in page
-    assert "Deployed web 1.4.2" in page and "&lt;b&gt;rev 7" in page
+    assert "<script>x" not in page
+    assert "&lt;script&gt;x" in page
+    assert "Deployed web 1.4.2" in page
+    assert "&lt;b&gt;rev 7" in page

@@ -193,7 +193,7 @@ class Command(BaseCommand):
         _wait_until(ready, f"the {name} process on port {port}", timeout)
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
-        log = open(self.var / f"demo-{name}.log", "ab")  # noqa: SIM115 - kept open for the child's life
+        log = open(self.var / f"demo-{name}.log", "ab")
         child = subprocess.Popen(
             argv,
             preexec_fn=_die_with_parent,

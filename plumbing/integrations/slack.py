@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from portal.integrations import IntegrationError
+from plumbing.integrations import IntegrationError
 
 TIMEOUT = 10
 # Waiting in the worker for a short Retry-After is simplest; longer ones go back to RQ's backoff.
 MAX_INLINE_RETRY_AFTER = 5
 # The webhook URL is a secret and slack_sdk logs it when it retries: keep its logger quiet.
-_sdk_log = logging.getLogger("portal.integrations.slack.sdk")
+_sdk_log = logging.getLogger("plumbing.integrations.slack.sdk")
 _sdk_log.setLevel(logging.CRITICAL)
 
 

@@ -29,7 +29,7 @@ import requests
 from django.conf import settings
 from github import Auth, Github, GithubException, RateLimitExceededException
 
-from portal.integrations import IntegrationError
+from plumbing.integrations import IntegrationError
 
 TIMEOUT_SECONDS = 5
 COMMIT_STATES = ("error", "failure", "pending", "success")

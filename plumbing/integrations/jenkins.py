@@ -16,7 +16,7 @@ import jenkins
 import requests
 from django.conf import settings
 
-from portal.integrations import IntegrationError
+from plumbing.integrations import IntegrationError
 
 TIMEOUT_SECONDS = 10
 # Jenkins build results (hudson.model.Result).

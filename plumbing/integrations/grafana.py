@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import requests
 from django.conf import settings
 
-from portal.integrations import IntegrationError
+from plumbing.integrations import IntegrationError
 
 TIMEOUT = (3.05, 10)
 _session = requests.Session()

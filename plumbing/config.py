@@ -84,7 +84,7 @@ def database(name: str, default: str) -> dict:
     value = secret(name) or default
     try:
         config = environ.Env.db_url_config(value)
-    except Exception as exc:  # environ raises several types for a malformed URL
+    except (ValueError, KeyError, TypeError, AttributeError, ImproperlyConfigured) as exc:  # environ's several
         raise _bad(name, redact(value), f"expected a database URL ({exc})") from None
     if config.get("ENGINE") not in _ENGINES:
         raise _bad(name, redact(value), "expected postgres://… or sqlite:///…")

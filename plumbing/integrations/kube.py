@@ -14,7 +14,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from portal.integrations import IntegrationError
+from plumbing.integrations import IntegrationError
 
 KINDS = ("deployments", "replicasets", "pods")
 CHANGE_CAUSE = "kubernetes.io/change-cause"
