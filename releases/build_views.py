@@ -7,8 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from releases import builds
-from releases.flows import Refused
 from releases.models import Build, Deployment, Service
+from releases.rules import Refused
 from releases.views import refused
 
 LOG_PAGE = 5000

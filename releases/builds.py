@@ -28,8 +28,8 @@ from django.utils import timezone
 from plumbing import live, queues
 from plumbing.integrations import IntegrationError, jenkins
 from releases import rules, states
-from releases.flows import Refused
 from releases.models import Build, BuildEvent, Deployment, Release, TransitionRefused
+from releases.rules import Refused
 
 ACTIVE = (Build.QUEUED, Build.RUNNING)
 RESULT_STATES = {jenkins.SUCCESS: Build.SUCCEEDED, jenkins.ABORTED: Build.ABORTED}

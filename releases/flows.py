@@ -13,15 +13,6 @@ from releases import notifications, rules, states
 from releases.models import Approval, Deployment, Release, TransitionRefused
 
 
-class Refused(Exception):
-    """A rule said no; the message is meant for the person who asked."""
-
-    def __init__(self, verdict_or_message):
-        message = getattr(verdict_or_message, "message", verdict_or_message)
-        super().__init__(message)
-        self.verdict = verdict_or_message if isinstance(verdict_or_message, rules.Verdict) else None
-
-
 def last_succeeded(service, environment) -> Deployment | None:
     return (
         Deployment.objects.filter(service=service, environment=environment, state=states.SUCCEEDED)
@@ -35,7 +26,7 @@ def request_deployment(user, release: Release, environment, *, override_reason: 
     """Create a deployment of `release` to `environment`, pending approval or approved."""
     verdict = rules.can_request(user, release, environment, override_reason=override_reason)
     if not verdict:
-        raise Refused(verdict)
+        raise rules.Refused(verdict)
     previous = last_succeeded(release.service, environment)
     needs = environment.required_approvals
     try:
@@ -68,7 +59,9 @@ def request_deployment(user, release: Release, environment, *, override_reason: 
             notifications.approval_requested(deployment)
     except IntegrityError:
         # Someone else's request won the race for this service and environment.
-        raise Refused(f"{release.service.name} already has an active deployment in {environment.name}.") from None
+        raise rules.Refused(
+            f"{release.service.name} already has an active deployment in {environment.name}.", conflict=True
+        ) from None
     return deployment
 
 
@@ -86,12 +79,12 @@ def decide(user, deployment: Deployment, decision: str, comment: str = "") -> De
         deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
         verdict = rules.can_decide(user, deployment, decision)
         if not verdict:
-            raise Refused(verdict)
+            raise rules.Refused(verdict)
         try:
             with transaction.atomic():
                 Approval.objects.create(deployment=deployment, user=user, decision=decision, comment=comment.strip())
         except IntegrityError:
-            raise Refused("You have already decided on this deployment.") from None
+            raise rules.Refused("You have already decided on this deployment.") from None
         _after_decision(user, deployment, decision, comment.strip())
     return deployment
 
@@ -124,7 +117,7 @@ def cancel(user, deployment: Deployment, reason: str = "") -> Deployment:
 
     verdict = rules.can_cancel(user, deployment)
     if not verdict:
-        raise Refused(verdict)
+        raise rules.Refused(verdict)
     was_in_cluster = deployment.state in states.IN_CLUSTER or deployment.state == states.BUILDING
     try:
         deployment.transition(
@@ -135,7 +128,7 @@ def cancel(user, deployment: Deployment, reason: str = "") -> Deployment:
             reason=reason.strip() or f"Cancelled by {user.username}.",
         )
     except TransitionRefused as exc:
-        raise Refused(f"Deployment #{deployment.pk} changed meanwhile: {exc}") from None
+        raise rules.Refused(f"Deployment #{deployment.pk} changed meanwhile: {exc}", conflict=True) from None
     if was_in_cluster:
         queues.enqueue(jobs.stop_rollout, deployment.pk)
     return deployment
@@ -164,12 +157,12 @@ def rollback(user, service, environment, *, override_reason: str = "") -> Deploy
     """Deploy the release to go back to (see rollback_target), as a deployment of kind rollback."""
     verdict = rules.can_rollback(user, service, environment, override_reason=override_reason)
     if not verdict:
-        raise Refused(verdict)
+        raise rules.Refused(verdict)
     current = last_succeeded(service, environment)
     latest = Deployment.objects.filter(service=service, environment=environment).order_by("-id").first()
     target = rollback_target(latest, current)
     if target is None:
-        raise Refused(f"There is no earlier release of {service.name} in {environment.name} to go back to.")
+        raise rules.Refused(f"There is no earlier release of {service.name} in {environment.name} to go back to.")
     leaving = latest.release if latest and latest.release_id != current.release_id else current.release
     try:
         with transaction.atomic():
@@ -191,5 +184,7 @@ def rollback(user, service, environment, *, override_reason: str = "") -> Deploy
             )
             approve(deployment, "Rollbacks need no approval.", actor=user)
     except IntegrityError:
-        raise Refused(f"{service.name} already has an active deployment in {environment.name}.") from None
+        raise rules.Refused(
+            f"{service.name} already has an active deployment in {environment.name}.", conflict=True
+        ) from None
     return deployment

@@ -192,7 +192,14 @@ class Deployment(models.Model):
             if moved != 1:
                 raise TransitionRefused(f"Deployment #{self.pk} is no longer {old}.")
             self.refresh_from_db()
-            data = {"from": old, "to": new, "reason": fields.get("reason", ""), **(data or {})}
+            data = {
+                "from": old,
+                "to": new,
+                "label": self.state_label,
+                "tone": self.tone,
+                "reason": fields.get("reason", ""),
+                **(data or {}),
+            }
             event = self._record(kind, message, actor, data, self.last_seq)
             transaction.on_commit(lambda: deployment_transitioned.send(Deployment, deployment=self, old=old, new=new))
         return event

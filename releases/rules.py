@@ -20,6 +20,8 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     overridable: list[str] = field(default_factory=list)
     overridden: list[str] = field(default_factory=list)
+    # Refused because something else is under way (an active deployment): the API answers 409.
+    conflict: bool = False
 
     def __bool__(self) -> bool:
         return not self.reasons
@@ -37,6 +39,24 @@ class Verdict:
         else:
             self.reasons.append(reason)
             self.overridable.append(reason)
+
+
+class Refused(Exception):
+    """A rule said no; the message is meant for the person who asked.
+
+    `verdict` holds every reason (pages and the API list them); `conflict` marks a refusal
+    caused by something else under way, such as another active deployment (HTTP 409).
+    """
+
+    def __init__(self, verdict_or_message, *, conflict: bool = False):
+        message = getattr(verdict_or_message, "message", verdict_or_message)
+        super().__init__(message)
+        self.verdict = verdict_or_message if isinstance(verdict_or_message, Verdict) else None
+        self.conflict = conflict or bool(self.verdict and self.verdict.conflict)
+
+    @property
+    def reasons(self) -> list[str]:
+        return list(self.verdict.reasons) if self.verdict else [str(self)]
 
 
 def group_ids(user) -> frozenset[int]:
@@ -181,6 +201,7 @@ def _check_nothing_active(verdict, service, environment) -> None:
 
 def _refuse_if_active(verdict, service, environment, active) -> None:
     if active:
+        verdict.conflict = True
         verdict.refuse(
             f"{service.name} already has deployment #{active.pk} {active.state_label.lower()} in "
             f"{environment.name}. Wait for it to finish or cancel it."

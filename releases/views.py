@@ -60,7 +60,7 @@ def request_deploy(request, pk):
             form.cleaned_data["environment"],
             override_reason=form.cleaned_data["override_reason"],
         )
-    except flows.Refused as refusal:
+    except rules.Refused as refusal:
         return refused(request, str(refusal))
     messages.success(request, f"Deployment #{deployment.pk} requested.")
     return redirect(deployment)
@@ -112,7 +112,7 @@ def decide(request, pk):
         return deployment_detail(request, pk, decision_form=form, status=400)
     try:
         flows.decide(request.user, deployment, form.cleaned_data["decision"], form.cleaned_data["comment"])
-    except flows.Refused as refusal:
+    except rules.Refused as refusal:
         return refused(request, str(refusal))
     messages.success(request, "Your decision is recorded.")
     return redirect(deployment)
@@ -126,7 +126,7 @@ def cancel(request, pk):
         return refused(request, "The reason is too long (500 characters at most).", status=400)
     try:
         flows.cancel(request.user, deployment, form.cleaned_data["reason"])
-    except flows.Refused as refusal:
+    except rules.Refused as refusal:
         return refused(request, str(refusal))
     messages.success(request, f"Deployment #{deployment.pk} cancelled.")
     return redirect(deployment)
@@ -141,7 +141,7 @@ def rollback(request, slug, environment):
         return refused(request, "The reason is too long (500 characters at most).", status=400)
     try:
         deployment = flows.rollback(request.user, service, env, override_reason=form.cleaned_data["override_reason"])
-    except flows.Refused as refusal:
+    except rules.Refused as refusal:
         return refused(request, str(refusal))
     messages.success(request, f"Rolling {service.name} back in {env.name}.")
     return redirect(deployment)

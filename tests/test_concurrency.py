@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from releases import flows, states
+from releases import flows, rules, states
 from releases.models import Approval, Deployment
 from tests.factories import make_deployment, make_release, make_user
 
@@ -54,14 +54,14 @@ def decide(user, deployment_id, decision=Approval.APPROVE, comment=""):
 
 
 def refusals(results):
-    return [r for r in results if isinstance(r, flows.Refused)]
+    return [r for r in results if isinstance(r, rules.Refused)]
 
 
 def test_it_counts_simultaneous_approvals_by_the_same_person_once(cast_tx):
     for _ in range(ROUNDS):
         deployment = pending_in_prod(cast_tx, required=2)
         results = run_together(*[decide(cast_tx.bob, deployment.pk) for _ in range(6)])
-        assert not [r for r in results if isinstance(r, Exception) and not isinstance(r, flows.Refused)], results
+        assert not [r for r in results if isinstance(r, Exception) and not isinstance(r, rules.Refused)], results
         assert len(refusals(results)) == 5
         assert all(str(r) == "You have already decided on this deployment." for r in refusals(results))
         assert deployment.approvals.count() == 1
@@ -172,7 +172,7 @@ def test_it_settles_a_cancel_racing_the_last_approval(cast_tx):
             decide(cast_tx.bob, deployment.pk),
             lambda: flows.cancel(cast_tx.admin, Deployment.objects.get(pk=deployment.pk), "changed my mind"),
         )
-        assert all(r is None or isinstance(r, (Deployment, flows.Refused)) for r in results), results
+        assert all(r is None or isinstance(r, (Deployment, rules.Refused)) for r in results), results
         deployment.refresh_from_db()
         path = list(deployment.events.filter(kind="state").order_by("seq").values_list("data__to", flat=True))
         # Either order is fine (an approved deployment may still be cancelled); an approval

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from clusters.models import FreezeWindow, Lock
-from releases import flows, states
+from releases import flows, rules, states
 from releases.models import Approval
 from tests.factories import make_deployment, make_release
 
@@ -23,13 +23,13 @@ def test_it_requests_a_dev_deployment_without_approvals(cast):
 
 
 def test_it_refuses_a_request_from_someone_not_a_deployer(cast):
-    with pytest.raises(flows.Refused, match="You are not a deployer for Dev"):
+    with pytest.raises(rules.Refused, match="You are not a deployer for Dev"):
         flows.request_deployment(cast.erin, make_release(cast.service), cast.dev)
 
 
 def test_it_refuses_staging_before_dev_succeeded(cast):
     release = make_release(cast.service)
-    with pytest.raises(flows.Refused, match="has not succeeded in Dev yet: deploy it there first"):
+    with pytest.raises(rules.Refused, match="has not succeeded in Dev yet: deploy it there first"):
         flows.request_deployment(cast.alice, release, cast.staging)
 
 
@@ -45,7 +45,7 @@ def test_it_refuses_self_approval(cast):
     release = make_release(cast.service)
     succeed_in(release, cast.dev)
     deployment = flows.request_deployment(cast.alice, release, cast.staging)
-    with pytest.raises(flows.Refused, match="You requested this deployment; Staging needs someone else"):
+    with pytest.raises(rules.Refused, match="You requested this deployment; Staging needs someone else"):
         flows.decide(cast.alice, deployment, Approval.APPROVE)
 
 
@@ -68,7 +68,7 @@ def test_it_needs_two_distinct_approvals_in_prod(cast):
     flows.decide(cast.bob, deployment, Approval.APPROVE)
     deployment.refresh_from_db()
     assert deployment.state == states.PENDING_APPROVAL
-    with pytest.raises(flows.Refused, match="already decided"):
+    with pytest.raises(rules.Refused, match="already decided"):
         flows.decide(cast.bob, deployment, Approval.APPROVE)
     flows.decide(cast.carol, deployment, Approval.APPROVE)
     deployment.refresh_from_db()
@@ -90,7 +90,7 @@ def test_it_refuses_approval_from_outside_the_approver_group(cast):
     release = make_release(cast.service)
     succeed_in(release, cast.dev)
     deployment = flows.request_deployment(cast.alice, release, cast.staging)
-    with pytest.raises(flows.Refused, match="You are not an approver for Staging"):
+    with pytest.raises(rules.Refused, match="You are not an approver for Staging"):
         flows.decide(cast.erin, deployment, Approval.APPROVE)
 
 
@@ -102,7 +102,7 @@ def test_it_refuses_during_a_freeze_with_the_window_in_the_reason(cast):
         ends_at=now + timedelta(hours=2),
         reason="group-buy event",
     )
-    with pytest.raises(flows.Refused, match=r"Dev is frozen until .* \(group-buy event\)\. An admin can override"):
+    with pytest.raises(rules.Refused, match=r"Dev is frozen until .* \(group-buy event\)\. An admin can override"):
         flows.request_deployment(cast.alice, make_release(cast.service), cast.dev)
 
 
@@ -125,13 +125,13 @@ def test_it_ignores_an_override_reason_from_a_non_admin(cast):
     FreezeWindow.objects.create(
         environment=cast.dev, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=2), reason="sale"
     )
-    with pytest.raises(flows.Refused, match="frozen"):
+    with pytest.raises(rules.Refused, match="frozen"):
         flows.request_deployment(cast.alice, make_release(cast.service), cast.dev, override_reason="please")
 
 
 def test_it_refuses_while_the_environment_is_locked(cast):
     Lock.objects.create(environment=cast.dev, reason="database migration", locked_by=cast.admin)
-    with pytest.raises(flows.Refused, match="Dev is locked by admin: database migration"):
+    with pytest.raises(rules.Refused, match="Dev is locked by admin: database migration"):
         flows.request_deployment(cast.alice, make_release(cast.service), cast.dev)
 
 
@@ -139,7 +139,7 @@ def test_it_refuses_a_second_active_deployment_of_the_same_service(cast):
     release = make_release(cast.service)
     succeed_in(release, cast.dev)
     first = flows.request_deployment(cast.alice, release, cast.staging)
-    with pytest.raises(flows.Refused, match=f"already has deployment #{first.pk} pending approval in Staging"):
+    with pytest.raises(rules.Refused, match=f"already has deployment #{first.pk} pending approval in Staging"):
         flows.request_deployment(cast.alice, make_release(cast.service), cast.dev.__class__.objects.get(slug="staging"))
 
 
@@ -156,7 +156,7 @@ def test_it_refuses_cancel_by_a_viewer(cast):
     release = make_release(cast.service)
     succeed_in(release, cast.dev)
     deployment = flows.request_deployment(cast.alice, release, cast.staging)
-    with pytest.raises(flows.Refused, match="Only the requester or a deployer"):
+    with pytest.raises(rules.Refused, match="Only the requester or a deployer"):
         flows.cancel(cast.erin, deployment)
 
 
