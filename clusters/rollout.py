@@ -37,6 +37,10 @@ class Progress:
     ready: int = 0
     available: int = 0
     total: int = 0
+    # The new ReplicaSet's own counts: how much of the *new version* is ready and serving
+    # (`ready` and `available` above count old and new pods together, as kubectl does).
+    new_ready: int = 0
+    new_available: int = 0
     old_pending: int = 0
     max_surge: int = 0
     max_unavailable: int = 0
@@ -44,6 +48,9 @@ class Progress:
     min_required: int = 0
     generation: int = 0
     observed_generation: int = 0
+    # The Deployment object's resourceVersion: observers use it to drop an older picture
+    # that arrives after a newer one (the watcher's cache and a direct read can race).
+    resource_version: str = ""
     revision: str = ""
     image: str = ""
     images: dict = field(default_factory=dict)
@@ -98,10 +105,12 @@ def pod_summary(pod: dict) -> dict:
         (s["state"]["waiting"].get("reason", "") for s in statuses if (s.get("state") or {}).get("waiting")), ""
     )
     terminating = bool(pod.get("metadata", {}).get("deletionTimestamp"))
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     return {
         "name": pod["metadata"]["name"],
         "status": "Terminating" if terminating else (waiting or status.get("phase", "Pending")),
-        "ready": any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
+        # A container waiting (crash-looping, pulling) is not serving, whatever the condition says.
+        "ready": ready and not waiting and not terminating,
         "restarts": sum(s.get("restartCount", 0) for s in statuses),
         "image": statuses[0].get("image", "") if statuses else _pod_image(pod),
         "hash": pod["metadata"].get("labels", {}).get("pod-template-hash", ""),
@@ -130,6 +139,7 @@ def compute(deployment: dict, replicasets: list[dict], pods: list[dict], contain
     progressing = next((c for c in conditions if c.get("type") == "Progressing"), {})
     new_rs = _new_replicaset(deployment, replicasets)
     new_hash = (new_rs or {}).get("metadata", {}).get("labels", {}).get("pod-template-hash")
+    new_status = (new_rs or {}).get("status") or {}
     summaries = sorted((pod_summary(p) for p in pods), key=lambda p: (p["hash"] != new_hash, p["name"]))
     progress = Progress(
         status=PROGRESSING,
@@ -139,12 +149,15 @@ def compute(deployment: dict, replicasets: list[dict], pods: list[dict], contain
         ready=status.get("readyReplicas", 0),
         available=status.get("availableReplicas", 0),
         total=status.get("replicas", 0),
+        new_ready=new_status.get("readyReplicas", 0),
+        new_available=new_status.get("availableReplicas", 0),
         max_surge=surge,
         max_unavailable=unavailable,
         max_total=desired + surge,
         min_required=desired - unavailable,
         generation=meta.get("generation", 0),
         observed_generation=status.get("observedGeneration", 0),
+        resource_version=str(meta.get("resourceVersion", "")),
         revision=meta.get("annotations", {}).get("deployment.kubernetes.io/revision", ""),
         image=container_image(deployment, container),
         images={
@@ -176,7 +189,27 @@ def _verdict(name: str, p: Progress, new_hash: str | None) -> tuple[str, str]:
         return PROGRESSING, f"{p.old_pending} old replica{'s' if p.old_pending != 1 else ''} pending termination."
     if p.available < p.updated:
         return PROGRESSING, f"{p.available} of {p.updated} updated replicas available."
+    unseen = _pods_not_seen(p, new_hash)
+    if unseen:
+        return PROGRESSING, unseen
     return COMPLETE, f'Deployment "{name}" successfully rolled out ({p.available}/{p.desired} available).'
+
+
+def _pods_not_seen(p: Progress, new_hash: str | None) -> str:
+    """The counts say complete: do the pods we were given say so too?
+
+    The watcher's streams for Deployments and Pods deliver independently, so the Deployment can
+    report success before the last pod changes arrive. The final picture must show every new pod
+    ready and no old pod still running, so completion waits until the pods agree.
+    """
+    new = [pod for pod in p.pods if pod["hash"] == new_hash and not pod["terminating"]]
+    old = [pod for pod in p.pods if pod["hash"] != new_hash and not pod["terminating"]]
+    ready = sum(pod["ready"] for pod in new)
+    if ready >= p.desired and not old:
+        return ""
+    return (
+        f"Rolled out; waiting to see the pods settle ({ready} of {p.desired} new pods ready, {len(old)} old still up)."
+    )
 
 
 def _hopeless_pod(p: Progress, new_hash: str | None) -> str:

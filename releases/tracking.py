@@ -14,7 +14,19 @@ from releases import states
 from releases.models import Deployment, TransitionRefused
 
 # Fields of Progress whose change is worth a timeline event.
-_NOTEWORTHY = ("status", "desired", "updated", "ready", "available", "total", "reason", "revision", "pods")
+_NOTEWORTHY = (
+    "status",
+    "desired",
+    "updated",
+    "ready",
+    "available",
+    "total",
+    "new_ready",
+    "new_available",
+    "reason",
+    "revision",
+    "pods",
+)
 
 
 def on_workload_observed(workload, progress: rollout.Progress) -> None:
@@ -61,11 +73,22 @@ def advance(deployment: Deployment, progress: rollout.Progress) -> None:
         return  # the cluster runs someone else's template; not (yet) ours
     if deployment.generation and progress.observed_generation < deployment.generation:
         return
+    if _older_than_recorded(deployment, progress):
+        return
     _record_progress(deployment, progress)
     if progress.status == rollout.COMPLETE:
         _finish(deployment, progress)
     elif progress.status == rollout.FAILED:
         _fail(deployment, progress)
+
+
+def _older_than_recorded(deployment: Deployment, progress: rollout.Progress) -> bool:
+    """A picture of the Deployment older than the one already recorded arrived late (the watcher's
+    cache and the reconciler's direct read race): recording it would move the bars backwards."""
+    recorded = (deployment.progress or {}).get("resource_version", "")
+    if not (recorded.isdigit() and progress.resource_version.isdigit()):
+        return False
+    return int(progress.resource_version) < int(recorded)
 
 
 def _target_image(deployment: Deployment) -> str:

@@ -113,8 +113,12 @@ def test_it_reports_progress_with_kubectls_checks_in_kubectls_order(counts, mess
     assert (progress.status, progress.message) == (rollout.PROGRESSING, message)
 
 
+def ready_pods(n=4, template_hash="abc"):
+    return [pod(f"web-{template_hash}-{i}", template_hash=template_hash, ready=True) for i in range(n)]
+
+
 def test_it_is_complete_when_every_replica_is_updated_and_available():
-    progress = compute(deployment())
+    progress = compute(deployment(), ready_pods())
     assert progress.status == rollout.COMPLETE
     assert progress.message == 'Deployment "web" successfully rolled out (4/4 available).'
     assert (progress.revision, progress.image, progress.images) == ("2", "web:2", {"app": "web:2"})
@@ -159,3 +163,27 @@ def test_it_ignores_old_and_terminating_pods_in_trouble():
 def test_it_says_a_paused_rollout_is_paused():
     progress = compute(deployment(updated=2, total=5, available=3, paused=True))
     assert (progress.status, progress.message, progress.paused) == (rollout.PROGRESSING, "The rollout is paused.", True)
+
+
+def test_it_waits_for_the_pods_to_agree_before_calling_a_rollout_complete():
+    """The Deployment's status can arrive before the last pod changes (separate watch streams)."""
+    two_seen = ready_pods(2) + [pod("web-abc-3"), pod("web-old-1", template_hash="old", ready=True)]
+    progress = compute(deployment(), two_seen)
+    assert progress.status == rollout.PROGRESSING
+    assert progress.message == "Rolled out; waiting to see the pods settle (2 of 4 new pods ready, 1 old still up)."
+
+
+def test_it_completes_while_old_pods_are_still_terminating():
+    pods = ready_pods() + [pod("web-old-1", template_hash="old", ready=True, deleting=True)]
+    assert compute(deployment(), pods).status == rollout.COMPLETE
+
+
+def test_it_shows_a_crash_looping_pod_as_not_ready_whatever_its_condition_says():
+    progress = compute(deployment(updated=1, total=5), [pod("web-abc-1", "CrashLoopBackOff", restarts=1, ready=True)])
+    assert progress.pods[0]["ready"] is False
+
+
+def test_it_counts_the_new_versions_ready_and_available_pods_apart_from_the_old_ones():
+    new_rs = {**NEW_RS, "status": {"replicas": 2, "readyReplicas": 1, "availableReplicas": 1}}
+    progress = rollout.compute(deployment(updated=2, ready=5, available=5, total=5), [OLD_RS, new_rs], [], "app")
+    assert (progress.ready, progress.new_ready, progress.new_available) == (5, 1, 1)
