@@ -66,6 +66,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context.navigation",
             ],
+            # `|http_url` everywhere, so an outside URL never becomes a link without it.
+            "builtins": ["portal.templatetags.links"],
         },
     },
 ]

@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
-from plumbing import live, queues
+from plumbing import gitrefs, live, queues
 from plumbing.integrations import IntegrationError, jenkins
 from releases import rules, states
 from releases.models import Build, BuildEvent, Deployment, Release, TransitionRefused
@@ -177,6 +177,9 @@ def start_build(service, *, user=None, trigger: str = "portal", ref: str = "", v
 
     Callers authorize first: `request_build` for people, signed webhooks for GitHub.
     """
+    if ref and not gitrefs.is_valid_ref_name(ref):
+        # It becomes the job's GIT_REF parameter: only something git itself accepts as a name.
+        raise Refused(f"{ref[:100]!r} is not a valid git branch, tag or commit name.")
     if version and Release.objects.filter(service=service, version=version).exists():
         raise Refused(f"{service.name} already has a release {version}: pick another version.")
     who = user.username if user else trigger.title()

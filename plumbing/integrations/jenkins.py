@@ -16,6 +16,7 @@ import jenkins
 import requests
 from django.conf import settings
 
+from plumbing import weblinks
 from plumbing.integrations import IntegrationError
 
 TIMEOUT_SECONDS = 10
@@ -85,7 +86,9 @@ def queue_item(queue_id: int) -> QueueItem:
     doc = _call(f"reading queue item {queue_id}", lambda server: server.get_queue_item(queue_id))
     executable = doc.get("executable") or {}
     if executable.get("number"):
-        return QueueItem(queue_id, STARTED, number=int(executable["number"]), url=executable.get("url", ""))
+        return QueueItem(
+            queue_id, STARTED, number=int(executable["number"]), url=weblinks.http_url(executable.get("url", ""))
+        )
     if doc.get("cancelled"):
         return QueueItem(queue_id, CANCELLED, why="The queue item was cancelled in Jenkins.")
     return QueueItem(queue_id, WAITING, why=doc.get("why") or "")
@@ -99,7 +102,7 @@ def build_info(job: str, number: int) -> BuildInfo:
     doc = _call(f"reading {job} #{number}", lambda server: server.get_build_info(job, number))
     return BuildInfo(
         number=int(doc["number"]),
-        url=doc.get("url", ""),
+        url=weblinks.http_url(doc.get("url", "")),
         building=bool(doc.get("building")),
         result=doc.get("result"),
         duration_ms=int(doc.get("duration") or 0),

@@ -21,10 +21,9 @@ push is refused (413, visible in GitHub's delivery log) and costs only its recor
 changelogs come from GitHub's compare API, not from these rows.
 """
 
-import json
 import logging
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -35,6 +34,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from plumbing import gitrefs, weblinks
 from releases import builds
 from releases.models import Commit, Service, WebhookDelivery
 from releases.webhooks import signatures
@@ -97,7 +97,9 @@ def parse(content_type: str, body: bytes) -> dict:
     else:
         raise BadPayload(f"the content type {content_type or '(none)'} is not application/json or form-encoded.")
     try:
-        payload = json.loads(text)
+        payload = signatures.load_json(text)
+    except signatures.TooDeep as problem:
+        raise BadPayload(str(problem))
     except (ValueError, UnicodeDecodeError):
         raise BadPayload("the body is not valid JSON.")
     if not isinstance(payload, dict):
@@ -105,11 +107,11 @@ def parse(content_type: str, body: bytes) -> dict:
     return payload
 
 
-def record_delivery(delivery: str, event: str) -> bool:
+def record_delivery(delivery: str, event: str, source: str = SOURCE) -> bool:
     """True the first time a delivery id is seen (the unique constraint settles races)."""
     try:
         with transaction.atomic():
-            WebhookDelivery.objects.create(source=SOURCE, delivery_id=delivery, event=event)
+            WebhookDelivery.objects.create(source=source, delivery_id=delivery[:200], event=event)
     except IntegrityError:
         return False
     return True
@@ -143,11 +145,24 @@ def unknown_repository(full_name: str) -> JsonResponse:
     return answer(202, f"No service uses the repository {full_name}; ignored.")
 
 
+# Commit times the portal stores: git history starts in 1970, and nothing is dated past 2100.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def parse_time(value) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) and value else None
-    except ValueError:
+    """An ISO 8601 time (naive ones read as UTC); absent is None, nonsense or out of range is refused."""
+    if value is None or value == "":
         return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 40 else None
+    except ValueError:
+        moment = None
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment is None or not EARLIEST <= moment < LATEST:
+        raise BadPayload(f"the time {str(value)[:40]!r} is not an ISO 8601 time between 1970 and 2100.")
+    return moment
 
 
 def pushed_commits(payload: dict) -> list[dict]:
@@ -168,7 +183,8 @@ def pushed_commits(payload: dict) -> list[dict]:
                 "sha": item["id"],
                 "message": str(item.get("message") or ""),
                 "author": str(author.get("name") or author.get("username") or "")[:200],
-                "url": str(item.get("url") or "")[:200],
+                # Shown as a link: http(s) only, and only whole (a cut URL is a wrong one).
+                "url": weblinks.http_url(item.get("url")) if len(str(item.get("url") or "")) <= 200 else "",
                 "committed_at": parse_time(item.get("timestamp")),
             }
         )
@@ -226,11 +242,19 @@ def on_release(payload: dict) -> JsonResponse:
     action = field(payload, "action", str)
     release = field(payload, "release", dict)
     tag = field(release, "tag_name", str, "release.")
+    if not gitrefs.is_valid_ref_name(tag):
+        raise BadPayload(f"`release.tag_name` {tag[:100]!r} is not a valid git tag name.")
     services = services_of(full_name)
     if not services:
         return unknown_repository(full_name)
     if action != "published" or release.get("draft"):
         return answer(202, f"Release {tag} {action}; only published releases start builds.")
+    # GitHub redelivers with the same delivery id, but a replayed or re-sent body gets a new
+    # one: one build per published release, keyed by what the release is.
+    release_id = release.get("id")
+    key = release_id if isinstance(release_id, int) and not isinstance(release_id, bool) else tag
+    if not record_delivery(f"{full_name.lower()}@{key}", "release", source="github-release"):
+        return answer(200, f"Release {tag} of {full_name} was already handled; nothing changed.", duplicate=True)
     started = [start_build(s, tag, f"GitHub release {tag}") for s in services]
     return answer(200, f"Release {tag} published.", builds=[b for b in started if b])
 

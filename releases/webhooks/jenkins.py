@@ -17,7 +17,6 @@ unless the answer is 200. Each (job, number, phase) is handled once (WebhookDeli
 """
 
 import hmac
-import json
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -27,15 +26,22 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from plumbing import weblinks
 from releases import builds
 from releases.models import Build, Service, WebhookDelivery
-from releases.webhooks.signatures import read_limited_body, verify_hmac_sha256
+from releases.webhooks.signatures import TooDeep, load_json, read_limited_body, verify_hmac_sha256
 
 MAX_BODY = 1024 * 1024
 SIGNATURE_HEADER = "HTTP_X_PORTAL_SIGNATURE_256"
 PHASES = ("QUEUED", "STARTED", "COMPLETED", "FINALIZED")
 FINISHED = ("COMPLETED", "FINALIZED")
 STATUSES = ("SUCCESS", "UNSTABLE", "FAILURE", "ABORTED", "NOT_BUILT")
+# Jenkins numbers builds with a Java int and queue items with a Java long; anything beyond
+# cannot come from Jenkins (and would overflow the database columns).
+MAX_BUILD_NUMBER = 2**31 - 1
+MAX_QUEUE_ID = 2**63 - 1
+# Build start times (ms since the epoch) the portal accepts: 2000-01-01 … 2100-01-01.
+TIMESTAMP_RANGE_MS = (946_684_800_000, 4_102_444_800_000)
 
 
 class Malformed(ValueError):
@@ -102,7 +108,9 @@ def _answer(status: int, message: str) -> JsonResponse:
 
 def parse(body: bytes) -> Report:
     try:
-        data = json.loads(body)
+        data = load_json(body)
+    except TooDeep as problem:
+        raise Malformed(f"The body is refused: {problem}")
     except (ValueError, UnicodeDecodeError):
         raise Malformed("The body is not JSON.")
     if not isinstance(data, dict):
@@ -130,6 +138,7 @@ def _from_notification(data: dict) -> Report:
         queue_id=build.get("queue_id"),
         params=params,
         tests=build.get("test_summary"),
+        timestamp=build.get("timestamp"),
     )
 
 
@@ -157,19 +166,20 @@ def _job_from_url(url) -> str:
     return "/".join(parts[1::2])
 
 
-def _report(*, job, number, phase, status, url, queue_id, params, tests) -> Report:
+def _report(*, job, number, phase, status, url, queue_id, params, tests, timestamp=None) -> Report:
     if not isinstance(job, str) or not job.strip() or len(job) > 200:
         raise Malformed("The job name is missing or longer than 200 characters.")
-    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-        raise Malformed("The build number must be a positive integer.")
+    if not _whole(number, 1, MAX_BUILD_NUMBER):
+        raise Malformed(f"The build number must be an integer from 1 to {MAX_BUILD_NUMBER}.")
     if phase not in PHASES:
         raise Malformed(f"The phase must be one of {', '.join(PHASES)}.")
     if status not in (None, "", *STATUSES):
         raise Malformed(f"The status must be one of {', '.join(STATUSES)}.")
-    if queue_id is not None and (isinstance(queue_id, bool) or not isinstance(queue_id, int)):
-        raise Malformed("The queue id must be an integer.")
-    if not isinstance(url, str) or len(url) > 500:
-        raise Malformed("The build URL must be a string of at most 500 characters.")
+    if queue_id is not None and not _whole(queue_id, 1, MAX_QUEUE_ID):
+        raise Malformed(f"The queue id must be an integer from 1 to {MAX_QUEUE_ID}.")
+    if timestamp is not None and not _whole(timestamp, *TIMESTAMP_RANGE_MS):
+        raise Malformed("The build timestamp must be milliseconds since the epoch, between 2000 and 2100.")
+    _check_url(url)
     return Report(
         job=job.strip().strip("/"),
         number=number,
@@ -180,6 +190,19 @@ def _report(*, job, number, phase, status, url, queue_id, params, tests) -> Repo
         params=_params(params),
         tests=_tests(tests),
     )
+
+
+def _whole(value, low: int, high: int) -> bool:
+    """An integer (JSON booleans are not numbers here) within [low, high]."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_url(url) -> None:
+    if not isinstance(url, str) or len(url) > 500:
+        raise Malformed("The build URL must be a string of at most 500 characters.")
+    # It becomes a link on the build and release pages: http(s) only, never javascript: or data:.
+    if url and not weblinks.is_http_url(url):
+        raise Malformed("The build URL must be an http:// or https:// URL.")
 
 
 def _params(params) -> dict[str, str]:
@@ -201,8 +224,8 @@ def _tests(tests) -> dict | None:
     summary = {}
     for key in ("total", "failed", "passed", "skipped"):
         value = tests.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise Malformed(f"The test summary's {key} must be a non-negative integer.")
+        if not _whole(value, 0, MAX_BUILD_NUMBER):
+            raise Malformed(f"The test summary's {key} must be an integer from 0 to {MAX_BUILD_NUMBER}.")
         summary[key] = value
     return summary
 

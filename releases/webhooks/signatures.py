@@ -7,6 +7,7 @@ the raw body keyed with a shared secret, compared in constant time.
 
 import hashlib
 import hmac
+import json
 
 
 def verify_hmac_sha256(secret: str, body: bytes, header_value: str, prefix: str = "sha256=") -> bool:
@@ -38,3 +39,41 @@ def read_limited_body(request, limit: int) -> bytes | None:
     if len(body) > limit:
         return None
     return body
+
+
+MAX_JSON_DEPTH = 32
+
+
+class TooDeep(ValueError):
+    pass
+
+
+def load_json(text: bytes | str, max_depth: int = MAX_JSON_DEPTH):
+    """`json.loads`, refusing documents nested deeper than `max_depth` (arrays and objects).
+
+    Very deep nesting makes the parser itself overflow the stack (RecursionError, a 500 if
+    let through); moderate nesting is still more than any hook needs, and is refused too.
+    Raises ValueError (TooDeep for nesting) with a message for the sender.
+    """
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise TooDeep(f"the JSON is nested more than {max_depth} levels deep.") from None
+    if _depth(document) > max_depth:
+        raise TooDeep(f"the JSON is nested more than {max_depth} levels deep.")
+    return document
+
+
+def _depth(document) -> int:
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
