@@ -51,11 +51,62 @@ class FreezeInline(admin.TabularInline):
     fields = ["starts_at", "ends_at", "reason"]
 
 
+class EnvironmentForm(forms.ModelForm):
+    """The Slack webhook URL is a secret: write-only, kept when left empty, like a cluster token."""
+
+    slack_webhook = forms.URLField(
+        label="Slack webhook URL",
+        required=False,
+        assume_scheme="https",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Incoming webhook for this environment's messages (empty: the global SLACK_WEBHOOK_URL). "
+        "Leave empty to keep the stored one.",
+    )
+    clear_slack_webhook = forms.BooleanField(required=False, help_text="Remove the stored Slack webhook URL.")
+
+    class Meta:
+        model = Environment
+        # Every editable field, so a field added later shows up in the admin; the encrypted
+        # column is not editable and so never rendered.
+        fields = "__all__"  # noqa: DJ007
+
+    def clean_slack_webhook(self):
+        value = self.cleaned_data.get("slack_webhook", "")
+        if value and not value.startswith(("https://", "http://")):
+            raise forms.ValidationError("Give an http(s) URL.")
+        return value
+
+    def save(self, commit=True):
+        environment = super().save(commit=False)
+        if self.cleaned_data.get("clear_slack_webhook"):
+            environment.slack_webhook_url = ""
+        elif self.cleaned_data.get("slack_webhook"):
+            environment.slack_webhook_url = self.cleaned_data["slack_webhook"]
+        if commit:
+            environment.save()
+            self.save_m2m()
+        return environment
+
+
 @admin.register(Environment)
 class EnvironmentAdmin(admin.ModelAdmin):
-    list_display = ["name", "position", "cluster", "namespace", "required_approvals", "deploy_via", "is_production"]
+    form = EnvironmentForm
+    list_display = [
+        "name",
+        "position",
+        "cluster",
+        "namespace",
+        "required_approvals",
+        "deploy_via",
+        "is_production",
+        "has_slack_webhook",
+    ]
     list_editable = ["position"]
     inlines = [FreezeInline]
+
+    @admin.display(boolean=True, description="own Slack webhook")
+    def has_slack_webhook(self, obj):
+        return obj.has_slack_webhook
 
 
 @admin.register(FreezeWindow)

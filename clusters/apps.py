@@ -10,6 +10,6 @@ class ClustersConfig(AppConfig):
         from clusters.models import Cluster, Environment, FreezeWindow, Lock
 
         auditlog.register(Cluster, exclude_fields=["token_encrypted"])
-        auditlog.register(Environment)
+        auditlog.register(Environment, exclude_fields=["slack_webhook_encrypted"])
         auditlog.register(FreezeWindow)
         auditlog.register(Lock)

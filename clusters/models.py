@@ -74,13 +74,34 @@ class Environment(models.Model):
     cancel_action = models.CharField(max_length=10, choices=CANCEL_ACTIONS, default=CANCEL_UNDO)
     is_production = models.BooleanField(default=False)
     grafana_variables = models.JSONField(default=dict, blank=True)
-    slack_webhook_url = models.URLField(blank=True, help_text="Empty: the global SLACK_WEBHOOK_URL.")
+    # A Slack incoming-webhook URL is a credential (anyone holding it can post to the channel):
+    # encrypted at rest like cluster tokens, write-only in the admin, kept out of the audit log.
+    slack_webhook_encrypted = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["position", "slug"]
+        permissions = [
+            (
+                "release_admin",
+                "Release admin: deploy, roll back, build and override freezes and locks in every environment",
+            )
+        ]
 
     def __str__(self):
         return self.name
+
+    @property
+    def slack_webhook_url(self) -> str:
+        """This environment's Slack webhook; empty means the global SLACK_WEBHOOK_URL."""
+        return crypto.decrypt(self.slack_webhook_encrypted)
+
+    @slack_webhook_url.setter
+    def slack_webhook_url(self, value: str) -> None:
+        self.slack_webhook_encrypted = crypto.encrypt(value)
+
+    @property
+    def has_slack_webhook(self) -> bool:
+        return bool(self.slack_webhook_encrypted)
 
     def previous(self) -> "Environment | None":
         return Environment.objects.filter(position__lt=self.position).order_by("-position").first()

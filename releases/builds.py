@@ -42,21 +42,22 @@ TAIL_LINES = 10
 
 
 def may_build(user, service) -> rules.Verdict:
-    """Deployers of any environment (or staff) may start a build of a service with a build job."""
+    """Deployers of any environment (or release admins) may start a build of a service with a build job."""
     from clusters.models import Environment
 
     verdict = rules.Verdict()
     if not service.jenkins_build_job:
         verdict.refuse(f"{service.name} has no Jenkins build job. An admin can set one on the service.")
-    if not (user.is_staff or Environment.objects.filter(deployer_group_id__in=rules.group_ids(user)).exists()):
+    deploys = Environment.objects.filter(deployer_group_id__in=rules.group_ids(user)).exists()
+    if not (deploys or rules.is_release_admin(user)):
         verdict.refuse("Only deployers of an environment can start builds. Ask an admin to add you.")
     return verdict
 
 
 def may_abort_build(user, build: Build) -> rules.Verdict:
     verdict = may_build(user, build.service) if build.service else rules.Verdict()
-    if build.service is None and not user.is_staff:
-        verdict.refuse("Only staff can stop builds that belong to no service.")
+    if build.service is None and not rules.is_release_admin(user):
+        verdict.refuse("Only release admins can stop builds that belong to no service.")
     if build.state not in ACTIVE:
         verdict.refuse(f"Build #{build.pk} is {build.get_state_display().lower()}: there is nothing to stop.")
     return verdict

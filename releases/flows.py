@@ -47,6 +47,7 @@ def request_deployment(user, release: Release, environment, *, override_reason: 
                 actor=user,
                 data={"required_approvals": needs},
             )
+            _record_release_admin(deployment, user, verdict)
             if verdict.overridden:
                 deployment.log(
                     "override",
@@ -63,6 +64,21 @@ def request_deployment(user, release: Release, environment, *, override_reason: 
             f"{release.service.name} already has an active deployment in {environment.name}.", conflict=True
         ) from None
     return deployment
+
+
+def _record_release_admin(deployment: Deployment, user, verdict) -> None:
+    """A request allowed by the release admin permission rather than the environment's group is
+    said so in the timeline (the audit trail), with who and which group they are not in."""
+    if not verdict.as_release_admin:
+        return
+    group = deployment.environment.deployer_group
+    deployment.log(
+        "release_admin",
+        f"{user.username} acted as release admin: not in the deployer group "
+        f"{group.name if group else '(none set)'} of {deployment.environment.name}.",
+        actor=user,
+        data={"permission": rules.RELEASE_ADMIN},
+    )
 
 
 def approve(deployment: Deployment, message: str, actor=None) -> None:
@@ -182,6 +198,7 @@ def rollback(user, service, environment, *, override_reason: str = "") -> Deploy
                 f"{leaving.version} to {target.version}.",
                 actor=user,
             )
+            _record_release_admin(deployment, user, verdict)
             approve(deployment, "Rollbacks need no approval.", actor=user)
     except IntegrityError:
         raise rules.Refused(

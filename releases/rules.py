@@ -1,8 +1,14 @@
 """Every gate in one place. Each "no" comes with a reason a person can act on.
 
 The pages, the API, the webhooks and the jobs all ask these functions; there is no path
-around them. Freezes and locks are "overridable": an admin may pass them with a written
-reason, which the deployment records.
+around them. Freezes and locks are "overridable": a release admin may pass them with a
+written reason, which the deployment records.
+
+Roles come from groups (each environment names its deployer and approver group) and from one
+permission, `clusters.release_admin` ("release admin"): deploy, roll back, build and override
+freezes and locks in every environment, each use recorded in the deployment's timeline.
+`is_staff` means admin-site access and nothing more here; superusers hold every permission,
+release admin included. Approving always needs the environment's approver group.
 """
 
 from dataclasses import dataclass, field
@@ -22,6 +28,11 @@ class Verdict:
     overridden: list[str] = field(default_factory=list)
     # Refused because something else is under way (an active deployment): the API answers 409.
     conflict: bool = False
+    # The user may pass the overridable reasons with a written reason (a release admin).
+    may_override: bool = False
+    # Allowed only through the release admin permission, not the environment's group: the flow
+    # records that in the timeline.
+    as_release_admin: bool = False
 
     def __bool__(self) -> bool:
         return not self.reasons
@@ -34,7 +45,8 @@ class Verdict:
         self.reasons.append(reason)
 
     def refuse_unless_overridden(self, reason: str, user, override_reason: str) -> None:
-        if user.is_staff and override_reason.strip():
+        self.may_override = is_release_admin(user)
+        if self.may_override and override_reason.strip():
             self.overridden.append(reason)
         else:
             self.reasons.append(reason)
@@ -68,8 +80,29 @@ def group_ids(user) -> frozenset[int]:
     return user._pampam_group_ids
 
 
+RELEASE_ADMIN = "clusters.release_admin"
+
+
+def is_release_admin(user) -> bool:
+    """Holds the release admin permission (directly, through a group, or as a superuser)."""
+    return bool(user and user.is_authenticated and user.is_active and user.has_perm(RELEASE_ADMIN))
+
+
+def in_deployer_group(user, environment) -> bool:
+    return environment.deployer_group_id is not None and environment.deployer_group_id in group_ids(user)
+
+
 def is_deployer(user, environment) -> bool:
-    return user.is_staff or environment.deployer_group_id in group_ids(user)
+    return in_deployer_group(user, environment) or is_release_admin(user)
+
+
+def _check_deployer(verdict, user, environment, reason: str) -> None:
+    if in_deployer_group(user, environment):
+        return
+    if is_release_admin(user):
+        verdict.as_release_admin = True
+        return
+    verdict.refuse(reason)
 
 
 def is_approver(user, environment) -> bool:
@@ -93,11 +126,13 @@ def can_request(user, release, environment, *, override_reason: str = "", now=No
     """May `user` ask to deploy `release` to `environment` now?"""
     facts = facts or RequestFacts.load(release, [environment], now or timezone.now())
     verdict = Verdict()
-    if not is_deployer(user, environment):
-        verdict.refuse(
-            f"You are not a deployer for {environment.name} "
-            f"({_group_name(environment.deployer_group)}). Ask an admin to add you."
-        )
+    _check_deployer(
+        verdict,
+        user,
+        environment,
+        f"You are not a deployer for {environment.name} "
+        f"({_group_name(environment.deployer_group)}). Ask an admin to add you.",
+    )
     _check_promotion(verdict, release, environment, facts)
     _check_freeze_and_locks(verdict, user, environment, override_reason, facts)
     _refuse_if_active(verdict, release.service, environment, facts.active.get(environment.pk))
@@ -152,8 +187,7 @@ class RequestFacts:
 def can_rollback(user, service, environment, *, override_reason: str = "") -> Verdict:
     """Rollbacks skip promotion and approvals (they restore what ran) but not locks."""
     verdict = Verdict()
-    if not is_deployer(user, environment):
-        verdict.refuse(f"You are not a deployer for {environment.name}.")
+    _check_deployer(verdict, user, environment, f"You are not a deployer for {environment.name}.")
     locks = environment.active_locks(service.slug)
     for lock in locks:
         verdict.refuse_unless_overridden(_lock_reason(lock, environment), user, override_reason)

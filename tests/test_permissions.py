@@ -1,21 +1,25 @@
 """Who may do what, through the real views: viewer, deployer, approver, admin and anonymous.
 
 The cast (tests/factories.py): erin is a viewer (no groups), alice deploys to dev and staging,
-bob approves, dave deploys to prod and approves, admin is staff. A refused action answers 403
-with the reason in the body; an anonymous request is sent to the login page.
+bob approves, dave deploys to prod and approves, admin is a superuser (and so holds the release
+admin permission). `staff` below is staff and nothing else: admin-site access, no deploying.
+A refused action answers 403 with the reason in the body; an anonymous request is sent to the
+login page.
 """
 
 from datetime import timedelta
 
 import pytest
+from auditlog.models import LogEntry
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import get_resolver
 from django.utils import timezone
 
 from clusters.models import FreezeWindow
 from releases import flows, states
-from releases.models import Deployment
-from tests.factories import make_deployment, make_release
+from releases.models import Build, Deployment
+from tests.factories import make_deployment, make_release, make_user
 
 
 def client_for(user):
@@ -334,3 +338,135 @@ def test_it_sends_anonymous_admin_requests_to_the_login_page(cast):
     response = Client().get("/admin/clusters/cluster/")
     assert response.status_code == 302
     assert response["Location"] == "/accounts/login/?next=/admin/clusters/cluster/"
+
+
+# Staff is admin-site access only; release admin is a permission ---------------------------------
+
+
+@pytest.fixture
+def staff(cast):
+    """Staff with no groups and no permissions: may open the admin site, nothing more."""
+    return make_user("sam", is_staff=True)
+
+
+@pytest.fixture
+def release_admin(cast):
+    """No groups, only the release admin permission."""
+    user = make_user("rita")
+    user.user_permissions.add(Permission.objects.get(codename="release_admin", content_type__app_label="clusters"))
+    return user
+
+
+def succeeded_in_prod(cast):
+    """Two releases ran in prod, one after the other: there is something to roll back to."""
+    first, second = make_release(cast.service), make_release(cast.service)
+    make_deployment(first, cast.prod, state=states.SUCCEEDED, finished_at=timezone.now() - timedelta(hours=1))
+    make_deployment(second, cast.prod, state=states.SUCCEEDED, finished_at=timezone.now(), previous_release=first)
+
+
+def test_it_refuses_staff_without_groups_a_deployment(cast, staff):
+    release = release_ready_for_staging(cast)
+    response = client_for(staff).post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
+    assert response.status_code == 403
+    assert "You are not a deployer for Staging (developers)." in response.content.decode()
+    assert not Deployment.objects.filter(environment=cast.staging).exists()
+
+
+def test_it_refuses_staff_without_groups_a_rollback_of_prod(cast, staff):
+    succeeded_in_prod(cast)
+    response = client_for(staff).post("/services/storefront/environments/prod/rollback/", {"reason": "why not"})
+    assert response.status_code == 403
+    assert "You are not a deployer for Prod." in response.content.decode()
+    assert not Deployment.objects.filter(kind=Deployment.ROLLBACK).exists()
+
+
+def test_it_refuses_staff_an_override_of_a_freeze(cast, staff, frozen_dev):
+    staff.groups.add(cast.developers)
+    release = make_release(cast.service)
+    response = client_for(staff).post(
+        f"/releases/{release.pk}/deploy/", {"environment": "dev", "override_reason": "checkout is down"}
+    )
+    assert response.status_code == 403
+    assert "Dev is frozen until" in response.content.decode()
+    assert not Deployment.objects.exists()
+
+
+def test_it_offers_staff_no_override_form(cast, staff, frozen_dev):
+    staff.groups.add(cast.developers)
+    release = make_release(cast.service)
+    assert "Override and deploy" not in client_for(staff).get(f"/releases/{release.pk}/").content.decode()
+
+
+def test_it_refuses_staff_without_groups_a_build(cast, staff):
+    cast.service.jenkins_build_job = "storefront-build"
+    cast.service.save()
+    response = client_for(staff).post("/services/storefront/build/", {"ref": "main"})
+    assert response.status_code == 403
+    assert "Only deployers of an environment can start builds." in response.content.decode()
+    assert not Build.objects.exists()
+
+
+def test_it_lets_staff_into_the_admin_site(cast, staff):
+    assert client_for(staff).get("/admin/").status_code == 200
+
+
+def test_it_lets_a_release_admin_deploy_anywhere_and_says_so_in_the_timeline(cast, release_admin):
+    release = release_ready_for_staging(cast)
+    response = client_for(release_admin).post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
+    assert response.status_code == 302
+    deployment = Deployment.objects.get(environment=cast.staging)
+    event = deployment.events.get(kind="release_admin")
+    assert event.actor == release_admin
+    assert "rita acted as release admin: not in the deployer group developers of Staging." == event.message
+
+
+def test_it_lets_a_release_admin_roll_back_prod(cast, release_admin):
+    succeeded_in_prod(cast)
+    response = client_for(release_admin).post("/services/storefront/environments/prod/rollback/", {"reason": "slow"})
+    assert response.status_code == 302
+    rollback = Deployment.objects.get(kind=Deployment.ROLLBACK)
+    assert rollback.events.filter(kind="release_admin", actor=release_admin).exists()
+
+
+def test_it_lets_a_release_admin_override_a_freeze_with_a_reason(cast, release_admin, frozen_dev):
+    release = make_release(cast.service)
+    response = client_for(release_admin).post(
+        f"/releases/{release.pk}/deploy/", {"environment": "dev", "override_reason": "checkout is down"}
+    )
+    assert response.status_code == 302
+    assert Deployment.objects.get().events.get(kind="override").actor == release_admin
+
+
+def test_it_records_no_release_admin_event_for_a_member_of_the_deployer_group(cast, release_admin):
+    release_admin.groups.add(cast.developers)
+    release = release_ready_for_staging(cast)
+    client_for(release_admin).post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
+    assert not Deployment.objects.get(environment=cast.staging).events.filter(kind="release_admin").exists()
+
+
+def test_it_never_lets_a_release_admin_approve_without_the_approver_group(cast, release_admin):
+    deployment = pending_in_staging(cast)
+    response = client_for(release_admin).post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})
+    assert response.status_code == 403
+    assert "You are not an approver for Staging (approvers)." in response.content.decode()
+
+
+def test_it_audits_granting_the_release_admin_permission(cast, staff):
+    permission = Permission.objects.get(codename="release_admin", content_type__app_label="clusters")
+    client = client_for(cast.admin)
+    response = client.post(
+        f"/admin/auth/user/{staff.pk}/change/",
+        {
+            "username": staff.username,
+            "is_active": "on",
+            "is_staff": "on",
+            "user_permissions": [permission.pk],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    entries = [e for e in LogEntry.objects.get_for_object(staff) if "user_permissions" in e.changes_dict]
+    assert len(entries) == 1
+    assert entries[0].actor == cast.admin
+    assert "Release admin" in str(entries[0].changes_dict["user_permissions"])
