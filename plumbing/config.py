@@ -5,6 +5,7 @@ and integers (environ quietly reads "ture" as False) and secrets from `NAME_FILE
 Every error names the variable so a broken deploy says what to fix.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -102,3 +103,35 @@ def redis_url(name: str, default: str) -> str:
 
 def csv(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def networks(name: str, default: str = "") -> list:
+    """Comma-separated IP addresses or CIDR networks (`10.0.0.0/8,127.0.0.1`)."""
+    result = []
+    for item in csv(name, default):
+        try:
+            result.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise _bad(name, os.environ.get(name, default), f"{item!r} is not an IP address or network") from None
+    return result
+
+
+def header_name(name: str, default: str = "") -> str:
+    """An HTTP header name such as `X-Forwarded-Proto`, as Django's META key (`HTTP_X_FORWARDED_PROTO`)."""
+    value = os.environ.get(name, default).strip()
+    if not value:
+        return ""
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,100}", value):
+        raise _bad(name, value, "expected an HTTP header name such as X-Forwarded-Proto")
+    return "HTTP_" + value.upper().replace("-", "_")
+
+
+def pairs(name: str, default: str = "") -> list[tuple[str, str]]:
+    """`a=b,c=d` as [("a", "b"), ("c", "d")]; a name may repeat on either side."""
+    result = []
+    for item in csv(name, default):
+        left, sep, right = item.partition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise _bad(name, os.environ.get(name, default), f"{item!r} is not name=name")
+        result.append((left.strip(), right.strip()))
+    return result

@@ -12,3 +12,12 @@ class PortalConfig(AppConfig):
         # them) of people, and the permissions of groups. Passwords and login times are not.
         auditlog.register(User, exclude_fields=["password", "last_login"], m2m_fields={"groups", "user_permissions"})
         auditlog.register(Group, m2m_fields={"permissions"})
+
+        from django.contrib.auth.signals import user_logged_out
+        from django.db.models.signals import post_delete, post_save
+
+        from portal import access
+
+        user_logged_out.connect(access.close_session_sockets, dispatch_uid="pampam-close-session-sockets")
+        post_save.connect(access.close_user_sockets, sender=User, dispatch_uid="pampam-close-user-sockets")
+        post_delete.connect(access.close_user_sockets, sender=User, dispatch_uid="pampam-close-deleted-user-sockets")

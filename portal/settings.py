@@ -1,8 +1,24 @@
 """Settings come only from the environment (see README, "Configuration")."""
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
-from plumbing.config import csv, database, envbool, envint, envstr, envurl, redis_url, secret
+from django.core.exceptions import ImproperlyConfigured
+
+from plumbing.config import (
+    csv,
+    database,
+    envbool,
+    envint,
+    envstr,
+    envurl,
+    header_name,
+    networks,
+    pairs,
+    redis_url,
+    secret,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("PAMPAM_VAR_DIR", str(BASE_DIR / "var")))
@@ -10,8 +26,6 @@ VAR_DIR = Path(envstr("PAMPAM_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = secret("SECRET_KEY", "pampam-insecure-dev-key" if DEBUG else "")
 if not SECRET_KEY:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("Environment variable SECRET_KEY must be set when DEBUG is off.")
 # Key for cluster credentials at rest; derived from SECRET_KEY unless given separately.
 CREDENTIALS_KEY = secret("CREDENTIALS_KEY", "")
@@ -31,12 +45,14 @@ INSTALLED_APPS = [
     "channels",
     "django_rq",
     "auditlog",
+    "axes",
     "portal",
     "clusters",
     "releases",
 ]
 
 MIDDLEWARE = [
+    "portal.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.SecurityHeadersMiddleware",
@@ -44,10 +60,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.access.SsoSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Last: turns a refused (locked-out) login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -86,6 +105,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
 RQ = {"COMMIT_MODE": "on_db_commit"}
+# An open websocket re-checks its session this often (logout and deactivation close it at once).
+WEBSOCKET_SESSION_CHECK_SECONDS = envint("WEBSOCKET_SESSION_CHECK_SECONDS", 30, minimum=1)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -94,8 +115,68 @@ CHANNEL_LAYERS = {
 }
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Login throttling (django-axes): after LOGIN_FAILURE_LIMIT failures for one username, or from one
+# address, further attempts are refused for LOGIN_COOLOFF_MINUTES — the portal's login page and
+# the admin's alike. Attempts live in the database, shared by every web process.
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# REMOTE_ADDR is already the real client (portal.middleware.ClientAddressMiddleware).
+AXES_CLIENT_IP_CALLABLE = "portal.access.client_ip"
+AXES_VERBOSE = False
+# Single sign-on with OpenID Connect (portal/sso.py, mozilla-django-oidc): on when OIDC_ISSUER is
+# set. Endpoints come from the provider's discovery document. Provider groups named in
+# OIDC_GROUP_MAP (`provider-group=portal-group,…`) set the portal groups at every login.
+OIDC_ISSUER = envurl("OIDC_ISSUER")
+OIDC_CLIENT_ID = envstr("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = secret("OIDC_CLIENT_SECRET")
+OIDC_GROUPS_CLAIM = envstr("OIDC_GROUPS_CLAIM", "groups").strip()
+OIDC_GROUP_MAP = pairs("OIDC_GROUP_MAP")
+OIDC_RP_SCOPES = envstr("OIDC_SCOPES", "openid email profile")
+# An SSO session ends after this long, whatever the cookie says: the user signs in at the provider
+# again, which refuses people it no longer knows and brings their current groups.
+OIDC_SESSION_MAX_AGE = envint("OIDC_SESSION_MAX_AGE", 8 * 3600, minimum=60)
+SSO_ENABLED = bool(OIDC_ISSUER)
+LOCAL_LOGIN = envbool("LOCAL_LOGIN", True)
+if SSO_ENABLED and not (OIDC_CLIENT_ID and OIDC_CLIENT_SECRET):
+    raise ImproperlyConfigured(
+        "Environment variable OIDC_ISSUER is set: OIDC_CLIENT_ID and OIDC_CLIENT_SECRET (or OIDC_CLIENT_SECRET_FILE) "
+        "must be set too."
+    )
+if not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,100}", OIDC_GROUPS_CLAIM):
+    raise ImproperlyConfigured(f"Environment variable OIDC_GROUPS_CLAIM={OIDC_GROUPS_CLAIM!r} is not a claim name.")
+if not LOCAL_LOGIN and not SSO_ENABLED:
+    raise ImproperlyConfigured("Environment variable LOCAL_LOGIN=0 needs single sign-on: set OIDC_ISSUER.")
+# mozilla-django-oidc's own settings, derived from ours.
+OIDC_RP_CLIENT_ID = OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = OIDC_CLIENT_SECRET
+OIDC_RP_SIGN_ALGO = envstr("OIDC_SIGN_ALGO", "RS256")
+OIDC_USE_NONCE = True
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_callback"
+OIDC_TIMEOUT = envint("OIDC_TIMEOUT_SECONDS", 10, minimum=1)
+# The authorize view reads these at start; portal.sso sets them from discovery per request.
+OIDC_OP_AUTHORIZATION_ENDPOINT = ""
+OIDC_OP_TOKEN_ENDPOINT = ""
+OIDC_OP_USER_ENDPOINT = ""
+
+# Axes first (refuses locked-out logins), then SSO, then local passwords unless switched off.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    *(["portal.sso.Backend"] if SSO_ENABLED else []),
+    *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
+]
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -111,11 +192,37 @@ STATIC_ROOT = VAR_DIR / "static"
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
-SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", False)
+# HTTPS hardening is on by default when PORTAL_URL is https:// (production); each part can be
+# turned off on its own. `manage.py check --deploy` passes with the README's production settings.
+HTTPS = PORTAL_URL.startswith("https://")
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: forms carry the token.
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 12 * 3600, minimum=60)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", HTTPS)
+# Kubelet probes and Prometheus reach the pod directly over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Proxies in front of the portal (IPs or CIDRs). Only their X-Forwarded-For / -Proto headers are
+# believed (portal.middleware.ClientAddressMiddleware); from anyone else they are dropped, so the
+# audit log and login throttling see the real peer, not an address a client claims.
+TRUSTED_PROXIES = networks("TRUSTED_PROXIES", "")
+# Behind a TLS-terminating proxy: the header it sets to "https" (e.g. X-Forwarded-Proto).
+_ssl_header = header_name("SECURE_PROXY_SSL_HEADER", "")
+if _ssl_header:
+    if not TRUSTED_PROXIES:
+        raise ImproperlyConfigured(
+            "Environment variable SECURE_PROXY_SSL_HEADER needs TRUSTED_PROXIES: the proxies allowed to set it."
+        )
+    SECURE_PROXY_SSL_HEADER = (_ssl_header, "https")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # Outside systems (each optional: an empty URL means "not configured").
@@ -158,5 +265,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

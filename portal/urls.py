@@ -1,8 +1,10 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
-from portal import metrics
+from portal import access, metrics, sso
 from portal import views as portal_views
 from releases import build_views, dora, views
 
@@ -12,10 +14,14 @@ urlpatterns = [
     path("readyz", portal_views.readyz, name="readyz"),
     path("metrics", metrics.scrape, name="metrics"),
     # Login, logout and password change only: no e-mail is configured, so no password reset.
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", access.LoginView.as_view(), name="login"),
+    path("accounts/logout/", access.LogoutView.as_view(), name="logout"),
     path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    # Single sign-on (OpenID Connect): to the provider, and back.
+    path("oidc/authenticate/", login_not_required(sso.AuthenticateView.as_view()), name="oidc_authentication_init"),
+    path("oidc/callback/", login_not_required(sso.CallbackView.as_view()), name="oidc_callback"),
+    *([path("admin/login/", access.admin_login)] if not settings.LOCAL_LOGIN else []),
     path("admin/", admin.site.urls),
     path("services/<slug:slug>/", views.service_detail, name="service"),
     path(

@@ -14,14 +14,21 @@ exist, so the consumer reads them from the database before forwarding N.
 Refusals are sent after accepting, as close codes a page can act on (a close before accept
 reaches a browser only as an anonymous HTTP 403): 4401 not logged in, 4403 not allowed,
 4404 no such deployment, 4400 malformed parameter or message.
+
+A socket lives no longer than the session it was opened with: it joins the session's and the
+user's groups (a logout or a deactivation closes it at once, 4401) and re-checks the session
+every WEBSOCKET_SESSION_CHECK_SECONDS and when it expires (plumbing.sessions).
 """
 
+import asyncio
 import json
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
+from plumbing import sessions
 from plumbing.live import ACTIVITY_GROUP
 from releases import rules
 from releases.models import Build, BuildEvent, Deployment, DeploymentEvent
@@ -38,6 +45,8 @@ class RelayConsumer(AsyncJsonWebsocketConsumer):
     """Shared plumbing: refuse with a code, answer pings, close on anything else."""
 
     group: str | None = None
+    session_groups: tuple[str, ...] = ()
+    session_watch: asyncio.Task | None = None
 
     async def refuse(self, code: int) -> None:
         await self.accept()
@@ -66,8 +75,35 @@ class RelayConsumer(AsyncJsonWebsocketConsumer):
         return {}
 
     async def disconnect(self, code):
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.session_watch:
+            self.session_watch.cancel()
+        for group in (self.group, *self.session_groups):
+            if group:
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def follow_session(self) -> None:
+        """Close this socket when its session ends: at once on logout or deactivation (a group
+        message), else when a periodic re-check finds it expired or no longer valid."""
+        session = self.scope.get("session")
+        user = self.scope["user"]
+        if session is None or not session.session_key:
+            return
+        self.session_groups = (sessions.session_group(session.session_key), sessions.user_group(user.pk))
+        for group in self.session_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.session_watch = asyncio.create_task(self._recheck(session.session_key, user.pk))
+
+    async def _recheck(self, session_key: str, user_id) -> None:
+        interval = settings.WEBSOCKET_SESSION_CHECK_SECONDS
+        while True:
+            left = await database_sync_to_async(sessions.seconds_left)(session_key, user_id)
+            if left <= 0:
+                await self.close(code=UNAUTHENTICATED)
+                return
+            await asyncio.sleep(min(interval, left + 0.5))
+
+    async def session_ended(self, message):
+        await self.close(code=UNAUTHENTICATED)
 
 
 class SequencedConsumer(RelayConsumer):
@@ -98,6 +134,7 @@ class SequencedConsumer(RelayConsumer):
             return
         self.group = parent.group
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.follow_session()
         await self.accept()
         self.last_seq = after
         await self._catch_up()
@@ -189,6 +226,7 @@ class ActivityConsumer(RelayConsumer):
             return
         self.group = ACTIVITY_GROUP
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.follow_session()
         await self.accept()
 
     async def activity_update(self, message):

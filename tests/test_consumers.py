@@ -41,8 +41,8 @@ def run(scenario):
     async_to_sync(scenario)()
 
 
-def headers(user=None, origin="http://127.0.0.1"):
-    result = [(b"host", b"127.0.0.1"), (b"origin", origin.encode())]
+def headers(user=None, origin=None):
+    result = [(b"host", b"127.0.0.1"), (b"origin", (origin or settings.PORTAL_URL).encode())]
     if user is not None:
         client = Client()
         client.force_login(user)
@@ -100,6 +100,118 @@ def test_it_refuses_foreign_origins(cast_tx):
             communicator = foreign(path)
             connected, _ = await communicator.connect(timeout=TIMEOUT)
             assert not connected
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:8001",  # another port of the portal's host: another site
+        "https://127.0.0.1:8000",
+        "http://localhost:8000",
+        "http://127.0.0.1",
+        "null",
+    ],
+)
+def test_it_refuses_an_origin_that_is_not_exactly_the_portals(cast_tx, settings, origin):
+    settings.PORTAL_URL = "http://127.0.0.1:8000"
+    deployment = make_logged(cast_tx)
+    foreign = connector(cast_tx.erin, origin=origin)
+
+    async def scenario():
+        for path in (f"/ws/deployments/{deployment.pk}/", "/ws/activity/"):
+            connected, _ = await foreign(path).connect(timeout=TIMEOUT)
+            assert not connected, origin
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:8000", "https://portal.example.com", "https://a.corp.example"])
+def test_it_accepts_the_portal_and_csrf_trusted_origins(cast_tx, settings, origin):
+    settings.PORTAL_URL = "http://127.0.0.1:8000"
+    settings.CSRF_TRUSTED_ORIGINS = ["https://portal.example.com:443", "https://*.corp.example"]
+    deployment = make_logged(cast_tx)
+    connect = connector(cast_tx.erin, origin=origin)
+
+    async def scenario():
+        communicator = connect(f"/ws/deployments/{deployment.pk}/")
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        assert connected
+        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def logged_in_session(user):
+    client = Client()
+    client.force_login(user)
+    return client, client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def socket_with(session_key):
+    return WebsocketCommunicator(
+        application,
+        "/ws/activity/",
+        headers=[
+            (b"host", b"127.0.0.1"),
+            (b"origin", settings.PORTAL_URL.encode()),
+            (b"cookie", f"sessionid={session_key}".encode()),
+        ],
+    )
+
+
+def test_it_closes_a_socket_when_its_session_logs_out(cast_tx):
+    client, key = logged_in_session(cast_tx.erin)
+    other_client, other_key = logged_in_session(cast_tx.erin)
+
+    async def scenario():
+        mine, other = socket_with(key), socket_with(other_key)
+        assert (await mine.connect(timeout=TIMEOUT))[0]
+        assert (await other.connect(timeout=TIMEOUT))[0]
+        await sync_to_async(client.post)("/accounts/logout/")
+        closed = await mine.receive_output(timeout=TIMEOUT)
+        assert (closed["type"], closed["code"]) == ("websocket.close", consumers.UNAUTHENTICATED)
+        assert await other.receive_nothing(timeout=0.5)  # the same person's other session stays
+        await other.disconnect()
+
+    run(scenario)
+
+
+def test_it_closes_every_socket_of_a_deactivated_account(cast_tx):
+    _, key = logged_in_session(cast_tx.erin)
+
+    def deactivate():
+        cast_tx.erin.is_active = False
+        cast_tx.erin.save()
+
+    async def scenario():
+        socket = socket_with(key)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        await sync_to_async(deactivate)()
+        closed = await socket.receive_output(timeout=TIMEOUT)
+        assert (closed["type"], closed["code"]) == ("websocket.close", consumers.UNAUTHENTICATED)
+
+    run(scenario)
+
+
+def test_it_closes_a_socket_when_its_session_expires(cast_tx, settings):
+    settings.WEBSOCKET_SESSION_CHECK_SECONDS = 1
+    client, key = logged_in_session(cast_tx.erin)
+
+    def expire():
+        from django.contrib.sessions.models import Session
+        from django.utils import timezone
+
+        Session.objects.filter(session_key=key).update(expire_date=timezone.now())
+
+    async def scenario():
+        socket = socket_with(key)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        await sync_to_async(expire)()
+        closed = await socket.receive_output(timeout=TIMEOUT)
+        assert (closed["type"], closed["code"]) == ("websocket.close", consumers.UNAUTHENTICATED)
 
     run(scenario)
 

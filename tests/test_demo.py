@@ -17,14 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _free_base() -> int:
-    """A port P such that P…P+5 and P+379 are free (the demo's web, sandboxes and Redis).
+    """A port P such that P…P+6 and P+379 are free (the demo's web, sandboxes, SSO provider and Redis).
 
     Chosen below Linux's ephemeral range (32768+), where outgoing connections take ports.
     """
     randomness = random.Random()
     for _ in range(100):
         base = randomness.randrange(20000, 32000)
-        ports = [*range(base, base + 6), base + 379]
+        ports = [*range(base, base + 7), base + 379]
         if all(_free(p) for p in ports):
             return base
     pytest.fail("no free ports for the demo")
@@ -86,4 +86,8 @@ def test_it_serves_the_login_page_and_alice_can_log_in(demo):
     assert response.url == f"{base}/"
     assert "What runs where" in response.text
     assert "Storefront" in response.text
+    assert "Sign in with SSO" in page.text
+    port = int(base.rsplit(":", 1)[1])
+    discovery = requests.get(f"http://127.0.0.1:{port + 6}/.well-known/openid-configuration", timeout=10).json()
+    assert discovery["end_session_endpoint"]
     assert (var / "kubeconfig").exists()

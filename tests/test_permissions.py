@@ -89,7 +89,15 @@ def test_it_exempts_only_health_checks_hooks_and_login_from_logging_in():
 
     walk(get_resolver().url_patterns)
     # /metrics checks its own bearer token; hooks check their signatures.
-    allowed = {"healthz", "readyz", "metrics", "accounts/login/", "admin/login/"}
+    allowed = {
+        "healthz",
+        "readyz",
+        "metrics",
+        "accounts/login/",
+        "admin/login/",
+        "oidc/authenticate/",
+        "oidc/callback/",
+    }
     assert {"healthz", "readyz", "accounts/login/"} <= exempt
     assert {path for path in exempt if not path.startswith("hooks/")} <= allowed, exempt
 

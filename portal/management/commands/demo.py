@@ -26,6 +26,13 @@ from django.core.management.base import BaseCommand, CommandError
 from portal import demo_data
 
 TOKEN = "pampam-demo"
+# Provider groups → portal groups, and the people the demo's identity provider knows (one click
+# each on its sign-in page). Dana leads (deploys to prod, approves), Eve develops.
+DEMO_GROUP_MAP = "eng=developers,eng-leads=release-managers,eng-leads=approvers"
+DEMO_SSO_USERS = [
+    {"sub": "dana", "email": "dana@pampam.local", "preferred_username": "dana", "groups": ["eng", "eng-leads"]},
+    {"sub": "eve", "email": "eve@pampam.local", "preferred_username": "eve", "groups": ["eng"]},
+]
 
 
 class Command(BaseCommand):
@@ -82,6 +89,11 @@ class Command(BaseCommand):
             "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{ports.slack}/services/T0DEMO/B0DEMO/pampam",
             "METRICS_TOKEN": TOKEN,
             "RECONCILE_INTERVAL_SECONDS": "15",
+            # Single sign-on against the demo's own OpenID Connect provider (oidc-provider-mock).
+            "OIDC_ISSUER": f"http://127.0.0.1:{port + 6}",
+            "OIDC_CLIENT_ID": "pampam-demo",
+            "OIDC_CLIENT_SECRET": TOKEN,
+            "OIDC_GROUP_MAP": DEMO_GROUP_MAP,
         }
         for name, value in values.items():
             os.environ.setdefault(name, value)
@@ -148,12 +160,19 @@ class Command(BaseCommand):
         self._spawn("github", [python, "-m", "sandbox.github", "--port", str(ports.github), "--token", TOKEN, *repos])
         self._spawn("grafana", [python, "-m", "sandbox.grafana", "--port", str(ports.grafana), "--token", TOKEN])
         self._spawn("slack", [python, "-m", "sandbox.slack", "--port", str(ports.slack)])
+        sso_users = [arg for user in DEMO_SSO_USERS for arg in ("--user-claims", json.dumps(user))]
+        self._spawn(
+            "sso",
+            [python, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port + 6)]
+            + ["--require-nonce", *sso_users],
+        )
         for name, p in [
             ("kube", ports.kube),
             ("jenkins", ports.jenkins),
             ("github", ports.github),
             ("grafana", ports.grafana),
             ("slack", ports.slack),
+            ("sso", port + 6),
         ]:
             self._wait_for(name, p)
 
@@ -172,6 +191,8 @@ class Command(BaseCommand):
                 str(port),
                 "--log-level",
                 "warning",
+                # X-Forwarded-* is the portal's business (TRUSTED_PROXIES), not uvicorn's.
+                "--no-proxy-headers",
             ],
             env,
         )
@@ -233,6 +254,10 @@ class Command(BaseCommand):
         self.stdout.write("    admin: superuser — the admin site at /admin/, and release admin (deploy, roll back,")
         self.stdout.write("           override freezes and locks anywhere; every use shows in the timeline)")
         self.stdout.write("  A storefront deployment to prod waits for two approvals: log in as alice, then carol.")
+        self.stdout.write(
+            f'  Or "Sign in with SSO" (provider at http://127.0.0.1:{port + 6}/): dana (groups eng, eng-leads →'
+        )
+        self.stdout.write("    developer, release manager, approver) or eve (eng → developer), created at first login")
         self.stdout.write(f"  kubectl:  KUBECONFIG={self.var / 'kubeconfig'} kubectl get deploy -A")
         self.stdout.write(f"  Jenkins:  http://127.0.0.1:{ports.jenkins}/  (pampam / {TOKEN})")
         self.stdout.write(f"  GitHub:   http://127.0.0.1:{ports.github}/api/v3/  (webhook secret {TOKEN})")
