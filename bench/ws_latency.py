@@ -72,7 +72,8 @@ class Stack:
         self.processes: list[subprocess.Popen] = []
 
     def start_processes(self) -> None:
-        env = {**os.environ, "LOG_LEVEL": "WARNING"}
+        # The socket's Origin must be the portal's own (portal/asgi.py).
+        env = {**os.environ, "LOG_LEVEL": "WARNING", "PORTAL_URL": self.url}
         python = sys.executable
         self.processes.append(
             subprocess.Popen(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from tests.factories import Cast, make_cast, make_cluster
 
@@ -90,7 +89,10 @@ def serve(background: Background) -> str:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(application, lifespan="off", log_level="warning", ws="websockets-sansio"))
+    config = uvicorn.Config(
+        application, lifespan="off", log_level="warning", ws="websockets-sansio", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
     background.spawn(lambda: server.run(sockets=[sock]), "uvicorn")
     background.stoppers.append(lambda: setattr(server, "should_exit", True))
     deadline = time.monotonic() + 15
@@ -170,7 +172,7 @@ class Portal:
 
 
 @pytest.fixture
-def portal(transactional_db):
+def portal(transactional_db, settings):
     import redis
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
@@ -180,6 +182,8 @@ def portal(transactional_db):
     background.stoppers.append(kube.stop)
     try:
         url = serve(background)
+        # Websockets are accepted from the portal's own origin only (portal/asgi.py).
+        settings.PORTAL_URL = url
         work_jobs(background)
         watch(background)
         yield Portal(url, cast, kube)
