@@ -123,3 +123,17 @@ def start(tmp_path, **env):
     base |= {"PAMPAM_VAR_DIR": str(tmp_path), **env}
     code = "import django; django.setup()"
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
+
+
+def test_it_ends_an_sso_session_past_its_maximum_age(cast):
+    import time
+
+    client = Client()
+    client.force_login(cast.alice)
+    session = client.session
+    session["sso"] = {"expires_at": time.time() - 1, "id_token": ""}
+    session.save()
+    response = client.get("/history/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert "_auth_user_id" not in client.session
