@@ -55,6 +55,7 @@ from pathlib import Path
 from sandbox.http import Running
 
 from .controller import Controllers
+from .persist import KubeState
 from .server import DEFAULT_TOO_LARGE_WAIT, KubeHandler, KubeServer
 from .store import KINDS, Cluster
 
@@ -108,7 +109,7 @@ def load_seed(cluster: Cluster, seed) -> None:
         if namespace and cluster.find("namespaces", "", namespace) is None:
             cluster.create("namespaces", "", {"metadata": {"name": namespace}})
         if cluster.find(resource, namespace, meta["name"]) is None:
-            cluster.create(resource, namespace, manifest)
+            cluster.create(resource, namespace, manifest, manager="sandbox-seed")
 
 
 class KubeSandbox:
@@ -124,14 +125,22 @@ class KubeSandbox:
         verbose=False,
         history_size=1000,
         too_large_wait=DEFAULT_TOO_LARGE_WAIT,
+        crash_backoff=10.0,
+        terminate_after=None,
+        state=None,
     ):
-        self.cluster = Cluster(history_size=history_size)
-        if seed is not None:
+        self.state_path = state
+        self.cluster = Cluster(history_size=history_size, state=KubeState(state) if state else None)
+        # A state file that exists already is the cluster: the seed only makes a new one.
+        if seed is not None and not self.cluster.loaded:
             load_seed(self.cluster, seed)
-        self.controllers = Controllers(self.cluster, ready_after=ready_after).start()
+        self.controllers = Controllers(
+            self.cluster, ready_after=ready_after, crash_backoff=crash_backoff, terminate_after=terminate_after
+        ).start()
         self.requests_log = collections.deque(maxlen=2000)
         self.http_options = {
             "cluster": self.cluster,
+            "kubelet": self.controllers.kubelet,
             "token": token,
             "bookmark_interval": bookmark_interval,
             "too_large_wait": too_large_wait,
@@ -337,5 +346,7 @@ class RolloutRecorder:
 
 def start(port=0, ready_after=0.3, token=None, seed=None, **options) -> KubeSandbox:
     """Start a fake cluster (for tests). `options`: bookmark_interval, verbose, history_size,
-    too_large_wait."""
+    too_large_wait, crash_backoff (default 5 × ready_after: the kubelet's 10 s scaled to the
+    pods' pace), terminate_after, state."""
+    options.setdefault("crash_backoff", 5 * ready_after)
     return KubeSandbox(port=port, ready_after=ready_after, token=token, seed=seed, **options)

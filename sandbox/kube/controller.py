@@ -3,13 +3,14 @@
 The deployment controller follows kubernetes/kubernetes `pkg/controller/deployment` (see
 PROTOCOLS.md §1.1); function names match the Go ones so the two can be read side by side.
 The ReplicaSet controller creates and deletes pods to match `spec.replicas` and keeps the RS
-status. The kubelet moves pods from Pending to Running and Ready after `ready_after` seconds;
-image tags ending in `-crash` crash-loop and tags ending in `-missing` fail to pull.
+status. The kubelet (kubelet.py) moves pods from Pending to Running and Ready after
+`ready_after` seconds; image tags ending in `-crash` crash-loop with the kubelet's back-off and
+tags ending in `-missing` fail to pull.
 
 Every pass runs with the store lock held, in the order deployments → replicasets → pods, so a
 pass never shows an RS whose spec shrank but whose pods were not yet deleted. Within the RS pass
-all deletions happen before any creation, so the pod count never overshoots maxSurge. Pods are
-deleted immediately (no Terminating phase).
+all deletions happen before any creation, so the pod count never overshoots maxSurge. Deleted
+pods are Terminating (no longer counted by their ReplicaSet) until the kubelet removes them.
 """
 
 import copy
@@ -19,8 +20,9 @@ import random
 import threading
 import time
 import traceback
-import uuid
 
+from .events import EventRecorder
+from .kubelet import NODE_NAME, SIDE, Kubelet
 from .store import Cluster, now_iso, parse_iso
 
 ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
@@ -38,8 +40,6 @@ SKIP_ANNOTATIONS = {
     "deprecated.deployment.rollback.to",
 }
 REV_HISTORY_LIMIT_CHARS = 2000
-NODE_NAME = "sandbox-node-1"
-HOST_IP = "192.168.49.2"
 
 
 # ====================================================================== helpers
@@ -188,138 +188,30 @@ def has_progress_deadline(d: dict) -> bool:
     return deadline is not None and deadline != 2**31 - 1
 
 
-# ===================================================================== pod state
-class Kubelet:
-    """Decides each pod's status from its age and image tag, and remembers readiness times."""
-
-    def __init__(self, ready_after: float):
-        self.ready_after = ready_after
-        self.started: dict[str, float] = {}  # pod uid → monotonic time first seen
-        self.ready_since: dict[str, float] = {}  # pod uid → monotonic time it became Ready
-        self.next_ip = 1
-
-    def is_ready(self, pod: dict) -> bool:
-        cond = get_condition(pod.get("status") or {}, "Ready")
-        return bool(cond and cond["status"] == "True")
-
-    def is_available(self, pod: dict, min_ready_seconds: int) -> bool:
-        if not self.is_ready(pod):
-            return False
-        if not min_ready_seconds:
-            return True
-        since = self.ready_since.get(pod["metadata"]["uid"])
-        if since is None:  # not ours (e.g. created before a restart): trust the timestamp
-            cond = get_condition(pod["status"], "Ready")
-            return (time.time() - parse_iso(cond["lastTransitionTime"]).timestamp()) >= (min_ready_seconds)
-        return time.monotonic() - since >= min_ready_seconds
-
-    def desired_status(self, pod: dict) -> dict:
-        uid = pod["metadata"]["uid"]
-        now = time.monotonic()
-        elapsed = now - self.started.setdefault(uid, now)
-        status = copy.deepcopy(pod.get("status") or {})
-        if "podIP" not in status:
-            status["podIP"] = f"10.244.{self.next_ip // 250}.{self.next_ip % 250 + 2}"
-            status["podIPs"] = [{"ip": status["podIP"]}]
-            status["hostIP"] = HOST_IP
-            status["hostIPs"] = [{"ip": HOST_IP}]
-            status["startTime"] = pod["metadata"]["creationTimestamp"]
-            status.setdefault("qosClass", "BestEffort")
-            self.next_ip += 1
-        containers = pod["spec"].get("containers") or []
-        old_statuses = {c["name"]: c for c in status.get("containerStatuses") or []}
-        statuses = [self._container(c, elapsed, old_statuses.get(c["name"])) for c in containers]
-        all_ready = bool(statuses) and all(c["ready"] for c in statuses)
-        running = any("running" in c["state"] or c["restartCount"] for c in statuses)
-        status["phase"] = "Running" if running else "Pending"
-        status["containerStatuses"] = statuses
-        old_conditions = {c["type"]: c for c in status.get("conditions") or []}
-        status["conditions"] = [
-            self._pod_condition(old_conditions, "PodReadyToStartContainers", "True"),
-            self._pod_condition(old_conditions, "Initialized", "True"),
-            self._pod_condition(old_conditions, "Ready", "True" if all_ready else "False"),
-            self._pod_condition(old_conditions, "ContainersReady", "True" if all_ready else "False"),
-            self._pod_condition(old_conditions, "PodScheduled", "True"),
-        ]
-        if all_ready:
-            self.ready_since.setdefault(uid, now)
-        else:
-            self.ready_since.pop(uid, None)
-        return status
-
-    @staticmethod
-    def _pod_condition(old: dict, type_: str, status: str) -> dict:
-        previous = old.get(type_)
-        if previous and previous["status"] == status:
-            return previous
-        condition = {
-            "type": type_,
-            "status": status,
-            "lastProbeTime": None,
-            "lastTransitionTime": now_iso(),
-        }
-        if status == "False":
-            condition["reason"] = "ContainersNotReady"
-        return condition
-
-    def _container_state(self, image: str, name: str, elapsed: float, old: dict | None):
-        """(state, restartCount, ready, lastState) of a container `elapsed` seconds after its
-        pod was first seen. With r = ready_after:
-
-        * normal image: ContainerCreating until r, then running and ready;
-        * tag `*-missing`: ContainerCreating, ErrImagePull from r/2, ImagePullBackOff from r;
-        * tag `*-crash`: ContainerCreating until r, running (not ready) until 2r, then
-          CrashLoopBackOff with restartCount going up by one every r.
-        """
-        tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
-        r = self.ready_after
-        if tag.endswith("-missing"):
-            if elapsed < r / 2:
-                return {"waiting": {"reason": "ContainerCreating"}}, 0, False, {}
-            if elapsed < r:
-                return {"waiting": {"reason": "ErrImagePull"}}, 0, False, {}
-            message = f'Back-off pulling image "{image}"'
-            return {"waiting": {"reason": "ImagePullBackOff", "message": message}}, 0, False, {}
-        if elapsed < r:
-            return {"waiting": {"reason": "ContainerCreating"}}, 0, False, {}
-        crashing = tag.endswith("-crash")
-        if crashing and elapsed >= 2 * r:
-            message = f"back-off restarting failed container {name}"
-            terminated = {"terminated": {"exitCode": 1, "reason": "Error"}}
-            state = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
-            return state, int(elapsed / r) - 1, False, terminated
-        running = (old or {}).get("state", {}).get("running") or {"startedAt": now_iso()}
-        return {"running": running}, 0, not crashing, {}
-
-    def _container(self, container: dict, elapsed: float, old: dict | None) -> dict:
-        image = container.get("image", "")
-        state, restarts, ready, last_state = self._container_state(image, container["name"], elapsed, old)
-        status = {
-            "name": container["name"],
-            "image": image,
-            "imageID": "" if "waiting" in state and not restarts else f"docker.io/{image}",
-            "ready": ready,
-            "started": "running" in state,
-            "restartCount": restarts,
-            "state": state,
-            "lastState": last_state,
-        }
-        if "running" in state or restarts:
-            status["containerID"] = (old or {}).get("containerID") or ("containerd://" + uuid.uuid4().hex)
-        return status
-
-
 # ================================================================== controllers
 class Controllers:
-    """Runs the deployment and ReplicaSet controllers and the kubelet on one thread."""
+    """Runs the deployment and ReplicaSet controllers and the kubelet on one thread.
 
-    def __init__(self, cluster: Cluster, ready_after: float = 2.0, tick: float | None = None):
+    A pass runs after every write, and otherwise when something changes with time alone (a pod
+    becomes ready, a container crashes, a progress deadline passes, an event expires): each pass
+    works out the earliest such moment and the thread sleeps until then, so an idle cluster costs
+    no CPU."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        ready_after: float = 2.0,
+        crash_backoff: float = 10.0,
+        terminate_after: float | None = None,
+    ):
         self.cluster = cluster
-        self.kubelet = Kubelet(ready_after)
-        self.tick = tick if tick is not None else min(0.1, max(0.01, ready_after / 4))
+        self.events = EventRecorder(cluster)
+        self.kubelet = Kubelet(cluster, self.events, ready_after, crash_backoff, terminate_after)
         self.thread = threading.Thread(target=self._run, name="kube-controllers", daemon=True)
         self._stop = False
         self.paused = False  # frozen while the API server is down (KubeSandbox.pause_http)
+        self.wake_at: float | None = None  # the next time-based change, found by a pass
+        self.passes = 0
 
     def start(self) -> "Controllers":
         self.thread.start()
@@ -331,6 +223,11 @@ class Controllers:
             self.cluster.changed.notify_all()
         self.thread.join(timeout=5)
 
+    def wake(self, at: float | None) -> None:
+        """Ask for a pass at `at` (epoch seconds) at the latest."""
+        if at is not None and (self.wake_at is None or at < self.wake_at):
+            self.wake_at = at
+
     def _run(self) -> None:
         cluster = self.cluster
         while True:
@@ -338,22 +235,26 @@ class Controllers:
                 if self._stop or cluster.closed:
                     return
                 if self.paused:
-                    cluster.changed.wait(self.tick)
+                    cluster.changed.wait()  # resume_http() notifies
                     continue
                 before = cluster.rv
+                self.wake_at = None
                 try:
                     self.run_once()
                 except Exception:  # noqa: BLE001 - keep the fake cluster alive; the tests will notice
                     traceback.print_exc()
+                    self.wake(time.time() + 1)
                 if cluster.rv == before:
-                    # Nothing changed: sleep until a write or the next tick (time-based changes).
-                    cluster.changed.wait(self.tick)
+                    # Nothing changed: sleep until a write or the next time-based change.
+                    timeout = None if self.wake_at is None else max(0.0, self.wake_at - time.time()) + 0.001
+                    cluster.changed.wait(timeout)
                     continue
             # Something changed: run again at once, but let waiting HTTP requests in first.
             time.sleep(0.001)
 
     def run_once(self) -> None:
         """One reconcile pass over everything (caller holds the lock)."""
+        self.passes += 1
         for d in sorted(self.cluster.raw("deployments"), key=created_key):
             DeploymentSync(self, copy.deepcopy(d)).sync()
         rss = [copy.deepcopy(rs) for rs in self.cluster.raw("replicasets")]
@@ -363,36 +264,14 @@ class Controllers:
         for rs, pods in plans:
             self._rs_create_missing(rs, pods)
         for pod in list(self.cluster.raw("pods")):
-            self._kubelet_sync(pod)
+            self.wake(self.kubelet.sync(pod))
         for rs in self.cluster.raw("replicasets"):
             self._rs_sync_status(copy.deepcopy(rs))
+        self.wake(self.events.expire())
 
     # ----------------------------------------------------------- events
     def record_event(self, obj: dict, type_: str, reason: str, message: str, component: str):
-        now = now_iso()
-        meta = obj["metadata"]
-        event = {
-            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}"},
-            "involvedObject": {
-                "kind": obj["kind"],
-                "namespace": meta.get("namespace", ""),
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "apiVersion": obj["apiVersion"],
-                "resourceVersion": meta.get("resourceVersion", ""),
-            },
-            "reason": reason,
-            "message": message,
-            "source": {"component": component},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "type": type_,
-            "eventTime": None,
-            "reportingComponent": component,
-            "reportingInstance": "",
-        }
-        self.cluster.create("events", meta.get("namespace", "default"), event)
+        self.events.record(obj, type_, reason, message, component)
 
     # ------------------------------------------------------- replicasets
     def _rs_pods(self, rs: dict) -> list[dict]:
@@ -412,7 +291,7 @@ class Controllers:
             return (
                 self.kubelet.is_ready(pod),
                 self.kubelet.is_available(pod, min_ready),
-                -self.kubelet.started.get(pod["metadata"]["uid"], 0),
+                -self.cluster.side.get(SIDE, {}).get(pod["metadata"]["uid"], {}).get("seen", 0),
             )
 
         for pod in sorted(pods, key=rank)[:extra]:
@@ -445,7 +324,7 @@ class Controllers:
             }
             if not pod["metadata"]["annotations"]:
                 del pod["metadata"]["annotations"]
-            self.cluster.create("pods", rs["metadata"]["namespace"], pod)
+            self.cluster.create("pods", rs["metadata"]["namespace"], pod, manager="kube-controller-manager")
             self.record_event(rs, "Normal", "SuccessfulCreate", f"Created pod: {name}", "replicaset-controller")
 
     def _rs_sync_status(self, rs: dict) -> None:
@@ -461,19 +340,15 @@ class Controllers:
             "availableReplicas": sum(self.kubelet.is_available(p, min_ready) for p in pods),
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
+        for pod in pods:  # a Ready pod becomes available minReadySeconds later
+            since = self.kubelet.ready_since(pod)
+            if since is not None and not self.kubelet.is_available(pod, min_ready):
+                self.wake(since + min_ready)
         # Like the Go struct with omitempty: zero counts are left out.
         status = {k: v for k, v in status.items() if v or k == "replicas"}
         if status != rs.get("status"):
             rs["status"] = status
             self.cluster.update(rs)
-
-    # ------------------------------------------------------------ kubelet
-    def _kubelet_sync(self, pod: dict) -> None:
-        status = self.kubelet.desired_status(pod)
-        if status != pod.get("status"):
-            pod = copy.deepcopy(pod)
-            pod["status"] = status
-            self.cluster.update(pod)
 
 
 class DeploymentSync:
@@ -620,7 +495,7 @@ class DeploymentSync:
         }
         rs["spec"]["replicas"] = self.new_rs_new_replicas([*old_rss, rs], rs)
         self.set_new_replica_set_annotations(rs, new_revision, exists=False)
-        rs = self.cluster.create("replicasets", d["metadata"]["namespace"], rs)
+        rs = self.cluster.create("replicasets", d["metadata"]["namespace"], rs, manager="kube-controller-manager")
         if spec_replicas(rs) > 0:
             self._event("ScalingReplicaSet", f"Scaled up replica set {name} from 0 to {spec_replicas(rs)}")
         self.set_deployment_revision(new_revision)
@@ -981,7 +856,10 @@ class DeploymentSync:
         if cond["reason"] == "ProgressDeadlineExceeded":
             return True
         deadline = parse_iso(cond["lastUpdateTime"]).timestamp() + self.d["spec"]["progressDeadlineSeconds"]
-        return deadline < time.time()
+        if deadline < time.time():
+            return True
+        self.c.wake(deadline + 1)  # timestamps have whole seconds
+        return False
 
     def sync_rollout_status(self, all_rss: list[dict], new_rs: dict | None) -> None:
         d = self.d

@@ -93,9 +93,37 @@ SCHEMA = {
     },
     "EnvVar": {1: ("name", "string", False), 2: ("value", "string", False)},
     "Namespace": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "Empty", False)},
+    # authorization/v1 and authentication/v1: what `kubectl auth can-i` / `auth whoami` send.
+    "SelfSubjectAccessReview": {
+        1: ("metadata", "ObjectMeta", False),
+        2: ("spec", "SelfSubjectAccessReviewSpec", False),
+    },
+    "SelfSubjectAccessReviewSpec": {
+        1: ("resourceAttributes", "ResourceAttributes", False),
+        2: ("nonResourceAttributes", "NonResourceAttributes", False),
+    },
+    "ResourceAttributes": {
+        1: ("namespace", "string", False),
+        2: ("verb", "string", False),
+        3: ("group", "string", False),
+        4: ("version", "string", False),
+        5: ("resource", "string", False),
+        6: ("subresource", "string", False),
+        7: ("name", "string", False),
+    },
+    "NonResourceAttributes": {1: ("path", "string", False), 2: ("verb", "string", False)},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectRulesReviewSpec", False)},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", False)},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
     "Empty": {},
 }
-KIND_MESSAGES = {"Deployment", "Namespace"}
+KIND_MESSAGES = {
+    "Deployment",
+    "Namespace",
+    "SelfSubjectAccessReview",
+    "SelfSubjectRulesReview",
+    "SelfSubjectReview",
+}
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

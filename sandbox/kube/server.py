@@ -1,19 +1,30 @@
-"""The HTTP face of the fake apiserver: routing, discovery, CRUD, PATCH, watch and Tables.
+"""The HTTP face of the fake apiserver: routing, CRUD, PATCH, apply, watch, logs and Tables.
 
 Paths served (`{ns}` namespaced; the same list/watch without `namespaces/{ns}` spans all
 namespaces):
 
-    /version  /api  /apis  /api/v1  /apis/apps/v1
+    /version  /api  /apis  /api/v1  /apis/{apps,authorization.k8s.io,authentication.k8s.io}/v1
+    /openapi/v2 (JSON or protobuf)  /openapi/v3  /openapi/v3/{api/v1,apis/apps/v1,…}
     /apis/apps/v1/namespaces/{ns}/{deployments|replicasets}[/{name}[/scale|/status]]
     /api/v1/namespaces/{ns}/{pods|events}[/{name}[/status]]
+    /api/v1/namespaces/{ns}/pods/{name}/log     the kubelet stand-in's container lines
+    /api/v1/namespaces/{ns}/pods/{name}/{exec,attach,portforward}   400: not supported here
     /api/v1/namespaces[/{name}]
+    POST /apis/authorization.k8s.io/v1/{selfsubjectaccessreviews,selfsubjectrulesreviews}
+    POST /apis/authentication.k8s.io/v1/selfsubjectreviews
     POST /sandbox/compact        forget the watch history (next old-RV watch gets 410)
     GET  /sandbox/requests       the last requests seen (method, path, headers), for debugging
 
-The server attributes set through `serve()` are `cluster`, `token` (optional bearer token),
-`bookmark_interval` (seconds between watch BOOKMARKs), `too_large_wait` (how long a read from a
-resourceVersion the store has not reached waits before its 504), `requests_log` (a deque) and
-`verbose`.
+Every write honours `dryRun=All` (validated and answered like the real thing, nothing stored),
+`fieldManager` (recorded in `metadata.managedFields`) and `fieldValidation` (Strict / Warn /
+Ignore); PATCH takes JSON, merge, strategic merge and apply (`application/apply-patch+yaml`,
+server-side apply with conflicts and `force`) patches. Lists take `limit` / `continue` and
+`resourceVersionMatch`.
+
+The server attributes set through `serve()` are `cluster`, `kubelet`, `token` (optional bearer
+token), `bookmark_interval` (seconds between watch BOOKMARKs), `too_large_wait` (how long a read
+from a resourceVersion the store has not reached waits before its 504), `requests_log` (a deque)
+and `verbose`.
 
 `KubeServer` keeps every accepted connection so that `drop_connections()` can end them all at once,
 as the exit of a real apiserver does: open watches stop mid-stream and kept-alive connections close.
@@ -26,27 +37,18 @@ import sys
 import threading
 import time
 
+import yaml
+
 from sandbox.http import JSONHandler, Server
 
-from . import protobuf, tables
+from . import openapi, protobuf, reviews, tables, validation
+from .discovery import DISCOVERY, POD_CONNECT
 from .errors import ApiError, bad_request, too_large_resource_version
-from .patch import apply_patch
+from .kubelet import iso_nano
+from .patch import APPLY_PATCH, apply_patch
 from .selectors import parse_field_selector, parse_label_selector, selector_string
 from .store import KINDS, Kind, matches
 
-VERSION = {
-    "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.4",
-    "gitCommit": "59526cd4867447956156ae3a602fcbac10a2c335",
-    "gitTreeState": "clean",
-    "buildDate": "2025-04-22T16:02:27Z",
-    "goVersion": "go1.23.6",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-IN_ALL = {"deployments", "replicasets", "pods"}
 MAX_WATCH_SECONDS = 1800
 # Readable without credentials, as on a real apiserver (the kubectl dispatcher sends none).
 PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
@@ -98,68 +100,6 @@ class KubeServer(Server):
             watcher.events.put(None)  # wakes the pump, which then returns
 
 
-# ------------------------------------------------------------------ discovery
-def resource_list(group: str) -> dict:
-    version = f"{group}/v1" if group else "v1"
-    resources = []
-    for kind in KINDS.values():
-        if kind.group != group:
-            continue
-        entry = {
-            "name": kind.resource,
-            "singularName": kind.kind.lower(),
-            "namespaced": kind.namespaced,
-            "kind": kind.kind,
-            "verbs": VERBS if kind.resource != "namespaces" else [*VERBS[:1], *VERBS[2:]],
-            "shortNames": list(kind.short_names),
-        }
-        if kind.resource in IN_ALL:
-            entry["categories"] = ["all"]
-        resources.append(entry)
-        for sub in kind.subresources:
-            resources.append(
-                {
-                    "name": f"{kind.resource}/{sub}",
-                    "singularName": "",
-                    "namespaced": kind.namespaced,
-                    "kind": "Scale" if sub == "scale" else kind.kind,
-                    "verbs": ["get", "patch", "update"],
-                    **({"group": "autoscaling", "version": "v1"} if sub == "scale" else {}),
-                }
-            )
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": version,
-        "resources": resources,
-    }
-
-
-API_VERSIONS = {
-    "kind": "APIVersions",
-    "versions": ["v1"],
-    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
-}
-API_GROUPS = {
-    "kind": "APIGroupList",
-    "apiVersion": "v1",
-    "groups": [
-        {
-            "name": "apps",
-            "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
-        }
-    ],
-}
-DISCOVERY = {
-    "/api": API_VERSIONS,
-    "/apis": API_GROUPS,
-    "/api/v1": resource_list(""),
-    "/apis/apps/v1": resource_list("apps"),
-    "/version": VERSION,
-}
-
-
 class Route:
     """A parsed resource path."""
 
@@ -185,7 +125,8 @@ class Route:
             return None
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
-        if sub is not None and sub not in kind.subresources:
+        connect = kind.resource == "pods" and sub in POD_CONNECT
+        if sub is not None and sub not in kind.subresources and not connect:
             return None
         return cls(kind, namespace, name, sub)
 
@@ -205,6 +146,31 @@ def scale_view(obj: dict) -> dict:
             "selector": selector_string(obj["spec"].get("selector")),
         },
     }
+
+
+def default_manager(user_agent: str) -> str:
+    """The field manager of a write without `fieldManager`: the User-Agent up to its first "/"."""
+    return (user_agent or "unknown").split("/")[0][:128]
+
+
+class WriteOptions:
+    """The query options every write takes: dryRun, fieldManager, fieldValidation (and force)."""
+
+    def __init__(self, handler: "KubeHandler"):
+        query = handler.query
+        self.dry_run = validation.check_dry_run(query.get("dryRun", []))
+        self.directive = validation.check_field_validation(handler.query_one("fieldValidation"))
+        manager = handler.query_one("fieldManager")
+        if manager is not None and (len(manager) > 128 or not manager.isprintable()):
+            raise ApiError(
+                422,
+                "Invalid",
+                "fieldManager: Invalid value: the field manager must be printable and at most 128 characters",
+            )
+        self.explicit_manager = manager or ""
+        self.manager = manager or default_manager(handler.headers.get("User-Agent", ""))
+        force = handler.query_one("force")
+        self.force = force in ("true", "True", "1")
 
 
 class KubeHandler(JSONHandler):
@@ -230,6 +196,7 @@ class KubeHandler(JSONHandler):
 
     def _dispatch(self) -> None:
         self._record()
+        self._warnings: list[str] = []
         # Read the body first, so an error reply never leaves it unread on a kept-alive socket.
         self._raw_body = self.read_body()
         try:
@@ -245,6 +212,13 @@ class KubeHandler(JSONHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
+    def send_json(self, status: int, payload, headers: dict | None = None) -> None:
+        headers = dict(headers or {})
+        if self._warnings:
+            # One Warning header per warning: `299 - "<text>"` (RFC 7234 warn-code 299).
+            headers["Warning"] = ", ".join(f"299 - {json.dumps(w)}" for w in self._warnings)
+        super().send_json(status, payload, headers)
+
     def _authorize(self) -> None:
         token = getattr(self.server, "token", None)
         if self.path_only in PUBLIC_PATHS:
@@ -253,19 +227,28 @@ class KubeHandler(JSONHandler):
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
     def _body(self):
-        """The request body as JSON (decoding kubectl's protobuf bodies too)."""
+        """The request body as JSON (decoding kubectl's protobuf bodies, and YAML for apply)."""
         body = self._raw_body
+        content_type = self.headers.get("Content-Type", "")
         try:
-            if "protobuf" in self.headers.get("Content-Type", ""):
+            if "protobuf" in content_type:
                 return protobuf.decode(body)
+            if "yaml" in content_type:
+                return yaml.safe_load(body) if body else None
             return json.loads(body) if body else None
-        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        except (ValueError, IndexError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise bad_request(f"the body of the request could not be decoded: {exc}") from exc
 
     def _object_body(self) -> dict:
         body = self._body()
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
+        return body
+
+    def _typed_body(self, type_name: str, options: WriteOptions) -> dict:
+        """The body checked against its type: unknown fields dropped, or refused under Strict."""
+        body = self._object_body()
+        self._warnings += validation.decode(body, type_name, options.directive)
         return body
 
     def _reply_object(self, status: int, resource: str, obj: dict) -> None:
@@ -283,11 +266,18 @@ class KubeHandler(JSONHandler):
             return self.send_json(200, DISCOVERY[path])
         if path in PUBLIC_PATHS:
             return self.send_bytes(200, b"ok", "text/plain; charset=utf-8")
+        if path.startswith("/openapi/") and self.command == "GET":
+            return self._openapi(path)
         if path.startswith("/sandbox/"):
             return self._sandbox(path)
+        review = self._review_route(path)
+        if review is not None:
+            return self._review(*review)
         route = Route.parse(path)
         if route is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if route.sub in POD_CONNECT:
+            return self._connect(route)
         handler = {
             "GET": self._get,
             "POST": self._create,
@@ -308,56 +298,118 @@ class KubeHandler(JSONHandler):
             return self.send_json(200, list(self.server.requests_log))
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
+    def _openapi(self, path: str) -> None:
+        """`/openapi/v2` (JSON or protobuf) and `/openapi/v3[/<group-version>]`."""
+        if path == "/openapi/v2":
+            accept = self.headers.get("Accept", "")
+            if "protobuf" in accept:
+                # kube-openapi answers the older "…spec.v2@v1.0+protobuf" (what client-go asks
+                # for) as octet-stream: Go's mime parser cannot read an "@" in a media type.
+                media = openapi.V2_PROTOBUF if openapi.V2_PROTOBUF in accept else "application/octet-stream"
+                return self.send_bytes(200, openapi.v2_protobuf(), media)
+            return self.send_bytes(200, openapi.v2_bytes(), "application/json")
+        if path == "/openapi/v3":
+            return self.send_bytes(200, openapi.v3_index(), "application/json")
+        group_version = path.removeprefix("/openapi/v3/")
+        if group_version in openapi.group_versions():
+            headers = {"Etag": f'"{openapi.v3_hash(group_version)}"'}
+            if self.query_one("hash"):
+                headers["Cache-Control"] = "public, immutable"
+            return self.send_bytes(200, openapi.v3_document(group_version), "application/json", headers)
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    # ----------------------------------------------------------------- reviews
+    @staticmethod
+    def _review_route(path: str):
+        parts = [p for p in path.split("/") if p]
+        if len(parts) == 4 and parts[0] == "apis":
+            key = (f"{parts[1]}/{parts[2]}", parts[3])
+            if key in reviews.REVIEWS:
+                return key
+        return None
+
+    def _review(self, group_version: str, resource: str) -> None:
+        if self.command != "POST":
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
+        kind, answer = reviews.REVIEWS[(group_version, resource)]
+        options = WriteOptions(self)
+        body = self._typed_body(kind, options)
+        self.send_json(201, answer(body, group_version))
+
     # ------------------------------------------------------------------ verbs
     def _get(self, route: Route) -> None:
         if route.name is None and self.query_one("watch") in ("true", "1", "True"):
             return self._watch(route)
-        self._wait_fresh()
         if route.name is None:
             return self._list(route)
+        self._wait_fresh()
         obj = self.cluster.get(route.kind.resource, route.namespace, route.name)
         if route.sub == "scale":
             return self.send_json(200, scale_view(obj))
         self._reply_object(200, route.kind.resource, obj)
 
-    def _wait_fresh(self) -> None:
+    def _wait_fresh(self, text: str | None = None) -> None:
         """A get or list with a resourceVersion (other than "0") reads state at least that new:
         if the store is behind, wait for it a while, then 504 "Too large resource version",
         as the watch cache does (resourceVersionMatch NotOlderThan, or unset)."""
-        text = self.query_one("resourceVersion")
+        text = self.query_one("resourceVersion") if text is None else text
         if text in (None, "", "0"):
             return
-        try:
-            wanted = int(text)
-        except ValueError:
-            raise bad_request(f"invalid resource version: {text}") from None
+        wanted = _resource_version(text)
         wait = getattr(self.server, "too_large_wait", DEFAULT_TOO_LARGE_WAIT)
         if not self.cluster.wait_fresh(wanted, wait):
             raise too_large_resource_version(wanted, self.cluster.rv)
 
+    def _list_options(self) -> tuple[int, str | None, int | None]:
+        """(limit, continue token, exact resourceVersion) after the apiserver's checks."""
+        limit_text, token = self.query_one("limit"), self.query_one("continue")
+        rv_text, match = self.query_one("resourceVersion"), self.query_one("resourceVersionMatch")
+        try:
+            limit = max(0, int(limit_text or 0))
+        except ValueError:
+            raise bad_request(f"limit: Invalid value: {limit_text!r}") from None
+        if token and rv_text not in (None, ""):
+            raise bad_request("specifying resource version is not allowed when using continue")
+        if match not in (None, "", "Exact", "NotOlderThan"):
+            raise bad_request(
+                f'resourceVersionMatch: Unsupported value: "{match}": supported values: "Exact", "NotOlderThan"'
+            )
+        if match and rv_text in (None, ""):
+            raise bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+        if match == "Exact":
+            if rv_text == "0":
+                raise bad_request('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+            exact = _resource_version(rv_text)
+            self._wait_fresh(rv_text)
+            return limit, token, exact
+        self._wait_fresh(rv_text)
+        return limit, token, None
+
     def _list(self, route: Route) -> None:
         kind = route.kind
-        items, rv = self.cluster.list(
-            kind.resource,
-            route.namespace,
-            self.query_one("labelSelector"),
-            self.query_one("fieldSelector"),
+        fields_text = self.query_one("fieldSelector")
+        validation.check_field_selector(kind.resource, fields_text)
+        limit, token, exact = self._list_options()
+        page = self.cluster.list_page(
+            kind.resource, route.namespace, self.query_one("labelSelector"), fields_text, limit, token, exact
         )
+        metadata = {"resourceVersion": page.rv}
+        if page.continue_token:
+            metadata["continue"] = page.continue_token
+        if page.remaining is not None:
+            metadata["remainingItemCount"] = page.remaining
         if tables.wants_table(self.headers.get("Accept")):
             include = self.query_one("includeObject", "Metadata")
-            return self.send_json(200, tables.table(kind.resource, items, rv, include))
+            body = tables.table(kind.resource, page.items, page.rv, include)
+            body["metadata"] = metadata
+            return self.send_json(200, body)
         self.send_json(
-            200,
-            {
-                "kind": f"{kind.kind}List",
-                "apiVersion": kind.api_version,
-                "metadata": {"resourceVersion": rv},
-                "items": items,
-            },
+            200, {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": metadata, "items": page.items}
         )
 
     def _create(self, route: Route) -> None:
-        body = self._object_body()
+        options = WriteOptions(self)
+        body = self._typed_body(route.kind.kind, options)
         namespace = route.namespace
         if route.kind.namespaced:
             namespace = namespace or (body.get("metadata") or {}).get("namespace") or "default"
@@ -366,33 +418,97 @@ class KubeHandler(JSONHandler):
                 raise bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
-        obj = self.cluster.create(route.kind.resource, namespace or "", body)
+        obj = self.cluster.create(
+            route.kind.resource, namespace or "", body, manager=options.manager, dry_run=options.dry_run
+        )
         self._reply_object(201, route.kind.resource, obj)
 
     def _replace(self, route: Route) -> None:
-        body = self._object_body()
+        options = WriteOptions(self)
         resource = route.kind.resource
+        body = self._typed_body("Scale" if route.sub == "scale" else route.kind.kind, options)
         with self.cluster.lock:
             if route.sub == "scale":
-                return self._write_scale(route, body)
-            obj = self.cluster.replace(resource, route.namespace, route.name, body, route.sub)
+                return self._write_scale(route, body, options)
+            obj = self.cluster.replace(
+                resource,
+                route.namespace,
+                route.name,
+                body,
+                route.sub,
+                manager=options.manager,
+                dry_run=options.dry_run,
+            )
         self._reply_object(200, resource, obj)
 
     def _patch(self, route: Route) -> None:
-        patch = self._body()
+        options = WriteOptions(self)
         resource = route.kind.resource
-        content_type = self.headers.get("Content-Type", "")
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type == APPLY_PATCH:
+            return self._apply(route, options)
+        if options.force:
+            raise ApiError(422, "Invalid", "force: Forbidden: may not be specified for non-apply patch")
+        patch = self._body()
         with self.cluster.lock:
             current = self.cluster.get(resource, route.namespace, route.name)
             if route.sub == "scale":
-                return self._write_scale(route, apply_patch(content_type, scale_view(current), patch))
+                scale = apply_patch(content_type, scale_view(current), patch)
+                self._warnings += validation.decode(scale, "Scale", options.directive)
+                return self._write_scale(route, scale, options)
             patched = apply_patch(content_type, current, patch)
             if not isinstance(patched, dict):
                 raise bad_request("the patch did not produce an object")
-            obj = self.cluster.replace(resource, route.namespace, route.name, patched, route.sub)
+            self._warnings += validation.decode(patched, route.kind.kind, options.directive)
+            obj = self.cluster.replace(
+                resource,
+                route.namespace,
+                route.name,
+                patched,
+                route.sub,
+                manager=options.manager,
+                dry_run=options.dry_run,
+            )
         self._reply_object(200, resource, obj)
 
-    def _write_scale(self, route: Route, scale: dict) -> None:
+    def _apply(self, route: Route, options: WriteOptions) -> None:
+        """Server-side apply: `PATCH` with `application/apply-patch+yaml` and a fieldManager."""
+        kind = route.kind
+        if not options.explicit_manager:
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+            )
+        if route.sub:
+            raise bad_request(f"server-side apply to the {route.sub} subresource is not supported by this sandbox")
+        config = self._object_body()
+        if config.get("apiVersion") != kind.api_version or config.get("kind") != kind.kind:
+            raise bad_request(
+                f"invalid object type: {config.get('apiVersion', '')}, Kind={config.get('kind', '')} "
+                f"(this is {kind.api_version}, Kind={kind.kind})"
+            )
+        if options.directive == "Strict":
+            unknown = validation.decode(dict(config), kind.kind, "Warn")
+            if unknown:
+                ident = f"{route.namespace}/{route.name}; {kind.api_version}, Kind={kind.kind}"
+                fields_text = ", ".join(f".{_quoted(u)}: field not declared in schema" for u in unknown)
+                raise bad_request(f"failed to create typed patch object ({ident}): {fields_text}")
+        self._warnings += validation.decode(config, kind.kind, options.directive)
+        if kind.namespaced and route.namespace:
+            config.setdefault("metadata", {})["namespace"] = route.namespace
+        status, obj = self.cluster.apply(
+            kind.resource,
+            route.namespace or "",
+            route.name,
+            config,
+            manager=options.manager,
+            force=options.force,
+            dry_run=options.dry_run,
+        )
+        self._reply_object(status, kind.resource, obj)
+
+    def _write_scale(self, route: Route, scale: dict, options: WriteOptions) -> None:
         current = self.cluster.get(route.kind.resource, route.namespace, route.name)
         sent_rv = (scale.get("metadata") or {}).get("resourceVersion")
         if sent_rv:
@@ -401,13 +517,42 @@ class KubeHandler(JSONHandler):
         if not isinstance(replicas, int) or replicas < 0:
             raise ApiError(422, "Invalid", f'Scale.autoscaling "{route.name}" is invalid: spec.replicas')
         current["spec"]["replicas"] = replicas
-        obj = self.cluster.replace(route.kind.resource, route.namespace, route.name, current)
+        obj = self.cluster.replace(
+            route.kind.resource,
+            route.namespace,
+            route.name,
+            current,
+            manager=options.manager,
+            dry_run=options.dry_run,
+        )
         self.send_json(200, scale_view(obj))
 
     def _delete(self, route: Route) -> None:
         body = self._body() or {}
+        if not isinstance(body, dict):
+            raise bad_request("the body of a delete must be DeleteOptions")
+        dry_run = validation.check_dry_run([*self.query.get("dryRun", []), *(body.get("dryRun") or [])])
         propagation = self.query_one("propagationPolicy") or body.get("propagationPolicy") or "Background"
-        obj = self.cluster.delete(route.kind.resource, route.namespace, route.name, propagation)
+        if body.get("orphanDependents") is True:
+            propagation = "Orphan"
+        if propagation not in ("Background", "Foreground", "Orphan"):
+            raise ApiError(
+                422,
+                "Invalid",
+                f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "{propagation}": '
+                'supported values: "Foreground", "Background", "Orphan"',
+            )
+        grace_text = self.query_one("gracePeriodSeconds")
+        grace = body.get("gracePeriodSeconds") if grace_text is None else _int_option("gracePeriodSeconds", grace_text)
+        obj = self.cluster.delete(
+            route.kind.resource,
+            route.namespace,
+            route.name,
+            propagation,
+            dry_run=dry_run,
+            grace=grace,
+            preconditions=body.get("preconditions"),
+        )
         if route.kind.resource == "pods":
             return self.send_json(200, obj)
         self.send_json(
@@ -426,10 +571,99 @@ class KubeHandler(JSONHandler):
             },
         )
 
+    # ------------------------------------------------------ pods: log, exec, …
+    def _connect(self, route: Route) -> None:
+        if route.name is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        pod = self.cluster.get("pods", route.namespace, route.name)
+        if route.sub == "log" and self.command == "GET":
+            return self._logs(pod)
+        what = {"exec": "run commands in", "attach": "attach to", "portforward": "forward ports to"}.get(route.sub)
+        if what is None or self.command not in ("GET", "POST"):
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
+        raise bad_request(
+            f"the sandbox cluster cannot {what} pod {route.name}: its containers are stand-ins for the kubelet "
+            f"with no processes (pods/{route.sub} is not supported here; try kubectl logs or kubectl describe)"
+        )
+
+    def _container(self, pod: dict) -> str:
+        names = [c["name"] for c in pod["spec"].get("containers") or []]
+        wanted = self.query_one("container")
+        if not wanted:
+            if len(names) == 1:
+                return names[0]
+            raise bad_request(
+                f"a container name must be specified for pod {pod['metadata']['name']}, choose one of: "
+                f"[{' '.join(names)}]"
+            )
+        if wanted not in names:
+            raise bad_request(f"container {wanted} is not valid for pod {pod['metadata']['name']}")
+        return wanted
+
+    def _logs(self, pod: dict) -> None:
+        """pods/log: the lines the kubelet stand-in's containers printed (text/plain); with
+        `follow=true` the answer streams until the container stops or the pod goes."""
+        container = self._container(pod)
+        previous = self.query_one("previous") in ("true", "1", "True")
+        follow = self.query_one("follow") in ("true", "1", "True") and not previous
+        kubelet = self.server.kubelet
+        with self.cluster.lock:
+            lines, running = kubelet.logs(pod, container, previous)
+        lines = self._log_window(lines)
+        if not follow:
+            return self.send_bytes(200, self._log_text(lines), "text/plain")
+        self._follow_logs(pod, container, lines, running)
+
+    def _log_window(self, lines: list) -> list:
+        since = self.query_one("sinceSeconds")
+        if since:
+            cutoff = time.time() - _int_option("sinceSeconds", since)
+            lines = [entry for entry in lines if entry[0] >= cutoff]
+        tail = self.query_one("tailLines")
+        if tail:
+            count = _int_option("tailLines", tail)
+            lines = lines[-count:] if count else []
+        return lines
+
+    def _log_text(self, lines: list) -> bytes:
+        stamps = self.query_one("timestamps") in ("true", "1", "True")
+        text = "".join(f"{iso_nano(at)} {line}\n" if stamps else f"{line}\n" for at, line in lines)
+        limit = self.query_one("limitBytes")
+        data = text.encode()
+        return data[: _int_option("limitBytes", limit)] if limit else data
+
+    def _follow_logs(self, pod: dict, container: str, sent: list, running: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._chunk(self._log_text(sent))
+        uid, kubelet = pod["metadata"]["uid"], self.server.kubelet
+        while running and not self.cluster.closed and not self.server.stopping:
+            with self.cluster.lock:
+                self.cluster.changed.wait(5.0)
+                current = self.cluster.find("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+                if current is None or current["metadata"]["uid"] != uid:
+                    break
+                lines, running = kubelet.logs(current, container, False)
+            fresh = [entry for entry in lines if entry not in sent]
+            if fresh:
+                self._chunk(self._log_text(fresh))
+                sent = lines
+        if not self.server.stopping:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+    def _chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
     # ------------------------------------------------------------------ watch
     def _watch(self, route: Route) -> None:
         kind = route.kind
         labels_text, fields_text = self.query_one("labelSelector"), self.query_one("fieldSelector")
+        validation.check_field_selector(kind.resource, fields_text)
         labels = parse_label_selector(labels_text) if labels_text else None
         fields = parse_field_selector(fields_text) if fields_text else None
         as_table = tables.wants_table(self.headers.get("Accept"))
@@ -461,6 +695,8 @@ class KubeHandler(JSONHandler):
             stream.end()
 
     def _pump(self, stream, watcher, initial, labels, fields, timeout, bookmarks) -> None:
+        """Send the initial events, then each new one, with a BOOKMARK every interval; the
+        thread sleeps until the next event or deadline (a closing cluster or server wakes it)."""
         deadline = time.monotonic() + timeout
         interval = getattr(self.server, "bookmark_interval", 1.0)
         next_bookmark = time.monotonic() + interval
@@ -475,10 +711,10 @@ class KubeHandler(JSONHandler):
                 next_bookmark = now + interval
             try:
                 wait = min(deadline, next_bookmark if bookmarks else deadline) - now
-                event = watcher.events.get(timeout=max(0.0, min(wait, 0.5)))
+                event = watcher.events.get(timeout=max(0.0, wait))
             except queue.Empty:
                 continue
-            if event is None:  # drop_connections()
+            if event is None:  # drop_connections() or the cluster closed
                 return
             if event.rv > watcher.since:  # the watch cache sends only events newer than the watch
                 stream.event(event, labels, fields)
@@ -498,6 +734,28 @@ class KubeHandler(JSONHandler):
                 "metadata": {"resourceVersion": rv},
             },
         )
+
+
+def _quoted(text: str) -> str:
+    """`unknown field "spec.foo"` → `spec.foo`."""
+    return text.split('"')[1]
+
+
+def _resource_version(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise bad_request(f"invalid resource version: {text}") from None
+
+
+def _int_option(name: str, text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad_request(f"{name}: Invalid value: {text!r}: must be an integer") from None
+    if value < 0:
+        raise bad_request(f"{name}: Invalid value: {value}: must be greater than or equal to 0")
+    return value
 
 
 class WatchStream:

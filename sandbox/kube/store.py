@@ -16,17 +16,22 @@ gets `410 Expired`, like an apiserver after etcd compaction.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
+import json
 import queue
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from . import fields
 from .errors import ApiError, expired, invalid, not_found
 from .selectors import parse_field_selector, parse_label_selector
+from .validation import check_name
 
 
 @dataclass(frozen=True)
@@ -235,7 +240,7 @@ class Objects(dict):
 class Cluster:
     """All objects plus resourceVersion, history and watchers. See the module docstring."""
 
-    def __init__(self, history_size: int = DEFAULT_HISTORY):
+    def __init__(self, history_size: int = DEFAULT_HISTORY, state=None):
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.objects = Objects()
@@ -246,7 +251,17 @@ class Cluster:
         self.watchers: list[Watcher] = []
         self.observers: list = []  # callables(cluster, WatchEvent), run under the lock
         self.closed = False
-        self.create("namespaces", "", {"metadata": {"name": "default"}})
+        # Side tables persisted with the objects (the kubelet's clock per pod), {table: {key: value}}.
+        self.side: dict[str, dict] = {}
+        self.state = state
+        self.loaded = state is not None and state.load(self)
+        if self.loaded:
+            # Like a watch cache started from etcd: history begins at the loaded revision.
+            self.compacted_rv = self.rv
+        else:
+            self.create("namespaces", "", {"metadata": {"name": "default"}})
+            if state is not None:
+                state.snapshot(self)
 
     # ----------------------------------------------------------------- reads
     def kind(self, resource: str) -> Kind:
@@ -267,22 +282,70 @@ class Cluster:
         self, resource: str, namespace: str | None = None, label_selector=None, field_selector=None
     ) -> tuple[list[dict], str]:
         """Objects sorted by namespace/name, and the list resourceVersion."""
+        page = self.list_page(resource, namespace, label_selector, field_selector)
+        return page.items, page.rv
+
+    def list_page(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        label_selector=None,
+        field_selector=None,
+        limit: int = 0,
+        token: str | None = None,
+        exact_rv: int | None = None,
+    ) -> Page:
+        """One page of a list, as etcd serves it: `limit` items from the `continue` token on, all
+        read at one revision (the current one, `exact_rv`, or the one the token was issued at);
+        410 Expired when that revision has been compacted away."""
         labels = parse_label_selector(label_selector) if label_selector else None
         fields = parse_field_selector(field_selector) if field_selector else None
+        start = ""
         with self.lock:
-            items = [
-                copy.deepcopy(obj)
-                for _, obj in self.objects.of(resource, namespace, ordered=True)
-                if matches(obj, labels, fields)
-            ]
-            return items, str(self.rv)
+            if token:
+                exact_rv, start = decode_continue(token)
+                if exact_rv < self.compacted_rv:
+                    raise continue_expired(encode_continue(self.rv, start))
+            elif exact_rv is not None and exact_rv < self.compacted_rv:
+                raise list_expired()
+            rv = self.rv if exact_rv is None else exact_rv
+            snapshot = self._objects_at(resource, rv) if rv != self.rv else dict(self.objects.of(resource))
+            keys = sorted(
+                k for k, obj in snapshot.items() if (namespace is None or k[0] == namespace) and _key_text(k) > start
+            )
+            items = [copy.deepcopy(snapshot[k]) for k in keys if matches(snapshot[k], labels, fields)]
+        page = Page(items, str(rv))
+        if limit and len(items) > limit:
+            page.items = items[:limit]
+            last = page.items[-1]["metadata"]
+            page.continue_token = encode_continue(rv, _key_text((last.get("namespace", ""), last["name"])))
+            if labels is None and fields is None:
+                page.remaining = len(items) - limit
+        return page
+
+    def _objects_at(self, resource: str, rv: int) -> dict:
+        """The objects of one resource as they were at revision `rv`, undoing the history after it."""
+        objects = dict(self.objects.of(resource))
+        for event in reversed(self.history):
+            if event.rv <= rv:
+                break
+            if event.resource != resource:
+                continue
+            key = (event.namespace, event.obj["metadata"]["name"])
+            if event.type == "ADDED":
+                objects.pop(key, None)
+            elif event.old is not None:
+                objects[key] = event.old
+        return objects
 
     def raw(self, resource: str, namespace: str | None = None) -> list[dict]:
         """The stored dicts themselves (no copies), for code already holding the lock."""
         return [obj for _, obj in self.objects.of(resource, namespace)]
 
     # ---------------------------------------------------------------- writes
-    def create(self, resource: str, namespace: str, obj: dict) -> dict:
+    def create(self, resource: str, namespace: str, obj: dict, *, manager: str = "", dry_run: bool = False) -> dict:
+        """POST semantics. `manager` gets the fields (managedFields); `dry_run` validates and
+        answers the object that would be created, without a resourceVersion, storing nothing."""
         kind = KINDS[resource]
         obj = strip_nulls(obj)
         meta = obj.setdefault("metadata", {})
@@ -291,11 +354,7 @@ class Cluster:
             if kind.namespaced:
                 self._require_namespace(namespace)
                 meta["namespace"] = namespace
-            if not meta.get("name"):
-                if not meta.get("generateName"):
-                    raise ApiError(422, "Invalid", f"{kind.kind} is invalid: metadata.name: Required value")
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-            name = meta["name"]
+            name = self._new_name(kind, meta)
             if (resource, namespace, name) in self.objects:
                 raise ApiError(
                     409,
@@ -304,23 +363,55 @@ class Cluster:
                     {"name": name, "group": kind.group, "kind": kind.resource},
                 )
             self._prepare(kind, obj)
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now_iso()
-            meta.pop("resourceVersion", None)
-            meta.pop("deletionTimestamp", None)
-            if resource in GENERATION_RESOURCES:
-                meta["generation"] = 1
-            if resource == "namespaces":
-                obj["spec"] = {"finalizers": ["kubernetes"]}
-                obj["status"] = {"phase": "Active"}
-            if resource in STATUS_RESET_ON_CREATE:
-                obj["status"] = initial_status(resource, obj)
-            elif resource != "events":
-                obj.setdefault("status", {})
-            apply_status_defaults(resource, obj)
+            self._prepare_for_create(kind, obj)
+            if manager:
+                fields.record_update(None, obj, kind.kind, manager)
+            if dry_run:
+                return copy.deepcopy(obj)
             return self._commit("ADDED", resource, namespace, obj, None)
 
-    def replace(self, resource: str, namespace: str, name: str, obj: dict, subresource: str | None = None) -> dict:
+    @staticmethod
+    def _prepare_for_create(kind: Kind, obj: dict) -> None:
+        """What the server sets on a new object (PrepareForCreate and BeforeCreate)."""
+        resource, meta = kind.resource, obj["metadata"]
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_iso()
+        for key in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+            meta.pop(key, None)
+        if not any(meta.get("managedFields") or []):
+            meta.pop("managedFields", None)
+        if resource in GENERATION_RESOURCES:
+            meta["generation"] = 1
+        if resource == "namespaces":
+            obj["spec"] = {"finalizers": ["kubernetes"]}
+            obj["status"] = {"phase": "Active"}
+        if resource in STATUS_RESET_ON_CREATE:
+            obj["status"] = initial_status(resource, obj)
+        elif resource != "events":
+            obj.setdefault("status", {})
+        apply_status_defaults(resource, obj)
+
+    @staticmethod
+    def _new_name(kind: Kind, meta: dict) -> str:
+        """The name of a new object (from generateName if need be), checked like the apiserver."""
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                raise ApiError(422, "Invalid", f"{kind.kind} is invalid: metadata.name: Required value")
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        check_name(kind, meta["name"])
+        return meta["name"]
+
+    def replace(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        obj: dict,
+        subresource: str | None = None,
+        *,
+        manager: str = "",
+        dry_run: bool = False,
+    ) -> dict:
         """PUT semantics: optimistic concurrency on resourceVersion; status vs. main resource."""
         kind = KINDS[resource]
         obj = strip_nulls(obj)
@@ -333,16 +424,42 @@ class Cluster:
                 raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
             sent_rv = meta.get("resourceVersion")
             if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on {kind.qualified} "{name}": the object has '
-                    "been modified; please apply your changes to the latest version and try again",
-                    {"name": name, "group": kind.group, "kind": kind.resource},
-                )
-            return self._update(kind, current, obj, subresource)
+                raise conflict(kind, name)
+            return self._update(kind, current, obj, subresource, manager, dry_run)
 
-    def update(self, obj: dict) -> dict:
+    def apply(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        config: dict,
+        *,
+        manager: str,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> tuple[int, dict]:
+        """Server-side apply (PATCH application/apply-patch+yaml): create the object when it does
+        not exist, else merge `config` in with field ownership (fields.apply). Returns
+        (HTTP status, object)."""
+        kind = KINDS[resource]
+        config = strip_nulls(config)
+        meta = config.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+        meta.pop("managedFields", None)
+        with self.lock:
+            current = self.objects.get((resource, namespace or "", name))
+            if current is None:
+                empty = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}}
+                created = fields.apply(empty, config, kind.kind, manager, force)
+                return 201, self.create(resource, namespace, created, dry_run=dry_run)
+            try:
+                merged = fields.apply(current, config, kind.kind, manager, force)
+            except fields.ApplyConflict as clash:
+                raise ApiError(409, "Conflict", clash.message(), {"causes": clash.causes()}) from None
+            return 200, self._update(kind, current, merged, None, "", dry_run)
+
+    def update(self, obj: dict, manager: str = "kube-controller-manager") -> dict:
         """Controller write of a whole object (spec, status and metadata), no RV check."""
         resource = _resource_of(obj)
         meta = obj["metadata"]
@@ -350,10 +467,9 @@ class Cluster:
             current = self.objects.get((resource, meta.get("namespace", ""), meta["name"]))
             if current is None:
                 raise not_found(KINDS[resource], meta["name"])
-            return self._update(KINDS[resource], current, copy.deepcopy(obj), "all")
+            return self._update(KINDS[resource], current, copy.deepcopy(obj), "all", manager, False)
 
-    def _update(self, kind: Kind, current: dict, obj: dict, subresource: str | None) -> dict:
-        meta = obj["metadata"]
+    def _update(self, kind: Kind, current: dict, obj: dict, subresource, manager: str, dry_run: bool) -> dict:
         old_meta = current["metadata"]
         if subresource == "status":
             # The status subresource changes only status (and, for controllers, annotations).
@@ -375,20 +491,74 @@ class Cluster:
             meta["generation"] = old_meta.get("generation", 0) + 1
         if kind.resource == "namespaces":
             obj["spec"], obj["status"] = current["spec"], current["status"]
+        self._track_fields(kind, current, obj, subresource, manager)
         if _same_ignoring_rv(obj, current):
             return copy.deepcopy(current)  # a no-op write does not bump the RV
+        if dry_run:
+            meta["resourceVersion"] = old_meta["resourceVersion"]
+            return copy.deepcopy(obj)
         return self._commit("MODIFIED", kind.resource, meta.get("namespace", ""), obj, current)
 
-    def delete(self, resource: str, namespace: str, name: str, propagation: str = "Background"):
-        """Delete an object; dependents (ownerReferences) go too unless propagation is Orphan."""
+    @staticmethod
+    def _track_fields(kind: Kind, current: dict, obj: dict, subresource, manager: str) -> None:
+        """managedFields, as kube-apiserver's field manager keeps them: a request that sends
+        some replaces the live ones (`[{}]` strips them all; `[]` or none keeps the live ones, so
+        clients unaware of the field cannot wipe it), then `manager` gets what this write
+        changed."""
+        meta, live = obj["metadata"], current["metadata"].get("managedFields")
+        sent = meta.get("managedFields")
+        if sent and all(not entry for entry in sent):
+            meta.pop("managedFields", None)
+            return
+        if not sent:
+            meta.pop("managedFields", None)
+            if live:
+                meta["managedFields"] = copy.deepcopy(live)
+        if manager:
+            fields.record_update(current, obj, kind.kind, manager, subresource or "")
+
+    def delete(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        propagation: str = "Background",
+        *,
+        dry_run: bool = False,
+        grace: int | None = None,
+        preconditions: dict | None = None,
+    ) -> dict:
+        """Delete an object; dependents (ownerReferences) go too unless propagation is Orphan.
+        Pods go gracefully: they get a deletionTimestamp (Terminating) and the kubelet removes
+        them once their containers stopped (`grace` 0 removes them at once)."""
         kind = KINDS[resource]
         with self.lock:
             key = (resource, namespace if kind.namespaced else "", name)
             current = self.objects.get(key)
             if current is None:
                 raise not_found(kind, name)
+            _check_preconditions(kind, current, preconditions or {})
+            if resource == "pods" and grace != 0:
+                return self._terminate(current, grace, dry_run)
+            if dry_run:
+                return copy.deepcopy(current)
             self._delete(key, propagation)
             return copy.deepcopy(current)
+
+    def _terminate(self, pod: dict, grace: int | None, dry_run: bool) -> dict:
+        """Graceful pod deletion: set deletionTimestamp (now + grace) once, or shorten it."""
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds", grace) <= grace:
+            return copy.deepcopy(pod)
+        new = copy.deepcopy(pod)
+        deadline = datetime.now(UTC) + timedelta(seconds=grace)
+        new["metadata"]["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+        new["metadata"]["deletionGracePeriodSeconds"] = grace
+        if dry_run:
+            return new
+        return self._commit("MODIFIED", "pods", meta["namespace"], new, pod)
 
     def _delete(self, key, propagation: str) -> None:
         obj = self.objects.get(key)
@@ -399,6 +569,7 @@ class Cluster:
         gone = copy.deepcopy(obj)
         del self.objects[key]
         gone["metadata"]["resourceVersion"] = self._next_rv()
+        self._persist({"rv": self.rv, "op": "delete", "key": list(key)})
         self._publish(WatchEvent(self.rv, "DELETED", resource, namespace, gone, obj))
         if resource == "namespaces":
             for resource_name in KINDS:
@@ -412,10 +583,21 @@ class Cluster:
                 continue
             if propagation == "Orphan":
                 child = copy.deepcopy(child)
-                child["metadata"]["ownerReferences"] = [r for r in refs if r.get("uid") != uid]
+                kept = [r for r in refs if r.get("uid") != uid]
+                if kept:
+                    child["metadata"]["ownerReferences"] = kept
+                else:
+                    del child["metadata"]["ownerReferences"]
                 self._commit("MODIFIED", child_key[0], child_key[1], child, self.objects[child_key])
+            elif child_key[0] == "pods":
+                self._terminate(child, None, False)
             else:
                 self._delete(child_key, propagation)
+
+    def remove_terminated(self, pod: dict) -> None:
+        """The kubelet's final delete of a Terminating pod whose containers stopped."""
+        meta = pod["metadata"]
+        self._delete(("pods", meta["namespace"], meta["name"]), "Background")
 
     # --------------------------------------------------------------- helpers
     def _require_namespace(self, namespace: str) -> None:
@@ -444,9 +626,27 @@ class Cluster:
 
     def _commit(self, type_: str, resource: str, namespace: str, obj: dict, old) -> dict:
         obj["metadata"]["resourceVersion"] = self._next_rv()
-        self.objects[(resource, namespace, obj["metadata"]["name"])] = obj
+        key = (resource, namespace, obj["metadata"]["name"])
+        self.objects[key] = obj
+        self._persist({"rv": self.rv, "op": "put", "key": list(key), "obj": obj})
         self._publish(WatchEvent(self.rv, type_, resource, namespace, obj, old))
         return copy.deepcopy(obj)
+
+    def _persist(self, record: dict) -> None:
+        if self.state is not None:
+            self.state.append(self, record)
+
+    def set_side(self, table: str, key: str, value) -> None:
+        """Store (value) or drop (None) one entry of a persisted side table."""
+        entries = self.side.setdefault(table, {})
+        if value is None:
+            if entries.pop(key, None) is None:
+                return
+        elif entries.get(key) == value:
+            return
+        else:
+            entries[key] = value
+        self._persist({"op": "side", "table": table, "key": key, "value": value})
 
     def _publish(self, event: WatchEvent) -> None:
         # Stored objects are replaced, never mutated in place, so sharing them is safe.
@@ -504,7 +704,7 @@ class Cluster:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self.changed.wait(min(remaining, 0.05))
+                self.changed.wait(remaining)
             return self.rv >= min_rv
 
     def unwatch(self, watcher: Watcher) -> None:
@@ -522,7 +722,83 @@ class Cluster:
     def close(self) -> None:
         with self.lock:
             self.closed = True
+            for watcher in self.watchers:
+                watcher.events.put(None)  # wakes the watch request, which then ends
+            if self.state is not None:
+                self.state.close(self)
             self.changed.notify_all()
+
+
+@dataclass
+class Page:
+    items: list[dict]
+    rv: str
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+def _key_text(key: tuple[str, str]) -> str:
+    return f"{key[0]}/{key[1]}"
+
+
+def encode_continue(rv: int, start: str) -> str:
+    """etcd3's continue token: base64 of {"v", "rv", "start"} (the key to continue after)."""
+    body = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start + "\x00"}, separators=(",", ":"))
+    return base64.b64encode(body.encode()).decode()
+
+
+def decode_continue(token: str) -> tuple[int, str]:
+    try:
+        body = json.loads(base64.b64decode(token, validate=True))
+        if body.get("v") != "meta.k8s.io/v1":
+            raise ValueError(
+                "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+            )
+        return int(body["rv"]), body["start"].rstrip("\x00")
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise ApiError(400, "BadRequest", f"continue key is not valid: {exc}") from None
+
+
+def list_expired() -> ApiError:
+    return ApiError(410, "Expired", "The resourceVersion for the provided list is too old.")
+
+
+def continue_expired(fresh_token: str) -> ApiError:
+    error = ApiError(
+        410,
+        "Expired",
+        "The provided continue parameter is too old to display a consistent list result. You can start a new "
+        "list without the continue parameter, or use the continue value from the response to get an "
+        "inconsistent list.",
+    )
+    error.list_meta = {"continue": fresh_token}
+    return error
+
+
+def conflict(kind: Kind, name: str) -> ApiError:
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {kind.qualified} "{name}": the object has '
+        "been modified; please apply your changes to the latest version and try again",
+        {"name": name, "group": kind.group, "kind": kind.resource},
+    )
+
+
+def _check_preconditions(kind: Kind, current: dict, preconditions: dict) -> None:
+    meta = current["metadata"]
+    for field_name in ("uid", "resourceVersion"):
+        wanted = preconditions.get(field_name)
+        if wanted and wanted != meta.get(field_name):
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {kind.qualified} "{meta["name"]}": Precondition failed: '
+                f"{field_name.replace('resourceVersion', 'ResourceVersion').replace('uid', 'UID')} in precondition: "
+                f"{wanted}, {field_name.replace('resourceVersion', 'ResourceVersion').replace('uid', 'UID')} in "
+                f"object meta: {meta.get(field_name)}",
+                {"name": meta["name"], "group": kind.group, "kind": kind.resource},
+            )
 
 
 def _resource_of(obj: dict) -> str:

@@ -232,6 +232,16 @@ def test_status_errors(kube):
         {"spec": {}},
         {"Content-Type": "application/apply-patch+yaml"},
     )
+    # Server-side apply needs a field manager.
+    assert (status, reply["reason"]) == (422, "Invalid")
+    assert "fieldManager: Required value" in reply["message"]
+    status, _, reply = call(
+        kube,
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        {"spec": {}},
+        {"Content-Type": "application/x-yaml-patch"},
+    )
     assert (status, reply["reason"]) == (415, "UnsupportedMediaType")
     request = urllib.request.Request(
         kube.url + "/apis/apps/v1/namespaces/default/deployments",

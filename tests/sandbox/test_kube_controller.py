@@ -175,7 +175,7 @@ def test_new_replica_set_bookkeeping(kube):
     assert progressing["message"] == f'ReplicaSet "{new["metadata"]["name"]}" has successfully progressed.'
     available = get_condition(d["status"], "Available")
     assert (available["status"], available["reason"]) == ("True", "MinimumReplicasAvailable")
-    pods = kube.cluster.list("pods", NS)[0]
+    pods = pods_of(kube.cluster, "web")  # the old ones may still be Terminating
     assert all(p["metadata"]["name"].startswith(f"web-{pod_hash}-") for p in pods)
     assert all(len(p["metadata"]["name"].rsplit("-", 1)[1]) == 5 for p in pods)
 
@@ -262,10 +262,11 @@ def test_progress_deadline_exceeded_for_crashing_pods():
         def crash_status(cluster):
             for pod in pods_of(cluster, "web"):
                 status = pod["status"].get("containerStatuses", [{}])[0]
-                if status.get("image", "").endswith("-crash") and status["restartCount"] >= 2:
+                waiting = status.get("state", {}).get("waiting") or {}
+                if status.get("image", "").endswith("-crash") and status["restartCount"] >= 2 and waiting:
                     return status
 
-        status = kube.wait_for(crash_status, 3)
+        status = kube.wait_for(crash_status, 10)
         assert status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
         assert not status["ready"]
 
@@ -372,7 +373,10 @@ def test_deleting_a_deployment_cascades(kube):
     wait_complete(kube, "web")
     kube.cluster.delete("deployments", NS, "web")
     assert kube.cluster.list("replicasets", NS)[0] == []
-    assert kube.cluster.list("pods", NS)[0] == []
+    pods = kube.cluster.list("pods", NS)[0]
+    assert len(pods) == 2
+    assert all(p["metadata"]["deletionTimestamp"] for p in pods)  # Terminating
+    kube.wait_for(lambda c: not c.raw("pods", NS), 10)
 
 
 def test_observe_rollout_records_every_step():

@@ -50,7 +50,8 @@ def test_set_image_and_rollout_status(kube, kubectl):
     status = kubectl("rollout", "status", "deployment/web", "--timeout=30s")
     assert 'deployment "web" successfully rolled out' in status.stdout
     pods, _ = kube.cluster.list("pods", NS)
-    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:1.1"}
+    running = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert {p["spec"]["containers"][0]["image"] for p in running} == {"nginx:1.1"}
     smp = [r for r in kube.requests_log if r["method"] == "PATCH"]
     assert smp[-1]["content_type"] == "application/strategic-merge-patch+json"
 
@@ -121,5 +122,5 @@ def test_all_namespaces_errors_and_delete(kube, kubectl):
     assert missing.returncode == 1
     assert 'Error from server (NotFound): deployments.apps "nope" not found' in missing.stderr
     assert kubectl("delete", "deployment", "web").stdout.strip() == 'deployment.apps "web" deleted'
-    assert kube.cluster.list("pods", NS)[0] == []
+    kube.wait_for(lambda c: not c.raw("pods", NS), 10)  # after Terminating
     assert "No resources found" in kubectl("get", "rs").stderr
