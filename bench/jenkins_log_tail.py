@@ -31,7 +31,7 @@ POLL = 0.05
 
 
 def main() -> None:
-    sandbox = start(queue_seconds=0.05, build_seconds=2.0)
+    sandbox = start(queue_seconds=0.05, build_seconds=2.0, seed={"jobs": {"bench-build": {}}})
     settings.JENKINS_URL, settings.JENKINS_USER, settings.JENKINS_TOKEN = sandbox.url, sandbox.user, sandbox.token
     try:
         queue_id = jenkins.start_job("bench-build", {"SANDBOX_LOG_LINES": str(LINES)})

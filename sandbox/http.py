@@ -6,10 +6,16 @@ runs it with `serve()`, which returns a `Running` handle. Tests start sandboxes 
 """
 
 import json
+import signal
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+# How often an idle accept loop wakes to check for shutdown; `shutdown_server` pokes it awake, so
+# this only bounds the cost of an idle server (two wake-ups a second), not how fast it stops.
+POLL_INTERVAL = 0.5
 
 
 class Server(ThreadingHTTPServer):
@@ -17,6 +23,18 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     # Watches and long polls keep many connections open at once.
     request_queue_size = 256
+
+
+def shutdown_server(server: Server, thread: threading.Thread) -> None:
+    """Stop `serve_forever` at once: ask it to stop, then connect to wake its select()."""
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    while stopper.is_alive():
+        try:
+            socket.create_connection(server.server_address[:2], timeout=0.2).close()
+        except OSError:
+            pass  # not listening any more
+        stopper.join(0.02)
 
 
 @dataclass
@@ -33,7 +51,7 @@ class Running:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.server.shutdown()
+        shutdown_server(self.server, self.thread)
         self.server.server_close()
         self.thread.join(timeout=5)
 
@@ -44,14 +62,19 @@ def serve(handler_cls, port: int = 0, host: str = "127.0.0.1", **state) -> Runni
     for name, value in state.items():
         setattr(server, name, value)
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=handler_cls.__name__, daemon=True
+        target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, name=handler_cls.__name__, daemon=True
     )
     thread.start()
     return Running(server, thread)
 
 
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_forever(running: Running, name: str) -> None:
-    """Block the command-line entry point until Ctrl-C."""
+    """Block the command-line entry point until Ctrl-C or SIGTERM (both stop it cleanly)."""
+    signal.signal(signal.SIGTERM, _interrupt)
     print(f"{name} sandbox listening on {running.url}", flush=True)
     try:
         running.thread.join()

@@ -167,7 +167,10 @@ def test_it_records_what_the_sandbox_notification_plugin_sends(cast_tx, live_ser
     service.jenkins_build_job = "app-build"
     service.save()
     jenkins = start(
-        notify_url=f"{live_server.url}/hooks/jenkins/?token={SECRET}", queue_seconds=0.05, build_seconds=0.3
+        notify_url=f"{live_server.url}/hooks/jenkins/?token={SECRET}",
+        queue_seconds=0.05,
+        build_seconds=0.3,
+        seed={"jobs": {"app-build": {}}},
     )
     try:
         import jenkins as python_jenkins

@@ -10,7 +10,16 @@ from releases.models import Build, BuildEvent, Deployment, Release
 from sandbox.jenkins import start
 from tests.factories import make_deployment, make_release
 
-SEED = {"jobs": {"deploy-broken": {"result": "FAILURE"}, "deploy-slow": {"duration": 3}}}
+# Jobs exist in the sandbox Jenkins only when seeded (or created), as in a real one.
+SEED = {
+    "jobs": {
+        "storefront-build": {},
+        "folder/storefront": {},
+        "deploy-web": {},
+        "deploy-broken": {"result": "FAILURE"},
+        "deploy-slow": {"duration": 3},
+    }
+}
 
 
 @pytest.fixture

@@ -335,7 +335,9 @@ def test_it_reports_ready_while_the_watcher_beats_and_unavailable_when_it_stops(
 def test_it_deploys_through_a_jenkins_job_that_patches_the_cluster(kube_cast, sandbox, watcher, run_jobs, settings):
     from sandbox.jenkins import start as start_jenkins
 
-    jenkins = start_jenkins(kube_url=sandbox.url, queue_seconds=0.1, build_seconds=0.3)
+    jenkins = start_jenkins(
+        kube_url=sandbox.url, queue_seconds=0.1, build_seconds=0.3, seed={"jobs": {"deploy/dev": {}}}
+    )
     try:
         settings.JENKINS_URL, settings.JENKINS_USER, settings.JENKINS_TOKEN = jenkins.url, jenkins.user, jenkins.token
         settings.JENKINS_POLL_SECONDS = 0.02

@@ -7,16 +7,25 @@
     jenkins.wait_for_build("app", 1)         # → Build once finished
     jenkins.stop()
 
-Any job path exists (`job/a/job/b/`). A triggered build waits in the queue, runs on a thread
-printing a pipeline-like log, then succeeds, unless its parameters or the seed file say
-otherwise: see `pipeline` for the SANDBOX_* build parameters and `seed` for the file format.
-Builds with IMAGE, NAMESPACE and DEPLOYMENT (or SERVICE) patch the Deployment in `kube_url`
-like `kubectl set image`; `notify_url` receives Notification plugin payloads.
+Jobs exist when the seed names them (their folders come with them) or a client creates them
+(`createItem`, python-jenkins `create_job`); any other job path is a 404, unless the sandbox
+runs with `any_job=True` (`--any-job`), where every path is a job. A triggered build waits in
+the queue, runs on a thread printing a pipeline-like log, then succeeds, unless its parameters
+or the seed file say otherwise: see `pipeline` for the SANDBOX_* build parameters and `seed` for
+the file format. Builds with IMAGE, NAMESPACE and DEPLOYMENT (or SERVICE) patch the Deployment
+in `kube_url` like `kubectl set image`; `notify_url` receives Notification plugin payloads
+(`notify_log_lines`: the plugin's "Log" setting, 0 / N / -1 for the whole log).
 
-Wire behaviour follows PROTOCOLS.md §2: X-Jenkins header on every reply, crumbs required on
-POST, Basic auth with the API token (401 + WWW-Authenticate otherwise; only `GET /` is
-anonymous so get_version works before any authenticated call), 201 + Location for builds,
-and the progressive log with byte offsets.
+Wire behaviour follows PROTOCOLS.md §2: X-Jenkins header on every reply, Basic auth (401 +
+WWW-Authenticate otherwise; only `GET /` is anonymous so get_version works before any
+authenticated call); the API token needs no crumb (Jenkins 2.96+), the optional `password`
+does on POST; 201 + Location for builds; the progressive log with byte offsets; job and build
+URLs percent-encoded per name (`job/Store%20Front/`) in the API, Location headers and
+notifications; `tree=` and `depth` on every api/json; `computer/api/json` with the built-in
+node, whose executors show the running builds.
+
+`state` (`--state FILE`) keeps created jobs, the queue, build numbers and logs in a state file
+(persist.py): a sandbox restarted on it, even after `kill -9`, carries on where it was.
 """
 
 import time
@@ -29,6 +38,7 @@ from . import seed as seed_file
 from .handler import JenkinsHandler
 from .model import Build, Jenkins, QueueItem
 from .notify import Notifier
+from .persist import JenkinsState
 from .pipeline import Runner
 
 __all__ = ["JenkinsSandbox", "start"]
@@ -60,9 +70,14 @@ class JenkinsSandbox:
         return self.state.token
 
     def stop(self) -> None:
-        """Stop serving, and end build threads early so nothing outlives the test."""
+        """Stop serving, and end build threads early so nothing outlives the test. With a state
+        file, it is compacted first and then left alone, so the builds cut short here resume
+        (instead of counting as aborted) when a sandbox starts on it again."""
         self.running.stop()
         with self.state.lock:
+            if self.state.state is not None:
+                self.state.state.close(self.state)
+                self.state.state = None
             for item in self.state.queue.values():
                 item.cancel.set()
             for build in self.state.all_builds():
@@ -141,16 +156,29 @@ def start(
     kube_token: str | None = None,
     host: str = "127.0.0.1",
     verbose: bool = False,
+    any_job: bool = False,
+    password: str | None = None,
+    notify_log_lines: int = 0,
+    executors: int = 2,
+    state_file=None,
 ) -> JenkinsSandbox:
     """Start the fake Jenkins on a background thread; `seed` is a path or a dict."""
     defaults, jobs = seed_file.load(seed)
-    state = Jenkins(user, token, defaults, jobs)
-    notifier = Notifier(notify_url)
+    state = Jenkins(user, token, defaults, jobs, any_job=any_job, password=password, executors=executors)
+    if state_file is not None:
+        journal = JenkinsState(state_file)
+        if not journal.load(state):
+            journal.snapshot(state)
+        state.state = journal
+    notifier = Notifier(notify_url, notify_log_lines)
     runner = Runner(state, notifier, build_seconds, queue_seconds, kube_url, kube_token)
     running = serve(JenkinsHandler, port, host=host, jenkins=state, runner=runner, verbose=verbose)
     state.root_url = running.url
+    for build in state.all_builds():  # URLs follow the port the sandbox serves on now
+        build.url = f"{state.job_url(build.job)}{build.number}/"
     handle = JenkinsSandbox(running, state, runner, notifier)
     running.server.handle = handle
+    runner.resume()
     return handle
 
 

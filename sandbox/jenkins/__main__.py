@@ -19,6 +19,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--notify-url", help="Notification plugin endpoint")
     parser.add_argument("--queue-seconds", type=float, default=0.5)
     parser.add_argument("--build-seconds", type=float, default=3.0)
+    parser.add_argument("--password", help="the user's password (unlike the API token, it needs a crumb on POST)")
+    parser.add_argument("--any-job", action="store_true", help="every job path exists (else only seeded/created)")
+    parser.add_argument(
+        "--notify-log-lines", type=int, default=0, help="console lines in notifications (the plugin's Log; -1: all)"
+    )
+    parser.add_argument("--executors", type=int, default=2, help="executors of the built-in node")
+    parser.add_argument("--state", help="state file: jobs, queue, builds and logs survive a restart")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
     handle = start(
@@ -33,11 +40,16 @@ def main(argv: list[str] | None = None) -> None:
         queue_seconds=args.queue_seconds,
         build_seconds=args.build_seconds,
         verbose=args.verbose,
+        password=args.password,
+        any_job=args.any_job,
+        notify_log_lines=args.notify_log_lines,
+        executors=args.executors,
+        state_file=args.state,
     )
     try:
         serve_forever(handle.running, "jenkins")
     finally:
-        handle.notifier.stop()
+        handle.stop()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """HTTP front of the fake Jenkins: auth, crumbs, faults, then routing to the views.
 
-URLs follow Jenkins: `job/<a>/job/<b>/` is job `a/b`; what follows is the action
-(`api/json`, `buildWithParameters`, `<n>/consoleText`, ...). The `/sandbox/...` control
-endpoints skip auth and faults so a test can always reach them.
+URLs follow Jenkins: `job/<a>/job/<b>/` is job `a/b`, each name percent-decoded once (so
+`job/Store%20Front/` is `Store Front` and a multibranch `job/feature%252Fx/` is the item
+`feature%2Fx`); what follows is the action (`api/json`, `buildWithParameters`, `createItem`,
+`<n>/consoleText`, ...). An unknown job is a 404, unless the sandbox runs with `any_job`.
+
+Authentication is HTTP Basic. With the API token no crumb is needed (Jenkins 2.96+); with the
+user's password (a session-like login) a POST needs the `Jenkins-Crumb` header from
+`crumbIssuer/api/json`. The `/sandbox/...` control endpoints skip auth and faults so a test can
+always reach them.
 """
 
 import base64
@@ -13,7 +19,7 @@ from urllib.parse import parse_qs, unquote
 
 from sandbox.http import JSONHandler
 
-from . import views
+from . import tree, views
 from .model import Build, Jenkins
 
 VERSION = "2.462.3"
@@ -28,6 +34,15 @@ BUILD_ALIASES = (
 )
 # Query/form keys Jenkins itself consumes instead of passing to the build.
 RESERVED_PARAMS = {"token", "delay", "cause", "Jenkins-Crumb", "json"}
+CONFIG_XML = """<?xml version='1.1' encoding='UTF-8'?>
+<flow-definition plugin="workflow-job">
+  <description>A pipeline of the pampam sandbox Jenkins (its steps are scripted by the sandbox).</description>
+  <keepDependencies>false</keepDependencies>
+  <properties/>
+  <triggers/>
+  <disabled>false</disabled>
+</flow-definition>
+"""
 
 
 def split_job_path(parts: list[str]) -> tuple[str, list[str]]:
@@ -86,10 +101,10 @@ class JenkinsHandler(JSONHandler):
             return
         if parts == [] and self.command in ("GET", "HEAD"):
             return self.send_text(200, "<html><body>Dashboard [Jenkins]</body></html>", "text/html")
-        user = self._authenticate()
+        user, by_token = self._authenticate()
         if user is None:
             return
-        if self.command == "POST" and not self._crumb_ok():
+        if self.command == "POST" and not by_token and not self._crumb_ok():
             return self.send_error_page(403, NO_CRUMB)
         self.user = user
         try:
@@ -112,20 +127,24 @@ class JenkinsHandler(JSONHandler):
             return True
         return False
 
-    def _authenticate(self) -> str | None:
+    def _authenticate(self) -> tuple[str | None, bool]:
+        """(user, authenticated by API token) or (None, False) after answering 401."""
         header = self.headers.get("Authorization", "")
         if header.startswith("Basic "):
             try:
-                user, _, token = base64.b64decode(header[6:]).decode().partition(":")
+                user, _, secret = base64.b64decode(header[6:]).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
-                user, token = "", ""
-            if user == self.state.user and hmac.compare_digest(token, self.state.token):
-                return user
+                user, secret = "", ""
+            if user == self.state.user and hmac.compare_digest(secret, self.state.token):
+                return user, True
+            password = self.state.password
+            if user == self.state.user and password and hmac.compare_digest(secret, password):
+                return user, False
             message = f"Invalid password/token for user: {user}"
         else:
             message = "Authentication required"
         self.send_error_page(401, message, {"WWW-Authenticate": 'Basic realm="Jenkins"'})
-        return None
+        return None, False
 
     def _crumb_ok(self) -> bool:
         crumb = self.headers.get("Jenkins-Crumb") or self.query_one("Jenkins-Crumb") or ""
@@ -154,18 +173,43 @@ class JenkinsHandler(JSONHandler):
     def _route(self, parts: list[str]) -> None:
         if parts[:1] == ["job"]:
             return self._job_route(*split_job_path(parts))
+        if parts == ["createItem"] and self.command == "POST":
+            return self._create_item("")
+        if parts[:1] == ["computer"]:
+            return self._computer_route(parts[1:])
         simple = {
-            ("api", "json"): lambda: views.hudson(self.state),
-            ("crumbIssuer", "api", "json"): self._crumb,
-            ("me", "api", "json"): lambda: views.whoami(self.state, self.user),
-            ("queue", "api", "json"): lambda: views.queue(self.state),
+            ("api", "json"): lambda depth: views.hudson(self.state, depth),
+            ("crumbIssuer", "api", "json"): lambda depth: self._crumb(),
+            ("me", "api", "json"): lambda depth: views.whoami(self.state, self.user),
+            ("queue", "api", "json"): lambda depth: views.queue(self.state),
         }
         if tuple(parts) in simple and self.command == "GET":
-            return self.send_json(200, simple[tuple(parts)]())
+            return self._send_api(simple[tuple(parts)])
         if parts == ["queue", "cancelItem"] and self.command == "POST":
             return self._cancel_item()
         if len(parts) == 5 and parts[:2] == ["queue", "item"] and parts[3:] == ["api", "json"]:
             return self._queue_item(parts[2])
+        self.not_found()
+
+    def _send_api(self, document) -> None:
+        """Answer `.../api/json`: `document(depth)` built deep enough for `tree`, then filtered."""
+        raw_depth, raw_tree = self.query_one("depth", "0"), self.query_one("tree")
+        depth = int(raw_depth) if raw_depth.isdigit() else 0
+        if not raw_tree:
+            return self.send_json(200, document(depth))
+        try:
+            spec = tree.parse(raw_tree)
+        except tree.TreeError as error:
+            return self.send_error_page(400, str(error))
+        self.send_json(200, tree.apply(document(max(depth, tree.depth(spec))), spec))
+
+    def _computer_route(self, rest: list[str]) -> None:
+        """`computer/api/json` (all nodes) and `computer/<node>/api/json` for the built-in node,
+        by its current name `(built-in)`, its old `(master)` or its display name."""
+        if rest == ["api", "json"] and self.command == "GET":
+            return self._send_api(lambda depth: views.computer_set(self.state, depth))
+        if len(rest) == 3 and rest[1:] == ["api", "json"] and rest[0] in ("(built-in)", "(master)", views.BUILT_IN):
+            return self._send_api(lambda depth: views.computer(self.state, depth))
         self.not_found()
 
     def _crumb(self) -> dict:
@@ -192,20 +236,49 @@ class JenkinsHandler(JSONHandler):
         self.send_bytes(204, b"", "text/plain")
 
     def _job_route(self, name: str, rest: list[str]) -> None:
-        if not name:
+        record = self.state.find_job(name) if name else None
+        if record is None:
             return self.not_found()
+        if self.state.is_folder(name):
+            return self._folder_route(name, rest)
         if rest in ([], ["api", "json"]) and self.command == "GET":
-            if self.state.is_folder(name):
-                return self.send_json(200, views.hudson(self.state, name))
-            return self.send_json(200, views.job(self.state, name))
+            return self._send_api(lambda depth: views.job(self.state, name, depth))
         if rest in (["build"], ["buildWithParameters"]) and self.command == "POST":
             return self._trigger(name)
+        if rest == ["doDelete"] and self.command == "POST":
+            self.state.delete_job(name)
+            return self.send_bytes(200, b"", "text/plain")
+        if rest == ["config.xml"] and self.command == "GET":
+            return self.send_text(200, CONFIG_XML, "application/xml")
         if rest and (rest[0].isdigit() or rest[0] in BUILD_ALIASES):
             build = self.state.get_build(name, rest[0])
             if build is None:
                 return self.not_found()
             return self._build_route(build, rest[1:])
         self.not_found()
+
+    def _folder_route(self, name: str, rest: list[str]) -> None:
+        if rest in ([], ["api", "json"]) and self.command == "GET":
+            return self._send_api(lambda depth: views.folder(self.state, name, depth))
+        if rest == ["createItem"] and self.command == "POST":
+            return self._create_item(name)
+        if rest == ["doDelete"] and self.command == "POST":
+            self.state.delete_job(name)
+            return self.send_bytes(200, b"", "text/plain")
+        if rest in (["build"], ["buildWithParameters"]):
+            return self.send_error_page(405, f"{name} is a folder: it cannot be built")
+        self.not_found()
+
+    def _create_item(self, parent: str) -> None:
+        """`createItem?name=X` with a config.xml body: a folder when the XML is one, else a job."""
+        short = self.query_one("name", "")
+        if not short or "/" in short:
+            return self.send_error_page(400, "No name is specified" if not short else f"Unsafe name: {short}")
+        name = f"{parent}/{short}" if parent else short
+        is_folder = b"com.cloudbees.hudson.plugins.folder.Folder" in self.body
+        if self.state.create_job(name, is_folder) is None:
+            return self.send_error_page(400, f"A job already exists with the name ‘{short}’")
+        self.send_bytes(200, b"", "text/plain")
 
     def _trigger(self, name: str) -> None:
         params = {k: v[-1] for k, v in self.query.items()}
@@ -219,7 +292,7 @@ class JenkinsHandler(JSONHandler):
 
     def _build_route(self, build: Build, rest: list[str]) -> None:
         if rest in ([], ["api", "json"]) and self.command == "GET":
-            return self.send_json(200, views.build(self.state, build))
+            return self._send_api(lambda depth: views.build(self.state, build, depth))
         if rest == ["consoleText"] and self.command == "GET":
             with self.state.lock:
                 body = bytes(build.log)

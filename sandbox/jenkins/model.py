@@ -1,19 +1,39 @@
-"""In-memory state of the fake Jenkins: jobs, queue items, builds, faults.
+"""State of the fake Jenkins: jobs and folders, queue items, builds, executors, faults.
 
 Everything lives behind one re-entrant lock held by `Jenkins`. Handlers and build threads
 take it for short critical sections only; no network call is made while holding it.
+
+Jobs exist when the seed names them (with their folders) or a client creates them
+(`createItem`); with `any_job` every job path exists, as the sandbox used to behave. Every change
+goes through a method here, which also writes it to the state file when there is one
+(persist.py), so a restarted sandbox has the same queue ids, build numbers and logs.
 """
 
+import copy
 import hashlib
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from urllib.parse import quote
 
 RESULTS = ("SUCCESS", "FAILURE", "ABORTED", "UNSTABLE", "NOT_BUILT")
+# Jenkins' Util.rawEncode leaves alphanumerics and these unescaped in a path segment.
+RAW_SAFE = "!$&'()*+,-.=@_"
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def raw_encode(name: str) -> str:
+    """hudson.Util.rawEncode: one URL path segment as Jenkins writes it (`Store Front` →
+    `Store%20Front`, a multibranch `feature%2Fx` → `feature%252Fx`, `~` escaped too)."""
+    return quote(name, safe=RAW_SAFE).replace("~", "%7E")
+
+
+def job_path(name: str) -> str:
+    """`a/b` → `job/a/job/b/`, each name encoded as Jenkins does."""
+    return "".join(f"job/{raw_encode(part)}/" for part in name.split("/"))
 
 
 @dataclass
@@ -51,6 +71,9 @@ class Build:
     estimated_duration: int = -1
     tests: dict | None = None
     aborted_by: str | None = None
+    step: int = 0  # the pipeline step it runs next (a restarted sandbox resumes there)
+    failure: list[str] = field(default_factory=list)  # the lines of a failed step, printed at the end
+    executor: int = 0
     abort: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -70,6 +93,15 @@ class Build:
             "log": self.log.decode("utf-8", "replace"),
         }
 
+    def record(self, with_log: bool = False) -> dict:
+        """The build as the state file keeps it."""
+        body = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("log", "abort", "config")}
+        body = copy.deepcopy(body)
+        body["config"] = asdict(self.config)
+        if with_log:
+            body["log"] = self.log.decode("utf-8", "replace")
+        return body
+
 
 @dataclass
 class QueueItem:
@@ -87,12 +119,25 @@ class QueueItem:
     def left(self) -> bool:
         return self.cancelled or self.build is not None
 
+    def record(self) -> dict:
+        return {
+            "id": self.id,
+            "job": self.job,
+            "params": self.params,
+            "user": self.user,
+            "in_queue_since": self.in_queue_since,
+            "wait_seconds": self.wait_seconds,
+            "cancelled": self.cancelled,
+            "build": [self.build.job, self.build.number] if self.build else None,
+        }
+
 
 @dataclass
 class JobRecord:
     name: str  # full name
     builds: dict[int, Build] = field(default_factory=dict)
     next_number: int = 1
+    folder: bool = False
 
 
 @dataclass
@@ -122,25 +167,79 @@ class Faults:
 class Jenkins:
     """The whole server state. Methods that mutate take `self.lock`."""
 
-    def __init__(self, user: str, token: str, defaults: JobConfig, jobs: dict[str, JobConfig]):
+    def __init__(
+        self,
+        user: str,
+        token: str,
+        defaults: JobConfig,
+        jobs: dict[str, JobConfig],
+        any_job: bool = False,
+        password: str | None = None,
+        executors: int = 2,
+    ):
         self.lock = threading.RLock()
         self.user = user
         self.token = token
+        self.password = password
         self.crumb = hashlib.sha256(f"crumb:{user}:{token}".encode()).hexdigest()[:32]
         self.defaults = defaults
         self.job_configs = jobs
-        self.jobs: dict[str, JobRecord] = {name: JobRecord(name) for name in jobs}
+        self.any_job = any_job
+        self.executors = executors
+        self.jobs: dict[str, JobRecord] = {}
+        for name in jobs:
+            self._add_job(name)
         self.queue: dict[int, QueueItem] = {}
         self.next_queue_id = 1
         self.faults = Faults()
         self.root_url = ""
         self.requests: list[tuple[str, str]] = []
+        self.state = None  # persist.JenkinsState, when started with a state file
 
     # -- jobs -------------------------------------------------------------------------------
 
-    def job(self, name: str) -> JobRecord:
+    def _add_job(self, name: str, folder: bool = False) -> JobRecord:
+        parts = name.split("/")
+        for depth in range(1, len(parts)):  # a job's folders exist with it
+            parent = "/".join(parts[:depth])
+            record = self.jobs.setdefault(parent, JobRecord(parent, folder=True))
+            record.folder = True
+        return self.jobs.setdefault(name, JobRecord(name, folder=folder))
+
+    def find_job(self, name: str) -> JobRecord | None:
+        """The job or folder `name`; with `any_job` any job path answers (reading one does
+        not create it: its first build does)."""
         with self.lock:
-            return self.jobs.setdefault(name, JobRecord(name))
+            record = self.jobs.get(name)
+            if record is None and self.any_job and name:
+                return JobRecord(name)
+            return record
+
+    def job(self, name: str) -> JobRecord:
+        """The job `name`, for a build; with `any_job` it is created now."""
+        with self.lock:
+            record = self.jobs.get(name)
+            if record is None and self.any_job and name:
+                record = self._add_job(name)
+                self._persist({"op": "job", "name": name, "folder": False})
+            if record is None:
+                raise KeyError(name)
+            return record
+
+    def create_job(self, name: str, folder: bool) -> JobRecord | None:
+        """createItem: None if an item of that name exists already."""
+        with self.lock:
+            if name in self.jobs:
+                return None
+            record = self._add_job(name, folder)
+            self._persist({"op": "job", "name": name, "folder": folder})
+            return record
+
+    def delete_job(self, name: str) -> None:
+        with self.lock:
+            for full in [n for n in self.jobs if n == name or n.startswith(f"{name}/")]:
+                del self.jobs[full]
+            self._persist({"op": "delete_job", "name": name})
 
     def config_for(self, name: str) -> JobConfig:
         return self.job_configs.get(name, self.defaults)
@@ -153,10 +252,11 @@ class Jenkins:
         return sorted({n.split("/")[0] for n in names if n})
 
     def is_folder(self, name: str) -> bool:
-        return bool(self.children(name))
+        record = self.jobs.get(name)
+        return bool(record and record.folder) or bool(self.children(name))
 
     def job_url(self, name: str) -> str:
-        return self.root_url + "/" + "".join(f"job/{part}/" for part in name.split("/"))
+        return f"{self.root_url}/{job_path(name)}"
 
     # -- queue and builds -------------------------------------------------------------------
 
@@ -166,6 +266,7 @@ class Jenkins:
             item = QueueItem(self.next_queue_id, job, params, user, wait_seconds=wait)
             self.queue[item.id] = item
             self.next_queue_id += 1
+            self._persist({"op": "queue", "item": item.record()})
             return item
 
     def cancel(self, queue_id: int) -> bool:
@@ -175,6 +276,7 @@ class Jenkins:
                 return False
             item.cancelled = True
             item.cancel.set()
+            self._persist({"op": "queue", "item": item.record()})
             return True
 
     def start_build(self, item: QueueItem, config: JobConfig) -> Build | None:
@@ -195,10 +297,18 @@ class Jenkins:
                 config=config,
                 enqueued_ms=item.in_queue_since,
                 estimated_duration=self._estimate(record),
+                executor=self._free_executor(),
             )
             record.builds[number] = build
             item.build = build
+            self._persist({"op": "build", "build": build.record()})
+            self._persist({"op": "queue", "item": item.record()})
             return build
+
+    def _free_executor(self) -> int:
+        """The lowest executor number no running build holds (beyond `executors`: one-off)."""
+        busy = {b.executor for b in self.all_builds() if b.building}
+        return next(n for n in range(len(busy) + 1) if n not in busy)
 
     def _estimate(self, record: JobRecord) -> int:
         done = [b.duration for b in record.builds.values() if not b.building][-3:]
@@ -231,7 +341,24 @@ class Jenkins:
     def write(self, build: Build, text: str) -> None:
         with self.lock:
             build.log.extend(text.encode("utf-8"))
+            self._persist({"op": "log", "job": build.job, "number": build.number, "text": text})
+
+    def update_build(self, build: Build, **changes) -> None:
+        """Change a build's fields (result, duration, step, …) and record that."""
+        with self.lock:
+            for name, value in changes.items():
+                setattr(build, name, value)
+            self._persist({"op": "build", "build": build.record()})
 
     def all_builds(self) -> list[Build]:
         with self.lock:
             return [b for r in self.jobs.values() for b in r.builds.values()]
+
+    def running_builds(self) -> list[Build]:
+        return sorted((b for b in self.all_builds() if b.building), key=lambda b: b.executor)
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def _persist(self, record: dict) -> None:
+        if self.state is not None:
+            self.state.append(self, record)

@@ -14,6 +14,7 @@ Build parameters that script the behaviour (all optional):
 """
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,6 +57,20 @@ class Runner:
         threading.Thread(target=self._run, args=(item,), name=f"build-{item.id}", daemon=True).start()
         return item
 
+    def resume(self) -> None:
+        """After a restart: waiting queue items wait out the rest of their time, and running
+        builds carry on from the step they were at, as a durable pipeline does."""
+        with self.state.lock:
+            waiting = [q for q in self.state.queue.values() if not q.left]
+            running = self.state.running_builds()
+        for item in waiting:
+            threading.Thread(target=self._run, args=(item,), name=f"build-{item.id}", daemon=True).start()
+        for build in running:
+            stamp = time.strftime("%a %b %d %H:%M:%S %Z %Y")
+            self.state.write(build, f"Resuming build at {stamp} after Jenkins restart\n")
+            name = f"run-{build.job}-{build.number}"
+            threading.Thread(target=self.execute, args=(build,), name=name, daemon=True).start()
+
     def effective(self, job: str, params: dict[str, str]) -> JobConfig:
         """The job's seeded config, with sandbox defaults and SANDBOX_* parameters applied."""
         base = self.state.config_for(job)
@@ -68,7 +83,8 @@ class Runner:
         )
 
     def _run(self, item: QueueItem) -> None:
-        if item.cancel.wait(item.wait_seconds):
+        remaining = item.in_queue_since / 1000 + item.wait_seconds - time.time()
+        if item.cancel.wait(max(0.0, remaining)):
             return
         if item.params.get("SANDBOX_CANCEL_QUEUE") in ("1", "true", "yes"):
             self.state.cancel(item.id)
@@ -85,14 +101,15 @@ class Runner:
     def execute(self, build: Build) -> None:
         steps = self.plan(build)
         delay = build.config.duration / max(1, len(steps))
-        failure: list[str] = []
-        for step in steps:
-            if (failure or build.abort.is_set()) and not step.always:
+        for index in range(build.step, len(steps)):
+            step = steps[index]
+            if (build.failure or build.abort.is_set()) and not step.always:
                 continue
-            failure = self._step(build, step) or failure
+            failure = self._step(build, step)
+            self.state.update_build(build, step=index + 1, failure=build.failure or failure)
             if not step.always:
                 build.abort.wait(delay)  # a stop wakes the thread early
-        self._finish(build, failure)
+        self._finish(build, build.failure)
 
     def _step(self, build: Build, step: Step) -> list[str]:
         self.state.write(build, step.text)
@@ -114,15 +131,11 @@ class Runner:
             result = "FAILURE"
         else:
             result = "UNSTABLE" if build.config.result == "UNSTABLE" else "SUCCESS"
-        with self.state.lock:
-            build.result = result
-            build.duration = max(1, now_ms() - build.timestamp)
+        self.state.update_build(build, result=result, duration=max(1, now_ms() - build.timestamp))
         self._notify(build, "COMPLETED", build.timestamp + build.duration)
         with self.state.lock:
-            for line in failure:
-                build.log.extend(f"{line}\n".encode())
-            build.log.extend(f"Finished: {result}\n".encode())
-            build.building = False
+            self.state.write(build, "".join(f"{line}\n" for line in failure) + f"Finished: {result}\n")
+            self.state.update_build(build, building=False)
         self._notify(build, "FINALIZED", now_ms())
 
     def stop(self, build: Build, user: str) -> None:
@@ -130,8 +143,8 @@ class Runner:
         with self.state.lock:
             if build.result is not None or build.abort.is_set():
                 return
-            build.aborted_by = user
-            build.log.extend(f"Aborted by {user}\nSending interrupt signal to process\n".encode())
+            self.state.update_build(build, aborted_by=user)
+            self.state.write(build, f"Aborted by {user}\nSending interrupt signal to process\n")
             build.abort.set()
 
     def _notify(self, build: Build, phase: str, timestamp: int) -> None:
@@ -181,8 +194,7 @@ class Runner:
 
     def _run_tests(self, build: Build) -> str:
         tests = _test_summary(build.config)
-        with self.state.lock:
-            build.tests = tests
+        self.state.update_build(build, tests=tests)
         summary = f"Tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped ✓\n"
         if build.config.result == "FAILURE":
             raise StepFailed(summary.rstrip("\n"), "make: *** [Makefile:12: test] Error 1")

@@ -1,10 +1,21 @@
-"""JSON documents shaped like Jenkins' remote API (`.../api/json`) for jobs, queue and builds."""
+"""JSON documents shaped like Jenkins' remote API (`.../api/json`): root, folders, jobs, queue,
+builds and the built-in node with its executors.
+
+`depth` works as in Jenkins: at 0 nested objects are references (`_class`, `name`/`number`,
+`url`), each level more expands them (builds in a job, jobs in a folder, the build on an
+executor). `tree=` (tree.py) is applied by the handler to a document built deep enough. Every URL
+is absolute and percent-encoded per path segment, as Jenkins writes them (model.raw_encode).
+"""
+
+from urllib.parse import unquote
 
 from .model import Build, Jenkins, JobRecord, QueueItem, now_ms
 
 WORKFLOW_JOB = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
 WORKFLOW_RUN = "org.jenkinsci.plugins.workflow.job.WorkflowRun"
 FOLDER = "com.cloudbees.hudson.plugins.folder.Folder"
+MULTIBRANCH = "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject"
+BUILT_IN = "Built-In Node"
 
 COLORS = {
     "SUCCESS": "blue",
@@ -13,6 +24,14 @@ COLORS = {
     "ABORTED": "aborted",
     "NOT_BUILT": "notbuilt",
 }
+ALIASES = (
+    "lastBuild",
+    "lastCompletedBuild",
+    "lastFailedBuild",
+    "lastStableBuild",
+    "lastSuccessfulBuild",
+    "lastUnsuccessfulBuild",
+)
 
 
 def color(state: Jenkins, job: str) -> str:
@@ -25,81 +44,86 @@ def color(state: Jenkins, job: str) -> str:
     return COLORS.get(last.result, "notbuilt")
 
 
-def hudson(state: Jenkins, folder: str = "") -> dict:
-    """The root (`api/json`) or a folder's document: both list their direct children."""
-    jobs = []
-    for short in state.children(folder):
-        full = f"{folder}/{short}" if folder else short
-        item = {"name": short, "url": state.job_url(full)}
-        if state.is_folder(full):
-            item["_class"] = FOLDER
-        else:
-            item.update({"_class": WORKFLOW_JOB, "color": color(state, full)})
-        jobs.append(item)
-    if not folder:
-        return {
-            "_class": "hudson.model.Hudson",
-            "mode": "NORMAL",
-            "nodeName": "",
-            "nodeDescription": "the Jenkins controller's built-in node",
-            "numExecutors": 2,
-            "description": None,
-            "useSecurity": True,
-            "url": f"{state.root_url}/",
-            "jobs": jobs,
-            "views": [{"_class": "hudson.model.AllView", "name": "all", "url": f"{state.root_url}/"}],
-        }
+def display_name(name: str) -> str:
+    """The short name people see: a multibranch branch job's item name is its encoded branch."""
+    short = name.split("/")[-1]
+    return unquote(short) if "%" in short else short
+
+
+def folder_class(state: Jenkins, folder: str) -> str:
+    # Branch jobs carry encoded names (feature%2Fx): their parent is a multibranch project.
+    return MULTIBRANCH if any("%" in child for child in state.children(folder)) else FOLDER
+
+
+# ------------------------------------------------------------------ root, folders, jobs
+def _item(state: Jenkins, full: str, depth: int) -> dict:
+    """A job or folder as listed in its parent's `jobs`."""
+    if depth > 0:
+        return folder(state, full, depth - 1) if state.is_folder(full) else job(state, full, depth - 1)
+    item = {"name": full.split("/")[-1], "url": state.job_url(full)}
+    if state.is_folder(full):
+        return {"_class": folder_class(state, full), **item}
+    return {"_class": WORKFLOW_JOB, **item, "color": color(state, full)}
+
+
+def _children(state: Jenkins, parent: str, depth: int) -> list[dict]:
+    return [_item(state, f"{parent}/{short}" if parent else short, depth) for short in state.children(parent)]
+
+
+def hudson(state: Jenkins, depth: int = 0) -> dict:
+    """The root document (`api/json`)."""
     return {
-        "_class": FOLDER,
-        "name": folder.split("/")[-1],
-        "fullName": folder,
-        "displayName": folder.split("/")[-1],
-        "fullDisplayName": folder.replace("/", " » "),
-        "url": state.job_url(folder),
+        "_class": "hudson.model.Hudson",
+        "mode": "NORMAL",
+        "nodeName": "",
+        "nodeDescription": "the Jenkins controller's built-in node",
+        "numExecutors": state.executors,
         "description": None,
-        "jobs": jobs,
+        "useSecurity": True,
+        "url": f"{state.root_url}/",
+        "jobs": _children(state, "", depth),
+        "views": [{"_class": "hudson.model.AllView", "name": "all", "url": f"{state.root_url}/"}],
     }
 
 
-def _ref(build: Build | None) -> dict | None:
-    if build is None:
-        return None
-    return {"_class": WORKFLOW_RUN, "number": build.number, "url": build.url}
+def folder(state: Jenkins, name: str, depth: int = 0) -> dict:
+    short = name.split("/")[-1]
+    return {
+        "_class": folder_class(state, name),
+        "actions": [],
+        "name": short,
+        "fullName": name,
+        "displayName": display_name(name),
+        "fullDisplayName": " » ".join(display_name(p) for p in name.split("/")),
+        "url": state.job_url(name),
+        "description": None,
+        "healthReport": [],
+        "jobs": _children(state, name, depth),
+    }
 
 
-def job(state: Jenkins, name: str) -> dict:
+def job(state: Jenkins, name: str, depth: int = 0) -> dict:
     with state.lock:
-        # Reading a job must not create it: only seeded or built jobs are listed in api/json.
         record = state.jobs.get(name) or JobRecord(name)
         builds = sorted(record.builds.values(), key=lambda b: b.number, reverse=True)
         queued = [q for q in state.queue.values() if q.job == name and not q.left]
-        aliases = {
-            key: _ref(state.get_build(name, key))
-            for key in (
-                "lastBuild",
-                "lastCompletedBuild",
-                "lastFailedBuild",
-                "lastStableBuild",
-                "lastSuccessfulBuild",
-                "lastUnsuccessfulBuild",
-            )
-        }
+        aliases = {key: _build_ref(state, state.get_build(name, key), depth) for key in ALIASES}
         config = state.config_for(name)
         return {
             "_class": WORKFLOW_JOB,
             "actions": [],
             "description": config.description,
-            "displayName": name.split("/")[-1],
+            "displayName": display_name(name),
             "displayNameOrNull": None,
-            "fullDisplayName": name.replace("/", " » "),
+            "fullDisplayName": " » ".join(display_name(p) for p in name.split("/")),
             "fullName": name,
             "name": name.split("/")[-1],
             "url": state.job_url(name),
             "buildable": True,
-            "builds": [_ref(b) for b in builds],
-            "allBuilds": [_ref(b) for b in builds],  # what `tree=allBuilds[...]` asks for
+            "builds": [_build_ref(state, b, depth) for b in builds],
+            "allBuilds": [_build_ref(state, b, depth) for b in builds],  # what `tree=allBuilds[...]` asks for
             "color": color(state, name),
-            "firstBuild": _ref(builds[-1] if builds else None),
+            "firstBuild": _build_ref(state, builds[-1] if builds else None, depth),
             "healthReport": [],
             "inQueue": bool(queued),
             "keepDependencies": False,
@@ -113,6 +137,15 @@ def job(state: Jenkins, name: str) -> dict:
         }
 
 
+def _build_ref(state: Jenkins, b: Build | None, depth: int) -> dict | None:
+    if b is None:
+        return None
+    if depth > 0:
+        return build(state, b, depth - 1)
+    return {"_class": WORKFLOW_RUN, "number": b.number, "url": b.url}
+
+
+# ----------------------------------------------------------------------- queue
 def _queue_ref(item: QueueItem) -> dict:
     return {
         "_class": "hudson.model.Queue$WaitingItem",
@@ -169,7 +202,7 @@ def queue_item(state: Jenkins, item: QueueItem) -> dict:
     if item.left:
         doc["_class"] = "hudson.model.Queue$LeftItem"
         doc["cancelled"] = item.cancelled
-        doc["executable"] = _ref(item.build)
+        doc["executable"] = _build_ref(state, item.build, 0)
         return {"_class": doc.pop("_class"), **doc}
     remaining = item.in_queue_since + item.wait_seconds * 1000 - now_ms()
     doc["why"] = f"In the quiet period. Expires in {max(0, remaining) / 1000:.2f} sec"
@@ -183,7 +216,8 @@ def queue(state: Jenkins) -> dict:
     return {"_class": "hudson.model.Queue", "discoverableItems": [], "items": waiting}
 
 
-def build(state: Jenkins, b: Build) -> dict:
+# ----------------------------------------------------------------------- builds
+def build(state: Jenkins, b: Build, depth: int = 0) -> dict:
     with state.lock:
         actions = _actions(b.params, b.user)
         if b.tests is not None:
@@ -209,7 +243,7 @@ def build(state: Jenkins, b: Build) -> dict:
             "duration": b.duration if not b.building else 0,
             "estimatedDuration": b.estimated_duration,
             "executor": {"_class": "hudson.model.OneOffExecutor"} if b.building else None,
-            "fullDisplayName": f"{b.job.replace('/', ' » ')} {b.display_name}",
+            "fullDisplayName": f"{' » '.join(display_name(p) for p in b.job.split('/'))} {b.display_name}",
             "id": str(b.number),
             "keepLog": False,
             "number": b.number,
@@ -224,6 +258,67 @@ def build(state: Jenkins, b: Build) -> dict:
             "nextBuild": None,
             "previousBuild": None,
         }
+
+
+# ------------------------------------------------------------- nodes and executors
+def _executor(state: Jenkins, number: int, running: Build | None, depth: int) -> dict:
+    if depth <= 0:
+        return {"_class": "hudson.model.Executor"}
+    progress = -1
+    if running is not None and running.estimated_duration > 0:
+        progress = min(99, (now_ms() - running.timestamp) * 100 // running.estimated_duration)
+    return {
+        "_class": "hudson.model.Executor",
+        "currentExecutable": _build_ref(state, running, depth - 1),
+        "idle": running is None,
+        "likelyStuck": False,
+        "number": number,
+        "progress": progress,
+    }
+
+
+def computer(state: Jenkins, depth: int = 0) -> dict:
+    """The built-in node (`computer/(built-in)/api/json`): a running build holds an executor;
+    builds beyond the node's executors run on one-off (flyweight) executors, as pipelines do."""
+    with state.lock:
+        running = {b.executor: b for b in state.running_builds()}
+    executors = [_executor(state, n, running.get(n), depth) for n in range(state.executors)]
+    one_off = [_executor(state, n, b, depth) for n, b in sorted(running.items()) if n >= state.executors]
+    return {
+        "_class": "hudson.model.Hudson$MasterComputer",
+        "actions": [],
+        "assignedLabels": [{"name": "built-in"}],
+        "description": "the Jenkins controller's built-in node",
+        "displayName": BUILT_IN,
+        "executors": executors,
+        "icon": "symbol-computer",
+        "iconClassName": "symbol-computer",
+        "idle": not running,
+        "jnlpAgent": False,
+        "launchSupported": True,
+        "loadStatistics": {"_class": "hudson.model.Label$1"},
+        "manualLaunchAllowed": True,
+        "monitorData": {},
+        "numExecutors": state.executors,
+        "offline": False,
+        "offlineCause": None,
+        "offlineCauseReason": "",
+        "oneOffExecutors": one_off,
+        "temporarilyOffline": False,
+    }
+
+
+def computer_set(state: Jenkins, depth: int = 0) -> dict:
+    """`computer/api/json`: every node (the sandbox has only the built-in one)."""
+    node = computer(state, depth)
+    busy = sum(1 for b in state.running_builds() if b.executor < state.executors)
+    return {
+        "_class": "hudson.model.ComputerSet",
+        "busyExecutors": busy,
+        "computer": [node],
+        "displayName": "Nodes",
+        "totalExecutors": state.executors,
+    }
 
 
 def whoami(state: Jenkins, user: str) -> dict:

@@ -52,7 +52,7 @@ import threading
 import time
 from pathlib import Path
 
-from sandbox.http import Running
+from sandbox.http import POLL_INTERVAL, Running, shutdown_server
 
 from .controller import Controllers
 from .persist import KubeState
@@ -157,7 +157,7 @@ class KubeSandbox:
         for name, value in self.http_options.items():
             setattr(server, name, value)
         thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="KubeHandler", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, name="KubeHandler", daemon=True
         )
         thread.start()
         return Running(server, thread)
@@ -186,7 +186,7 @@ class KubeSandbox:
         running, self.running = self.running, None
         if running is None:
             return
-        running.server.shutdown()  # no more accepts
+        shutdown_server(running.server, running.thread)  # no more accepts
         running.server.drop_connections()
         running.server.server_close()
         running.thread.join(timeout=5)

@@ -14,6 +14,11 @@ def main(argv=None) -> None:
     parser.add_argument("--ready-after", type=float, default=2.0, help="seconds until pods Ready")
     parser.add_argument("--seed", help="YAML or JSON file of namespaces and deployments")
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
+    parser.add_argument("--crash-backoff", type=float, default=10.0, help="the kubelet's first restart back-off")
+    parser.add_argument(
+        "--terminate-after", type=float, help="seconds a deleted pod stays Terminating (default: min(1, ready-after))"
+    )
+    parser.add_argument("--state", help="state file: objects survive a restart (the seed only starts a new one)")
     parser.add_argument("--bookmark-interval", type=float, default=60.0)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -24,9 +29,14 @@ def main(argv=None) -> None:
         seed=args.seed,
         bookmark_interval=args.bookmark_interval,
         verbose=args.verbose,
+        crash_backoff=args.crash_backoff,
+        terminate_after=args.terminate_after,
+        state=args.state,
     )
-    serve_forever(sandbox.running, "kube")
-    sandbox.stop()
+    try:
+        serve_forever(sandbox.running, "kube")
+    finally:
+        sandbox.stop()
 
 
 if __name__ == "__main__":

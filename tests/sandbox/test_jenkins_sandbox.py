@@ -18,7 +18,7 @@ USER, TOKEN = "alice", "s3cret-token"
 
 @pytest.fixture
 def sandbox():
-    handle = start(user=USER, token=TOKEN, queue_seconds=0.05, build_seconds=0.3)
+    handle = start(user=USER, token=TOKEN, queue_seconds=0.05, build_seconds=0.3, any_job=True)
     yield handle
     handle.stop()
 
@@ -255,10 +255,24 @@ def test_wrong_token_is_401(sandbox):
     assert reply.headers["WWW-Authenticate"].startswith("Basic")
 
 
-def test_post_without_crumb_is_403(sandbox):
+def test_it_refuses_a_post_with_the_password_and_no_crumb():
+    handle = start(user=USER, token=TOKEN, password="s3cret", seed={"jobs": {"app": {}}})
+    try:
+        reply = requests.post(f"{handle.url}/job/app/build", auth=(USER, "s3cret"), timeout=5)
+        assert reply.status_code == 403
+        assert reply.reason == "No valid crumb was included in the request"
+        crumb = requests.get(f"{handle.url}/crumbIssuer/api/json", auth=(USER, "s3cret"), timeout=5).json()
+        headers = {crumb["crumbRequestField"]: crumb["crumb"]}
+        reply = requests.post(f"{handle.url}/job/app/build", auth=(USER, "s3cret"), headers=headers, timeout=5)
+        assert reply.status_code == 201
+    finally:
+        handle.stop()
+
+
+def test_it_needs_no_crumb_with_the_api_token(sandbox):
     reply = requests.post(f"{sandbox.url}/job/app/build", auth=(USER, TOKEN), timeout=5)
-    assert reply.status_code == 403
-    assert reply.reason == "No valid crumb was included in the request"
+    assert reply.status_code == 201
+    assert reply.headers["Location"].startswith(f"{sandbox.url}/queue/item/")
 
 
 def test_fault_500_then_recovers(server, sandbox):
@@ -282,7 +296,7 @@ def test_fault_down_via_control_endpoint(sandbox):
 
 
 def test_deploy_job_patches_the_deployment(recorder):
-    handle = start(user=USER, token=TOKEN, kube_url=recorder.url, kube_token="kt", build_seconds=0.2)
+    handle = start(user=USER, token=TOKEN, kube_url=recorder.url, kube_token="kt", build_seconds=0.2, any_job=True)
     try:
         server = jenkins.Jenkins(handle.url, USER, TOKEN, timeout=5)
         params = {"IMAGE": "registry/web:1.4.2", "NAMESPACE": "prod", "DEPLOYMENT": "web"}
@@ -312,7 +326,7 @@ def test_deploy_job_patches_the_deployment(recorder):
 def test_failed_patch_fails_the_build(recorder):
     message = 'deployments.apps "web" not found'
     recorder.server.reply = (404, {"kind": "Status", "reason": "NotFound", "message": message})
-    handle = start(user=USER, token=TOKEN, kube_url=recorder.url, build_seconds=0.2)
+    handle = start(user=USER, token=TOKEN, kube_url=recorder.url, build_seconds=0.2, any_job=True)
     try:
         server = jenkins.Jenkins(handle.url, USER, TOKEN, timeout=5)
         params = {"IMAGE": "web:2", "NAMESPACE": "prod", "SERVICE": "web", "CONTAINER": "app"}
@@ -330,7 +344,7 @@ def test_failed_patch_fails_the_build(recorder):
 
 def test_notification_payloads(recorder):
     notify_url = f"{recorder.url}/hooks/jenkins/?token=abc"
-    handle = start(user=USER, token=TOKEN, notify_url=notify_url, build_seconds=0.2)
+    handle = start(user=USER, token=TOKEN, notify_url=notify_url, build_seconds=0.2, any_job=True)
     try:
         server = jenkins.Jenkins(handle.url, USER, TOKEN, timeout=5)
         info = run_to_end(server, "team/app", {"VERSION": "1.4.2", "GIT_COMMIT": "abc123"})
