@@ -8,6 +8,7 @@ import time
 import pytest
 
 from releases.models import Build, Release, WebhookDelivery
+from releases.webhooks.jenkins import MAX_BODY
 from sandbox.jenkins import start
 
 SECRET = "hook-secret"
@@ -153,8 +154,10 @@ def test_it_answers_400_to_malformed_reports(service, client, body):
 
 
 def test_it_answers_413_to_oversized_bodies(service, client):
-    body = json.dumps({"job": "x", "number": 1, "pad": "x" * (1024 * 1024)}).encode()
-    assert post(client, body, sign(body)).status_code == 413
+    body = json.dumps({"job": "x", "number": 1, "pad": "x" * MAX_BODY}).encode()
+    response = post(client, body, sign(body))
+    assert response.status_code == 413
+    assert "Set the Notification plugin's Log to 0" in response.json()["message"]
     assert nothing_recorded()
 
 

@@ -19,15 +19,26 @@ Client settings, and why:
 - One client per (URL, token) *per thread*: PyGithub's Requester keeps one connection object
   whose `request()` stores the verb and URL for the following `getresponse()`, so a client
   shared by threads can send one thread's request with another's URL.
+- Reads are conditional requests: the answer to each read is kept (with its ETag) in a small
+  per-process cache, and asking again sends `If-None-Match`; GitHub then answers
+  `304 Not Modified` with no body, which does not count against the rate limit. So reading the
+  same changelog again (after the page cache expired, or from another page) costs no quota.
+  They go through PyGithub's own requester, which the library offers for exactly this, and
+  become PyGithub objects with `create_from_raw_data`.
 """
 
+import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
 from github import Auth, Github, GithubException, RateLimitExceededException
+from github.Commit import Commit as GithubCommit
+from github.Comparison import Comparison as GithubComparison
 
 from plumbing.integrations import IntegrationError
 
@@ -38,6 +49,10 @@ DEPLOYMENT_STATES = ("error", "failure", "inactive", "in_progress", "queued", "p
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 409, 410, 422})
 
 _local = threading.local()
+# Conditional reads: (URL, token digest, path, parameters) → (ETag, response headers, data).
+CONDITIONAL_CACHE_SIZE = 512
+_answers: OrderedDict = OrderedDict()
+_answers_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,34 @@ def _repo(full_name: str):
     return client().get_repo(full_name)
 
 
+def _conditional_get(path: str, parameters: dict | None = None) -> tuple[dict, object]:
+    """GET `path` (relative to the API root), sending the ETag of the last answer to the same
+    request; a 304 reuses that answer. Returns (response headers, parsed JSON).
+
+    # Reference: https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#use-conditional-requests-if-appropriate
+    """
+    token = hashlib.sha256((settings.GITHUB_TOKEN or "").encode()).hexdigest()[:16]
+    key = (settings.GITHUB_API_URL, token, path, tuple(sorted((parameters or {}).items())))
+    with _answers_lock:
+        known = _answers.get(key)
+    headers = {"If-None-Match": known[0]} if known else None
+    answer_headers, data = client().requester.requestJsonAndCheck("GET", path, parameters, headers)
+    if data is None and known is not None:  # 304 Not Modified: no body
+        return known[1], known[2]
+    etag = answer_headers.get("etag")
+    if etag:
+        with _answers_lock:
+            _answers[key] = (etag, answer_headers, data)
+            _answers.move_to_end(key)
+            while len(_answers) > CONDITIONAL_CACHE_SIZE:
+                _answers.popitem(last=False)
+    return answer_headers, data
+
+
+def _repo_path(full_name: str) -> str:
+    return "/repos/" + "/".join(quote(part, safe="") for part in full_name.split("/", 1))
+
+
 def _error(exc: Exception, what: str) -> IntegrationError:
     if isinstance(exc, RateLimitExceededException):
         return IntegrationError(f"GitHub rate limit reached while {what}; retry later.", permanent=False)
@@ -167,7 +210,8 @@ def compare(repo: str, base: str, head: str, limit: int = 250) -> Comparison:
     """
 
     def fetch() -> Comparison:
-        comparison = _repo(repo).compare(base, head)
+        headers, data = _conditional_get(f"{_repo_path(repo)}/compare/{quote(base)}...{quote(head)}")
+        comparison = client().create_from_raw_data(GithubComparison, data, headers)
         commits = []
         if comparison.ahead_by:
             for item in comparison.commits:
@@ -192,12 +236,9 @@ def recent_commits(repo: str, head: str, limit: int = 10) -> list[Commit]:
     """
 
     def fetch() -> list[Commit]:
-        commits = []
-        for item in _repo(repo).get_commits(sha=head):
-            commits.append(_commit(item))
-            if len(commits) >= limit:
-                break
-        return commits[::-1]
+        headers, data = _conditional_get(f"{_repo_path(repo)}/commits", {"sha": head, "per_page": limit})
+        items = [client().create_from_raw_data(GithubCommit, raw, headers) for raw in data[:limit]]
+        return [_commit(item) for item in items][::-1]
 
     return _call(f"listing commits up to {head[:12]} in {repo}", fetch)
 
@@ -207,7 +248,12 @@ def get_commit(repo: str, ref: str) -> Commit:
 
     # Reference: https://docs.github.com/en/rest/commits/commits#get-a-commit
     """
-    return _call(f"reading commit {ref[:12]} of {repo}", lambda: _commit(_repo(repo).get_commit(ref)))
+
+    def fetch() -> Commit:
+        headers, data = _conditional_get(f"{_repo_path(repo)}/commits/{quote(ref)}")
+        return _commit(client().create_from_raw_data(GithubCommit, data, headers))
+
+    return _call(f"reading commit {ref[:12]} of {repo}", fetch)
 
 
 def create_commit_status(

@@ -11,13 +11,25 @@ Two payload shapes are accepted:
    COMPLETED when a status is given, else STARTED; optional `"test_summary"`), signed with
    `X-Portal-Signature-256: sha256=<hex HMAC-SHA256(JENKINS_WEBHOOK_SECRET, raw body)>`.
 
+Job names: Jenkins percent-encodes every item name in its URLs (hudson.Util.rawEncode), so
+the plugin's `url` is `job/Store%20Front/job/build/`, and a multibranch branch `feature/x`, whose
+item name is `feature%2Fx`, appears as `job/feature%252Fx/`. Each name is decoded once, giving
+the job's Jenkins full name (`Store Front/build/feature%2Fx`, what python-jenkins and the
+service's "Jenkins build job" use). A service or a portal-started build matches that full name,
+or the same name with the branch written as people read it (`Store Front/build/feature/x`).
+
+The Notification plugin's "Log" setting (lines of console log per notification) is best left at
+0: the portal tails logs itself and ignores `build.log`. A full log (-1) is accepted up to
+MAX_BODY (16 MiB); beyond that the answer is 413 with that advice.
+
 Answers: 200 handled (or already handled), 400 malformed, 401 no credentials, 403 wrong
-credentials or hooks not enabled, 405 not a POST, 413 body over 1 MiB. Nothing is recorded
+credentials or hooks not enabled, 405 not a POST, 413 body over 16 MiB. Nothing is recorded
 unless the answer is 200. Each (job, number, phase) is handled once (WebhookDelivery).
 """
 
 import hmac
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -31,7 +43,8 @@ from releases import builds
 from releases.models import Build, Service, WebhookDelivery
 from releases.webhooks.signatures import TooDeep, load_json, read_limited_body, verify_hmac_sha256
 
-MAX_BODY = 1024 * 1024
+# A whole console log in a notification (the plugin's Log = -1) fits; the log itself is ignored.
+MAX_BODY = 16 * 1024 * 1024
 SIGNATURE_HEADER = "HTTP_X_PORTAL_SIGNATURE_256"
 PHASES = ("QUEUED", "STARTED", "COMPLETED", "FINALIZED")
 FINISHED = ("COMPLETED", "FINALIZED")
@@ -63,6 +76,13 @@ class Report:
     def delivery_id(self) -> str:
         return f"{self.job}#{self.number}:{self.phase}"
 
+    @property
+    def job_names(self) -> list[str]:
+        """The names a service or a build may know this job by: its Jenkins full name, and the
+        same with encoded slashes (multibranch branches) written as plain slashes."""
+        readable = "/".join(unquote(part) for part in self.job.split("/"))
+        return [self.job] if readable == self.job else [self.job, readable]
+
 
 @csrf_exempt
 @login_not_required
@@ -74,7 +94,11 @@ def receive(request):
         return _answer(403, "Jenkins webhooks are not enabled: set JENKINS_WEBHOOK_SECRET.")
     body = read_limited_body(request, MAX_BODY)
     if body is None:
-        return _answer(413, f"The body is larger than {MAX_BODY} bytes.")
+        return _answer(
+            413,
+            f"The body is larger than {MAX_BODY} bytes. Set the Notification plugin's Log to 0: "
+            "the portal follows console logs itself.",
+        )
     refused = _authenticate(request, secret, body)
     if refused:
         return refused
@@ -124,7 +148,7 @@ def parse(body: bytes) -> Report:
 
 def _from_notification(data: dict) -> Report:
     build = data["build"]
-    job = _job_from_url(data.get("url")) or data.get("name")
+    job = _job_from_url(data.get("url")) or _job_from_url(build.get("full_url")) or data.get("name")
     params = build.get("parameters") or {}
     scm = build.get("scm") if isinstance(build.get("scm"), dict) else {}
     if isinstance(params, dict) and scm.get("commit") and "GIT_COMMIT" not in params:
@@ -157,13 +181,19 @@ def _from_pipeline(data: dict) -> Report:
 
 
 def _job_from_url(url) -> str:
-    """`job/folder/job/app/` → `folder/app`."""
+    """A job's full name from its URL, each item name decoded once, as Jenkins resolves it:
+    `job/Store%20Front/job/build/` → `Store Front/build`; `…/job/feature%252Fx/` → the item
+    `feature%2Fx`. Takes `Job.getUrl()` or an absolute build URL (`…/job/app/12/`)."""
     if not isinstance(url, str):
         return ""
-    parts = [p for p in url.split("/") if p]
-    if len(parts) < 2 or parts[0::2] != ["job"] * len(parts[0::2]):
+    parts = [p for p in urlsplit(url).path.split("/") if p]
+    names = []
+    while len(parts) >= 2 and parts[0] == "job":
+        names.append(unquote(parts[1]))
+        parts = parts[2:]
+    if not names or (parts and not (len(parts) == 1 and parts[0].isdigit())):
         return ""
-    return "/".join(parts[1::2])
+    return "/".join(names)
 
 
 def _report(*, job, number, phase, status, url, queue_id, params, tests, timestamp=None) -> Report:
@@ -246,12 +276,13 @@ def handle(report: Report) -> str:
 
 
 def _build_for(report: Report) -> Build:
-    build = Build.objects.select_for_update().filter(job_name=report.job, number=report.number).first()
+    names = report.job_names
+    build = Build.objects.select_for_update().filter(job_name__in=names, number=report.number).first()
     if build is None and report.queue_id is not None:
         # A build the portal started: it knows the queue item, maybe not yet the number.
         build = (
             Build.objects.select_for_update()
-            .filter(job_name=report.job, queue_id=report.queue_id, number__isnull=True)
+            .filter(job_name__in=names, queue_id=report.queue_id, number__isnull=True)
             .first()
         )
         if build is not None:
@@ -259,7 +290,7 @@ def _build_for(report: Report) -> Build:
             build.refresh_from_db()
     if build is None:
         build = Build.objects.create(
-            service=Service.objects.filter(jenkins_build_job=report.job).first(),
+            service=Service.objects.filter(jenkins_build_job__in=names).order_by("pk").first(),
             job_name=report.job,
             number=report.number,
             queue_id=report.queue_id,

@@ -64,9 +64,11 @@ def start(
     repos: dict[str, int | list] | None = None,
     seed=None,
     host: str = "127.0.0.1",
+    rate_limit: int = 5000,
 ) -> GitHubSandbox:
-    """Serve the sandbox on a background thread; `seed` is a dict or a YAML/JSON file path."""
-    store = Store()
+    """Serve the sandbox on a background thread; `seed` is a dict or a YAML/JSON file path;
+    `rate_limit` is the requests each token may make per hour."""
+    store = Store(rate_limit=rate_limit)
     apply_seed(store, repos, seed)
     faults = Faults()
     running = serve(GitHubHandler, port, host, store=store, faults=faults, token=token)

@@ -9,6 +9,7 @@ messages; see `apply_seed`.
 import hashlib
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,10 +144,57 @@ class Repository:
         return self.commits[head.index :: -1]
 
 
+class RateLimits:
+    """GitHub's primary rate limit: requests per identity (token or address) per hour."""
+
+    def __init__(self, per_token: int = 5000, anonymous: int = 60, window: int = 3600):
+        self.per_token, self.anonymous, self.window = per_token, anonymous, window
+        self._lock = threading.Lock()
+        self._used: dict[str, list[int]] = {}  # identity → [used, reset epoch]
+
+    def _entry(self, identity: str) -> list[int]:
+        now = int(time.time())
+        entry = self._used.get(identity)
+        if entry is None or entry[1] <= now:
+            entry = self._used[identity] = [0, now + self.window]
+        return entry
+
+    def limit(self, identity: str) -> int:
+        return self.per_token if identity.startswith("token:") else self.anonymous
+
+    def count(self, identity: str) -> int:
+        """Count one request; raise RateLimited past the limit. Returns the window's reset."""
+        with self._lock:
+            entry = self._entry(identity)
+            if entry[0] >= self.limit(identity):
+                raise RateLimited(entry[1])
+            entry[0] += 1
+            return entry[1]
+
+    def refund(self, identity: str, reset: int) -> None:
+        with self._lock:
+            entry = self._used.get(identity)
+            if entry is not None and entry[1] == reset and entry[0] > 0:
+                entry[0] -= 1
+
+    def state(self, identity: str) -> tuple[int, int, int]:
+        """(limit, used, reset epoch) for the headers."""
+        with self._lock:
+            entry = self._entry(identity)
+            return self.limit(identity), entry[0], entry[1]
+
+
+class RateLimited(Exception):
+    def __init__(self, reset: int):
+        super().__init__(f"rate limit exceeded until {reset}")
+        self.reset = reset
+
+
 class Store:
     """All repositories plus what clients wrote (statuses, deployments); guarded by one lock."""
 
-    def __init__(self):
+    def __init__(self, rate_limit: int = 5000):
+        self.limits = RateLimits(per_token=rate_limit)
         self.lock = threading.RLock()
         self.repos: dict[str, Repository] = {}
         self.statuses: list[dict] = []  # commit statuses, oldest first

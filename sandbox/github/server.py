@@ -2,19 +2,30 @@
 
 Replies follow docs.github.com closely enough that PyGithub, configured with `base_url` as for
 GitHub Enterprise, cannot tell the difference (PROTOCOLS.md §3): absolute URLs, `Link`
-pagination, `{"message", "documentation_url"}` errors, token auth and rate-limit headers.
+pagination, `{"message", "documentation_url"}` errors, token auth and rate limits.
+
+* Every successful GET carries an `ETag`; a request whose `If-None-Match` names it gets
+  `304 Not Modified` with no body, and (as on GitHub, for an authenticated request) that answer
+  does not count against the rate limit.
+* Rate limits: each token has `rate_limit` requests an hour (5,000 by default; 60 per address
+  without a token); `X-RateLimit-Remaining` / `-Used` / `-Reset` go down with every counted
+  request, `GET /rate_limit` (not counted) reports them, and past the limit the answer is
+  403 "API rate limit exceeded".
+* `GET …/commits` honours `sha`, `author`, `since`, `until` (ISO 8601) and `path` (a file, or a
+  directory prefix, that the commit touched).
 """
 
+import hashlib
 import itertools
+import json
 import math
 import re
-import time
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlencode, urlsplit
 
 from sandbox.faults import FaultingHandler, route
 from sandbox.github import render
-from sandbox.github.model import Repository, Store
+from sandbox.github.model import RateLimited, Repository, Store
 
 DOCS = "https://docs.github.com/rest"
 BOT_LOGIN = "pampam-bot"
@@ -76,24 +87,63 @@ class GitHubHandler(FaultingHandler):
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
         return render.Links(web=f"http://{host}", api=f"http://{host}/api/v3")
 
+    def dispatch(self) -> None:
+        self._counted = None  # the rate-limit window this request was counted in
+        super().dispatch()
+
     def invoke(self, action, params: dict) -> None:
         try:
+            if self.path_only.startswith("/api/") and action != self.get_rate_limit:
+                self._counted = self.store.limits.count(self.identity())
             with self.store.lock:
                 action(**params)
         except ApiError as error:
             self.send_json(error.status, error.body)
+        except RateLimited:
+            user = self.identity().split(":", 1)[0]
+            message = "API rate limit exceeded for user ID 1." if user == "token" else "API rate limit exceeded."
+            self.send_json(
+                403, {"message": message, "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api"}
+            )
+
+    def identity(self) -> str:
+        """Whose rate limit a request uses: its token, or its address without one."""
+        scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        return f"token:{value.strip()}" if value.strip() else f"ip:{self.client_address[0]}"
 
     def send_json(self, status: int, payload, headers: dict | None = None) -> None:
+        headers = dict(headers or {})
+        if status == 200 and self.command == "GET":
+            etag = 'W/"' + hashlib.sha256(json.dumps(payload).encode()).hexdigest() + '"'
+            headers["ETag"] = etag
+            if etag in (self.headers.get("If-None-Match") or ""):
+                return self.send_not_modified(etag)
         common = {
             "X-GitHub-Request-Id": f"5A3D:{next(_request_ids):06X}:PAMPAM",
             "X-GitHub-Media-Type": "github.v3; format=json",
-            "X-RateLimit-Limit": "5000",
-            "X-RateLimit-Remaining": "4999",
-            "X-RateLimit-Used": "1",
-            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+            **self.rate_headers(),
+        }
+        super().send_json(status, payload, common | headers)
+
+    def send_not_modified(self, etag: str) -> None:
+        # GitHub does not count a 304 against the limit of an authenticated request.
+        if self._counted is not None and self.headers.get("Authorization"):
+            self.store.limits.refund(self.identity(), self._counted)
+        self.send_response(304)
+        for name, value in {"ETag": etag, **self.rate_headers()}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def rate_headers(self) -> dict:
+        limit, used, reset = self.store.limits.state(self.identity())
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - used)),
+            "X-RateLimit-Used": str(used),
+            "X-RateLimit-Reset": str(reset),
             "X-RateLimit-Resource": "core",
         }
-        super().send_json(status, payload, common | (headers or {}))
 
     def send_not_found(self) -> None:
         self.send_json(404, not_found().body)
@@ -158,7 +208,8 @@ class GitHubHandler(FaultingHandler):
         self.send_json(200, render.user(self.links, BOT_LOGIN) | {"name": "Pampam"})
 
     def get_rate_limit(self):
-        core = {"limit": 5000, "remaining": 4999, "used": 1, "reset": int(time.time()) + 3600}
+        limit, used, reset = self.store.limits.state(self.identity())
+        core = {"limit": limit, "remaining": max(0, limit - used), "used": used, "reset": reset}
         self.send_json(200, {"resources": {"core": core}, "rate": core})
 
     def get_repo(self, owner, name):
@@ -172,6 +223,14 @@ class GitHubHandler(FaultingHandler):
         author = self.query_one("author")
         if author:
             history = [c for c in history if author in (c.author.get("login"), c.author["email"])]
+        since, until = _iso_param(self, "since"), _iso_param(self, "until")
+        if since is not None:
+            history = [c for c in history if c.date >= since]
+        if until is not None:
+            history = [c for c in history if c.date <= until]
+        path = (self.query_one("path") or "").strip("/")
+        if path:
+            history = [c for c in history if any(_touches(f["filename"], path) for f in c.files())]
         page, headers = self.paginate(history)
         self.send_json(200, [render.commit_short(self.links, repo, c) for c in page], headers)
 
@@ -435,6 +494,22 @@ class GitHubHandler(FaultingHandler):
 
 def _invalid(resource: str, field: str, code: str = "invalid") -> ApiError:
     return ApiError(422, "Validation Failed", errors=[{"resource": resource, "field": field, "code": code}])
+
+
+def _iso_param(handler: "GitHubHandler", name: str) -> datetime | None:
+    """An ISO 8601 timestamp query parameter (`2026-01-05T09:00:00Z`), 422 when malformed."""
+    text = handler.query_one(name)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(422, f"Invalid value for parameter '{name}': {text}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _touches(filename: str, path: str) -> bool:
+    return filename == path or filename.startswith(f"{path}/")
 
 
 def _int(value: str | None, default: int) -> int:
