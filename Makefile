@@ -41,4 +41,4 @@ bench: install
 	$(TEST_ENV) $(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf var/*.sqlite3 var/static var/kubeconfig
+	rm -rf var/*.sqlite3 var/static var/kubeconfig var/*-state.json

@@ -245,6 +245,15 @@ def _pending(release, env, previous, requester) -> None:
     )
 
 
+def jenkins_seed() -> dict:
+    """The sandbox Jenkins' jobs: the build job of every service and the deploy job of every
+    environment that deploys through Jenkins (a job that is not seeded does not exist)."""
+    jobs = {service.jenkins_build_job: {} for service in Service.objects.exclude(jenkins_build_job="")}
+    for env in Environment.objects.exclude(jenkins_deploy_job=""):
+        jobs[env.jenkins_deploy_job] = {}
+    return {"jobs": jobs}
+
+
 def cluster_seed() -> dict:
     """What the sandbox cluster runs at start: the last succeeded release per environment."""
     deployments = []

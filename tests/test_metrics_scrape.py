@@ -3,7 +3,7 @@
 The portal runs in pytest-django's `live_server` (a threaded WSGI server on the test database,
 hence the transactional `cast_tx`); Debian's `prometheus` runs as a subprocess with a one-second
 scrape interval and its own temporary TSDB. Everything is read back through Prometheus's HTTP
-API, polled with a deadline. Skipped when /usr/bin/prometheus is not installed.
+API, polled with a deadline. Skipped when /usr/bin/prometheus is not installed (fails under CI=true).
 """
 
 import json
@@ -21,14 +21,16 @@ from django.utils import timezone
 
 from releases import states
 from tests.factories import make_deployment, make_release
+from tests.support.tools import require_tool
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 TOKEN = "metrics-scrape-token"
 DEADLINE = 30.0
 
-pytestmark = pytest.mark.skipif(
-    not PROMETHEUS.exists(), reason=f"{PROMETHEUS} is missing: install Debian's prometheus (apt-get install prometheus)"
-)
+
+@pytest.fixture(autouse=True)
+def _prometheus_installed():
+    require_tool("prometheus")
 
 
 def free_port() -> int:

@@ -212,6 +212,7 @@ class Controllers:
         self.paused = False  # frozen while the API server is down (KubeSandbox.pause_http)
         self.wake_at: float | None = None  # the next time-based change, found by a pass
         self.passes = 0
+        self.asleep = False  # waiting for a write or wake_at (read under the cluster lock)
 
     def start(self) -> "Controllers":
         self.thread.start()
@@ -247,7 +248,9 @@ class Controllers:
                 if cluster.rv == before:
                     # Nothing changed: sleep until a write or the next time-based change.
                     timeout = None if self.wake_at is None else max(0.0, self.wake_at - time.time()) + 0.001
+                    self.asleep = True
                     cluster.changed.wait(timeout)
+                    self.asleep = False
                     continue
             # Something changed: run again at once, but let waiting HTTP requests in first.
             time.sleep(0.001)

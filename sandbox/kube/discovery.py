@@ -70,6 +70,26 @@ def resource_list(group: str) -> dict:
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": version, "resources": resources}
 
 
+# The sandbox has no custom resources, but clients look for them: kubectl's field-validation check
+# lists CustomResourceDefinitions for a kind it finds no PATCH path for (SelfSubjectReview).
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+CRD_RESOURCES = {
+    "kind": "APIResourceList",
+    "apiVersion": "v1",
+    "groupVersion": "apiextensions.k8s.io/v1",
+    "resources": [
+        {
+            "name": "customresourcedefinitions",
+            "singularName": "customresourcedefinition",
+            "namespaced": False,
+            "kind": "CustomResourceDefinition",
+            "verbs": ["get", "list"],
+            "shortNames": ["crd", "crds"],
+            "categories": ["api-extensions"],
+        }
+    ],
+}
+
 API_VERSIONS = {
     "kind": "APIVersions",
     "versions": ["v1"],
@@ -84,6 +104,11 @@ API_GROUPS = {
             "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
             "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
         },
+        {
+            "name": "apiextensions.k8s.io",
+            "versions": [{"groupVersion": "apiextensions.k8s.io/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "apiextensions.k8s.io/v1", "version": "v1"},
+        },
         *reviews.groups(),
     ],
 }
@@ -93,5 +118,6 @@ DISCOVERY = {
     "/api/v1": resource_list(""),
     "/apis/apps/v1": resource_list("apps"),
     **{f"/apis/{gv}": reviews.resource_list(gv) for gv in sorted(reviews.GROUP_VERSIONS)},
+    "/apis/apiextensions.k8s.io/v1": CRD_RESOURCES,
     "/version": VERSION,
 }

@@ -42,7 +42,7 @@ import yaml
 from sandbox.http import JSONHandler, Server
 
 from . import openapi, protobuf, reviews, tables, validation
-from .discovery import DISCOVERY, POD_CONNECT
+from .discovery import CRD_PATH, DISCOVERY, POD_CONNECT
 from .errors import ApiError, bad_request, too_large_resource_version
 from .kubelet import iso_nano
 from .patch import APPLY_PATCH, apply_patch
@@ -262,14 +262,8 @@ class KubeHandler(JSONHandler):
     # ---------------------------------------------------------------- routing
     def _route(self) -> None:
         path = self.path_only.rstrip("/") or "/"
-        if path in DISCOVERY and self.command == "GET":
-            return self.send_json(200, DISCOVERY[path])
-        if path in PUBLIC_PATHS:
-            return self.send_bytes(200, b"ok", "text/plain; charset=utf-8")
-        if path.startswith("/openapi/") and self.command == "GET":
-            return self._openapi(path)
-        if path.startswith("/sandbox/"):
-            return self._sandbox(path)
+        if self._route_special(path):
+            return
         review = self._review_route(path)
         if review is not None:
             return self._review(*review)
@@ -291,12 +285,62 @@ class KubeHandler(JSONHandler):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
         handler(route)
 
+    def _route_special(self, path: str) -> bool:
+        """Discovery, health, OpenAPI, the sandbox's own endpoints and CRDs; True if answered."""
+        get = self.command == "GET"
+        if path in DISCOVERY and get:
+            self.send_json(200, DISCOVERY[path])
+        elif path in PUBLIC_PATHS:
+            self.send_bytes(200, b"ok", "text/plain; charset=utf-8")
+        elif path.startswith("/openapi/") and get:
+            self._openapi(path)
+        elif path.startswith("/sandbox/"):
+            self._sandbox(path)
+        elif path.startswith(CRD_PATH) and get:
+            self._custom_resource_definitions(path)
+        else:
+            return False
+        return True
+
     def _sandbox(self, path: str) -> None:
         if path == "/sandbox/compact" and self.command == "POST":
             return self.send_json(200, {"resourceVersion": str(self.cluster.compact())})
         if path == "/sandbox/requests":
             return self.send_json(200, list(self.server.requests_log))
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    def _custom_resource_definitions(self, path: str) -> None:
+        """None are defined: an empty list, and NotFound for any name."""
+        if path != CRD_PATH:
+            name = path.rsplit("/", 1)[-1]
+            raise ApiError(
+                404,
+                "NotFound",
+                f'customresourcedefinitions.apiextensions.k8s.io "{name}" not found',
+                {"name": name, "group": "apiextensions.k8s.io", "kind": "customresourcedefinitions"},
+            )
+        rv = str(self.cluster.rv)
+        if tables.wants_table(self.headers.get("Accept")):
+            columns = [tables.col("Name", fmt="name"), tables.col("Created At", "date")]
+            return self.send_json(
+                200,
+                {
+                    "kind": "Table",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": {"resourceVersion": rv},
+                    "columnDefinitions": columns,
+                    "rows": [],
+                },
+            )
+        self.send_json(
+            200,
+            {
+                "kind": "CustomResourceDefinitionList",
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "metadata": {"resourceVersion": rv},
+                "items": [],
+            },
+        )
 
     def _openapi(self, path: str) -> None:
         """`/openapi/v2` (JSON or protobuf) and `/openapi/v3[/<group-version>]`."""

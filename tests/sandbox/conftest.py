@@ -1,7 +1,6 @@
 """Fixtures for the fake Kubernetes sandbox tests (no Django needed)."""
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 from kubernetes import client
 
 from sandbox.kube import start
+from tests.support.tools import require_kubectl
 
 
 @pytest.fixture
@@ -43,7 +43,8 @@ def core(kube):
 class Kubectl:
     """Runs the real kubectl against the sandbox with a throw-away kubeconfig and cache."""
 
-    def __init__(self, url: str, home: Path):
+    def __init__(self, url: str, home: Path, program: str = "kubectl"):
+        self.program = program
         config = home / "kubeconfig"
         config.write_text(
             "apiVersion: v1\nkind: Config\n"
@@ -60,8 +61,10 @@ class Kubectl:
             "HOME": str(home),
         }
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 60):
-        result = subprocess.run(["kubectl", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60, stdin: str | None = None):
+        result = subprocess.run(
+            [self.program, *args], env=self.env, capture_output=True, text=True, timeout=timeout, input=stdin
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return result
@@ -69,6 +72,4 @@ class Kubectl:
 
 @pytest.fixture
 def kubectl(kube, tmp_path):
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl is not installed")
-    return Kubectl(kube.url, tmp_path)
+    return Kubectl(kube.url, tmp_path, require_kubectl())

@@ -5,6 +5,11 @@ this process — the same RQ and Channels code paths either way), the sandboxes 
 Jenkins, GitHub, Grafana, Slack), migrates and seeds SQLite, writes var/kubeconfig, then runs
 the web server (uvicorn, ASGI), an RQ worker, the RQ cron scheduler and the cluster watcher.
 Ctrl-C stops everything it started.
+
+The sandbox cluster and Jenkins keep their state in var/kube-state.json and
+var/jenkins-state.json, so stopping and starting the demo (or a crashed sandbox) carries on with
+the same objects, revisions, build numbers and logs. A freshly seeded database starts them anew
+from the seeds (var/kube-seed.json, var/jenkins-seed.json), so cluster and history agree.
 """
 
 import json
@@ -26,6 +31,7 @@ from django.core.management.base import BaseCommand, CommandError
 from portal import demo_data
 
 TOKEN = "pampam-demo"
+STATE_FILES = ("kube-state.json", "jenkins-state.json")
 # Provider groups → portal groups, and the people the demo's identity provider knows (one click
 # each on its sign-in page). Dana leads (deploys to prod, approves), Eve develops.
 DEMO_GROUP_MAP = "eng=developers,eng-leads=release-managers,eng-leads=approvers"
@@ -58,8 +64,12 @@ class Command(BaseCommand):
             call_command("migrate", verbosity=0, interactive=False)
             created = demo_data.seed(ports, TOKEN)
             self.stdout.write("Seeded demo data." if created else "Demo data already present.")
+            if created:  # a new history: the sandboxes start from their seeds too
+                for name in STATE_FILES:
+                    (self.var / name).unlink(missing_ok=True)
             seed_file = self.var / "kube-seed.json"
             seed_file.write_text(json.dumps(demo_data.cluster_seed(), indent=1))
+            (self.var / "jenkins-seed.json").write_text(json.dumps(demo_data.jenkins_seed(), indent=1))
             self._write_kubeconfig(ports.kube)
             if no_serve:
                 return
@@ -133,6 +143,8 @@ class Command(BaseCommand):
                 str(ready_after),
                 "--seed",
                 str(seed_file),
+                "--state",
+                str(self.var / "kube-state.json"),
             ],
         )
         notify = f"http://127.0.0.1:{port}/hooks/jenkins/?token={TOKEN}"
@@ -152,6 +164,10 @@ class Command(BaseCommand):
                 kube,
                 "--notify-url",
                 notify,
+                "--seed",
+                str(self.var / "jenkins-seed.json"),
+                "--state",
+                str(self.var / "jenkins-state.json"),
             ],
         )
         repos = []
