@@ -181,3 +181,26 @@ def test_it_says_so_when_github_is_not_configured(settings):
     with pytest.raises(IntegrationError, match="not configured") as raised:
         github.get_commit(REPO, "abc1234")
     assert raised.value.permanent
+
+
+def test_it_reads_again_with_a_conditional_request_that_costs_no_quota(github_sandbox, repo_shas):
+    first = github.compare(REPO, repo_shas[3], repo_shas[8])
+    remaining = github.client().rate_limiting[0]
+    again = github.compare(REPO, repo_shas[3], repo_shas[8])
+    assert again == first
+    path, status = github_sandbox.answered[-1][1:]
+    assert (path.split("?")[0], status) == (f"/api/v3/repos/{REPO}/compare/{repo_shas[3]}...{repo_shas[8]}", 304)
+    assert github.client().rate_limiting[0] == remaining
+    assert github.recent_commits(REPO, repo_shas[8], limit=3) == github.recent_commits(REPO, repo_shas[8], limit=3)
+    assert github_sandbox.answered[-1][2] == 304
+    assert github.get_commit(REPO, repo_shas[5]) == github.get_commit(REPO, repo_shas[5])
+    assert github_sandbox.answered[-1][2] == 304
+
+
+def test_it_sees_a_change_through_a_conditional_request(github_sandbox, repo_shas):
+    before = github.recent_commits(REPO, "main", limit=3)
+    github_sandbox.add_commits(REPO, ["Add the group-buy countdown"])
+    after = github.recent_commits(REPO, "main", limit=3)
+    assert github_sandbox.answered[-1][2] == 200  # the ETag no longer matched
+    assert after[-1].title == "Add the group-buy countdown"
+    assert after[:-1] == before[1:]

@@ -191,3 +191,92 @@ def test_it_records_what_the_sandbox_notification_plugin_sends(cast_tx, live_ser
     assert (build.trigger, build.number, build.state) == ("jenkins", 1, Build.SUCCEEDED)
     release = Release.objects.get()
     assert (release.version, release.git_sha, release.test_summary["total"]) == ("5.0.0", SHA, 42)
+
+
+# ----------------------------------------------------- encoded job URLs (folders, spaces, branches)
+
+BRANCH_JOB = "Store Front/release%2F1.2"  # the Jenkins full name: a multibranch branch `release/1.2`
+
+
+def plugin_payload(phase, number, queue_id, status=None):
+    """What the Notification plugin sends for that branch: every name percent-encoded."""
+    path = "job/Store%20Front/job/release%252F1.2/"
+    build = {
+        "full_url": f"http://jenkins.example/{path}{number}/",
+        "url": f"{path}{number}/",
+        "number": number,
+        "queue_id": queue_id,
+        "phase": phase,
+        "parameters": {"VERSION": "1.2.0"},
+        "scm": {"commit": SHA, "branch": "release/1.2"},
+    }
+    if status:
+        build |= {"status": status}
+    return json.dumps({"name": "release%2F1.2", "display_name": "release/1.2", "url": path, "build": build}).encode()
+
+
+def test_it_matches_an_encoded_branch_job_to_the_build_the_portal_started(cast, client):
+    cast.service.jenkins_build_job = BRANCH_JOB
+    cast.service.save()
+    started = Build.objects.create(service=cast.service, job_name=BRANCH_JOB, queue_id=41, trigger="portal")
+    for phase, status in (("STARTED", None), ("COMPLETED", "SUCCESS")):
+        response = post(client, plugin_payload(phase, 3, 41, status), query=f"?token={SECRET}")
+        assert response.status_code == 200, response.json()
+    build = Build.objects.get()
+    assert build.pk == started.pk
+    assert (build.number, build.state, build.service) == (3, Build.SUCCEEDED, cast.service)
+    assert build.url == "http://jenkins.example/job/Store%20Front/job/release%252F1.2/3/"
+    assert Release.objects.get().version == "1.2.0"
+
+
+def test_it_matches_a_service_that_writes_the_branch_as_people_read_it(cast, client):
+    cast.service.jenkins_build_job = "Store Front/release/1.2"
+    cast.service.save()
+    response = post(client, plugin_payload("COMPLETED", 8, 99, "SUCCESS"), query=f"?token={SECRET}")
+    assert response.status_code == 200
+    build = Build.objects.get()
+    assert (build.job_name, build.service, build.number) == (BRANCH_JOB, cast.service, 8)
+
+
+def test_it_matches_the_real_plugin_payload_of_a_portal_build_end_to_end(cast_tx, live_server, settings):
+    """The portal starts the build through python-jenkins; the sandbox Jenkins (encoding names as
+    Jenkins does) notifies; the notifications land on that same build, not on a new one."""
+    from releases import builds
+
+    service = cast_tx.service
+    service.jenkins_build_job = BRANCH_JOB
+    service.save()
+    handle = start(
+        notify_url=f"{live_server.url}/hooks/jenkins/?token={SECRET}",
+        queue_seconds=0.05,
+        build_seconds=0.3,
+        seed={"jobs": {BRANCH_JOB: {}}},
+    )
+    settings.JENKINS_URL, settings.JENKINS_USER, settings.JENKINS_TOKEN = handle.url, handle.user, handle.token
+    settings.JENKINS_POLL_SECONDS = 0.02
+    try:
+        build = builds.start_build(service, user=cast_tx.alice, version="1.2.0")
+        builds.trigger_build(build.pk)  # queues in Jenkins, then follows it to the end
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and WebhookDelivery.objects.count() < 4:
+            time.sleep(0.05)
+    finally:
+        handle.stop()
+    assert WebhookDelivery.objects.count() == 4
+    assert set(WebhookDelivery.objects.values_list("delivery_id", flat=True)) == {
+        f"{BRANCH_JOB}#1:{phase}" for phase in ("QUEUED", "STARTED", "COMPLETED", "FINALIZED")
+    }
+    build = Build.objects.get()  # no second build "started outside the portal"
+    assert (build.number, build.state, build.service) == (1, Build.SUCCEEDED, service)
+    assert build.url.endswith("/job/Store%20Front/job/release%252F1.2/1/")
+    assert build.release == Release.objects.get()
+
+
+def test_it_accepts_a_notification_carrying_the_whole_log(service, client):
+    build = json.loads(notification("COMPLETED", "SUCCESS"))
+    build["build"]["log"] = "compiling…\n" * 400_000  # about 4.8 MB: the plugin's Log set to -1
+    body = json.dumps(build).encode()
+    assert len(body) > 4_000_000
+    response = post(client, body, query=f"?token={SECRET}")
+    assert response.status_code == 200
+    assert Build.objects.get().state == Build.SUCCEEDED

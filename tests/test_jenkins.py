@@ -114,6 +114,18 @@ def test_it_follows_a_build_through_the_worker(cast_tx, sandbox, run_jobs):
     assert kinds(build)[:3] == ["requested", "queued", "started"]
 
 
+def test_it_fails_a_build_of_a_job_jenkins_does_not_have_and_shows_why(cast, service, sandbox, client):
+    service.jenkins_build_job = "storefront-biuld"  # a typo: Jenkins answers 404, nothing is queued
+    service.save()
+    build = run(make_build(cast, service))
+    assert build.state == Build.FAILED
+    assert "Jenkins has no such item (starting job storefront-biuld: 404)" in build.reason
+    assert sandbox.builds() == []
+    client.force_login(cast.alice)
+    page = client.get(f"/builds/{build.pk}/").content.decode()
+    assert "Jenkins has no such item (starting job storefront-biuld: 404)" in page
+
+
 def test_it_fails_a_failed_build_with_the_log_tail_and_makes_no_release(cast, service, sandbox):
     build = run(make_build(cast, service, SANDBOX_RESULT="FAILURE"))
     assert build.state == Build.FAILED

@@ -43,6 +43,11 @@ class GitHubSandbox(SandboxHandle):
             return commit.sha
 
     @property
+    def answered(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of the recent API answers, oldest first (304s included)."""
+        return list(self.store.answered)
+
+    @property
     def statuses(self) -> list[dict]:
         """Commit statuses as posted, oldest first (repo, sha, state, context, target_url, …)."""
         return list(self.store.statuses)

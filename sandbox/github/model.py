@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -195,6 +196,7 @@ class Store:
 
     def __init__(self, rate_limit: int = 5000):
         self.limits = RateLimits(per_token=rate_limit)
+        self.answered: deque = deque(maxlen=1000)  # (method, path, status) of recent API answers
         self.lock = threading.RLock()
         self.repos: dict[str, Repository] = {}
         self.statuses: list[dict] = []  # commit statuses, oldest first

@@ -118,6 +118,7 @@ class GitHubHandler(FaultingHandler):
             headers["ETag"] = etag
             if etag in (self.headers.get("If-None-Match") or ""):
                 return self.send_not_modified(etag)
+        self.store.answered.append((self.command, self.path, status))
         common = {
             "X-GitHub-Request-Id": f"5A3D:{next(_request_ids):06X}:PAMPAM",
             "X-GitHub-Media-Type": "github.v3; format=json",
@@ -129,6 +130,7 @@ class GitHubHandler(FaultingHandler):
         # GitHub does not count a 304 against the limit of an authenticated request.
         if self._counted is not None and self.headers.get("Authorization"):
             self.store.limits.refund(self.identity(), self._counted)
+        self.store.answered.append((self.command, self.path, 304))
         self.send_response(304)
         for name, value in {"ETag": etag, **self.rate_headers()}.items():
             self.send_header(name, value)

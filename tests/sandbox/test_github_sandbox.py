@@ -4,7 +4,14 @@ import json
 import urllib.request
 
 import pytest
-from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
+from github import (
+    Auth,
+    BadCredentialsException,
+    Github,
+    GithubException,
+    RateLimitExceededException,
+    UnknownObjectException,
+)
 
 from sandbox.github import start
 from sandbox.github.__main__ import parse_args
@@ -190,3 +197,43 @@ def test_add_commits_and_tags_at_runtime(sandbox):
 def test_cli_pairs_repos_with_commit_counts():
     args = parse_args(["--repo", "a/b", "--commits", "5", "--repo", "c/d", "--commits", "7"])
     assert list(zip(args.repo, args.commits)) == [("a/b", 5), ("c/d", 7)]
+
+
+def test_it_filters_commits_by_since_until_and_path(sandbox, repo):
+    commits = list(repo.get_commits())  # newest first
+    middle = commits[10].commit.author.date
+    recent = list(repo.get_commits(since=middle))
+    assert [c.sha for c in recent] == [c.sha for c in commits[:11]]
+    older = list(repo.get_commits(until=middle))
+    assert [c.sha for c in older] == [c.sha for c in commits[10:]]
+    touching = list(repo.get_commits(path="app/views.py"))
+    assert touching
+    assert all(any(f.filename == "app/views.py" for f in c.files) for c in touching)
+    assert len(touching) < len(commits)
+    in_app = {c.sha for c in repo.get_commits(path="app")}
+    assert in_app >= {c.sha for c in touching}
+    assert list(repo.get_commits(path="no/such/file.py")) == []
+
+
+def test_it_answers_a_conditional_request_with_304_that_costs_no_quota(sandbox, gh, repo):
+    commit = repo.get_commit("v1.0.0")
+    assert commit.etag.startswith('W/"')
+    before = gh.rate_limiting[0]
+    assert commit.update() is False  # If-None-Match → 304 Not Modified
+    assert sandbox.answered[-1][2] == 304
+    assert gh.rate_limiting[0] == before  # a 304 does not count
+    assert repo.get_commit("v1.0.0").sha == commit.sha
+    assert gh.rate_limiting[0] == before - 1
+
+
+def test_it_counts_requests_down_and_refuses_past_the_rate_limit():
+    with start(token=TOKEN, repos={"acme/web": 3}, rate_limit=5) as handle:
+        gh = client(handle, retry=None)
+        remaining = []
+        for _ in range(5):
+            gh.get_repo("acme/web", lazy=False)
+            remaining.append(gh.rate_limiting[0])
+        assert remaining == [4, 3, 2, 1, 0]
+        assert gh.get_rate_limit().resources.core.remaining == 0  # /rate_limit is not counted
+        with pytest.raises(RateLimitExceededException):
+            gh.get_repo("acme/web", lazy=False)
