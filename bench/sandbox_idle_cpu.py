@@ -120,7 +120,8 @@ def main() -> None:
     print(f"Idle sandboxes of {args.root} over {window:.0f} s (CPU time / wall time, % of one core):")
     for name, seconds in used.items():
         print(f"  {name:8} {100 * seconds / window:6.2f} %   ({seconds * 1000:.0f} ms)")
-    print(f"  floor    {100 * floor / window:6.2f} %   (a sleeping Python process; one clock tick is {1000 / TICKS:.0f} ms)")
+    tick = f"one clock tick is {1000 / TICKS:.0f} ms"
+    print(f"  floor    {100 * floor / window:6.2f} %   (a sleeping Python process; {tick})")
     print(f"  all      {100 * sum(used.values()) / window:6.2f} %")
 
 
