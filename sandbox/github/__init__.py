@@ -3,7 +3,10 @@
     handle = start(repos={"acme/web": 10}, token="t0k3n")
     gh = Github(base_url=handle.api_url, auth=Auth.Token("t0k3n"))
 
-See `model.apply_seed` for the seed format and `server.GitHubHandler` for the endpoints.
+See `model.apply_seed` for the seed format and `server.GitHubHandler` for the endpoints. GETs
+carry ETags and answer `If-None-Match` with 304 (free on the rate limit); each token has
+`rate_limit` requests an hour, counted down in `X-RateLimit-Remaining`; `answered` lists the
+recent (method, path, status) for tests.
 """
 
 from sandbox.faults import Faults, SandboxHandle

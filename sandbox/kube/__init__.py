@@ -1,11 +1,15 @@
 """A fake Kubernetes API server with a real-algorithm deployment controller.
 
 Speaks enough of the Kubernetes API (apps/v1 Deployments and ReplicaSets, core/v1 Pods,
-Namespaces and Events; get / list / watch / create / replace / patch / delete, Tables,
-discovery) that the official `kubernetes` Python client and kubectl 1.32 work against it.
-A background thread runs the deployment controller (rolling update and recreate, as in
-kubernetes/kubernetes), a ReplicaSet controller and a kubelet stand-in that makes pods Ready
-after `ready_after` seconds. Image tags ending in `-crash` crash-loop; `-missing` fail to pull.
+Namespaces and Events; get / list / watch / create / replace / patch / apply / delete, dry runs,
+managedFields, Tables, discovery, OpenAPI v2 and v3, pods/log, access reviews) that the official
+`kubernetes` Python client and kubectl (1.32, and Debian's 1.20) work against it with validation
+on: see docs/SANDBOXES.md for what clients can rely on. A background thread runs the deployment
+controller (rolling update and recreate, as in kubernetes/kubernetes), a ReplicaSet controller
+and a kubelet stand-in (kubelet.py) that makes pods Ready after `ready_after` seconds. Image tags
+ending in `-crash` crash-loop with the kubelet's back-off (`crash_backoff`, 10 s, doubling, capped
+at 30×); `-missing` fail to pull. Deleted pods are Terminating for `terminate_after` seconds.
+The controllers sleep while nothing changes, so an idle cluster costs no CPU.
 
 In tests::
 
@@ -24,13 +28,18 @@ store: objects keep their uids, generations and resourceVersions, the watch hist
 client can watch again from its last resourceVersion and miss nothing. The controllers go on
 meanwhile (as behind an HA apiserver) unless `freeze_controllers=True`.
 
+`state=FILE` (`--state`) keeps the store in a state file (persist.py): a sandbox started again on
+it, even after `kill -9`, has the same objects, uids, resourceVersions and revisions and finishes
+what was in flight; a seed only fills a new file.
+
 Reads (get/list) with a resourceVersion the store has not reached wait up to `too_large_wait`
 seconds (3, as the watch cache) and then fail with 504 "Too large resource version"; a plain watch
 from such a version is accepted and stays silent until the store passes it, as on kube-apiserver.
 
 From the command line::
 
-    python -m sandbox.kube --port 8001 [--ready-after 2] [--seed seed.yaml] [--token T] [-v]
+    python -m sandbox.kube --port 8001 [--ready-after 2] [--seed seed.yaml] [--state state.json]
+        [--crash-backoff 10] [--terminate-after 1] [--token T] [-v]
 
 Seed file (YAML or JSON), either a list of manifests (kind Namespace / Deployment / ReplicaSet /
 Pod) or a mapping::
