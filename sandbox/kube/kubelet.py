@@ -311,15 +311,19 @@ class Kubelet:
         return None
 
     # ---------------------------------------------------------------- logs
-    def logs(self, pod: dict, container: str, previous: bool) -> tuple[list[tuple[float, str]], bool]:
-        """The lines of a container's current (or previous) instance as (time, text), and
-        whether that instance still runs (more lines may come)."""
+    def logs(
+        self, pod: dict, container: str, previous: bool, number: int | None = None
+    ) -> tuple[list[tuple[float, str]], bool, int]:
+        """The lines of a container's current (or previous, or `number`th) instance as
+        (time, text), whether that instance still runs (more lines may come), and its number."""
         record = self.cluster.side.get(SIDE, {}).get(pod["metadata"]["uid"])
         spec = next(c for c in pod["spec"]["containers"] if c["name"] == container)
         image = spec.get("image", "")
         line = self.timeline(image, record["seen"], time.time()) if record else Timeline(waiting="ContainerCreating")
         instances = line.instances
-        if previous:
+        if number is not None and number < len(instances):
+            instance = instances[number]
+        elif previous:
             if len(instances) < 2:
                 raise bad_request(
                     f'previous terminated container "{container}" in pod "{pod["metadata"]["name"]}" not found'
@@ -332,7 +336,8 @@ class Kubelet:
             raise bad_request(
                 f'container "{container}" in pod "{pod["metadata"]["name"]}" is waiting to start: {reason}'
             )
-        return self._instance_lines(container, image, instance), instance.end is None and not previous
+        lines = self._instance_lines(container, image, instance)
+        return lines, instance.end is None, instance.number
 
     def _instance_lines(self, container: str, image: str, instance: Instance) -> list[tuple[float, str]]:
         lines = [

@@ -652,11 +652,11 @@ class KubeHandler(JSONHandler):
         follow = self.query_one("follow") in ("true", "1", "True") and not previous
         kubelet = self.server.kubelet
         with self.cluster.lock:
-            lines, running = kubelet.logs(pod, container, previous)
-        lines = self._log_window(lines)
+            lines, running, number = kubelet.logs(pod, container, previous)
+        shown = self._log_window(lines)
         if not follow:
-            return self.send_bytes(200, self._log_text(lines), "text/plain")
-        self._follow_logs(pod, container, lines, running)
+            return self.send_bytes(200, self._log_text(shown), "text/plain")
+        self._follow_logs(pod, container, shown, set(lines), running, number)
 
     def _log_window(self, lines: list) -> list:
         since = self.query_one("sinceSeconds")
@@ -676,12 +676,14 @@ class KubeHandler(JSONHandler):
         data = text.encode()
         return data[: _int_option("limitBytes", limit)] if limit else data
 
-    def _follow_logs(self, pod: dict, container: str, sent: list, running: bool) -> None:
+    def _follow_logs(self, pod: dict, container: str, shown: list, seen: set, running: bool, number: int) -> None:
+        """Stream one container instance's lines until it exits (as `kubectl logs -f` ends when
+        the container stops), the pod goes, or the server stops."""
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self._chunk(self._log_text(sent))
+        self._chunk(self._log_text(shown))
         uid, kubelet = pod["metadata"]["uid"], self.server.kubelet
         while running and not self.cluster.closed and not self.server.stopping:
             with self.cluster.lock:
@@ -689,11 +691,11 @@ class KubeHandler(JSONHandler):
                 current = self.cluster.find("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
                 if current is None or current["metadata"]["uid"] != uid:
                     break
-                lines, running = kubelet.logs(current, container, False)
-            fresh = [entry for entry in lines if entry not in sent]
+                lines, running, _ = kubelet.logs(current, container, False, number)
+            fresh = [entry for entry in lines if entry not in seen]
             if fresh:
                 self._chunk(self._log_text(fresh))
-                sent = lines
+                seen.update(fresh)
         if not self.server.stopping:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()

@@ -314,3 +314,21 @@ def test_it_does_no_work_while_nothing_changes(kube, apps):
     while time.monotonic() < deadline:
         kube.cluster.wait_fresh(rv + 1, deadline - time.monotonic())  # returns early on any write
     assert (kube.controllers.passes, kube.cluster.rv) == (passes, rv)
+
+
+def test_it_follows_a_container_log_until_the_container_exits():
+    with start(ready_after=0.3, crash_backoff=0.5) as kube, api_client(kube.url) as api:
+        core = client.CoreV1Api(api)
+        kube.create_deployment(NS, "web", "nginx:1.0-crash", replicas=1)
+
+        def running(cluster):
+            pods = cluster.raw("pods", NS)
+            statuses = [s for p in pods for s in (p.get("status") or {}).get("containerStatuses") or []]
+            return statuses and "running" in statuses[0]["state"] and pods[0]["metadata"]["name"]
+
+        name = kube.wait_for(running, 10)
+        stream = core.read_namespaced_pod_log(name, NS, follow=True, _preload_content=False)
+        lines = b"".join(stream.stream()).decode().splitlines()
+        assert lines[0].startswith("Starting web (nginx:1.0-crash): sandbox stand-in, instance ")
+        assert lines[-1].startswith("fatal: the image tag ends in -crash, so web exits with status 1")
+        assert len(lines) == 2  # one instance, from its start to its crash
