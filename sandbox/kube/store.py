@@ -571,6 +571,8 @@ class Cluster:
         gone["metadata"]["resourceVersion"] = self._next_rv()
         self._persist({"rv": self.rv, "op": "delete", "key": list(key)})
         self._publish(WatchEvent(self.rv, "DELETED", resource, namespace, gone, obj))
+        for table in [name for name, entries in self.side.items() if uid in entries]:
+            self.set_side(table, uid, None)  # e.g. the kubelet's clock of a pod deleted at once
         if resource == "namespaces":
             for resource_name in KINDS:
                 for (ns, name), _ in self.objects.of(resource_name, key[2]):
