@@ -578,6 +578,11 @@ class Cluster:
                 for (ns, name), _ in self.objects.of(resource_name, key[2]):
                     self._delete((resource_name, ns, name), "Background")
             return
+        self._collect_dependents(uid, namespace, propagation)
+
+    def _collect_dependents(self, uid: str, namespace: str, propagation: str) -> None:
+        """The garbage collector's part: dependents go too (pods gracefully), or, orphaned, lose
+        their ownerReference to the deleted owner."""
         children = [((res, *k), obj) for res in KINDS for k, obj in self.objects.of(res, namespace)]
         for child_key, child in children:
             refs = child["metadata"].get("ownerReferences") or []
