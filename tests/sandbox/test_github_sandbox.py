@@ -228,12 +228,12 @@ def test_it_answers_a_conditional_request_with_304_that_costs_no_quota(sandbox, 
 
 def test_it_counts_requests_down_and_refuses_past_the_rate_limit():
     with start(token=TOKEN, repos={"acme/web": 3}, rate_limit=5) as handle:
-        gh = client(handle, retry=None)
+        gh = client(handle, retry=None, lazy=False)
         remaining = []
         for _ in range(5):
-            gh.get_repo("acme/web", lazy=False)
+            gh.get_repo("acme/web")
             remaining.append(gh.rate_limiting[0])
         assert remaining == [4, 3, 2, 1, 0]
         assert gh.get_rate_limit().resources.core.remaining == 0  # /rate_limit is not counted
         with pytest.raises(RateLimitExceededException):
-            gh.get_repo("acme/web", lazy=False)
+            gh.get_repo("acme/web")
