@@ -1,7 +1,8 @@
 from django import forms
 from django.contrib import admin
+from django.utils import timezone
 
-from clusters.models import Cluster, Environment, FreezeWindow, Lock, Workload
+from clusters.models import Cluster, Environment, FreezeWindow, Workload
 
 
 class ClusterForm(forms.ModelForm):
@@ -91,6 +92,9 @@ class EnvironmentForm(forms.ModelForm):
 @admin.register(Environment)
 class EnvironmentAdmin(admin.ModelAdmin):
     form = EnvironmentForm
+    """An environment with deployments owns their history: it can be archived (hidden from the
+    dashboard, closed to deployments), not deleted (Deployment.environment is PROTECT)."""
+
     list_display = [
         "name",
         "position",
@@ -100,9 +104,30 @@ class EnvironmentAdmin(admin.ModelAdmin):
         "deploy_via",
         "is_production",
         "has_slack_webhook",
+        "archived",
     ]
     list_editable = ["position"]
+    list_filter = [("archived_at", admin.EmptyFieldListFilter)]
+    readonly_fields = ["archived_at"]
     inlines = [FreezeInline]
+    actions = ["archive", "restore"]
+
+    @admin.display(boolean=True, description="archived")
+    def archived(self, obj):
+        return obj.archived
+
+    @admin.action(description="Archive the selected environments (hide them, keep their history)")
+    def archive(self, request, queryset):
+        for environment in queryset.filter(archived_at__isnull=True):
+            environment.archived_at = timezone.now()
+            environment.save(update_fields=["archived_at"])  # one audited save each
+        self.message_user(request, "Archived: hidden from the dashboard and closed to deployments.")
+
+    @admin.action(description="Restore the selected environments from the archive")
+    def restore(self, request, queryset):
+        for environment in queryset.filter(archived_at__isnull=False):
+            environment.archived_at = None
+            environment.save(update_fields=["archived_at"])
 
     @admin.display(boolean=True, description="own Slack webhook")
     def has_slack_webhook(self, obj):
@@ -118,28 +143,6 @@ class FreezeWindowAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         obj.created_by = obj.created_by or request.user
         super().save_model(request, obj, form, change)
-
-
-@admin.register(Lock)
-class LockAdmin(admin.ModelAdmin):
-    list_display = ["environment", "service_slug", "reason", "locked_by", "created_at", "released_at"]
-    list_filter = ["environment", "released_at"]
-    exclude = ["locked_by"]
-    # Who locked and when are facts, not settings: they are recorded, not typed in.
-    readonly_fields = ["created_at"]
-    actions = ["release"]
-
-    def save_model(self, request, obj, form, change):
-        obj.locked_by = obj.locked_by or request.user
-        super().save_model(request, obj, form, change)
-
-    @admin.action(description="Release the selected locks")
-    def release(self, request, queryset):
-        from django.utils import timezone
-
-        for lock in queryset.filter(released_at__isnull=True):
-            lock.released_at = timezone.now()
-            lock.save(update_fields=["released_at"])
 
 
 @admin.register(Workload)

@@ -40,6 +40,12 @@ class Cluster(models.Model):
         return bool(self.token_encrypted)
 
 
+class EnvironmentQuerySet(models.QuerySet):
+    def in_use(self):
+        """Environments that are not archived: the dashboard and the deploy buttons show these."""
+        return self.filter(archived_at__isnull=True)
+
+
 class Environment(models.Model):
     """A stage on the promotion path (dev → staging → prod) in one cluster namespace."""
 
@@ -77,6 +83,13 @@ class Environment(models.Model):
     # A Slack incoming-webhook URL is a credential (anyone holding it can post to the channel):
     # encrypted at rest like cluster tokens, write-only in the admin, kept out of the audit log.
     slack_webhook_encrypted = models.TextField(blank=True, editable=False)
+    archived_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Archived: hidden from the dashboard and closed to deployments; its history stays.",
+    )
+
+    objects = EnvironmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["position", "slug"]
@@ -106,15 +119,25 @@ class Environment(models.Model):
     def previous(self) -> "Environment | None":
         return Environment.objects.filter(position__lt=self.position).order_by("-position").first()
 
-    def active_freeze(self, now=None) -> "FreezeWindow | None":
-        now = now or timezone.now()
-        return self.freeze_windows.filter(starts_at__lte=now, ends_at__gt=now).first()
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
-    def active_locks(self, service_slug: str | None = None):
-        locks = self.locks.filter(released_at__isnull=True)
+    def active_locks(self, service_slug: str | None = None, now=None):
+        locks = self.locks.in_force(now)
         if service_slug is None:
             return locks
         return locks.filter(models.Q(service_slug="") | models.Q(service_slug=service_slug))
+
+
+class FreezeQuerySet(models.QuerySet):
+    def in_force(self, now=None):
+        now = now or timezone.now()
+        return self.filter(starts_at__lte=now, ends_at__gt=now)
+
+    def not_over(self, now=None):
+        """In force now or still to come: what the freezes page lists."""
+        return self.filter(ends_at__gt=now or timezone.now())
 
 
 class FreezeWindow(models.Model):
@@ -128,6 +151,8 @@ class FreezeWindow(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
+    objects = FreezeQuerySet.as_manager()
+
     class Meta:
         ordering = ["starts_at"]
         constraints = [
@@ -140,24 +165,49 @@ class FreezeWindow(models.Model):
         return f"{self.environment} frozen {self.starts_at:%Y-%m-%d %H:%M} → {self.ends_at:%H:%M}"
 
 
+class LockQuerySet(models.QuerySet):
+    def in_force(self, now=None):
+        """Locks that stop deployments now: not released, and not past their `until`."""
+        now = now or timezone.now()
+        return self.filter(released_at__isnull=True).filter(models.Q(until__isnull=True) | models.Q(until__gt=now))
+
+
 class Lock(models.Model):
-    """An ad-hoc stop on an environment (or one service in it), until released."""
+    """An ad-hoc stop on an environment (or one service in it), until released or until `until`."""
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="locks")
-    service_slug = models.SlugField(blank=True, help_text="Empty locks every service.")
+    service_slug = models.SlugField("service", blank=True, help_text="Empty locks every service.")
     reason = models.CharField(max_length=200)
     locked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    until = models.DateTimeField(
+        null=True, blank=True, help_text="The lock lifts by itself then. Empty: until released."
+    )
     released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = LockQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(until__isnull=True) | models.Q(until__gt=models.F("created_at")),
+                name="lock_until_after_start",
+            )
+        ]
 
     def __str__(self):
         scope = self.service_slug or "all services"
         return f"{self.environment} locked ({scope}): {self.reason}"
+
+    def in_force(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.released_at is None and (self.until is None or self.until > now)
 
 
 class Workload(models.Model):

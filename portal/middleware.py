@@ -2,6 +2,8 @@ import ipaddress
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
+from django.http import Http404
+from django.shortcuts import render
 
 
 def frame_source(url: str) -> str:
@@ -103,3 +105,27 @@ class ClientAddressMiddleware:
             for header in FORWARDED_HEADERS:
                 meta.pop(header, None)
         return self.get_response(request)
+
+
+class NotFoundPageMiddleware:
+    """With DEBUG=1 (the demo) Django answers an unknown address with its technical 404 page;
+    people get the portal's own page instead, as in production."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        unresolved = getattr(request, "resolver_match", None) is None
+        if settings.DEBUG and response.status_code == 404 and unresolved and _is_html(response):
+            return render(request, "404.html", status=404)
+        return response
+
+    def process_exception(self, request, exception):
+        if settings.DEBUG and isinstance(exception, Http404):
+            return render(request, "404.html", status=404)
+        return None
+
+
+def _is_html(response) -> bool:
+    return response.get("Content-Type", "").startswith("text/html")

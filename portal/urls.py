@@ -2,11 +2,13 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from portal import access, metrics, sso
 from portal import views as portal_views
-from releases import build_views, dora, views
+from releases import build_views, dora, guard_views, index_views, views
 
 urlpatterns = [
     path("", portal_views.dashboard, name="dashboard"),
@@ -23,6 +25,14 @@ urlpatterns = [
     path("oidc/callback/", login_not_required(sso.CallbackView.as_view()), name="oidc_callback"),
     *([path("admin/login/", access.admin_login)] if not settings.LOCAL_LOGIN else []),
     path("admin/", admin.site.urls),
+    # Browsers ask for /favicon.ico whatever the page says; send them to the real one.
+    path(
+        "favicon.ico",
+        login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+        name="favicon",
+    ),
+    path("services/", index_views.services, name="services"),
+    path("releases/", index_views.releases, name="releases"),
     path("services/<slug:slug>/", views.service_detail, name="service"),
     path(
         "services/<slug:slug>/environments/<slug:environment>/rollback/",
@@ -32,9 +42,18 @@ urlpatterns = [
     path("releases/<int:pk>/", views.release_detail, name="release"),
     path("releases/<int:pk>/deploy/", views.request_deploy, name="request_deploy"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
+    path("deployments/<int:pk>/events/", views.deployment_events, name="deployment_events"),
     path("deployments/<int:pk>/decide/", views.decide, name="decide"),
     path("deployments/<int:pk>/cancel/", views.cancel, name="cancel"),
     path("approvals/", views.approvals, name="approvals"),
+    path("approvals/waiting/", views.waiting, name="waiting"),
+    path("environments/<slug:slug>/", guard_views.environment_detail, name="environment"),
+    path("freezes-and-locks/", guard_views.overview, name="guards"),
+    path("freezes-and-locks/locks/", guard_views.add_lock, name="add_lock"),
+    path("freezes-and-locks/locks/<int:pk>/release/", guard_views.release_lock, name="release_lock"),
+    path("freezes-and-locks/freezes/", guard_views.add_freeze, name="add_freeze"),
+    path("freezes-and-locks/freezes/<int:pk>/", guard_views.edit_freeze, name="edit_freeze"),
+    path("freezes-and-locks/freezes/<int:pk>/delete/", guard_views.delete_freeze, name="delete_freeze"),
     path("history/", views.history, name="history"),
     path("dora/", dora.page, name="dora"),
     path("hooks/", include("releases.webhooks.urls")),

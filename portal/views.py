@@ -11,7 +11,7 @@ from releases import board
 
 
 def dashboard(request):
-    return render(request, "dashboard.html", board.dashboard(request.user))
+    return render(request, "dashboard.html", board.dashboard())
 
 
 @login_not_required

@@ -1,5 +1,8 @@
+from django import forms
 from django.contrib import admin
+from django.utils import timezone
 
+from clusters.models import Lock
 from releases.models import Build, BuildEvent, Deployment, DeploymentEvent, Release, Service
 
 
@@ -74,3 +77,46 @@ class BuildAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+class LockAdminForm(forms.ModelForm):
+    """The service is picked from the services, not typed: a typo would lock nothing."""
+
+    service_slug = forms.ChoiceField(label="Service", required=False)
+
+    class Meta:
+        model = Lock
+        fields = ["environment", "service_slug", "reason", "until"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        services = [(s.slug, s.name) for s in Service.objects.order_by("name")]
+        self.fields["service_slug"].choices = [("", "All services"), *services]
+
+    def clean_until(self):
+        until = self.cleaned_data.get("until")
+        start = self.instance.created_at if self.instance.pk else timezone.now()
+        if until and until <= start:
+            raise forms.ValidationError("The lock must lift after it starts: pick a time to come, or leave it empty.")
+        return until
+
+
+@admin.register(Lock)
+class LockAdmin(admin.ModelAdmin):
+    form = LockAdminForm
+    list_display = ["environment", "service_slug", "reason", "locked_by", "created_at", "until", "released_at"]
+    list_filter = ["environment", "released_at"]
+    # Who locked, released and when are facts, not settings: they are recorded, not typed in.
+    readonly_fields = ["locked_by", "created_at", "released_at", "released_by"]
+    actions = ["release"]
+
+    def save_model(self, request, obj, form, change):
+        obj.locked_by = obj.locked_by or request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Release the selected locks")
+    def release(self, request, queryset):
+        for lock in queryset.filter(released_at__isnull=True):
+            lock.released_at = timezone.now()
+            lock.released_by = request.user
+            lock.save(update_fields=["released_at", "released_by"])

@@ -7,13 +7,16 @@ class ReleasesConfig(AppConfig):
     def ready(self):
         from auditlog.registry import auditlog
 
+        from clusters.apps import own_fields
+
         # Importing these connects their signal receivers.
-        from releases import (  # noqa: F401 - Grafana annotations, Slack messages
+        from releases import (  # noqa: F401 - Grafana annotations, Slack messages, live freezes and locks
             annotations,
+            guards,
             notifications,
             receivers,
             reporting,
         )
         from releases.models import Service
 
-        auditlog.register(Service)
+        auditlog.register(Service, include_fields=own_fields(Service))

@@ -10,10 +10,10 @@ the earlier form, cannot use an index: PostgreSQL scanned every deployment to te
 
 from dataclasses import dataclass, field
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 
 from clusters.models import Environment, Workload
-from releases import rules, states
+from releases import guards, rules, states
 from releases.models import Deployment, Service
 
 
@@ -55,6 +55,7 @@ class Cell:
     latest: Deployment | None = None
     running: Deployment | None = None
     workload: Workload | None = None
+    locks: list = field(default_factory=list)  # locks in force on this service here (board.dashboard fills them)
 
     @property
     def version(self) -> str:
@@ -94,22 +95,36 @@ def matrix(services, environments) -> list[Row]:
     return [Row(s, [cell(s, e) for e in environments]) for s in services]
 
 
-def dashboard(user) -> dict:
-    environments = list(Environment.objects.all())
+def dashboard() -> dict:
+    """Services × environments in use (archived ones keep their history but leave the board),
+    with the freezes and locks that stop deployments now."""
+    environments = list(Environment.objects.in_use())
     rows = matrix(list(Service.objects.all()), environments)
-    return {"rows": rows, "environments": environments, "waiting_for_me": waiting_for(user).count()}
+    held = guards.in_force(environments)
+    for row in rows:
+        for cell in row.cells:
+            cell.locks = held[cell.environment.pk].locks_for(cell.service.slug)
+    columns = [(env, held[env.pk]) for env in environments]
+    return {"rows": rows, "environments": environments, "columns": columns}
 
 
 def dashboard_row(service, environments) -> list[Cell]:
     return matrix([service], environments)[0].cells
 
 
+def matrix_for_environment(services, environment) -> list[Cell]:
+    """One environment's column: a cell per service."""
+    return [row.cells[0] for row in matrix(services, [environment])]
+
+
 def waiting_for(user):
-    """Deployments pending approval that `user` may still decide on."""
+    """Deployments pending approval that `user` may still decide on: in environments they approve
+    for, not decided yet, and not their own request unless the environment allows self-approval."""
     mine = rules.group_ids(user)
     return (
         Deployment.objects.filter(state=states.PENDING_APPROVAL, environment__approver_group_id__in=mine)
         .exclude(approvals__user=user)
+        .exclude(Q(requested_by=user) & Q(environment__allow_self_approval=False))
         .for_history()
         .order_by("created_at")
     )

@@ -6,7 +6,8 @@ from django.core.validators import RegexValidator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from releases import builds
+from plumbing.integrations import IntegrationError, github
+from releases import builds, changelog
 from releases.models import Build, Deployment, Service
 from releases.rules import Refused
 from releases.views import refused
@@ -34,14 +35,33 @@ def start(request, slug):
     if not form.is_valid():
         problems = " ".join(str(e) for errors in form.errors.values() for e in errors)
         return refused(request, f"The build request is not valid: {problems}", status=400)
+    allowed = builds.may_build(request.user, service)
+    if not allowed:
+        return refused(request, allowed.message)
+    ref = form.cleaned_data["ref"] or "main"
+    try:
+        commit = _resolve(service, ref)
+    except IntegrationError as error:
+        if error.permanent:
+            return refused(request, f"GitHub knows no commit “{ref}” in {service.github_repo}: {error}", status=400)
+        message = f"GitHub did not say which commit “{ref}” is ({error}). Try again, or give a full commit sha."
+        return refused(request, message, status=503)
     try:
         build = builds.request_build(
-            request.user, service, ref=form.cleaned_data["ref"], version=form.cleaned_data["version"]
+            request.user, service, ref=ref, version=form.cleaned_data["version"], commit=commit
         )
     except Refused as refusal:
         return refused(request, str(refusal))
     messages.success(request, f"Build of {service.name} requested.")
     return redirect("build", build.pk)
+
+
+def _resolve(service, ref: str) -> str:
+    """The commit `ref` names now, so the release says which code it is (changelogs, GitHub
+    statuses). Without GitHub configured for the service, Jenkins' own report has to do."""
+    if not changelog.enabled(service):
+        return ""
+    return github.get_commit(service.github_repo, ref).sha
 
 
 def build_detail(request, pk):

@@ -35,6 +35,7 @@ ACTIVE = (Build.QUEUED, Build.RUNNING)
 RESULT_STATES = {jenkins.SUCCESS: Build.SUCCEEDED, jenkins.ABORTED: Build.ABORTED}
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
+FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 TAIL_LINES = 10
 
 
@@ -165,33 +166,39 @@ def build_parameters(service, build_pk: int, ref: str = "", version: str = "") -
     return {"SERVICE": service.slug, "GIT_REF": ref or "main", "VERSION": proposed}
 
 
-def request_build(user, service, *, ref: str = "", version: str = "") -> Build:
+def request_build(user, service, *, ref: str = "", version: str = "", commit: str = "") -> Build:
     """A person asks for a build of `service`: check they may, then start it."""
     verdict = may_build(user, service)
     if not verdict:
         raise Refused(verdict)
-    return start_build(service, user=user, ref=ref, version=version)
+    return start_build(service, user=user, ref=ref, version=version, commit=commit)
 
 
-def start_build(service, *, user=None, trigger: str = "portal", ref: str = "", version: str = "") -> Build:
+def start_build(
+    service, *, user=None, trigger: str = "portal", ref: str = "", version: str = "", commit: str = ""
+) -> Build:
     """Record a build of `service` and queue the job that starts it in Jenkins.
 
-    Callers authorize first: `request_build` for people, signed webhooks for GitHub.
+    Callers authorize first: `request_build` for people, signed webhooks for GitHub. `commit` is
+    the sha `ref` stood for when asked (or `ref` itself when it is a full sha): Jenkins is asked
+    to build exactly it, and the release it makes names it even when Jenkins reports no GIT_COMMIT.
     """
     if ref and not gitrefs.is_valid_ref_name(ref):
         # It becomes the job's GIT_REF parameter: only something git itself accepts as a name.
         raise Refused(f"{ref[:100]!r} is not a valid git branch, tag or commit name.")
+    commit = commit or (ref if FULL_SHA_RE.match(ref or "") else "")
     if version and Release.objects.filter(service=service, version=version).exists():
         raise Refused(f"{service.name} already has a release {version}: pick another version.")
     who = user.username if user else trigger.title()
     with transaction.atomic():
         build = Build.objects.create(
-            service=service, job_name=service.jenkins_build_job, triggered_by=user, trigger=trigger
+            service=service, job_name=service.jenkins_build_job, triggered_by=user, trigger=trigger, git_sha=commit
         )
-        build.parameters = build_parameters(service, build.pk, ref, version)
+        build.parameters = build_parameters(service, build.pk, commit or ref, version)
         build.version = build.parameters["VERSION"]
         build.save(update_fields=["parameters", "version"])
-        note(build, "requested", f"{who} asked Jenkins to build {service.name} ({build.version}).")
+        asked = f"{ref} at {commit[:7]}" if commit and ref and ref != commit else (commit[:7] or ref or "main")
+        note(build, "requested", f"{who} asked Jenkins to build {service.name} {asked} ({build.version}).")
         queues.enqueue(trigger_build, build.pk)
     return build
 

@@ -240,6 +240,8 @@ class Pending:
     head_label: str
     changelog: Changelog | None
     versions: dict[str, list[str]] = field(default_factory=dict)  # sha -> release versions built from it
+    # Releases newer than what runs that name no commit: what they change cannot be known.
+    unknown: list[str] = field(default_factory=list)
 
 
 def not_in_production(service) -> Pending | None:
@@ -251,14 +253,18 @@ def not_in_production(service) -> Pending | None:
         return None
     running = running_release(service, prod)
     head, label = _newest_code(service)
+    unknown = []
+    if running is not None:
+        newer = service.releases.filter(git_sha="", created_at__gt=running.created_at).order_by("-created_at")
+        unknown = list(newer.values_list("version", flat=True)[:5])
     if running is None or not running.git_sha or not head:
-        return Pending(prod, running, label, None)
+        return Pending(prod, running, label, None, unknown=unknown)
     changelog = between(service.github_repo, running.git_sha, head)
     versions: dict[str, list[str]] = {}
     shas = [c.sha for c in changelog.commits]
     for version, sha in service.releases.filter(git_sha__in=shas).values_list("version", "git_sha")[:200]:
         versions.setdefault(sha, []).append(version)
-    return Pending(prod, running, label, changelog, versions)
+    return Pending(prod, running, label, changelog, versions, unknown)
 
 
 def _newest_code(service) -> tuple[str, str]:

@@ -9,8 +9,9 @@ hand-built histories; `load_rows` reads them in one query and `page` renders /do
   to the deployment's success.
 - Change failure rate: of the finished deployments (succeeded, failed, rolled back), those
   that failed, were rolled back, or were followed by a rollback.
-- Time to restore: from a failure (a failed deployment finishing, or a rollback being
-  requested after a bad one) to the next successful deployment of that service.
+- Time to restore: from a failure (a failed rollout starting, or a rollback being requested
+  after a bad one) to the next successful deployment of that service (a rollback included); a
+  rollout that rolled itself back restored service when its rollback finished.
 """
 
 from collections import defaultdict
@@ -27,8 +28,11 @@ from releases import states
 from releases.models import Commit, Deployment, Service
 
 WINDOWS = (7, 30, 90)
-FINISHED = frozenset({states.SUCCEEDED, states.FAILED, states.ROLLED_BACK})
-FAILED = frozenset({states.FAILED, states.ROLLED_BACK})
+# Before rollbacks were deployments of their own, a failed rollout rolled itself back in place:
+# it failed, and it restored service when it finished.
+ROLLED_BACK_IN_PLACE = "rolled_back"
+FINISHED = frozenset({states.SUCCEEDED, states.FAILED, ROLLED_BACK_IN_PLACE})
+FAILED = frozenset({states.FAILED, ROLLED_BACK_IN_PLACE})
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Row:
     released_at: datetime
     committed_at: datetime | None = None
     rollback: bool = False
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -119,10 +124,12 @@ def _add_history(summary: Summary, history: list[Row]) -> None:
                 summary.deployments += 1
                 summary.lead_times.append(lead_time(row))
         if row.state in FAILED and incident_since is None:
-            incident_since = row.finished_at
+            # The bad version went out when its rollout started; without that, when it failed.
+            incident_since = row.started_at or row.finished_at
         elif row.state == states.SUCCEEDED and row.rollback and incident_since is None:
             incident_since = row.created_at  # someone asked for the rollback: the service was bad
-        if row.state == states.SUCCEEDED and incident_since is not None:
+        restored = row.state in (states.SUCCEEDED, ROLLED_BACK_IN_PLACE)
+        if restored and incident_since is not None:
             summary.restore_times.append(row.finished_at - incident_since)
             incident_since = None
 
@@ -155,15 +162,30 @@ class Bar:
     label: str
 
 
+@dataclass(frozen=True)
+class Tick:
+    """An axis label: where it goes (x or y in the chart) and what it says."""
+
+    at: float
+    label: str
+    anchor: str = "middle"  # SVG text-anchor: the last date ends at the edge instead of crossing it
+
+
 CHART_WIDTH, CHART_HEIGHT, CHART_BASE = 720, 160, 140
+# Room on the left of the bars for the value axis.
+CHART_LEFT = 44
+
+
+def _tallest(values) -> float:
+    return max((sum(v for v, _ in parts) for _, parts in values), default=0) or 1
 
 
 def bars(values: list[tuple[str, list[tuple[float, str]]]], width=CHART_WIDTH, base=CHART_BASE) -> list[Bar]:
-    """Stacked bars, one per (label, [(value, tone), …]), scaled to the tallest stack."""
+    """Stacked bars, one per (label, [(value, tone), …]), scaled to the tallest stack, right of the axis."""
     if not values:
         return []
-    tallest = max(sum(v for v, _ in parts) for _, parts in values) or 1
-    step = width / len(values)
+    tallest = _tallest(values)
+    step = (width - CHART_LEFT) / len(values)
     drawn = []
     for index, (label, parts) in enumerate(values):
         top = base
@@ -171,8 +193,36 @@ def bars(values: list[tuple[str, list[tuple[float, str]]]], width=CHART_WIDTH, b
             height = value / tallest * (base - 10)
             if height > 0:
                 top -= height
-                drawn.append(Bar(index * step + 1, round(top, 1), max(step - 2, 1), round(height, 1), tone, label))
+                x = CHART_LEFT + index * step + 1
+                drawn.append(Bar(round(x, 1), round(top, 1), max(step - 2, 1), round(height, 1), tone, label))
     return drawn
+
+
+def value_ticks(values, label, base=CHART_BASE) -> list[Tick]:
+    """Labels for the value axis: 0, the middle and the top of the tallest bar."""
+    tallest = _tallest(values)
+    if not values or tallest <= 0:
+        return []
+    return [Tick(round(base - share * (base - 10), 1), label(tallest * share)) for share in (0, 0.5, 1)]
+
+
+def day_ticks(days, width=CHART_WIDTH) -> list[Tick]:
+    """Dates under the bars: about six of them, at the middle of their day's bar."""
+    if not days:
+        return []
+    step = (width - CHART_LEFT) / len(days)
+    every = max(1, round(len(days) / 6))
+    ticks = []
+    for i, (day, *_rest) in enumerate(days):
+        if i % every == 0:
+            x = round(CHART_LEFT + (i + 0.5) * step, 1)
+            ticks.append(Tick(x, f"{day:%b %-d}", "end" if x > width - 24 else "middle"))
+    return ticks
+
+
+def _count(value: float) -> str:
+    """Deployments come whole: a half-way tick gets no label."""
+    return f"{value:.0f}" if value == int(value) else ""
 
 
 def frequency_chart(days) -> list[Bar]:
@@ -209,11 +259,19 @@ def load_rows(environment, start: datetime, end: datetime) -> list[Row]:
         .filter(state__in=FINISHED)
         .annotate(committed_at=Subquery(commit_time))
         .values_list(
-            "id", "service__slug", "state", "created_at", "finished_at", "release__created_at", "committed_at", "kind"
+            "id",
+            "service__slug",
+            "state",
+            "created_at",
+            "finished_at",
+            "release__created_at",
+            "committed_at",
+            "kind",
+            "started_at",
         )
         .order_by()
     )
-    return [Row(*row[:7], rollback=row[7] == "rollback") for row in values]
+    return [Row(*row[:7], rollback=row[7] == "rollback", started_at=row[8]) for row in values]
 
 
 def page(request):
@@ -237,8 +295,14 @@ def page(request):
         "overall": summarize(rows, start, end),
         "services": [(names.get(s, s), summarize([r for r in rows if r.service == s], start, end)) for s in services],
         "frequency_bars": frequency_chart(daily),
+        "frequency_ticks": value_ticks([(None, [(ok + bad, "")]) for _, ok, bad, _ in daily], _count),
         "lead_bars": lead_time_chart(daily),
-        "chart": {"width": CHART_WIDTH, "height": CHART_HEIGHT, "base": CHART_BASE},
+        "lead_ticks": value_ticks(
+            [(None, [(lead.total_seconds() if lead else 0, "")]) for *_, lead in daily],
+            lambda seconds: _hours(timedelta(seconds=seconds)) if seconds else "0",
+        ),
+        "day_ticks": day_ticks(daily),
+        "chart": {"width": CHART_WIDTH, "height": CHART_HEIGHT, "base": CHART_BASE, "left": CHART_LEFT},
         "first_day": daily[0][0] if daily else None,
         "last_day": daily[-1][0] if daily else None,
     }

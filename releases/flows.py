@@ -169,8 +169,10 @@ def rollback_target(latest: Deployment | None, running: Deployment | None) -> Re
     return running.release if broken else running.previous_release
 
 
-def rollback(user, service, environment, *, override_reason: str = "") -> Deployment:
-    """Deploy the release to go back to (see rollback_target), as a deployment of kind rollback."""
+def rollback(user, service, environment, *, reason: str = "", override_reason: str = "") -> Deployment:
+    """Deploy the release to go back to (see rollback_target), as a deployment of kind rollback.
+
+    `reason` is the person's reason (production asks for one), kept on the deployment."""
     verdict = rules.can_rollback(user, service, environment, override_reason=override_reason)
     if not verdict:
         raise rules.Refused(verdict)
@@ -190,13 +192,16 @@ def rollback(user, service, environment, *, override_reason: str = "") -> Deploy
                 kind=Deployment.ROLLBACK,
                 requested_by=user,
                 state=states.PENDING_APPROVAL,
+                reason=reason.strip(),
                 override_reason=override_reason.strip() if verdict.overridden else "",
             )
+            because = f" Reason: {reason.strip()}" if reason.strip() else ""
             deployment.log(
                 "requested",
                 f"{user.username} rolled {service.name} in {environment.name} back from "
-                f"{leaving.version} to {target.version}.",
+                f"{leaving.version} to {target.version}.{because}",
                 actor=user,
+                data={"reason": reason.strip()},
             )
             _record_release_admin(deployment, user, verdict)
             approve(deployment, "Rollbacks need no approval.", actor=user)

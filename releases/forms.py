@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from clusters.models import Environment
 from releases import states
@@ -7,7 +8,7 @@ from releases.models import Approval, Service
 
 
 class DeployForm(forms.Form):
-    environment = forms.ModelChoiceField(queryset=Environment.objects.all(), to_field_name="slug")
+    environment = forms.ModelChoiceField(queryset=Environment.objects.in_use(), to_field_name="slug")
     override_reason = forms.CharField(
         required=False,
         max_length=500,
@@ -32,7 +33,17 @@ class CancelForm(forms.Form):
 
 
 class RollbackForm(forms.Form):
-    override_reason = forms.CharField(required=False, max_length=500)
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"max_length": "The reason is too long (500 characters at most)."},
+    )
+    override_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        error_messages={"max_length": "The override reason is too long (500 characters at most)."},
+    )
 
 
 class HistoryFilter(forms.Form):
@@ -65,4 +76,50 @@ class HistoryFilter(forms.Form):
                 data["before"] = None
             if not data["before"] or not 0 < data["before"] < 2**63:
                 self.add_error(None, "That page link is broken; start again from the first page.")
+        return data
+
+
+class WhenInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%dT%H:%M")
+
+
+class LockForm(forms.Form):
+    """Lock an environment, or one service in it: a reason always, an end if known."""
+
+    environment = forms.ModelChoiceField(queryset=Environment.objects.in_use(), to_field_name="slug")
+    service = forms.ModelChoiceField(
+        queryset=Service.objects.all(),
+        to_field_name="slug",
+        required=False,
+        empty_label="All services",
+        help_text="Pick one service, or lock every service in the environment.",
+    )
+    reason = forms.CharField(max_length=200, help_text="Shown to whoever tries to deploy, and sent to Slack.")
+    until = forms.DateTimeField(required=False, widget=WhenInput, help_text="Optional: the lock lifts by itself then.")
+
+    def clean_until(self):
+        until = self.cleaned_data.get("until")
+        if until and until <= timezone.now():
+            raise forms.ValidationError("That moment has passed: pick a time to come, or leave it empty.")
+        return until
+
+
+class FreezeForm(forms.Form):
+    """A scheduled freeze: from, to and why."""
+
+    environment = forms.ModelChoiceField(queryset=Environment.objects.in_use(), to_field_name="slug")
+    starts_at = forms.DateTimeField(label="From", widget=WhenInput)
+    ends_at = forms.DateTimeField(label="Until", widget=WhenInput)
+    reason = forms.CharField(max_length=200)
+
+    def clean(self):
+        data = super().clean()
+        starts, ends = data.get("starts_at"), data.get("ends_at")
+        if starts and ends and ends <= starts:
+            self.add_error("ends_at", "The freeze must end after it starts.")
+        elif ends and ends <= timezone.now():
+            self.add_error("ends_at", "That freeze would be over already.")
         return data

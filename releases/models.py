@@ -95,7 +95,8 @@ class Deployment(models.Model):
     KINDS = [(DEPLOY, "Deploy"), (ROLLBACK, "Rollback")]
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="deployments")
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="deployments")
+    # An environment owns its history: with deployments it can be archived, never deleted.
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
     previous_release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     kind = models.CharField(max_length=10, choices=KINDS, default=DEPLOY)

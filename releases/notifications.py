@@ -215,10 +215,17 @@ def on_lock_saved(sender, instance: Lock, created: bool, update_fields=None, **k
     who = slack.escape(instance.locked_by.username) if instance.locked_by else "someone"
     reason = slack.escape(instance.reason)
     if created and instance.released_at is None:
-        _queue_environment(instance.environment, f":lock: *{env}* locked for {_scope(instance)}", f"By {who}: {reason}")
-    elif instance.released_at and (update_fields is None or "released_at" in update_fields):
+        until = f" until {_when(instance.until)}" if instance.until else ""
         _queue_environment(
-            instance.environment, f":unlock: *{env}* unlocked for {_scope(instance)}", f"The lock was: {reason}"
+            instance.environment, f":lock: *{env}* locked for {_scope(instance)}{until}", f"By {who}: {reason}"
+        )
+    elif instance.released_at and (update_fields is None or "released_at" in update_fields):
+        if instance.released_by:
+            by = f" by {slack.escape(instance.released_by.username)}"
+        else:
+            by = " (its time ran out)" if instance.until and instance.released_at >= instance.until else ""
+        _queue_environment(
+            instance.environment, f":unlock: *{env}* unlocked for {_scope(instance)}{by}", f"The lock was: {reason}"
         )
 
 

@@ -64,7 +64,8 @@ class Refused(Exception):
         message = getattr(verdict_or_message, "message", verdict_or_message)
         super().__init__(message)
         self.verdict = verdict_or_message if isinstance(verdict_or_message, Verdict) else None
-        self.conflict = conflict or bool(self.verdict and self.verdict.conflict)
+        # Not `self.verdict and …`: a verdict that refuses is falsy.
+        self.conflict = conflict or (self.verdict is not None and self.verdict.conflict)
 
     @property
     def reasons(self) -> list[str]:
@@ -126,6 +127,8 @@ def can_request(user, release, environment, *, override_reason: str = "", now=No
     """May `user` ask to deploy `release` to `environment` now?"""
     facts = facts or RequestFacts.load(release, [environment], now or timezone.now())
     verdict = Verdict()
+    if environment.archived_at is not None:
+        verdict.refuse(f"{environment.name} is archived: nothing deploys there any more.")
     _check_deployer(
         verdict,
         user,
@@ -170,12 +173,12 @@ class RequestFacts:
                 .distinct()
             )
         freezes = {}
-        for freeze in FreezeWindow.objects.filter(environment_id__in=ids, starts_at__lte=now, ends_at__gt=now):
+        for freeze in FreezeWindow.objects.in_force(now).filter(environment_id__in=ids):
             freezes.setdefault(freeze.environment_id, freeze)
         locks = {}
         service_locks = Q(service_slug="") | Q(service_slug=release.service.slug)
-        for lock in Lock.objects.filter(service_locks, environment_id__in=ids, released_at__isnull=True).select_related(
-            "locked_by"
+        for lock in (
+            Lock.objects.in_force(now).filter(service_locks, environment_id__in=ids).select_related("locked_by")
         ):
             locks.setdefault(lock.environment_id, []).append(lock)
         active = {}
@@ -223,8 +226,9 @@ def _check_freeze_and_locks(verdict, user, environment, override_reason, facts) 
 def _lock_reason(lock, environment) -> str:
     who = lock.locked_by.username if lock.locked_by else "an admin"
     scope = f"for {lock.service_slug}" if lock.service_slug else ""
+    until = f" until {timezone.localtime(lock.until):%Y-%m-%d %H:%M}" if lock.until else ""
     return (
-        f"{environment.name} is locked {scope} by {who}: {lock.reason}. An admin can override with a reason."
+        f"{environment.name} is locked {scope} by {who}{until}: {lock.reason}. An admin can override with a reason."
     ).replace("  ", " ")
 
 
@@ -269,3 +273,27 @@ def can_cancel(user, deployment) -> Verdict:
 
 def approvals_count(deployment) -> int:
     return deployment.approvals.filter(decision=Approval.APPROVE).count()
+
+
+# Freezes and locks ------------------------------------------------------------------------------
+# Whoever may deploy to an environment may also stop deployments there: lock it (or one service
+# in it) during an incident, and schedule its freezes. Release admins may everywhere.
+
+
+def can_lock(user, environment) -> Verdict:
+    verdict = Verdict()
+    if not is_deployer(user, environment):
+        verdict.refuse(
+            f"Only deployers of {environment.name} ({_group_name(environment.deployer_group)}) can lock it "
+            "or schedule its freezes."
+        )
+    return verdict
+
+
+def can_unlock(user, lock) -> Verdict:
+    verdict = Verdict()
+    if lock.released_at is not None:
+        verdict.refuse("This lock was released already.")
+    elif not (lock.locked_by_id == user.pk or is_deployer(user, lock.environment)):
+        verdict.refuse(f"Only whoever locked it or a deployer of {lock.environment.name} can release this lock.")
+    return verdict

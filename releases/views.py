@@ -1,27 +1,69 @@
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Count, Q
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from clusters.models import Environment
-from releases import board, flows, rules, states
+from clusters.models import Environment, Workload
+from releases import (
+    board,
+    builds,
+    changelog,
+    flows,
+    grafana_panels,
+    guards,
+    preflight,
+    reporting,
+    rules,
+    states,
+)
 from releases.forms import CancelForm, DecisionForm, DeployForm, HistoryFilter, RollbackForm
-from releases.models import Deployment, Release, Service
+from releases.models import Approval, Deployment, Release, Service
+
+# A replay reads at most this many events (the page itself lists the last 500).
+REPLAY_EVENTS = 5000
 
 
 def refused(request, message: str, status: int = 403):
     return render(request, "refused.html", {"message": message}, status=status)
 
 
+@dataclass
+class RollbackOffer:
+    """A rollback button: where it goes, and whether this person may press it (and why not)."""
+
+    environment: Environment
+    target: Release
+    verdict: rules.Verdict
+
+    @property
+    def confirm(self) -> bool:
+        """Production asks for a confirmation and a reason first."""
+        return self.environment.is_production
+
+
+def _rollback_offer(user, service, environment, target) -> RollbackOffer | None:
+    if target is None:
+        return None
+    return RollbackOffer(environment, target, rules.can_rollback(user, service, environment))
+
+
 def service_detail(request, slug):
     service = get_object_or_404(Service, slug=slug)
     releases = list(service.releases.select_related("created_by")[:50])
-    environments = list(Environment.objects.all())
+    environments = list(Environment.objects.in_use())
     reached = board.promotion(service, releases)
     release_rows = [(r, [(e, e.pk in reached[r.pk]) for e in environments]) for r in releases]
+    cells = board.dashboard_row(service, environments)
+    held = guards.in_force(environments)
+    for cell in cells:
+        cell.locks = held[cell.environment.pk].locks_for(service.slug)
+    offers = {c.environment.pk: _rollback_offer(request.user, service, c.environment, c.rollback_to) for c in cells}
     return render(
         request,
         "releases/service.html",
@@ -29,20 +71,56 @@ def service_detail(request, slug):
             "service": service,
             "release_rows": release_rows,
             "recent": service.deployments.for_history().order_by("-id")[:10],
-            "cells": board.dashboard_row(service, environments),
+            "cells": [(cell, offers[cell.environment.pk]) for cell in cells],
+            "lockable": [e for e in environments if rules.can_lock(request.user, e)],
+            "may_build": builds.may_build(request.user, service),
+            "recent_builds": list(service.builds.select_related("release")[:5]),
+            "pending": changelog.not_in_production(service),
+            "grafana": _service_panels(request, service, environments),
         },
     )
 
 
+def _service_panels(request, service, environments) -> dict:
+    """The last six hours of the service's panels in one environment: `?grafana_env=<slug>`,
+    production by default."""
+    if not grafana_panels.enabled(service) or not environments:
+        return {"panels": []}
+    wanted = request.GET.get("grafana_env", "")
+    by_slug = {e.slug: e for e in environments}
+    production = [e for e in environments if e.is_production]
+    environment = by_slug.get(wanted) or (production[0] if production else environments[-1])
+    return {
+        "panels": grafana_panels.for_service(service, environment),
+        "live": False,
+        "environment": environment,
+        "choices": environments if len(environments) > 1 else [],
+        "unknown": wanted if wanted and wanted not in by_slug else "",
+    }
+
+
 def release_detail(request, pk, form=None, status=200):
     release = get_object_or_404(Release.objects.select_related("service", "created_by"), pk=pk)
-    targets = rules.can_request_each(
-        request.user, release, Environment.objects.select_related("deployer_group", "approver_group")
+    environments = list(Environment.objects.in_use().select_related("deployer_group", "approver_group"))
+    verdicts = rules.can_request_each(request.user, release, environments)
+    gone = set(
+        Workload.objects.filter(name=release.service.k8s_deployment, exists=False).values_list(
+            "environment_id", flat=True
+        )
     )
+    for env, verdict in verdicts:
+        if env.pk in gone:  # the watcher saw the Deployment go (or never there): say what to create
+            verdict.refuse(preflight.what_to_create(release.service, env))
+    held = guards.in_force(environments)
     return render(
         request,
         "releases/release.html",
-        {"release": release, "targets": targets, "form": form or DeployForm()},
+        {
+            "release": release,
+            "targets": [(env, verdict, held[env.pk]) for env, verdict in verdicts],
+            "form": form or DeployForm(),
+            "changelog_targets": changelog.for_release(release),
+        },
         status=status,
     )
 
@@ -53,15 +131,17 @@ def request_deploy(request, pk):
     form = DeployForm(request.POST)
     if not form.is_valid():
         return release_detail(request, pk, form=form, status=400)
+    environment, override = form.cleaned_data["environment"], form.cleaned_data["override_reason"]
+    verdict = rules.can_request(request.user, release, environment, override_reason=override)
+    if not verdict:
+        return refused(request, verdict.message, status=409 if verdict.conflict else 403)
+    problem = preflight.missing_deployment(release.service, environment)
+    if problem:
+        return refused(request, problem, status=409)
     try:
-        deployment = flows.request_deployment(
-            request.user,
-            release,
-            form.cleaned_data["environment"],
-            override_reason=form.cleaned_data["override_reason"],
-        )
+        deployment = flows.request_deployment(request.user, release, environment, override_reason=override)
     except rules.Refused as refusal:
-        return refused(request, str(refusal))
+        return refused(request, str(refusal), status=409 if refusal.conflict else 403)
     messages.success(request, f"Deployment #{deployment.pk} requested.")
     return redirect(deployment)
 
@@ -73,6 +153,7 @@ def deployment_detail(request, pk, decision_form=None, status=200):
     events = list(deployment.events.select_related("actor").order_by("-seq")[:500])
     events.reverse()
     user = request.user
+    start, end, _ = grafana_panels.rollout_window(deployment)
     return render(
         request,
         "releases/deployment.html",
@@ -84,21 +165,71 @@ def deployment_detail(request, pk, decision_form=None, status=200):
             "may_approve": rules.can_decide(user, deployment, "approve"),
             "may_reject": rules.can_decide(user, deployment, "reject"),
             "may_cancel": rules.can_cancel(user, deployment),
-            "rollback_to": _rollback_to(user, deployment),
+            "rollback": _deployment_rollback(user, deployment),
             "approved_count": rules.approvals_count(deployment),
+            "runs_now": _runs_now(deployment),
+            "changelog": changelog.for_deployment(deployment),
+            "grafana": {
+                "panels": grafana_panels.for_deployment(deployment),
+                "live": end == "now",
+                "environment": deployment.environment,
+            },
+            "deploy_job": _deploy_job(user, deployment),
+            "github_report": reporting.summary(deployment),
+            "replayable": deployment.state in states.FINAL and deployment.started_at is not None,
         },
         status=status,
     )
 
 
-def _rollback_to(user, deployment):
-    """Rollback acts on what runs now, so only the newest deployment of its pair offers it."""
-    if deployment.state not in states.FINAL or not rules.is_deployer(user, deployment.environment):
+def _deployment_rollback(user, deployment) -> RollbackOffer | None:
+    """Rollback acts on what runs now, so only the newest deployment of its pair offers it, and
+    only once it changed something: a rejected deployment, or one cancelled before it started,
+    left the cluster as it was."""
+    if deployment.state not in states.FINAL or _changed_nothing(deployment):
         return None
     latest = Deployment.objects.filter(service=deployment.service, environment=deployment.environment).order_by("-id")
     if latest.values_list("pk", flat=True).first() != deployment.pk:
         return None
-    return flows.rollback_target(deployment, flows.last_succeeded(deployment.service, deployment.environment))
+    target = flows.rollback_target(deployment, flows.last_succeeded(deployment.service, deployment.environment))
+    return _rollback_offer(user, deployment.service, deployment.environment, target)
+
+
+def _changed_nothing(deployment) -> bool:
+    return deployment.state == states.REJECTED or (
+        deployment.state == states.CANCELLED and deployment.started_at is None
+    )
+
+
+def _runs_now(deployment) -> dict | None:
+    """Before a deployment touches the cluster, what runs there now (as the watcher last saw it)."""
+    if deployment.started_at is not None:
+        return None
+    workload = Workload.objects.filter(
+        environment=deployment.environment, name=deployment.service.k8s_deployment
+    ).first()
+    previous = deployment.previous_release
+    return {
+        "workload": workload,
+        "release": previous if previous and workload and previous.image == workload.image else None,
+        "progress": (workload.progress or {}) if workload else {},
+    }
+
+
+def _deploy_job(user, deployment) -> dict | None:
+    environment = deployment.environment
+    if environment.deploy_via != environment.JENKINS:
+        return None
+    return {"job": environment.jenkins_deploy_job, "may_abort": builds.may_abort_deploy_job(user, deployment)}
+
+
+def deployment_events(request, pk):
+    """The deployment's events as JSON, oldest first (the page's replay reads them)."""
+    deployment = get_object_or_404(Deployment, pk=pk)
+    if not rules.can_view(request.user, deployment):
+        return JsonResponse({"error": "You may not view this deployment."}, status=403)
+    events = deployment.events.select_related("actor").order_by("seq")[:REPLAY_EVENTS]
+    return JsonResponse({"deployment": deployment.pk, "events": [e.as_message() for e in events]})
 
 
 @require_POST
@@ -132,23 +263,56 @@ def cancel(request, pk):
     return redirect(deployment)
 
 
-@require_POST
 def rollback(request, slug, environment):
+    """GET: the confirmation (production asks for a reason). POST: roll back."""
     service = get_object_or_404(Service, slug=slug)
     env = get_object_or_404(Environment, slug=environment)
+    if request.method == "POST":
+        return _roll_back(request, service, env)
+    if request.method != "GET":
+        return refused(request, "Use the rollback button on the service or deployment page.", status=405)
+    cell = board.dashboard_row(service, [env])[0]
+    offer = _rollback_offer(request.user, service, env, cell.rollback_to)
+    if offer is None:
+        return refused(request, f"There is no earlier release of {service.name} in {env.name} to go back to.", 409)
+    return render(
+        request,
+        "releases/rollback_confirm.html",
+        {"service": service, "environment": env, "offer": offer, "running": cell.running, "form": RollbackForm()},
+    )
+
+
+def _roll_back(request, service, env):
     form = RollbackForm(request.POST)
     if not form.is_valid():
-        return refused(request, "The reason is too long (500 characters at most).", status=400)
+        problems = " ".join(str(e) for errors in form.errors.values() for e in errors)
+        return refused(request, problems, status=400)
+    reason = form.cleaned_data["reason"]
+    if env.is_production and not reason:
+        return refused(
+            request, f"{env.name} is production: say why you roll back (the reason goes to the timeline).", 400
+        )
     try:
-        deployment = flows.rollback(request.user, service, env, override_reason=form.cleaned_data["override_reason"])
+        deployment = flows.rollback(
+            request.user, service, env, reason=reason, override_reason=form.cleaned_data["override_reason"]
+        )
     except rules.Refused as refusal:
-        return refused(request, str(refusal))
-    messages.success(request, f"Rolling {service.name} back in {env.name}.")
+        return refused(request, str(refusal), status=409 if refusal.conflict else 403)
+    messages.success(request, f"Rolling {service.name} back in {env.name} to {deployment.release.version}.")
     return redirect(deployment)
 
 
 def approvals(request):
-    return render(request, "releases/approvals.html", {"waiting": board.waiting_for(request.user)[:200]})
+    waiting = board.waiting_for(request.user).annotate(
+        approved=Count("approvals", filter=Q(approvals__decision=Approval.APPROVE))
+    )
+    return render(request, "releases/approvals.html", {"waiting": waiting[:200]})
+
+
+def waiting(request):
+    """What waits for this person's approval, for the header badge: {"count", "ids"}."""
+    ids = list(board.waiting_for(request.user).values_list("pk", flat=True)[:500])
+    return JsonResponse({"count": len(ids), "ids": ids})
 
 
 def _day_start(day, days=0):

@@ -1,38 +1,107 @@
-// The deployment page, kept current from /ws/deployments/<id>/?after=<last seq seen>.
-// Every timeline event arrives once, in seq order; a gap (which the server already fills)
-// makes the page reconnect and ask again rather than show a hole.
+// The deployment page: the rollout picture (bars, pods, availability) drawn from progress
+// snapshots, the timeline kept current by timeline.js, and a replay of a finished rollout that
+// draws the recorded events again through the very same functions.
 (function () {
   var root = document.getElementById("deployment");
   if (!root) return;
-  var id = root.dataset.id;
-  var lastSeq = parseInt(root.dataset.lastSeq, 10) || 0;
-  var timeline = document.getElementById("timeline");
-  // The page reads the deployment, then its events: one written in between is already listed.
-  timeline.querySelectorAll("li[data-seq]").forEach(function (li) {
-    lastSeq = Math.max(lastSeq, parseInt(li.dataset.seq, 10) || 0);
-  });
-  var previous = null;  // the last progress snapshot seen live, to describe what changed
-  var finals = ["succeeded", "failed", "rolled_back", "rejected", "cancelled"];
-  var active = ["approved", "building", "rolling_out", "rolling_back"];
-  var labels = {pending_approval: "Pending approval", approved: "Approved", building: "Building",
-    rolling_out: "Rolling out", rolling_back: "Rolling back", succeeded: "Succeeded", failed: "Failed",
-    rolled_back: "Rolled back", rejected: "Rejected", cancelled: "Cancelled"};
-  var tones = {pending_approval: "wait", approved: "info", building: "info", rolling_out: "info",
-    rolling_back: "warn", succeeded: "ok", failed: "bad", rolled_back: "warn", rejected: "bad", cancelled: "muted"};
+  var el = Pampam.el;
+  var family = root.dataset.kind === "rollback" ? "rollback" : "deploy";
+  var list = document.getElementById("timeline");
+  var image = root.dataset.image || "";
+  var previous = null;  // the last snapshot drawn, to describe what changed
+  var desired = 0;
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
+  function snapshotFrom(id) {
+    var node = document.getElementById(id);
+    return node ? JSON.parse(node.textContent) : null;
   }
-  function clock(at) { return new Date(at).toLocaleTimeString([], {hour12: false}); }
 
-  // What changed between two progress snapshots: ReplicaSet scaling, pods, conditions.
+  // -- the rollout picture --------------------------------------------------------------------
+
+  function bar(dl, key, title, value, max, text, tone) {
+    var dt = el("dt", null, title + " ");
+    var count = el("span", null, text);
+    count.dataset.count = key;
+    dt.appendChild(count);
+    var dd = el("dd");
+    var progress = el("progress", "bar" + (tone ? " tone-" + tone : ""));
+    progress.dataset.bar = key;
+    progress.max = Math.max(max, 1);
+    progress.value = value;
+    dd.appendChild(progress);
+    dl.appendChild(dt);
+    dl.appendChild(dd);
+  }
+  // Updated and Ready count the new version only, against what is wanted: they never read 5/4.
+  // Available counts old and new pods that serve, against the minimum the rollout must keep.
+  function drawBars(p) {
+    var dl = document.getElementById("bars");
+    dl.textContent = "";
+    if (!p || p.desired === undefined) return;
+    var wanted = p.desired, updated = p.updated || 0, available = p.available || 0, floor = p.min_required || 0;
+    var ready = p.new_ready !== undefined ? p.new_ready : Math.min(p.ready || 0, updated);
+    bar(dl, "updated", "Updated", updated, wanted, updated + "/" + wanted, "");
+    bar(dl, "ready", "Ready (new version)", ready, wanted, ready + "/" + wanted, ready >= wanted ? "ok" : "");
+    bar(dl, "available", "Available (old and new)", available, Math.max(wanted, available),
+      available + " available · needs " + floor + " of " + wanted, available < floor ? "bad" : "ok");
+    var summary = (p.total || 0) + " pod" + (p.total === 1 ? "" : "s") + " running (" + wanted + " wanted";
+    if (p.max_total > wanted && p.status !== "complete") summary += ", at most " + p.max_total + " during the rollout";
+    summary += ")";
+    if (p.old_pending) summary += " · " + p.old_pending + " old pending termination";
+    document.getElementById("pod-summary").textContent = summary;
+    document.getElementById("progress-message").textContent = p.message || "";
+  }
+  function drawPods(p) {
+    var body = document.querySelector("#pods tbody");
+    body.textContent = "";
+    ((p && p.pods) || []).forEach(function (pod) {
+      var waitingToStart = !pod.ready && !pod.terminating;
+      var tr = el("tr", pod.terminating ? "pod-terminating" : (pod.ready ? "pod-ready" : "pod-waiting"));
+      if (image) tr.classList.add(pod.image === image ? "pod-new" : "pod-old");
+      tr.appendChild(el("td", "mono", pod.name));
+      var version = el("td", "mono", (pod.image || "").split("/").pop());
+      version.title = pod.image || "";
+      tr.appendChild(version);
+      tr.appendChild(el("td", "", pod.status));
+      tr.appendChild(el("td", "", pod.ready ? "yes" : (waitingToStart ? "no" : "—")));
+      tr.appendChild(el("td", "", String(pod.restarts || 0)));
+      body.appendChild(tr);
+    });
+  }
+  function drawDowntime(d) {
+    var box = document.getElementById("downtime");
+    box.textContent = "";
+    if (!d || !d.checked) {
+      var none = el("span", "muted", "—");
+      none.dataset.downtime = "unknown";
+      box.appendChild(none);
+      return;
+    }
+    var of = desired ? " of " + desired : "";
+    var floor = " available (minimum " + d.min_required + ")";
+    var text = d.dropped
+      ? "availability dropped " + Math.round(d.seconds || 0) + "s: down to " + d.min_available + of + floor
+      : "no downtime: never below " + d.min_available + of + floor;
+    var span = el("span", "badge tone-" + (d.dropped ? "bad" : "ok"), text);
+    span.dataset.downtime = d.dropped ? "dropped" : "none";
+    box.appendChild(span);
+  }
+  function drawProgress(p) {
+    if (!p || p.desired === undefined) return;
+    desired = p.desired;
+    document.getElementById("rollout-view").hidden = false;
+    var before = document.getElementById("runs-now");
+    if (before) before.hidden = true;  // the rollout is the picture now
+    if (p.revision) setRevision("", p.revision);
+    drawBars(p);
+    drawPods(p);
+  }
+
+  // What changed between two snapshots: the new ReplicaSet, old pods, each pod, conditions.
   function changes(before, now) {
     var out = [];
     if (!before) return out;
-    if (before.updated !== now.updated) out.push("new ReplicaSet " + before.updated + " → " + now.updated);
+    if (before.updated !== now.updated) out.push("new pods " + before.updated + " → " + now.updated);
     if (before.old_pending !== now.old_pending) out.push("old pods " + before.old_pending + " → " + now.old_pending);
     var seen = {};
     (before.pods || []).forEach(function (p) { seen[p.name] = p; });
@@ -56,52 +125,37 @@
     return out;
   }
 
-  function addEvent(e) {
-    var li = el("li", "kind-" + e.kind);
-    li.dataset.seq = e.seq;
-    li.appendChild(el("span", "seq", String(e.seq)));
-    li.appendChild(el("span", "when", clock(e.at)));
-    var msg = el("span", "msg", e.message);
-    if (e.actor && e.kind !== "log") msg.title = "by " + e.actor;
-    li.appendChild(msg);
-    if (e.data && e.data.progress) {
-      var details = changes(previous, e.data.progress);
-      if (details.length) li.appendChild(el("span", "detail", details.join(" · ")));
-      previous = e.data.progress;
-    }
-    timeline.appendChild(li);
-  }
-  function setState(state, reason, at) {
+  // -- state, approvals, revision --------------------------------------------------------------
+
+  function setState(data, at) {
+    var state = data.to;
+    var words = Pampam.state(family, state);
     root.dataset.state = state;
-    document.getElementById("banner").className = "banner tone-" + (tones[state] || "muted");
-    document.getElementById("state-badge").textContent = labels[state] || state;
-    document.getElementById("state-reason").textContent = reason ? ": " + reason : "";
-    if (active.indexOf(state) >= 0 && state !== "approved" && !root.dataset.started) root.dataset.started = at;
-    if (finals.indexOf(state) >= 0) root.dataset.finished = at;
+    timeline.banner(data.label || words.label, data.tone || words.tone, data.reason || "");
+    var target = document.getElementById("state-target");
+    if (target) target.hidden = state === "pending_approval" || state === "rejected" || state === "cancelled";
+    if (Pampam.isActive(state) && state !== "approved" && state !== "pending_approval" && !root.dataset.started) {
+      root.dataset.started = at;
+    }
+    if (Pampam.isFinal(state)) root.dataset.finished = at;
     var form = document.getElementById("decision-form");
     if (form && state !== "pending_approval") form.hidden = true;
     var cancel = document.getElementById("cancel-form");
-    if (cancel && finals.indexOf(state) >= 0) cancel.hidden = true;  // too late to cancel
+    if (cancel && Pampam.isFinal(state)) cancel.hidden = true;  // too late to cancel
   }
-  // Approvals and rejections also show in the Approvals panel.
-  function addDecision(e) {
-    var list = document.getElementById("approvals");
-    if (!list || !e.actor) return;
+  function addDecision(m) {
+    var box = document.getElementById("approvals");
+    if (!box || !m.actor) return;
     var none = document.getElementById("no-decisions");
     if (none) none.remove();
     var li = el("li");
-    li.appendChild(el("strong", "", e.actor));
+    li.appendChild(el("strong", "", m.actor));
     li.appendChild(document.createTextNode(" "));
-    var ok = e.kind === "approval";
+    var ok = m.kind === "approval";
     li.appendChild(el("span", "badge tone-" + (ok ? "ok" : "bad"), ok ? "approved" : "rejected"));
-    list.appendChild(li);
-    if (ok && e.data && e.data.count !== undefined) document.getElementById("approved-count").textContent = e.data.count;
-  }
-  function setBar(name, value, max, label) {
-    var bar = document.querySelector('[data-bar="' + name + '"]');
-    var count = document.querySelector('[data-count="' + name + '"]');
-    if (bar) { bar.max = Math.max(max, 1); bar.value = value; }
-    if (count) count.textContent = label;
+    box.appendChild(li);
+    var count = document.getElementById("approved-count");
+    if (ok && count && m.data && m.data.count !== undefined) count.textContent = m.data.count;
   }
   function setRevision(before, after) {
     var dd = document.getElementById("revision");
@@ -110,50 +164,35 @@
     if (after) dd.dataset.after = after;
     dd.textContent = (dd.dataset.before || "?") + " → " + (dd.dataset.after || "?");
   }
-  function setProgress(p) {
-    if (!p || !p.desired) return;
-    if (p.revision && p.revision !== document.getElementById("revision").dataset.before) setRevision("", p.revision);
-    ["updated", "ready", "available"].forEach(function (k) { setBar(k, p[k] || 0, p.desired, (p[k] || 0) + "/" + p.desired); });
-    var surge = Math.max((p.total || 0) - p.desired, 0);
-    setBar("total", p.total || 0, p.max_total || p.desired,
-      (p.total || 0) + "/" + p.desired + (surge ? " (+" + surge + " surge, at most " + p.max_total + ")" : ""));
-    document.getElementById("progress-message").textContent = p.message || "";
-    if (!p.pods) return;
-    var body = document.querySelector("#pods tbody");
-    body.textContent = "";
-    p.pods.forEach(function (pod) {
-      var tr = el("tr", pod.terminating ? "pod-terminating" : (pod.ready ? "pod-ready" : "pod-waiting"));
-      tr.appendChild(el("td", "mono", pod.name));
-      tr.appendChild(el("td", "", pod.status));
-      tr.appendChild(el("td", "", pod.ready ? "yes" : "no"));
-      tr.appendChild(el("td", "", String(pod.restarts)));
-      tr.appendChild(el("td", "mono", pod.image));
-      body.appendChild(tr);
-    });
-  }
-  function setDowntime(d) {
-    if (!d || !d.checked) return;
-    var box = document.getElementById("downtime");
-    box.textContent = "";
-    var floor = " · lowest " + d.min_available + "/" + d.min_required;
-    var span = el("span", "badge tone-" + (d.dropped ? "bad" : "ok"),
-      d.dropped ? "availability dropped " + Math.round(d.seconds || 0) + "s" + floor : "no downtime" + floor);
-    span.dataset.downtime = d.dropped ? "dropped" : "none";
-    box.appendChild(span);
-  }
-  function onMessage(m) {
-    if (m.type === "ready") { root.dataset.synced = m.seq; return; }
-    if (m.type !== "event" || m.seq <= lastSeq) return;
-    if (m.seq > lastSeq + 1) { live.reconnect(); return; }  // never show a hole: ask again
-    lastSeq = m.seq;
-    root.dataset.lastSeq = lastSeq;
-    addEvent(m);
-    if (m.kind === "approval" || m.kind === "rejection") addDecision(m);
-    if (m.data && m.data.to) setState(m.data.to, m.data.reason || "", m.at);
+
+  // -- events ----------------------------------------------------------------------------------
+
+  // Events that change what the side panels offer (buttons, approvals, the Jenkins job, reports).
+  var QUIET = {progress: true, log: true, note: true};
+  function apply(m, replaying) {
+    var detail = "";
+    if (m.data && m.data.progress) detail = changes(previous, m.data.progress).join(" · ");
+    timeline.entry(m, detail);
+    if (!replaying && (m.kind === "approval" || m.kind === "rejection")) addDecision(m);
+    if (m.data && m.data.to) setState(m.data, m.at);
     if (m.data && m.data.revision_before) setRevision(m.data.revision_before, "");
-    if (m.data && m.data.progress) setProgress(m.data.progress);
-    if (m.data && m.data.downtime) setDowntime(m.data.downtime);
+    if (m.data && m.data.progress) { drawProgress(m.data.progress); previous = m.data.progress; }
+    if (m.data && m.data.downtime) drawDowntime(m.data.downtime);
+    if (!replaying && !QUIET[m.kind]) Pampam.refresh();
   }
+
+  var timeline = Timeline({
+    root: root,
+    list: list,
+    path: function (after) { return "/ws/deployments/" + root.dataset.id + "/?after=" + after; },
+    onEvent: function (m) { apply(m, false); },
+  });
+
+  // The picture the page was rendered with: the latest snapshot, as the last event carried it.
+  var first = snapshotFrom("rollout-snapshot");
+  if (first && first.desired !== undefined) { drawProgress(first); previous = first; }
+  drawDowntime(snapshotFrom("rollout-downtime"));
+
   function tick() {
     if (!root.dataset.started) return;
     var end = root.dataset.finished ? new Date(root.dataset.finished) : new Date();
@@ -163,7 +202,139 @@
   }
   setInterval(tick, 1000);
   tick();
-  var live = Live(function () { return "/ws/deployments/" + id + "/?after=" + lastSeq; },
-    onMessage, document.getElementById("live-indicator"));
-  window.pampamLive = live;
+
+  // -- replay ----------------------------------------------------------------------------------
+  // The recorded events drawn again on an emptied picture, on a clock that runs 1×–16× the real
+  // one (idle stretches longer than IDLE seconds are shortened to IDLE, and said so).
+
+  var panel = document.getElementById("replay");
+  if (!panel) return;
+  var IDLE = 5000;
+  var play = document.getElementById("replay-play"), exit = document.getElementById("replay-exit");
+  var scrubber = document.getElementById("replay-scrubber"), speed = document.getElementById("replay-speed");
+  var clockText = document.getElementById("replay-clock"), low = document.getElementById("replay-low");
+  var note = document.getElementById("replay-note");
+  var events = null, times = [], duration = 0, position = 0, applied = 0, running = false, lastFrame = 0;
+
+  function schedule(all) {
+    var t = 0, shortened = 0;
+    times = all.map(function (m, i) {
+      if (i > 0) {
+        var gap = new Date(m.at) - new Date(all[i - 1].at);
+        if (gap > IDLE) { shortened += gap - IDLE; gap = IDLE; }
+        t += Math.max(gap, 0);
+      }
+      return t;
+    });
+    duration = Math.max(t, 1);
+    if (shortened > 1000) note.textContent = "Idle stretches (waiting for approvals, say) are shortened to " + IDLE / 1000 + " s; " + Math.round(shortened / 1000) + " s skipped.";
+    markLowest(all);
+  }
+  function markLowest(all) {
+    var best = -1, at = -1, seenStart = false;
+    all.forEach(function (m, i) {
+      if (m.data && m.data.to && m.data.to !== "pending_approval" && m.data.to !== "approved") seenStart = true;
+      var p = m.data && m.data.progress;
+      if (!seenStart || !p || p.available === undefined) return;
+      if (best < 0 || p.available < best) { best = p.available; at = i; }
+    });
+    if (at < 0) return;
+    var p = all[at].data.progress;
+    low.hidden = false;
+    low.style.left = (times[at] / duration * 100) + "%";
+    low.title = "Lowest availability: " + best + " of " + p.desired + " (minimum " + p.min_required + ") at " + mmss(times[at]);
+    low.dataset.at = times[at];
+    low.dataset.available = best;
+  }
+  function mmss(ms) {
+    var s = Math.floor(ms / 1000);
+    return Math.floor(s / 60) + ":" + ("0" + (s % 60)).slice(-2);
+  }
+  function empty() {
+    list.textContent = "";
+    document.getElementById("bars").textContent = "";
+    document.querySelector("#pods tbody").textContent = "";
+    document.getElementById("pod-summary").textContent = "";
+    document.getElementById("progress-message").textContent = "";
+    drawDowntime(null);
+    var words = Pampam.state(family, "pending_approval");
+    timeline.banner(words.label, words.tone, "");
+    var dd = document.getElementById("revision");
+    if (dd) { dd.dataset.before = ""; dd.dataset.after = ""; dd.textContent = "? → ?"; }
+    previous = null;
+    applied = 0;
+  }
+  function advanceTo(ms) {
+    while (applied < events.length && times[applied] <= ms) apply(events[applied++], true);
+    position = ms;
+    scrubber.value = Math.round(ms / duration * 1000);
+    clockText.textContent = mmss(ms) + " / " + mmss(duration);
+  }
+  function seek(ms) {
+    empty();
+    advanceTo(ms);
+  }
+  function frame(now) {
+    if (!running) return;
+    position = Math.min(duration, position + (now - lastFrame) * Number(speed.value));
+    lastFrame = now;
+    advanceTo(position);
+    if (position >= duration) return finish();
+    requestAnimationFrame(frame);
+  }
+  function start() {
+    running = true;
+    root.dataset.replay = "playing";
+    play.textContent = "❚❚ Pause";
+    lastFrame = performance.now();
+    requestAnimationFrame(frame);
+  }
+  function pause() {
+    running = false;
+    root.dataset.replay = "paused";
+    play.textContent = "▶ Play";
+  }
+  function finish() {
+    running = false;
+    root.dataset.replay = "done";
+    play.textContent = "▶ Replay again";
+  }
+  function load(then) {
+    fetch("/deployments/" + root.dataset.id + "/events/", {credentials: "same-origin"})
+      .then(function (r) { return r.json(); })
+      .then(function (data) {
+        events = data.events;
+        schedule(events);
+        scrubber.disabled = false;
+        exit.hidden = false;
+        timeline.hold();
+        then();
+      });
+  }
+  play.addEventListener("click", function () {
+    if (!events) return load(function () { seek(0); start(); });
+    if (running) return pause();
+    if (position >= duration) seek(0);
+    start();
+  });
+  scrubber.addEventListener("input", function () {
+    if (!events) return;
+    pause();
+    seek(Number(scrubber.value) / 1000 * duration);
+  });
+  low.addEventListener("click", function () {
+    if (!events) return;
+    pause();
+    seek(Number(low.dataset.at));
+  });
+  exit.addEventListener("click", function () {
+    pause();
+    seek(duration);
+    timeline.resume(function (m) { apply(m, false); });
+    events = null;
+    exit.hidden = true;
+    scrubber.disabled = true;
+    root.dataset.replay = "";
+    play.textContent = "▶ Replay";
+  });
 })();

@@ -146,8 +146,8 @@ def test_it_creates_one_deployment_from_a_form_submitted_twice_at_once(cast_tx):
         return client.post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
 
     responses = run_together(submit, submit, submit)
-    assert sorted(r.status_code for r in responses) == [302, 403, 403]
-    assert all(b"already has" in r.content for r in responses if r.status_code == 403)
+    assert sorted(r.status_code for r in responses) == [302, 409, 409]
+    assert all(b"already has" in r.content for r in responses if r.status_code == 409)
     assert Deployment.objects.filter(environment=cast_tx.staging).count() == 1
 
 

@@ -9,6 +9,7 @@ from releases.models import Commit
 from tests.factories import make_deployment, make_release, make_service
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
+M = timedelta(minutes=1)
 H = timedelta(hours=1)
 D = timedelta(days=1)
 
@@ -56,12 +57,37 @@ def test_it_measures_time_to_restore_to_the_next_success():
 def test_it_counts_one_incident_for_consecutive_failures():
     history = [
         row(1, states.FAILED, T0 + H, T0),
-        row(2, states.ROLLED_BACK, T0 + 2 * H, T0),
+        row(2, states.FAILED, T0 + 2 * H, T0),
         row(3, states.SUCCEEDED, T0 + 5 * H, T0),
     ]
     summary = dora.summarize(history, T0, T0 + D)
     assert summary.restore_times == [4 * H]
     assert (summary.failures, summary.finished) == (2, 3)
+
+
+def test_it_measures_an_automatic_rollback_from_the_bad_rollout_to_the_rollback():
+    """A failure restored at once by auto-rollback takes minutes to restore, not days until the next release."""
+    bad = dora.Row(1, "shop", states.FAILED, T0, T0 + 10 * M, T0, started_at=T0 + M)
+    undo = dora.Row(2, "shop", states.SUCCEEDED, T0 + 10 * M, T0 + 12 * M, T0, rollback=True, started_at=T0 + 10 * M)
+    later = dora.Row(3, "shop", states.SUCCEEDED, T0 + 13 * D, T0 + 13 * D, T0 + 13 * D)
+    summary = dora.summarize([bad, undo, later], T0, T0 + 20 * D)
+    assert summary.restore_times == [11 * M]
+    assert summary.time_to_restore_text == "11 min"
+
+
+def test_it_counts_a_rollout_that_rolled_itself_back_as_restored_when_it_finished():
+    rolled = dora.Row(1, "shop", dora.ROLLED_BACK_IN_PLACE, T0, T0 + 6 * M, T0, started_at=T0 + M)
+    later = dora.Row(2, "shop", states.SUCCEEDED, T0 + 13 * D, T0 + 13 * D, T0 + 13 * D)
+    summary = dora.summarize([rolled, later], T0, T0 + 20 * D)
+    assert summary.restore_times == [5 * M]
+    assert (summary.failures, summary.finished) == (1, 2)
+
+
+def test_it_labels_the_value_axis_and_the_days():
+    days = dora.per_day(HISTORY, T0, T0 + 4 * D)
+    ticks = dora.value_ticks([(None, [(ok + bad, "")]) for _, ok, bad, _ in days], dora._count)
+    assert [t.label for t in ticks] == ["0", "1", "2"]
+    assert [t.label for t in dora.day_ticks(days)] == ["Jan 1", "Jan 2", "Jan 3", "Jan 4"]
 
 
 def test_it_keeps_services_apart():

@@ -75,7 +75,7 @@ def test_it_lists_in_the_inbox_only_what_i_may_still_decide(cast):
 def test_it_shows_disabled_deploy_buttons_with_their_reasons(cast):
     release = make_release(cast.service)
     body = client_for(cast.alice).get(f"/releases/{release.pk}/").content.decode()
-    staging_row = body.split("Deploy to Staging")[0].rsplit("<tr>", 1)[1] + body.split("Deploy to Staging")[1]
+    staging_row = body.split("Deploy to Staging")[0].rsplit("<tr", 1)[1] + body.split("Deploy to Staging")[1]
     assert "disabled" in staging_row
     assert "has not succeeded in Dev yet: deploy it there first." in body
     assert "You are not a deployer for Prod (release-managers). Ask an admin to add you." in body
@@ -175,7 +175,7 @@ def test_it_creates_one_deployment_when_the_deploy_form_is_submitted_twice(cast)
     deployment = Deployment.objects.get(environment=cast.staging)
     assert first.status_code == 302
     assert first["Location"] == f"/deployments/{deployment.pk}/"
-    assert second.status_code == 403
+    assert second.status_code == 409
     assert f"Storefront already has deployment #{deployment.pk} pending approval in Staging" in second.content.decode()
 
 
@@ -271,7 +271,7 @@ def test_it_rolls_back_to_the_previous_release_without_approvals(cast):
 def test_it_rolls_back_even_where_approvals_and_promotion_are_required(cast):
     old, new = make_release(cast.service, version="1.0.0"), make_release(cast.service, version="1.1.0")
     succeed_in(new, cast.prod, previous_release=old)
-    client_for(cast.dave).post("/services/storefront/environments/prod/rollback/")
+    client_for(cast.dave).post("/services/storefront/environments/prod/rollback/", {"reason": "1.1.0 breaks checkout"})
     assert Deployment.objects.get(kind=Deployment.ROLLBACK).state == states.APPROVED
 
 
@@ -308,7 +308,7 @@ def test_it_refuses_a_rollback_while_another_deployment_is_active(cast):
     running_two_releases_in_dev(cast)
     active = make_deployment(make_release(cast.service), cast.dev, state=states.ROLLING_OUT)
     response = client_for(cast.alice).post("/services/storefront/environments/dev/rollback/")
-    assert response.status_code == 403
+    assert response.status_code == 409
     assert f"already has deployment #{active.pk} rolling out in Dev" in response.content.decode()
 
 
@@ -421,3 +421,13 @@ def test_it_answers_broken_history_queries_with_400_and_a_message(cast, history,
     response = client_for(cast.erin).get(f"/history/?{query}")
     assert response.status_code == 400
     assert message in response.content.decode()
+
+
+def test_it_keeps_the_conflict_of_a_refusing_verdict():
+    """A refusing verdict is falsy: the conflict must still reach the refusal (HTTP 409, not 403)."""
+    from releases import rules
+
+    verdict = rules.Verdict()
+    verdict.conflict = True
+    verdict.refuse("Storefront already has deployment #7 rolling out in Prod.")
+    assert rules.Refused(verdict).conflict is True

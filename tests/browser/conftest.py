@@ -161,6 +161,17 @@ def in_thread(func, *args, **kwargs):
         return pool.submit(call).result(timeout=60)
 
 
+def wait_for(predicate, timeout=60.0):
+    """Poll `predicate` (in another thread: it may use the ORM) until it is true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = in_thread(predicate)
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not true within {timeout}s: {predicate}"
+        time.sleep(0.1)
+
+
 @dataclass
 class Portal:
     url: str
@@ -208,8 +219,8 @@ def login(browser, portal):
     """login("bob") → a page in bob's own browser context (own cookies), logged in."""
     contexts = []
 
-    def open_as(username):
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    def open_as(username, width=1280, height=900):
+        context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
         context.set_default_timeout(20_000)
         contexts.append(context)
         page = context.new_page()

@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 
 from releases.models import Deployment
 from tests.browser.conftest import DOCS, SCREENSHOTS, in_thread
-from tests.factories import make_deployment, make_release, make_service
+from tests.factories import make_deployment, make_release
 
 pytestmark = pytest.mark.browser
 WAIT = 30_000
@@ -66,13 +66,25 @@ def test_it_shows_a_prod_rollout_live_without_reloads_gaps_or_duplicates(portal,
     for page in (viewer, bob, carol):
         wait_state(page, "succeeded")
         expect(page.locator("#state-badge")).to_have_text("Succeeded")
-    expect(viewer.locator("[data-count=available]")).to_have_text("4/4")
+    expect(viewer.locator("[data-count=updated]")).to_have_text("4/4")
+    expect(viewer.locator("[data-count=ready]")).to_have_text("4/4")
+    expect(viewer.locator("[data-count=available]")).to_have_text("4 available · needs 3 of 4")
     assert viewer.evaluate("() => document.querySelector('[data-bar=available]').value") == 4
     assert viewer.evaluate("() => window.loadedOnce") is True
-    expect(viewer.locator("#downtime [data-downtime]")).to_contain_text("no downtime")
-    # The pods table is the last progress snapshot: every new pod is listed (whether the
-    # snapshot caught its readiness depends on which watch stream spoke last).
-    expect(viewer.locator("#pods tbody tr:not(.pod-terminating)", has_text="storefront:1.1.0")).to_have_count(4)
+    expect(viewer.locator("#downtime [data-downtime]")).to_have_text(
+        "no downtime: never below 3 of 4 available (minimum 3)"
+    )
+    # The final picture is complete whichever watch stream spoke last: the rollout only counts
+    # as done once the pods agree, so all four new pods are listed, ready, and no old one.
+    new_pods = viewer.locator("#pods tbody tr:not(.pod-terminating)", has_text="storefront:1.1.0")
+    expect(new_pods).to_have_count(4)
+    expect(viewer.locator("#pods tbody tr.pod-ready", has_text="storefront:1.1.0")).to_have_count(4)
+    expect(viewer.locator("#pods tbody tr:not(.pod-terminating)", has_text="storefront:1.0.0")).to_have_count(0)
+    # What the page offers changed with the state, without a reload: no cancel, and a rollback
+    # (disabled with its reason for erin, who does not deploy to prod).
+    expect(viewer.locator("#cancel-form")).to_have_count(0)
+    expect(viewer.locator("#actions button", has_text="Roll back to 1.0.0")).to_be_disabled()
+    expect(viewer.locator("#actions .reasons")).to_contain_text("You are not a deployer for Prod.")
 
     deployment.refresh_from_db()
     everything = list(range(1, deployment.last_seq + 1))
@@ -87,11 +99,6 @@ def test_it_shows_a_prod_rollout_live_without_reloads_gaps_or_duplicates(portal,
 def test_it_updates_the_dashboard_live_including_drift(portal, login):
     from plumbing.integrations import kube as kube_api
 
-    if SCREENSHOTS:  # a fuller board for docs/dashboard.png
-        for slug, version in (("checkout", "2.4.1"), ("search", "0.9.3")):
-            release = make_release(make_service(slug=slug, name=slug.title()), version=version)
-            for env in (portal.cast.dev, portal.cast.staging):
-                make_deployment(release, env, state="succeeded")
     deployment = in_thread(pending_prod_deployment, portal.cast)
     dashboard = login("erin")
     expect(dashboard.locator("#live-indicator")).to_have_text("● live")
@@ -103,11 +110,6 @@ def test_it_updates_the_dashboard_live_including_drift(portal, login):
     in_thread(flows.decide, portal.cast.bob, deployment, "approve")
     in_thread(flows.decide, portal.cast.carol, deployment, "approve")
     expect(cell.locator("[data-role=state] .badge")).to_have_text("Rolling out", timeout=WAIT)
-    if SCREENSHOTS:
-        dashboard.wait_for_function(
-            "() => document.querySelector('td[data-service=storefront][data-environment=prod] progress')", timeout=WAIT
-        )
-        dashboard.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
     expect(cell.locator("[data-role=state] .badge")).to_have_text("Succeeded", timeout=WAIT)
     expect(cell.locator("[data-role=version]")).to_have_text("1.1.0")
     expect(cell.locator("[data-role=drift]")).to_be_hidden()

@@ -1,0 +1,136 @@
+// Shared by every page of a logged-in user: the state vocabulary (from base.html's json_script,
+// written from releases.states), small DOM helpers, one /ws/activity/ socket for whoever needs it,
+// the approvals badge in the header, and live regions: parts of a page marked data-live-region
+// that are re-read from the server when something they show changed, so buttons, permissions
+// and counts always come from the same view code as a reload would.
+window.Pampam = (function () {
+  var vocabulary = {};
+  var node = document.getElementById("pampam-vocabulary");
+  if (node) vocabulary = JSON.parse(node.textContent);
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+  function clock(at) { return new Date(at).toLocaleTimeString([], {hour12: false}); }
+  // {label, tone} of a state: family is "deploy", "rollback" or "build".
+  function state(family, name) {
+    var words = (vocabulary[family] || {})[name];
+    return words || {label: name, tone: "muted"};
+  }
+  function isFinal(name) { return (vocabulary.final || []).indexOf(name) >= 0; }
+  function isActive(name) { return (vocabulary.active || []).indexOf(name) >= 0; }
+
+  // Live regions ------------------------------------------------------------------------------
+  var timer = null, busy = false, again = false, listeners = [];
+  function refresh() {
+    if (timer) return;
+    timer = setTimeout(reread, 150);
+  }
+  function reread() {
+    timer = null;
+    if (busy) { again = true; return; }
+    busy = true;
+    fetch(location.pathname + location.search, {credentials: "same-origin", headers: {"X-Pampam-Refresh": "1"}})
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) { if (html) swap(html); })
+      .catch(function () { /* the next change tries again */ })
+      .then(function () { busy = false; if (again) { again = false; refresh(); } });
+  }
+  function swap(html) {
+    var fresh = new DOMParser().parseFromString(html, "text/html");
+    var changed = [];
+    document.querySelectorAll("[data-live-region]").forEach(function (old) {
+      var next = fresh.getElementById(old.id);
+      if (!next) { old.remove(); return; }  // the page no longer shows it (what ran before a rollout)
+      if (next.innerHTML === old.innerHTML) return;
+      keepTyping(old, next);
+      var adopted = document.adoptNode(next);
+      old.replaceWith(adopted);
+      changed.push(adopted);
+    });
+    if (changed.length) listeners.forEach(function (fn) { fn(changed); });
+  }
+  // What someone is typing in a region survives its refresh.
+  function keepTyping(old, next) {
+    old.querySelectorAll("textarea[name], input[name]:not([type=hidden])").forEach(function (field) {
+      if (!field.value || field.value === field.defaultValue) return;
+      var twin = next.querySelector('[name="' + CSS.escape(field.name) + '"]');
+      if (twin && twin.tagName === field.tagName) {
+        if (twin.tagName === "TEXTAREA") twin.textContent = field.value;
+        else twin.setAttribute("value", field.value);
+      }
+    });
+  }
+  function onRefreshed(fn) { listeners.push(fn); }
+
+  // The activity stream ------------------------------------------------------------------------
+  var subscribers = [], activity = null, indicator = null;
+  function onActivity(fn) {
+    subscribers.push(fn);
+    if (!activity) {
+      activity = Live(function () { return "/ws/activity/"; }, function (u) {
+        if (u.type !== "update") return;
+        subscribers.forEach(function (s) { s(u); });
+      }, indicator);
+    }
+  }
+  function showActivityOn(element) { indicator = element; }
+
+  // The approvals badge: recounted when a deployment enters or leaves "pending approval". --------
+  var badge = document.getElementById("nav-waiting");
+  var waiting = {}, known = {}, waitingListeners = [];
+  if (badge) (badge.dataset.ids || "").split(" ").forEach(function (id) { if (id) { waiting[id] = true; known[id] = "pending_approval"; } });
+  function recount() {
+    fetch("/approvals/waiting/", {credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        waiting = {};
+        data.ids.forEach(function (id) { waiting[id] = true; known[id] = "pending_approval"; });
+        badge.textContent = String(data.count);
+        badge.hidden = !data.count;
+        badge.dataset.ids = data.ids.join(" ");
+        waitingListeners.forEach(function (fn) { fn(data.count); });
+      })
+      .catch(function () {});
+  }
+  var recountTimer = null;
+  function recountSoon() { if (!recountTimer) recountTimer = setTimeout(function () { recountTimer = null; recount(); }, 150); }
+  function watchWaiting(u) {
+    if (u.kind !== "deployment") return;
+    var id = String(u.deployment), was = known[id];
+    known[id] = u.state;
+    var pending = u.state === "pending_approval";
+    if ((pending && was !== "pending_approval") || (!pending && (was === "pending_approval" || waiting[id]))) recountSoon();
+  }
+  function onWaiting(fn) { waitingListeners.push(fn); }
+
+  function start() {
+    if (badge) onActivity(watchWaiting);
+    var body = document.body.dataset;
+    // Pages that show what the activity stream changes re-read their live regions.
+    if (body.liveService !== undefined) onActivity(function (u) {
+      if (u.kind === "guard" || u.service === body.liveService) {
+        if (u.kind !== "deployment" || known["s" + u.deployment] !== u.state) refresh();
+        if (u.kind === "deployment") known["s" + u.deployment] = u.state;
+      }
+    });
+    if (body.liveEnvironment !== undefined) onActivity(function (u) {
+      if (u.environment !== body.liveEnvironment) return;
+      if (u.kind === "guard" || (u.kind === "deployment" && known["e" + u.deployment] !== u.state)) refresh();
+      if (u.kind === "deployment") known["e" + u.deployment] = u.state;
+    });
+    if (body.liveGuards !== undefined) onActivity(function (u) { if (u.kind === "guard") refresh(); });
+    if (body.liveWaiting !== undefined) onWaiting(refresh);
+  }
+  document.addEventListener("DOMContentLoaded", start);
+
+  return {
+    el: el, clock: clock, state: state, isFinal: isFinal, isActive: isActive,
+    refresh: refresh, onRefreshed: onRefreshed,
+    onActivity: onActivity, showActivityOn: showActivityOn, onWaiting: onWaiting,
+  };
+})();

@@ -1,0 +1,75 @@
+"""Pages that stay true without a reload: the approvals badge, the inbox, and what you may do."""
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from releases import flows, states
+from tests.browser.conftest import in_thread
+from tests.factories import make_deployment, make_release
+
+pytestmark = pytest.mark.browser
+WAIT = 30_000
+
+
+def request_prod(cast, who="dave"):
+    release = make_release(cast.service, version="1.1.0", image="registry.example/storefront:1.1.0")
+    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    return flows.request_deployment(getattr(cast, who), release, cast.prod)
+
+
+def test_it_counts_and_lists_what_waits_for_me_as_it_happens(portal, login):
+    carol = login("carol")
+    expect(carol.locator("#waiting-line")).to_have_text("Nothing waits for your approval.")
+    expect(carol.locator("#nav-waiting")).to_be_hidden()
+    inbox = login("carol")
+    inbox.goto(portal.url + "/approvals/")
+    expect(inbox.locator("#waiting-list")).to_contain_text("Nothing waits for your approval.")
+
+    deployment = in_thread(request_prod, portal.cast)
+    expect(carol.locator("#nav-waiting")).to_have_text("1", timeout=WAIT)
+    expect(carol.locator("#waiting-line")).to_have_text("1 waiting for your approval", timeout=WAIT)
+    expect(inbox.locator(f'#waiting-list tr[data-deployment="{deployment.pk}"]')).to_be_visible(timeout=WAIT)
+    expect(inbox.locator("#nav-waiting")).to_have_text("1")
+
+    in_thread(flows.cancel, portal.cast.dave, deployment, "wrong build")
+    expect(carol.locator("#nav-waiting")).to_be_hidden(timeout=WAIT)
+    expect(carol.locator("#waiting-line")).to_have_text("Nothing waits for your approval.", timeout=WAIT)
+    expect(inbox.locator("#waiting-list")).to_contain_text("Nothing waits for your approval.", timeout=WAIT)
+
+
+def test_it_never_counts_my_own_request_as_waiting_for_me(portal, login):
+    dave = login("dave")  # a release manager who is also an approver
+    carol = login("carol")
+    deployment = in_thread(request_prod, portal.cast)
+    expect(carol.locator("#nav-waiting")).to_have_text("1", timeout=WAIT)
+    expect(dave.locator("#nav-waiting")).to_be_hidden()
+    expect(dave.locator("#waiting-line")).to_have_text("Nothing waits for your approval.")
+    dave.goto(portal.url + "/approvals/")
+    expect(dave.locator("#waiting-list")).not_to_contain_text(f"#{deployment.pk}")
+    dave.goto(f"{portal.url}/deployments/{deployment.pk}/")
+    expect(dave.locator("#decision-form button[value=approve]")).to_be_disabled()
+    expect(dave.locator("#decision-form .reasons")).to_contain_text(
+        "You requested this deployment; Prod needs someone else to approve it."
+    )
+
+
+def test_it_offers_the_rollback_once_a_rollout_succeeds_without_a_reload(portal, login):
+    old = in_thread(
+        lambda: make_release(portal.cast.service, version="1.0.0", image="registry.example/storefront:1.0.0")
+    )
+    in_thread(make_deployment, old, portal.cast.prod, state=states.SUCCEEDED, finished_at=timezone.now())
+    deployment = in_thread(request_prod, portal.cast)
+    dave = login("dave")
+    dave.goto(f"{portal.url}/deployments/{deployment.pk}/")
+    dave.evaluate("() => { window.loadedOnce = true; }")
+    expect(dave.locator("#actions")).not_to_contain_text("Roll back")
+    in_thread(flows.decide, portal.cast.bob, deployment, "approve")
+    in_thread(flows.decide, portal.cast.carol, deployment, "approve")
+    expect(dave.locator("#state-badge")).to_have_text("Succeeded", timeout=WAIT)
+    link = dave.locator("#actions a", has_text="Roll back to 1.0.0…")
+    expect(link).to_be_visible(timeout=WAIT)
+    expect(dave.locator("#approvals-panel")).to_contain_text("2 of 2")
+    assert dave.evaluate("() => window.loadedOnce") is True
+    link.click()
+    expect(dave.locator("h1")).to_have_text("Roll back Storefront in Prod?")

@@ -1,0 +1,50 @@
+"""On a 390 px wide phone: no header overlap, nothing wider than the screen."""
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from releases import states
+from tests.browser.conftest import DOCS, SCREENSHOTS, in_thread
+from tests.factories import make_deployment, make_release
+
+pytestmark = pytest.mark.browser
+
+# Boxes of the header's parts, and how wide the page really is.
+LAYOUT = """() => {
+  const box = sel => {
+    const r = document.querySelector(sel).getBoundingClientRect();
+    return [r.left, r.top, r.right, r.bottom];
+  };
+  return {logo: box('header .logo'), nav: box('header nav'), who: box('header .who'),
+          width: document.documentElement.scrollWidth, viewport: window.innerWidth};
+}"""
+
+
+def overlap(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def some_history(cast):
+    old = make_release(cast.service, version="1.0.0", image="registry.example/storefront:1.0.0")
+    new = make_release(cast.service, version="1.1.0", image="registry.example/storefront:1.1.0")
+    for env in (cast.dev, cast.staging, cast.prod):
+        make_deployment(old, env, state=states.SUCCEEDED, finished_at=timezone.now())
+    make_deployment(new, cast.dev, state=states.SUCCEEDED, previous_release=old, finished_at=timezone.now())
+    return make_deployment(new, cast.prod, previous_release=old, requested_by=cast.dave)
+
+
+@pytest.mark.parametrize("path", ["/", "/services/storefront/", "/deployments/{pk}/", "/history/", "/approvals/"])
+def test_it_fits_a_390_px_screen_without_overlap(portal, login, path, tmp_path):
+    pending = in_thread(some_history, portal.cast)
+    page = login("carol", width=390, height=844)
+    page.goto(portal.url + path.format(pk=pending.pk))
+    expect(page.locator("main h1")).to_be_visible()
+    layout = page.evaluate(LAYOUT)
+    assert layout["width"] <= layout["viewport"], f"{path} is {layout['width']} px wide on a 390 px screen"
+    assert not overlap(layout["logo"], layout["nav"]), layout
+    assert not overlap(layout["nav"], layout["who"]), layout
+    assert not overlap(layout["logo"], layout["who"]), layout
+    shot = DOCS / "mobile.png" if SCREENSHOTS and path == "/" else tmp_path / "mobile.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
