@@ -8,6 +8,7 @@ the raw body keyed with a shared secret, compared in constant time.
 import hashlib
 import hmac
 import json
+import re
 
 
 def verify_hmac_sha256(secret: str, body: bytes, header_value: str, prefix: str = "sha256=") -> bool:
@@ -55,6 +56,10 @@ def load_json(text: bytes | str, max_depth: int = MAX_JSON_DEPTH):
     let through); moderate nesting is still more than any hook needs, and is refused too.
     Raises ValueError (TooDeep for nesting) with a message for the sender.
     """
+    if _nesting(text) > max_depth:
+        # Refused before parsing: a RecursionError inside the parser would be caught, but on
+        # CPython 3.11 it leaves the interpreter's depth count wrong for later ast.parse calls.
+        raise TooDeep(f"the JSON is nested more than {max_depth} levels deep.")
     try:
         document = json.loads(text)
     except RecursionError:
@@ -62,6 +67,21 @@ def load_json(text: bytes | str, max_depth: int = MAX_JSON_DEPTH):
     if _depth(document) > max_depth:
         raise TooDeep(f"the JSON is nested more than {max_depth} levels deep.")
     return document
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _nesting(text: bytes | str) -> int:
+    """How deep arrays and objects nest in the raw text (strings skipped), without parsing it."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _depth(document) -> int:
