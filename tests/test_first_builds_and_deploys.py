@@ -36,7 +36,13 @@ def github(settings):
 
 @pytest.fixture
 def jenkins(settings):
-    handle = start_jenkins(user="jenkins", token="jenkins-token", queue_seconds=0.05, build_seconds=0.2)
+    handle = start_jenkins(
+        user="jenkins",
+        token="jenkins-token",
+        seed={"jobs": {"storefront-build": {}}},
+        queue_seconds=0.05,
+        build_seconds=0.2,
+    )
     settings.JENKINS_URL = handle.url
     settings.JENKINS_USER = "jenkins"
     settings.JENKINS_TOKEN = "jenkins-token"
@@ -71,6 +77,7 @@ def test_it_builds_the_commit_main_names_and_the_release_names_it(cast, service,
     assert build.parameters["GIT_REF"] == head  # Jenkins builds exactly that commit, even if main moves
     builds.trigger_build(build.pk)
     build = finish(build)
+    assert build.state == Build.SUCCEEDED, list(build.events.values_list("message", flat=True))
     release = Release.objects.get(version="2.0.0")
     assert release.git_sha == head
     assert "main at " + head[:7] in build.events.get(kind="requested").message
