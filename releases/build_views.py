@@ -74,6 +74,8 @@ def build_detail(request, pk):
         {
             "build": build,
             "events": events,
+            # The timeline numbers its steps 1, 2, 3…: console lines go to the log, not in between.
+            "steps": [e for e in events if e.kind != "log"],
             "truncated": bool(events) and events[0].seq > 1,
             "may_abort": builds.may_abort_build(request.user, build),
         },

@@ -110,6 +110,10 @@ def append(build: Build, items: list[tuple[str, str, dict]], *, where: dict | No
         )
         if events:
             live.send(group(build.pk), {"type": "build.events", "events": [event_message(e) for e in events]})
+        if build.service_id and any(kind != "log" for kind, _, _ in items):
+            # The service page lists its builds: tell it this one moved (not every log line).
+            summary = {"kind": "build", "build": build.pk, "service": build.service.slug, "state": build.state}
+            live.send(live.ACTIVITY_GROUP, {"type": "activity.update", "update": summary})
     return True
 
 

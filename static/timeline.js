@@ -19,7 +19,9 @@ window.Timeline = function (options) {
     var el = Pampam.el;
     var li = el("li", "kind-" + m.kind);
     li.dataset.seq = m.seq;
-    li.appendChild(el("span", "seq", list.classList.contains("numbered") ? "" : String(m.seq)));
+    // A numbered list counts its own entries (a build's steps, its log lines being elsewhere).
+    var number = list.classList.contains("numbered") ? list.children.length + 1 : m.seq;
+    li.appendChild(el("span", "seq", String(number)));
     li.appendChild(el("span", "when", Pampam.clock(m.at)));
     var msg = el("span", "msg", m.message);
     if (m.actor && m.kind !== "log") msg.title = "by " + m.actor;

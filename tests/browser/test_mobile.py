@@ -30,15 +30,55 @@ def some_history(cast):
     new = make_release(cast.service, version="1.1.0", image="registry.example/storefront:1.1.0")
     for env in (cast.dev, cast.staging, cast.prod):
         make_deployment(old, env, state=states.SUCCEEDED, finished_at=timezone.now())
-    make_deployment(new, cast.dev, state=states.SUCCEEDED, previous_release=old, finished_at=timezone.now())
-    return make_deployment(new, cast.prod, previous_release=old, requested_by=cast.dave)
+    pods = [
+        {
+            "name": f"storefront-7d9c8b-{n}x2q9",
+            "status": "Running",
+            "ready": True,
+            "restarts": 0,
+            "image": new.image,
+            "hash": "7d9c8b",
+            "terminating": False,
+        }
+        for n in range(4)
+    ]
+    progress = {
+        "status": "complete",
+        "message": 'Deployment "storefront" successfully rolled out (4/4 available).',
+        "desired": 4,
+        "updated": 4,
+        "ready": 4,
+        "available": 4,
+        "total": 4,
+        "new_ready": 4,
+        "new_available": 4,
+        "max_total": 5,
+        "min_required": 3,
+        "pods": pods,
+    }
+    downtime = {"checked": True, "min_available": 3, "min_required": 3, "dropped": False, "seconds": 0}
+    done = make_deployment(
+        new,
+        cast.dev,
+        state=states.SUCCEEDED,
+        previous_release=old,
+        finished_at=timezone.now(),
+        started_at=timezone.now(),
+        progress=progress,
+        downtime=downtime,
+    )
+    pending = make_deployment(new, cast.prod, previous_release=old, requested_by=cast.dave)
+    return pending, done
 
 
-@pytest.mark.parametrize("path", ["/", "/services/storefront/", "/deployments/{pk}/", "/history/", "/approvals/"])
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/services/storefront/", "/deployments/{pending}/", "/deployments/{done}/", "/history/", "/approvals/"],
+)
 def test_it_fits_a_390_px_screen_without_overlap(portal, login, path, tmp_path):
-    pending = in_thread(some_history, portal.cast)
+    pending, done = in_thread(some_history, portal.cast)
     page = login("carol", width=390, height=844)
-    page.goto(portal.url + path.format(pk=pending.pk))
+    page.goto(portal.url + path.format(pending=pending.pk, done=done.pk))
     expect(page.locator("main h1")).to_be_visible()
     layout = page.evaluate(LAYOUT)
     assert layout["width"] <= layout["viewport"], f"{path} is {layout['width']} px wide on a 390 px screen"
