@@ -37,10 +37,10 @@ class Progress:
     ready: int = 0
     available: int = 0
     total: int = 0
-    # The new ReplicaSet's own counts: how much of the *new version* is ready and serving
-    # (`ready` and `available` above count old and new pods together, as kubectl does).
+    # How much of the *new version* is ready (`ready` and `available` above count old and new pods
+    # together, as kubectl does): counted from the pods listed below, so the two always agree.
     new_ready: int = 0
-    new_available: int = 0
+    new_available: int = 0  # the new ReplicaSet's status
     old_pending: int = 0
     max_surge: int = 0
     max_unavailable: int = 0
@@ -149,7 +149,7 @@ def compute(deployment: dict, replicasets: list[dict], pods: list[dict], contain
         ready=status.get("readyReplicas", 0),
         available=status.get("availableReplicas", 0),
         total=status.get("replicas", 0),
-        new_ready=new_status.get("readyReplicas", 0),
+        new_ready=sum(p["ready"] for p in summaries if p["hash"] == new_hash and not p["terminating"]),
         new_available=new_status.get("availableReplicas", 0),
         max_surge=surge,
         max_unavailable=unavailable,

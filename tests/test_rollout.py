@@ -183,7 +183,9 @@ def test_it_shows_a_crash_looping_pod_as_not_ready_whatever_its_condition_says()
     assert progress.pods[0]["ready"] is False
 
 
-def test_it_counts_the_new_versions_ready_and_available_pods_apart_from_the_old_ones():
-    new_rs = {**NEW_RS, "status": {"replicas": 2, "readyReplicas": 1, "availableReplicas": 1}}
-    progress = rollout.compute(deployment(updated=2, ready=5, available=5, total=5), [OLD_RS, new_rs], [], "app")
+def test_it_counts_the_new_versions_ready_pods_apart_from_the_old_ones():
+    new_rs = {**NEW_RS, "status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 1}}
+    pods = [pod("web-abc-1", ready=True), pod("web-abc-2"), *ready_pods(3, template_hash="old")]
+    progress = rollout.compute(deployment(updated=2, ready=5, available=5, total=5), [OLD_RS, new_rs], pods, "app")
+    # Ready counts the pods listed, whatever the (possibly older) ReplicaSet status says.
     assert (progress.ready, progress.new_ready, progress.new_available) == (5, 1, 1)
