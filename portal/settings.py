@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "django_rq",
     "auditlog",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal",
     "clusters",
     "releases",
@@ -260,6 +263,48 @@ CACHES = {
 WATCHER_STALE_SECONDS = envint("WATCHER_STALE_SECONDS", 60, minimum=1)
 RECONCILE_INTERVAL_SECONDS = envint("RECONCILE_INTERVAL_SECONDS", 30, minimum=1)
 HISTORY_PAGE_SIZE = envint("HISTORY_PAGE_SIZE", 50, minimum=1)
+
+# The REST API (releases/api/): bearer tokens for scripts, the session (with CSRF) for the browser.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so an unauthenticated request gets 401 with `WWW-Authenticate: Bearer`.
+        "releases.api.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["releases.api.auth.ScopePermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "releases.api.errors.handle",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Pampam release portal API",
+    "DESCRIPTION": (
+        "Releases, deployments, approvals, builds, freezes and locks, under the same rules as the pages. "
+        "Send `Authorization: Bearer <token>` (make a token on your API tokens page or with "
+        "`python manage.py create_api_token`). Every error has `detail` and `reasons`; a 400 also has `errors` "
+        "(field → messages). A rule saying no is a 403 (409 when something else is under way)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentStateEnum": "releases.states.CHOICES",
+        "BuildStateEnum": "releases.models.Build.STATES",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "releases.api.schema.add_links",
+    ],
+}
+# The longest a client may wait on `GET /api/v1/deployments/<id>/?wait=N`, and how many may
+# wait at once in one web process (past that, answers come at once and clients poll again).
+API_LONG_POLL_MAX_SECONDS = envint("API_LONG_POLL_MAX_SECONDS", 60, minimum=1)
+API_LONG_POLL_MAX_WAITERS = envint("API_LONG_POLL_MAX_WAITERS", 200, minimum=1)
 
 LOGGING = {
     "version": 1,

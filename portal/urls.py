@@ -9,6 +9,7 @@ from django.views.generic import RedirectView
 from portal import access, metrics, sso
 from portal import views as portal_views
 from releases import build_views, dora, guard_views, index_views, views
+from releases.api import pages as api_pages
 
 urlpatterns = [
     path("", portal_views.dashboard, name="dashboard"),
@@ -57,6 +58,9 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("dora/", dora.page, name="dora"),
     path("hooks/", include("releases.webhooks.urls")),
+    path("api/", include("releases.api.urls")),
+    path("account/tokens/", api_pages.tokens, name="api_tokens"),
+    path("account/tokens/<int:pk>/revoke/", api_pages.revoke, name="api_token_revoke"),
     path("services/<slug:slug>/build/", build_views.start, name="start_build"),
     path("builds/<int:pk>/", build_views.build_detail, name="build"),
     path("builds/<int:pk>/abort/", build_views.abort, name="abort_build"),

@@ -88,8 +88,11 @@ def approve(deployment: Deployment, message: str, actor=None) -> None:
     queues.enqueue(jobs.run_deployment, deployment.pk)
 
 
-def decide(user, deployment: Deployment, decision: str, comment: str = "") -> Deployment:
-    """Record one person's approval or rejection; enough approvals approve, any rejection rejects."""
+def decide(user, deployment: Deployment, decision: str, comment: str = "", *, via: str = "") -> Deployment:
+    """Record one person's approval or rejection; enough approvals approve, any rejection rejects.
+
+    `via` says how it was made when not in the browser ("API token ci-bot"); the timeline shows it.
+    """
     with transaction.atomic():
         # The row lock makes concurrent decisions on one deployment count one after another.
         deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
@@ -101,14 +104,15 @@ def decide(user, deployment: Deployment, decision: str, comment: str = "") -> De
                 Approval.objects.create(deployment=deployment, user=user, decision=decision, comment=comment.strip())
         except IntegrityError:
             raise rules.Refused("You have already decided on this deployment.") from None
-        _after_decision(user, deployment, decision, comment.strip())
+        _after_decision(user, deployment, decision, comment.strip(), via)
     return deployment
 
 
-def _after_decision(user, deployment, decision, comment) -> None:
-    said = f": “{comment}”" if comment else "."
+def _after_decision(user, deployment, decision, comment, via="") -> None:
+    said = (f" via {via}" if via else "") + (f": “{comment}”" if comment else ".")
+    extra = {"via": via} if via else {}
     if decision == Approval.REJECT:
-        deployment.log("rejection", f"{user.username} rejected{said}", actor=user)
+        deployment.log("rejection", f"{user.username} rejected{said}", actor=user, data=extra)
         deployment.transition(
             states.REJECTED,
             kind="state",
@@ -122,7 +126,7 @@ def _after_decision(user, deployment, decision, comment) -> None:
         "approval",
         f"{user.username} approved ({count} of {deployment.required_approvals}){said}",
         actor=user,
-        data={"count": count, "required": deployment.required_approvals},
+        data={"count": count, "required": deployment.required_approvals, **extra},
     )
     if count >= deployment.required_approvals:
         approve(deployment, f"Approved by {count} of {deployment.required_approvals}.", actor=user)

@@ -69,7 +69,8 @@ class Refused(Exception):
 
     @property
     def reasons(self) -> list[str]:
-        return list(self.verdict.reasons) if self.verdict else [str(self)]
+        # `is not None`: a Verdict that refuses is falsy.
+        return list(self.verdict.reasons) if self.verdict is not None else [str(self)]
 
 
 def group_ids(user) -> frozenset[int]:
@@ -296,4 +297,16 @@ def can_unlock(user, lock) -> Verdict:
         verdict.refuse("This lock was released already.")
     elif not (lock.locked_by_id == user.pk or is_deployer(user, lock.environment)):
         verdict.refuse(f"Only whoever locked it or a deployer of {lock.environment.name} can release this lock.")
+    return verdict
+
+
+def can_create_release(user, service) -> Verdict:
+    """Releases come from CI: deployers of any environment (or release admins) may record one."""
+    verdict = Verdict()
+    deploys = Environment.objects.filter(deployer_group_id__in=group_ids(user)).exists()
+    if not (deploys or is_release_admin(user)):
+        verdict.refuse(
+            f"Only deployers of an environment can record releases of {service.name}. "
+            "Ask an admin to add you (or your pipeline's service account) to a deployer group."
+        )
     return verdict

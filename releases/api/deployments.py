@@ -1,0 +1,349 @@
+"""/api/v1/deployments/: list (the filters of /history/, keyset pages), request, detail (with a
+long-poll), approve, reject, cancel; rollbacks and the approvals inbox.
+
+Every write is a call into releases.flows, which asks releases.rules: the API has no path of
+its own around them. A token acts as its owner, so it cannot approve what its owner could not
+approve in the browser; approvals made with a token say so in the timeline.
+"""
+
+import asyncio
+import logging
+from datetime import datetime, time, timedelta
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.datastructures import MultiValueDict
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from releases import board, flows, rules, states
+from releases.api import serializers as s
+from releases.api.auth import override_problem, scope_problem, token_of
+from releases.api.models import APPROVE, DEPLOY
+from releases.api.schema import responses
+from releases.api.views import Keyset, body, query
+from releases.models import Approval, Deployment, Service
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENTS = Deployment.objects.for_history().select_related("previous_release")
+APPROVALS = Prefetch("approvals", queryset=Approval.objects.select_related("user"))
+
+
+def may(request, deployment) -> dict:
+    """The page's buttons: may the caller approve, reject, cancel — with the token's scopes too."""
+    user = request.user
+    verdicts = {
+        "approve": rules.can_decide(user, deployment, Approval.APPROVE),
+        "reject": rules.can_decide(user, deployment, Approval.REJECT),
+        "cancel": rules.can_cancel(user, deployment),
+    }
+    for action, scope in (("approve", APPROVE), ("reject", APPROVE), ("cancel", DEPLOY)):
+        problem = scope_problem(request, scope)
+        if problem:
+            verdicts[action].refuse(problem)
+    return verdicts
+
+
+def detail(request, pk, status_code=status.HTTP_200_OK, after_seq=0) -> Response:
+    deployment = get_object_or_404(DEPLOYMENTS.prefetch_related(APPROVALS), pk=pk)
+    events = list(
+        deployment.events.filter(seq__gt=after_seq).select_related("actor").order_by("seq")[: s.TIMELINE_PAGE]
+    )
+    context = {"request": request, "events": events, "may": may(request, deployment)}
+    return Response(s.DeploymentDetailSerializer(deployment, context=context).data, status=status_code)
+
+
+def day_start(day, days=0):
+    """Midnight (local time) of `day` + `days`: bounds on created_at, as /history/ uses."""
+    if day is None:
+        return None
+    try:
+        day += timedelta(days=days)
+    except OverflowError:  # until=9999-12-31: no upper bound
+        return None
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def refuse_override_without_scope(request, override_reason: str) -> None:
+    problem = override_problem(request, override_reason)
+    if problem:
+        raise exceptions.PermissionDenied(problem)
+
+
+DEPLOY_EXAMPLE = OpenApiExample(
+    "Deploy a version", request_only=True, value={"service": "storefront", "version": "1.4.2", "environment": "staging"}
+)
+
+
+@extend_schema(tags=["deployments"])
+class DeploymentList(generics.GenericAPIView):
+    serializer_class = s.DeploymentSerializer
+    pagination_class = Keyset
+
+    @extend_schema(
+        operation_id="listDeployments",
+        summary="Deployments, newest first, with the filters of /history/ (keyset pages)",
+        parameters=[s.DeploymentFilter],
+        responses=responses({200: s.DeploymentSerializer(many=True)}, 400),
+    )
+    def get(self, request):
+        data = query(s.DeploymentFilter, request)
+        filters = {
+            "service": data.get("service"),
+            "environment": data.get("environment"),
+            "state": data.get("state"),
+            "requested_by": data.get("requester"),
+            "created_at__gte": day_start(data.get("since")),
+            "created_at__lt": day_start(data.get("until"), days=1),
+        }
+        found = DEPLOYMENTS.filter(**{k: v for k, v in filters.items() if v is not None})
+        page = self.paginate_queryset(found)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="requestDeployment",
+        summary="Ask to deploy a release to an environment",
+        description=(
+            "Needs the deploy scope and the rules of the release page: deployer group, promotion, freezes, "
+            "locks, one active deployment per service and environment. `override_reason` (admins, with the "
+            "admin scope) passes a freeze or a lock. The deployment starts pending approval, or approved when "
+            "the environment needs none."
+        ),
+        request=s.DeploymentRequestSerializer,
+        examples=[DEPLOY_EXAMPLE],
+        responses=responses({201: s.DeploymentDetailSerializer}, 400, 403, 409),
+    )
+    def post(self, request):
+        data = body(s.DeploymentRequestSerializer, request)
+        refuse_override_without_scope(request, data["override_reason"])
+        deployment = flows.request_deployment(
+            request.user, data["release"], data["environment"], override_reason=data["override_reason"]
+        )
+        return detail(request, deployment.pk, status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["deployments"])
+class DeploymentDetail(APIView):
+    """The sync half of the detail endpoint; `deployment_detail` below adds the waiting."""
+
+    @extend_schema(
+        operation_id="getDeployment",
+        summary="One deployment with its approvals and timeline; optionally wait for a change",
+        description=(
+            "`after_seq` limits the timeline to newer events (what a client has not seen yet). With "
+            "`wait=N` the answer comes as soon as such an event exists, the deployment is final, or N "
+            "seconds pass (at most API_LONG_POLL_MAX_SECONDS). A pipeline loops, passing the last seq it "
+            "printed, until `is_final`. A `Retry-After` header means the server had no room to wait: "
+            "ask again after that many seconds."
+        ),
+        parameters=[s.WaitQuery],
+        responses=responses({200: s.DeploymentDetailSerializer}, 400, 404),
+    )
+    def get(self, request, pk):
+        data = query(s.WaitQuery, request)
+        response = detail(request, pk, after_seq=data.get("after_seq", 0))
+        # Read by deployment_detail: whether, and from which seq, to wait.
+        response.wait_seconds = data["wait"]
+        response.wait_after = data.get("after_seq", response.data["last_seq"])
+        return response
+
+
+_detail_view = DeploymentDetail.as_view()
+_waiting = 0  # long-polls waiting in this process (touched only on the event loop)
+
+
+async def deployment_detail(request, pk):
+    """GET /api/v1/deployments/<id>/: the detail view, waiting first when asked to.
+
+    The first answer authenticates, checks the parameters and reads the deployment; if the caller
+    asked to wait and nothing new is there yet, this coroutine listens on the deployment's Channels
+    group (the one its page listens on) without holding a database connection or a thread, then
+    answers again. The wait is bounded by API_LONG_POLL_MAX_SECONDS, and the number of waiters per
+    process by API_LONG_POLL_MAX_WAITERS.
+    """
+    global _waiting
+    response = await sync_to_async(_detail_view)(request, pk=pk)
+    seconds = getattr(response, "wait_seconds", 0)
+    if response.status_code != 200 or not seconds or _changed(response.data, response.wait_after):
+        return response
+    if _waiting >= settings.API_LONG_POLL_MAX_WAITERS:
+        response["Retry-After"] = "1"
+        return response
+    _waiting += 1
+    try:
+        await wait_for_event(pk, response.wait_after, seconds)
+    finally:
+        _waiting -= 1
+    return await sync_to_async(_detail_view)(_without_wait(request), pk=pk)
+
+
+# What drf-spectacular reads to document this coroutine as DeploymentDetail; the rest is for
+# Django: DRF views are CSRF-exempt (SessionAuthentication checks CSRF itself) and log in on their own.
+deployment_detail.cls = DeploymentDetail
+deployment_detail.initkwargs = {}
+deployment_detail.csrf_exempt = True
+login_not_required(deployment_detail)
+
+
+def _changed(data: dict, after: int) -> bool:
+    return data["is_final"] or data["last_seq"] > after
+
+
+def _without_wait(request):
+    """The same request, answered at once the second time round."""
+    params = request.GET.copy()
+    params.pop("wait", None)
+    request.GET = MultiValueDict(params.lists())
+    return request
+
+
+async def wait_for_event(pk: int, after: int, seconds: float) -> None:
+    """Return when deployment `pk` has an event after `after` (or is final), or after `seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    try:
+        await _listen(pk, after, deadline)
+    except Exception as error:  # noqa: BLE001 - the channel layer (Redis) failing must not fail the request
+        log.warning("long-poll on deployment %s falls back to polling: %s", pk, error)
+        await _poll(pk, after, deadline)
+
+
+async def _listen(pk: int, after: int, deadline: float) -> None:
+    layer = get_channel_layer()
+    loop = asyncio.get_running_loop()
+    group = Deployment(pk=pk).group
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    try:
+        # An event may have committed between the first answer and joining the group.
+        if await _moved(pk, after):
+            return
+        while (left := deadline - loop.time()) > 0:
+            try:
+                message = await asyncio.wait_for(layer.receive(channel), left)
+            except TimeoutError:
+                return
+            if message.get("type") == "deployment.event" and message["event"]["seq"] > after:
+                return
+    finally:
+        await layer.group_discard(group, channel)
+
+
+async def _poll(pk: int, after: int, deadline: float) -> None:
+    """Without a channel layer: read one row, less and less often (0.5 s, 1 s, 2 s, then 4 s)."""
+    loop = asyncio.get_running_loop()
+    delay = 0.5
+    while not await _moved(pk, after) and (left := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, 4)
+
+
+@sync_to_async
+def _moved(pk: int, after: int) -> bool:
+    row = Deployment.objects.filter(pk=pk).values("last_seq", "state").first()
+    return row is None or row["state"] in states.FINAL or row["last_seq"] > after
+
+
+def _decision(request, pk, decision: str, serializer_class) -> Response:
+    deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
+    data = body(serializer_class, request)
+    token = token_of(request)
+    flows.decide(request.user, deployment, decision, data["comment"], via=token.via if token else "")
+    return detail(request, pk)
+
+
+@extend_schema(tags=["deployments"])
+class DeploymentApprove(APIView):
+    write_scope = APPROVE
+
+    @extend_schema(
+        operation_id="approveDeployment",
+        summary="Approve (approve scope; the approver rules of the page, no self-approval)",
+        request=s.ApproveSerializer,
+        examples=[OpenApiExample("Approve", request_only=True, value={"comment": "Dashboards are green."})],
+        responses=responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
+    )
+    def post(self, request, pk):
+        return _decision(request, pk, Approval.APPROVE, s.ApproveSerializer)
+
+
+@extend_schema(tags=["deployments"])
+class DeploymentReject(APIView):
+    write_scope = APPROVE
+
+    @extend_schema(
+        operation_id="rejectDeployment",
+        summary="Reject, saying why (approve scope)",
+        request=s.RejectSerializer,
+        examples=[OpenApiExample("Reject", request_only=True, value={"comment": "Wrong build: tests skipped."})],
+        responses=responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
+    )
+    def post(self, request, pk):
+        return _decision(request, pk, Approval.REJECT, s.RejectSerializer)
+
+
+@extend_schema(tags=["deployments"])
+class DeploymentCancel(APIView):
+    @extend_schema(
+        operation_id="cancelDeployment",
+        summary="Cancel (the requester or a deployer; a rollout under way is stopped as the environment says)",
+        request=s.CancelSerializer,
+        responses=responses({200: s.DeploymentDetailSerializer}, 400, 403, 404, 409),
+    )
+    def post(self, request, pk):
+        deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
+        data = body(s.CancelSerializer, request)
+        flows.cancel(request.user, deployment, data["reason"])
+        return detail(request, pk)
+
+
+@extend_schema(tags=["deployments"])
+class Rollback(APIView):
+    @extend_schema(
+        operation_id="rollback",
+        summary="Roll a service back to its last good release in an environment",
+        description=(
+            "A new deployment of kind rollback to the release of the newest succeeded deployment there; "
+            "no approvals (it restores what ran). A reason is required in production. Refused when there is "
+            "nothing to go back to, or (409) while another deployment is under way."
+        ),
+        request=s.RollbackSerializer,
+        examples=[
+            OpenApiExample(
+                "Roll back prod", request_only=True, value={"environment": "prod", "reason": "5xx after 1.4.2"}
+            )
+        ],
+        responses=responses({201: s.DeploymentDetailSerializer}, 400, 403, 404, 409),
+    )
+    def post(self, request, slug):
+        service = get_object_or_404(Service, slug=slug)
+        data = body(s.RollbackSerializer, request)
+        refuse_override_without_scope(request, data["override_reason"])
+        deployment = flows.rollback(
+            request.user,
+            service,
+            data["environment"],
+            reason=data["reason"].strip(),
+            override_reason=data["override_reason"],
+        )
+        return detail(request, deployment.pk, status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["deployments"])
+class Approvals(APIView):
+    @extend_schema(
+        operation_id="listApprovals",
+        summary="Deployments waiting for the caller's decision (the /approvals/ inbox)",
+        responses=responses({200: OpenApiResponse(s.DeploymentSerializer(many=True))}),
+    )
+    def get(self, request):
+        waiting = board.waiting_for(request.user).select_related("previous_release")[:200]
+        return Response(s.DeploymentSerializer(waiting, many=True, context={"request": request}).data)

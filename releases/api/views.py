@@ -1,0 +1,476 @@
+"""/api/v1/: services, environments, releases, builds, freezes, locks, DORA figures, me.
+
+Views authorize (token scope, in releases.api.auth), load, call the rule-checked write in
+releases (flows, builds, records), and serialize. Deployments are in releases.api.deployments.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from clusters.models import Environment, FreezeWindow, Lock
+from releases import board, builds, dora
+from releases.api import records
+from releases.api import serializers as s
+from releases.api.auth import token_of
+from releases.api.models import ADMIN, ServiceAccount
+from releases.api.schema import responses
+from releases.models import Build, Release, Service
+
+
+class Keyset(CursorPagination):
+    """Keyset pages, newest first: `?cursor=` from `next`; as fast on page 1,000 as on page 1."""
+
+    ordering = "-id"
+    page_size = settings.HISTORY_PAGE_SIZE
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise exceptions.ValidationError({"cursor": ["This page link is broken; start again from the first page."]})
+
+
+def query(serializer_class, request):
+    """Validated query-string parameters, or a 400 with field errors."""
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def body(serializer_class, request):
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# --- services and environments ----------------------------------------------------------------
+
+
+@extend_schema(tags=["services"])
+class ServiceList(generics.ListAPIView):
+    queryset = Service.objects.select_related("owner_group")
+    serializer_class = s.ServiceSerializer
+    pagination_class = None
+
+    @extend_schema(
+        operation_id="listServices", summary="Every service", responses=responses({200: s.ServiceSerializer(many=True)})
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+@extend_schema(tags=["services"])
+class ServiceDetail(generics.RetrieveAPIView):
+    queryset = Service.objects.select_related("owner_group")
+    serializer_class = s.ServiceSerializer
+    lookup_field = "slug"
+
+    @extend_schema(
+        operation_id="getService", summary="One service", responses=responses({200: s.ServiceSerializer}, 404)
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+def environment_extras(environments) -> dict:
+    """Freezes, locks and what runs, for all `environments`, in a fixed number of queries."""
+    now = timezone.now()
+    ids = [e.pk for e in environments]
+    extras = {pk: {"freezes": [], "locks": [], "cells": []} for pk in ids}
+    freezes = FreezeWindow.objects.filter(environment_id__in=ids, ends_at__gt=now).select_related(
+        "environment", "created_by"
+    )
+    for freeze in freezes:
+        extras[freeze.environment_id]["freezes"].append(freeze)
+    locks = Lock.objects.filter(environment_id__in=ids, released_at__isnull=True).select_related(
+        "environment", "locked_by"
+    )
+    for lock in locks:
+        extras[lock.environment_id]["locks"].append(lock)
+    for row in board.matrix(list(Service.objects.all()), environments):
+        for cell in row.cells:
+            extras[cell.environment.pk]["cells"].append(cell)
+    return extras
+
+
+ENVIRONMENTS = Environment.objects.select_related("cluster", "approver_group", "deployer_group")
+
+
+@extend_schema(tags=["environments"])
+class EnvironmentList(APIView):
+    @extend_schema(
+        operation_id="listEnvironments",
+        summary="Every environment, in promotion order, with what runs there, its freezes and locks",
+        responses=responses({200: s.EnvironmentSerializer(many=True)}),
+    )
+    def get(self, request):
+        environments = list(ENVIRONMENTS.all())
+        context = {"request": request, "extras": environment_extras(environments)}
+        return Response(s.EnvironmentSerializer(environments, many=True, context=context).data)
+
+
+@extend_schema(tags=["environments"])
+class EnvironmentDetail(APIView):
+    @extend_schema(
+        operation_id="getEnvironment",
+        summary="One environment, with what runs there, its freezes and locks",
+        responses=responses({200: s.EnvironmentSerializer}, 404),
+    )
+    def get(self, request, slug):
+        environment = get_object_or_404(ENVIRONMENTS, slug=slug)
+        context = {"request": request, "extras": environment_extras([environment])}
+        return Response(s.EnvironmentSerializer(environment, context=context).data)
+
+
+# --- releases ---------------------------------------------------------------------------------
+
+RELEASE_EXAMPLE = OpenApiExample(
+    "From CI",
+    request_only=True,
+    value={
+        "service": "storefront",
+        "version": "1.4.2",
+        "image": "registry.example/storefront:1.4.2",
+        "git_sha": "3f6c2a1b9d0e4f5a6b7c8d9e0f1a2b3c4d5e6f70",
+        "build_url": "https://jenkins.example/job/storefront/job/build/112/",
+        "test_summary": {"total": 412, "passed": 410, "failed": 0, "skipped": 2},
+    },
+)
+
+
+@extend_schema(tags=["releases"])
+class ReleaseList(generics.GenericAPIView):
+    serializer_class = s.ReleaseSerializer
+    pagination_class = Keyset
+
+    @extend_schema(
+        operation_id="listReleases",
+        summary="Releases, newest first (keyset pages)",
+        parameters=[s.ReleaseFilter],
+        responses=responses({200: s.ReleaseSerializer(many=True)}, 400),
+    )
+    def get(self, request):
+        filters = query(s.ReleaseFilter, request)
+        releases = Release.objects.select_related("service", "created_by")
+        if filters.get("service"):
+            releases = releases.filter(service=filters["service"])
+        page = self.paginate_queryset(releases)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="createRelease",
+        summary="Record a release built by CI (immutable afterwards)",
+        description=(
+            "Needs the deploy scope and a deployer of some environment (or an admin). Sending the same "
+            "artifact again (same version, image and sha) answers 200 with the release unchanged, so a "
+            "retried CI step is harmless; the same version with another image or sha is a 409."
+        ),
+        request=s.ReleaseCreateSerializer,
+        examples=[RELEASE_EXAMPLE],
+        responses=responses(
+            {
+                201: OpenApiResponse(s.ReleaseSerializer, "Recorded."),
+                200: OpenApiResponse(s.ReleaseSerializer, "This exact artifact was recorded already."),
+            },
+            400,
+            403,
+            409,
+        ),
+    )
+    def post(self, request):
+        data = body(s.ReleaseCreateSerializer, request)
+        summary = data.get("test_summary")
+        artifact = records.Artifact(
+            version=data["version"],
+            image=data["image"],
+            git_sha=data["git_sha"],
+            build_url=data["build_url"],
+            test_summary=dict(summary) if summary else None,
+        )
+        release, created = records.create_release(request.user, data["service"], artifact)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(self.get_serializer(release).data, status=code)
+
+
+@extend_schema(tags=["releases"])
+class ReleaseDetail(generics.RetrieveAPIView):
+    queryset = Release.objects.select_related("service", "created_by")
+    serializer_class = s.ReleaseSerializer
+
+    @extend_schema(
+        operation_id="getRelease", summary="One release", responses=responses({200: s.ReleaseSerializer}, 404)
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+# --- builds -----------------------------------------------------------------------------------
+
+BUILDS = Build.objects.select_related("service", "triggered_by", "release")
+
+
+def build_detail(request, build, status_code=status.HTTP_200_OK):
+    after = query(s.AfterQuery, request)["after_seq"]
+    events = list(build.events.filter(seq__gt=after).order_by("seq")[: s.TIMELINE_PAGE])
+    serializer = s.BuildDetailSerializer(build, context={"request": request, "events": events})
+    return Response(serializer.data, status=status_code)
+
+
+@extend_schema(tags=["builds"])
+class BuildList(generics.GenericAPIView):
+    serializer_class = s.BuildSerializer
+    pagination_class = Keyset
+
+    @extend_schema(
+        operation_id="listBuilds",
+        summary="Jenkins builds, newest first (keyset pages)",
+        parameters=[s.BuildFilter],
+        responses=responses({200: s.BuildSerializer(many=True)}, 400),
+    )
+    def get(self, request):
+        filters = query(s.BuildFilter, request)
+        found = BUILDS.filter(service=filters["service"]) if filters.get("service") else BUILDS.all()
+        page = self.paginate_queryset(found)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="startBuild",
+        summary="Start a Jenkins build of a service",
+        request=s.BuildStartSerializer,
+        examples=[OpenApiExample("Build a tag", request_only=True, value={"service": "storefront", "ref": "v1.4.2"})],
+        responses=responses({201: s.BuildDetailSerializer}, 400, 403),
+    )
+    def post(self, request):
+        data = body(s.BuildStartSerializer, request)
+        build = builds.request_build(request.user, data["service"], ref=data["ref"], version=data["version"])
+        return build_detail(request, BUILDS.get(pk=build.pk), status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["builds"])
+class BuildDetail(APIView):
+    @extend_schema(
+        operation_id="getBuild",
+        summary="One build, with its log after `after_seq`",
+        parameters=[s.AfterQuery],
+        responses=responses({200: s.BuildDetailSerializer}, 400, 404),
+    )
+    def get(self, request, pk):
+        return build_detail(request, get_object_or_404(BUILDS, pk=pk))
+
+
+@extend_schema(tags=["builds"])
+class BuildAbort(APIView):
+    @extend_schema(
+        operation_id="abortBuild",
+        summary="Stop a running build, or take a waiting one off the Jenkins queue",
+        request=None,
+        responses=responses({200: s.BuildDetailSerializer}, 403, 404),
+    )
+    def post(self, request, pk):
+        build = get_object_or_404(BUILDS, pk=pk)
+        builds.abort_build(request.user, build)
+        return build_detail(request, BUILDS.get(pk=pk))
+
+
+# --- freezes and locks ------------------------------------------------------------------------
+
+
+@extend_schema(tags=["freezes and locks"])
+class FreezeList(APIView):
+    write_scope = ADMIN
+
+    @extend_schema(
+        operation_id="listFreezes",
+        summary="Freeze windows in force or to come",
+        parameters=[s.HoldFilter],
+        responses=responses({200: s.FreezeSerializer(many=True)}, 400),
+    )
+    def get(self, request):
+        filters = query(s.HoldFilter, request)
+        found = FreezeWindow.objects.filter(ends_at__gt=timezone.now()).select_related("environment", "created_by")
+        if filters.get("environment"):
+            found = found.filter(environment=filters["environment"])
+        return Response(s.FreezeSerializer(found.order_by("starts_at", "id")[:500], many=True).data)
+
+    @extend_schema(
+        operation_id="createFreeze",
+        summary="Freeze an environment for a window (admin scope; deployers of it and admins)",
+        request=s.FreezeCreateSerializer,
+        examples=[
+            OpenApiExample(
+                "Group-buy event",
+                request_only=True,
+                value={"environment": "prod", "ends_at": "2026-12-12T18:00:00Z", "reason": "12.12 group buy"},
+            )
+        ],
+        responses=responses({201: s.FreezeSerializer}, 400, 403),
+    )
+    def post(self, request):
+        data = body(s.FreezeCreateSerializer, request)
+        window = records.freeze(request.user, data["environment"], data["starts_at"], data["ends_at"], data["reason"])
+        return Response(s.FreezeSerializer(window).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["freezes and locks"])
+class FreezeEnd(APIView):
+    write_scope = ADMIN
+
+    @extend_schema(
+        operation_id="endFreeze",
+        summary="End a freeze now (one that has not started is removed)",
+        request=None,
+        responses=responses(
+            {
+                200: OpenApiResponse(s.FreezeSerializer, "Ended now."),
+                204: OpenApiResponse(None, "It had not started: removed."),
+            },
+            403,
+            404,
+            409,
+        ),
+    )
+    def post(self, request, pk):
+        window = get_object_or_404(FreezeWindow.objects.select_related("environment"), pk=pk)
+        ended = records.end_freeze(request.user, window)
+        if ended is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(s.FreezeSerializer(ended).data)
+
+
+@extend_schema(tags=["freezes and locks"])
+class LockList(APIView):
+    write_scope = ADMIN
+
+    @extend_schema(
+        operation_id="listLocks",
+        summary="Locks not released yet",
+        parameters=[s.HoldFilter],
+        responses=responses({200: s.LockSerializer(many=True)}, 400),
+    )
+    def get(self, request):
+        filters = query(s.HoldFilter, request)
+        found = Lock.objects.filter(released_at__isnull=True).select_related("environment", "locked_by")
+        if filters.get("environment"):
+            found = found.filter(environment=filters["environment"])
+        return Response(s.LockSerializer(found[:500], many=True).data)
+
+    @extend_schema(
+        operation_id="createLock",
+        summary="Lock an environment, or one service in it (admin scope; deployers of it and admins)",
+        request=s.LockCreateSerializer,
+        examples=[
+            OpenApiExample(
+                "Incident",
+                request_only=True,
+                value={"environment": "prod", "service": "storefront", "reason": "checkout incident"},
+            )
+        ],
+        responses=responses({201: s.LockSerializer}, 400, 403),
+    )
+    def post(self, request):
+        data = body(s.LockCreateSerializer, request)
+        lock = records.lock(request.user, data["environment"], data["service"], data["reason"])
+        return Response(s.LockSerializer(lock).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["freezes and locks"])
+class LockRelease(APIView):
+    write_scope = ADMIN
+
+    @extend_schema(
+        operation_id="releaseLock",
+        summary="Release a lock",
+        request=None,
+        responses=responses({200: s.LockSerializer}, 403, 404, 409),
+    )
+    def post(self, request, pk):
+        lock = get_object_or_404(Lock.objects.select_related("environment", "locked_by"), pk=pk)
+        return Response(s.LockSerializer(records.unlock(request.user, lock)).data)
+
+
+# --- DORA and me ------------------------------------------------------------------------------
+
+
+def figures(summary: dora.Summary) -> dict:
+    def seconds(value: timedelta | None):
+        return value.total_seconds() if value is not None else None
+
+    return {
+        "deployments": summary.deployments,
+        "per_week": round(summary.per_week, 2),
+        "lead_time_seconds": seconds(summary.lead_time),
+        "change_failure_rate": summary.failure_rate,
+        "failures": summary.failures,
+        "finished": summary.finished,
+        "time_to_restore_seconds": seconds(summary.time_to_restore),
+    }
+
+
+@extend_schema(tags=["dora"])
+class Dora(APIView):
+    @extend_schema(
+        operation_id="getDora",
+        summary="DORA figures of an environment over 7, 30 or 90 days (as on /dora/)",
+        parameters=[s.DoraQuery],
+        responses=responses({200: s.DoraSerializer}, 400),
+    )
+    def get(self, request):
+        data = query(s.DoraQuery, request)
+        environment = data.get("environment") or _default_dora_environment()
+        end = timezone.now()
+        start = end - timedelta(days=int(data["days"]))
+        rows = dora.load_rows(environment, start, end) if environment else []
+        services = sorted({row.service for row in rows})
+        result = {
+            "environment": environment.slug if environment else None,
+            "days": int(data["days"]),
+            "start": start,
+            "end": end,
+            "overall": figures(dora.summarize(rows, start, end)),
+            "services": [
+                {"service": slug, **figures(dora.summarize([r for r in rows if r.service == slug], start, end))}
+                for slug in services
+            ],
+        }
+        return Response(s.DoraSerializer(result).data)
+
+
+def _default_dora_environment():
+    environments = list(Environment.objects.order_by("position", "slug"))
+    production = [e for e in environments if e.is_production]
+    return production[0] if production else (environments[-1] if environments else None)
+
+
+@extend_schema(tags=["me"])
+class Me(APIView):
+    @extend_schema(
+        operation_id="getMe",
+        summary="Who the token (or session) acts as, and the token's scopes",
+        responses=responses({200: s.MeSerializer}),
+    )
+    def get(self, request):
+        user = request.user
+        token = token_of(request)
+        return Response(
+            s.MeSerializer(
+                {
+                    "username": user.username,
+                    "is_staff": user.is_staff,
+                    "is_service_account": ServiceAccount.objects.filter(user=user).exists(),
+                    "groups": sorted(user.groups.values_list("name", flat=True)),
+                    "token": {"name": token.name, "scopes": token.scopes, "expires_at": token.expires_at}
+                    if token
+                    else None,
+                }
+            ).data
+        )
