@@ -17,6 +17,7 @@ class ReleasesConfig(AppConfig):
             receivers,
             reporting,
         )
+
         # The API's models (tokens, service accounts) and their admin live in releases/api/.
         from releases.api import admin as api_admin  # noqa: F401
         from releases.models import Service

@@ -88,7 +88,8 @@ def test_it_exempts_only_health_checks_hooks_and_login_from_logging_in():
                 exempt.add(prefix + str(pattern.pattern))
 
     walk(get_resolver().url_patterns)
-    # /metrics checks its own bearer token; hooks check their signatures; the login page needs its icon.
+    # /metrics checks its own bearer token; hooks check their signatures; the login page needs its
+    # icon; the API answers 401 itself (tests/api/test_permissions.py), except its docs page.
     allowed = {
         "healthz",
         "readyz",
@@ -100,7 +101,8 @@ def test_it_exempts_only_health_checks_hooks_and_login_from_logging_in():
         "favicon.ico",
     }
     assert {"healthz", "readyz", "accounts/login/"} <= exempt
-    assert {path for path in exempt if not path.startswith("hooks/")} <= allowed, exempt
+    assert "api/docs/" not in exempt
+    assert {path for path in exempt if not path.startswith(("hooks/", "api/"))} <= allowed, exempt
 
 
 def test_it_offers_no_password_reset_since_no_mail_is_configured(cast):

@@ -82,10 +82,12 @@ def unlock(user, lock: Lock) -> Lock:
     if not verdict:
         raise rules.Refused(verdict)
     with set_actor(user), transaction.atomic():
-        # Compare-and-swap: two people releasing at once both see "released", once.
-        if not Lock.objects.filter(pk=lock.pk, released_at__isnull=True).update(released_at=timezone.now()):
+        # The row lock makes two people releasing at once see "released" once (and both audited).
+        lock = Lock.objects.select_for_update().select_related("environment").get(pk=lock.pk)
+        if lock.released_at:
             raise rules.Refused(f"Lock #{lock.pk} on {lock.environment.name} is already released.", conflict=True)
-    lock.refresh_from_db()
+        lock.released_at = timezone.now()
+        lock.save(update_fields=["released_at"])
     return lock
 
 

@@ -566,11 +566,12 @@ class FreezeCreateSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=200)
 
     def validate(self, data):
-        data.setdefault("starts_at", timezone.now())
+        now = timezone.now()
+        if data["ends_at"] <= now:
+            raise serializers.ValidationError({"ends_at": "This freeze would be over already."})
+        data.setdefault("starts_at", now)
         if data["ends_at"] <= data["starts_at"]:
             raise serializers.ValidationError({"ends_at": "A freeze ends after it starts."})
-        if data["ends_at"] <= timezone.now():
-            raise serializers.ValidationError({"ends_at": "This freeze would be over already."})
         return data
 
 

@@ -1,6 +1,6 @@
 """URLs under /api/: v1 endpoints, the OpenAPI schema and its browsable docs."""
 
-from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.decorators import login_not_required, login_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -39,16 +39,17 @@ v1 = [
     path("me/", api(views.Me), name="me"),
 ]
 
+# A DRF view marks itself login-not-required (it answers 401 itself); the docs page is for
+# people, so it sends them to the login page instead.
+docs = login_required(SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api/swagger_ui.html"))
+docs.login_required = True
+
 app_name = "api"
 urlpatterns = [
     path("v1/", include(v1)),
     path("schema/", api(SpectacularAPIView), name="schema"),
-    # The docs page is for people: it stays behind the login page. Its script is served from a
-    # URL of its own (the "split" view), so the CSP's script-src 'self' holds.
-    path(
-        "docs/",
-        SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api/swagger_ui.html"),
-        name="docs",
-    ),
+    # The docs page's script is served from a URL of its own (the "split" view), so the CSP's
+    # script-src 'self' holds.
+    path("docs/", docs, name="docs"),
     re_path(r"^.*$", not_found),
 ]
