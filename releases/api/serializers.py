@@ -238,9 +238,13 @@ class ReleaseCreateSerializer(serializers.Serializer):
         error_messages={"invalid": "An image reference has no spaces (at most 500 characters)."},
     )
     git_sha = serializers.RegexField(
-        SHA_RE, required=False, default="", error_messages={"invalid": "A git sha is 7 to 40 hex digits."}
+        SHA_RE,
+        required=False,
+        default="",
+        allow_blank=True,
+        error_messages={"invalid": "A git sha is 7 to 40 hex digits."},
     )
-    build_url = serializers.URLField(max_length=200, required=False, default="")
+    build_url = serializers.URLField(max_length=200, required=False, default="", allow_blank=True)
     test_summary = TestSummarySerializer(required=False)
 
     def validate(self, data):

@@ -7,8 +7,6 @@ tests are transactional because every one of those threads reads what the test w
 """
 
 import os
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import Cast, make_cast, make_cluster
+from tests.support.stack import Background, in_thread, serve, watch, work_jobs
 from tests.support.tools import require_tool
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,110 +56,6 @@ def start_kube():
     return start(port=0, ready_after=0.6, seed={"deployments": [deployment]})
 
 
-class Background:
-    """Threads that stop when asked: uvicorn, the RQ worker loop, the cluster watcher."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.stoppers = []
-
-    def spawn(self, target, name):
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def close(self):
-        self.stop.set()
-        for stopper in self.stoppers:
-            stopper()
-        for thread in self.threads:
-            thread.join(timeout=10)
-
-
-def serve(background: Background) -> str:
-    import uvicorn
-
-    from portal.asgi import application
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        application, lifespan="off", log_level="warning", ws="websockets-sansio", proxy_headers=False
-    )
-    server = uvicorn.Server(config)
-    background.spawn(lambda: server.run(sockets=[sock]), "uvicorn")
-    background.stoppers.append(lambda: setattr(server, "should_exit", True))
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}"
-
-
-def work_jobs(background: Background) -> None:
-    """RQ's SimpleWorker in bursts (its signal handlers only install in the main thread)."""
-    import django_rq
-    from django.db import close_old_connections, connections
-    from rq import SimpleWorker
-    from rq.timeouts import TimerDeathPenalty
-
-    class ThreadWorker(SimpleWorker):
-        death_penalty_class = TimerDeathPenalty  # SIGALRM, the default, is main-thread only
-
-        def _install_signal_handlers(self):
-            pass
-
-    queue = django_rq.get_queue("default")
-    worker = ThreadWorker([queue], connection=queue.connection)
-
-    def loop():
-        while not background.stop.is_set():
-            worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
-            close_old_connections()
-            background.stop.wait(0.05)
-        connections.close_all()
-
-    background.spawn(loop, "rq-worker")
-
-
-def watch(background: Background) -> None:
-    from django.db import connections
-
-    from clusters.watcher import Watcher
-
-    watcher = Watcher(name="browser-tests", heartbeat_seconds=1.0, watch_timeout=30)
-    watcher.stop = background.stop
-
-    def run():
-        try:
-            watcher.run()
-        finally:
-            connections.close_all()
-
-    background.spawn(run, "watcher")
-    # Its stream threads block in watch requests until the sandbox closes them; join them then.
-    background.stoppers.append(lambda: background.threads.extend(watcher.threads.values()))
-
-
-def in_thread(func, *args, **kwargs):
-    """Run `func` in another thread: Playwright keeps an event loop running in this one, and
-    the broadcast after commit (async_to_sync) refuses to run beside a running loop."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from django.db import connections
-
-    def call():
-        try:
-            return func(*args, **kwargs)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(call).result(timeout=60)
-
-
 def wait_for(predicate, timeout=60.0):
     """Poll `predicate` (in another thread: it may use the ORM) until it is true."""
     deadline = time.monotonic() + timeout
@@ -193,7 +88,7 @@ def portal(transactional_db, settings):
         # Websockets are accepted from the portal's own origin only (portal/asgi.py).
         settings.PORTAL_URL = url
         work_jobs(background)
-        watch(background)
+        watch(background, name="browser-tests")
         yield Portal(url, cast, kube)
     finally:
         background.close()

@@ -1,0 +1,3 @@
+from pampam_cli.main import main
+
+main()
