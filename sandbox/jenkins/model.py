@@ -47,6 +47,8 @@ class JobConfig:
     tests: dict | None = None  # {"total","failed","passed","skipped"}; None → derived
     artifacts: list[str] = field(default_factory=list)
     description: str | None = None
+    sh: list[str] = field(default_factory=list)  # shell steps run after the tests, as `sh` does
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for them (credentials())
 
     def merged(self, **overrides) -> "JobConfig":
         values = {**self.__dict__, **{k: v for k, v in overrides.items() if v is not None}}

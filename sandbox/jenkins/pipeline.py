@@ -11,8 +11,17 @@ Build parameters that script the behaviour (all optional):
     SANDBOX_QUEUE=<seconds>                            time spent in the queue
     SANDBOX_CANCEL_QUEUE=1                             the queue item is cancelled instead
     SANDBOX_LOG_LINES=<n>                              extra lines printed by the build stage
+
+A job seeded with `sh` commands runs them after the tests, each with `/bin/sh -xe` as the
+`sh` step does, in a fresh workspace, with the build's parameters, the variables Jenkins sets
+(BUILD_NUMBER, BUILD_URL, JOB_NAME, WORKSPACE, GIT_COMMIT, …) and the seed's `env`; their
+output goes to the console and a non-zero exit fails the build.
 """
 
+import hashlib
+import os
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -163,6 +172,8 @@ class Runner:
         )
         steps += self._build_stage(build)
         steps += self._test_stage(build)
+        if build.config.sh:
+            steps += self._sh_stage(build)
         if build.config.result == "ABORTED":
             steps.append(Step(action=lambda b: self.stop(b, b.user)))
         target = deploy.target_from_params(build.params, build.job, build.number)
@@ -200,6 +211,47 @@ class Runner:
             raise StepFailed(summary.rstrip("\n"), "make: *** [Makefile:12: test] Error 1")
         return summary + "[Pipeline] junit\nRecording test results\n"
 
+    def _sh_stage(self, build: Build) -> list[Step]:
+        body = []
+        for command in build.config.sh:
+            body += [*lines("[Pipeline] sh"), Step(action=lambda b, c=command: self._sh(b, c))]
+        return self._stage("publish", body + lines("[Pipeline] }", "[Pipeline] // stage"))
+
+    def _sh(self, build: Build, command: str) -> str:
+        """Run one shell step, streaming its output into the console; fail the build on a non-zero exit."""
+        with tempfile.TemporaryDirectory(prefix="jenkins-workspace-") as workspace:
+            process = subprocess.Popen(
+                ["/bin/sh", "-xe", "-c", command],
+                cwd=workspace,
+                env=self._sh_env(build, workspace),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            threading.Thread(target=_kill_on_abort, args=(build, process), daemon=True).start()
+            for line in process.stdout:
+                self.state.write(build, line)
+            code = process.wait()
+        if code != 0:
+            raise StepFailed()
+        return ""
+
+    def _sh_env(self, build: Build, workspace: str) -> dict[str, str]:
+        commit = hashlib.sha1(f"{build.job}:{build.number}".encode(), usedforsecurity=False).hexdigest()
+        return {
+            **os.environ,
+            "BUILD_NUMBER": str(build.number),
+            "BUILD_ID": str(build.number),
+            "BUILD_URL": f"{self.state.job_url(build.job)}{build.number}/",
+            "JOB_NAME": build.job,
+            "JOB_BASE_NAME": build.job.rsplit("/", 1)[-1],
+            "JENKINS_URL": f"{self.state.root_url}/",
+            "WORKSPACE": workspace,
+            "GIT_COMMIT": build.params.get("GIT_COMMIT", commit),
+            **build.params,
+            **build.config.env,
+        }
+
     def _deploy_stage(self, target: deploy.DeployTarget) -> list[Step]:
         body = [*lines("[Pipeline] sh", f"+ {target.command}"), Step(action=self._deployer(target))]
         return self._stage("deploy", body + lines("[Pipeline] }", "[Pipeline] // stage"))
@@ -215,6 +267,13 @@ class Runner:
                 raise StepFailed(str(error)) from None
 
         return run
+
+
+def _kill_on_abort(build: Build, process: subprocess.Popen) -> None:
+    while process.poll() is None:
+        if build.abort.wait(0.2):
+            process.kill()
+            return
 
 
 def _test_summary(config: JobConfig) -> dict:

@@ -11,6 +11,8 @@
         tests: {total: 42, failed: 0, passed: 42, skipped: 0}
         artifacts: [dist/app.tar.gz, reports/junit.xml]
         description: Builds the app image
+        sh: ['pampam release create app "$VERSION"']   # shell steps after the tests (`sh`)
+        env: {PAMPAM_URL: "http://127.0.0.1:8000"}     # their extra environment
       platform/deploy-web: {}  # listed jobs (and their folders) show up in api/json
 
 `seed` may also be a dict with the same shape (handy in tests).

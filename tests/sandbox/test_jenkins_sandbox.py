@@ -408,3 +408,32 @@ def test_command_line_entry_point():
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+def test_sh_steps_run_with_the_build_environment():
+    seed = {"jobs": {"app": {"sh": ['echo "v=$VERSION n=$BUILD_NUMBER $BUILD_URL t=$TOKEN"'], "env": {"TOKEN": "t0"}}}}
+    sandbox = start(user=USER, token=TOKEN, queue_seconds=0.05, build_seconds=0.3, seed=seed)
+    try:
+        server = jenkins.Jenkins(sandbox.url, USER, TOKEN, timeout=5)
+        info = run_to_end(server, "app", {"VERSION": "1.2.3"})
+        console = server.get_build_console_output("app", info["number"])
+    finally:
+        sandbox.stop()
+    assert info["result"] == "SUCCESS"
+    assert "[Pipeline] { (publish)\n" in console
+    assert "+ echo " in console  # sh -x echoes the command
+    assert f"v=1.2.3 n=1 {sandbox.url}/job/app/1/ t=t0\n" in console
+
+
+def test_a_failing_sh_step_fails_the_build():
+    sandbox = start(
+        user=USER, token=TOKEN, queue_seconds=0.05, build_seconds=0.3, seed={"jobs": {"app": {"sh": ["false"]}}}
+    )
+    try:
+        server = jenkins.Jenkins(sandbox.url, USER, TOKEN, timeout=5)
+        info = run_to_end(server, "app")
+        console = server.get_build_console_output("app", info["number"])
+    finally:
+        sandbox.stop()
+    assert info["result"] == "FAILURE"
+    assert "ERROR: script returned exit code 1\n" in console
