@@ -41,6 +41,8 @@ def handle(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
         response.data = body(INVALID, list(flatten(errors)), errors)
+    elif response.status_code == status.HTTP_400_BAD_REQUEST:  # a body that is not JSON
+        response.data = body(str(response.data.get("detail", exc)), errors={})
     else:
         response.data = body(str(response.data.get("detail", exc)))
     return response

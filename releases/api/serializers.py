@@ -2,6 +2,7 @@
 input serializers validate a request body or query string (bad input → 400 with field errors)."""
 
 import re
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -22,9 +23,16 @@ TIMELINE_PAGE = 1000
 
 
 class Username(serializers.SlugRelatedField):
+    """A user, by username; null when the user was deleted (or never set)."""
+
     def __init__(self, **kwargs):
         kwargs.setdefault("read_only", True)
+        kwargs.setdefault("allow_null", True)
         super().__init__(slug_field="username", **kwargs)
+
+
+def group_name(**kwargs):
+    return serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True, **kwargs)
 
 
 @extend_schema_field(OpenApiTypes.URI)
@@ -44,11 +52,49 @@ def _slug(model, **kwargs):
     return serializers.SlugRelatedField(slug_field="slug", queryset=model.objects.all(), **kwargs)
 
 
+class Body(serializers.Serializer):
+    """A JSON request body whose values must have the JSON type the schema gives them.
+
+    DRF would quietly turn `"reason": 0` into "0" and `"release": "7"` into 7; a client sending
+    the wrong type has a bug worth a 400.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            errors = {
+                name: [problem]
+                for name, field in self.fields.items()
+                if not field.read_only and data.get(name) is not None
+                for problem in [json_type_problem(field, data[name])]
+                if problem
+            }
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+def json_type_problem(field, value) -> str:
+    """Why `value` has not the JSON type `field` reads, or ""."""
+    if isinstance(field, serializers.BooleanField):
+        return "" if isinstance(value, bool) else "Expected true or false."
+    if isinstance(field, serializers.IntegerField | serializers.PrimaryKeyRelatedField):
+        return "" if isinstance(value, int) and not isinstance(value, bool) else "Expected a whole number."
+    if isinstance(field, serializers.ListField):
+        if not isinstance(value, list):
+            return "Expected a list."
+        return next((p for p in (json_type_problem(field.child, item) for item in value) if p), "")
+    if isinstance(field, serializers.Serializer | serializers.DictField):
+        return "" if isinstance(value, dict) else "Expected an object."
+    if isinstance(field, serializers.CharField | serializers.RelatedField | serializers.DateTimeField):
+        return "" if isinstance(value, str) else "Expected a string."
+    return ""
+
+
 # --- services, environments ---------------------------------------------------------------------
 
 
 class ServiceSerializer(serializers.ModelSerializer):
-    owner_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    owner_group = group_name()
     web_url = WebUrl()
 
     class Meta:
@@ -130,8 +176,8 @@ class RunningSerializer(serializers.Serializer):
 
 class EnvironmentSerializer(serializers.ModelSerializer):
     cluster = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    approver_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    deployer_group = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    approver_group = group_name()
+    deployer_group = group_name()
     frozen = serializers.SerializerMethodField()
     freezes = serializers.SerializerMethodField(help_text="Freezes in force or to come.")
     locks = serializers.SerializerMethodField(help_text="Locks not released yet.")
@@ -183,7 +229,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
 # --- releases ---------------------------------------------------------------------------------
 
 
-class TestSummarySerializer(serializers.Serializer):
+class TestSummarySerializer(Body):
     total = serializers.IntegerField(min_value=0, max_value=10**9)
     passed = serializers.IntegerField(min_value=0, max_value=10**9, required=False)
     failed = serializers.IntegerField(min_value=0, max_value=10**9, required=False, default=0)
@@ -226,7 +272,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ReleaseCreateSerializer(serializers.Serializer):
+class ReleaseCreateSerializer(Body):
     service = _slug(Service)
     version = serializers.RegexField(
         VERSION_RE, max_length=100, error_messages={"invalid": "A version has letters, digits and . _ + - only."}
@@ -306,7 +352,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
-    user = Username()
+    user = Username(allow_null=False)
 
     class Meta:
         model = Approval
@@ -377,7 +423,7 @@ class DeploymentDetailSerializer(DeploymentSerializer):
         }
 
 
-class DeploymentRequestSerializer(serializers.Serializer):
+class DeploymentRequestSerializer(Body):
     release = serializers.PrimaryKeyRelatedField(
         queryset=Release.objects.select_related("service"), required=False, help_text="Release id, or:"
     )
@@ -401,11 +447,11 @@ class DeploymentRequestSerializer(serializers.Serializer):
         return data
 
 
-class ApproveSerializer(serializers.Serializer):
+class ApproveSerializer(Body):
     comment = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
 
 
-class RejectSerializer(serializers.Serializer):
+class RejectSerializer(Body):
     comment = serializers.CharField(
         max_length=2000,
         error_messages={
@@ -415,11 +461,11 @@ class RejectSerializer(serializers.Serializer):
     )
 
 
-class CancelSerializer(serializers.Serializer):
+class CancelSerializer(Body):
     reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 
 
-class RollbackSerializer(serializers.Serializer):
+class RollbackSerializer(Body):
     environment = _slug(Environment)
     reason = serializers.CharField(
         max_length=500, required=False, default="", allow_blank=True, help_text="Required in production."
@@ -458,16 +504,21 @@ class WaitQuery(serializers.Serializer):
     after_seq = serializers.IntegerField(
         min_value=0, max_value=2**31, required=False, help_text="Only timeline events after this seq."
     )
-    wait = serializers.IntegerField(
-        min_value=0,
-        max_value=settings.API_LONG_POLL_MAX_SECONDS,
-        required=False,
-        default=0,
-        help_text=(
-            "Seconds to wait for a change: the answer comes as soon as an event after `after_seq` exists "
-            "(or, without `after_seq`, a new one), the deployment is final, or the time is up."
-        ),
-    )
+
+    def get_fields(self):
+        # The longest wait is a setting, read when asked (validation and the schema agree).
+        fields = super().get_fields()
+        fields["wait"] = serializers.IntegerField(
+            min_value=0,
+            max_value=settings.API_LONG_POLL_MAX_SECONDS,
+            required=False,
+            default=0,
+            help_text=(
+                "Seconds to wait for a change: the answer comes as soon as an event after `after_seq` exists "
+                "(or, without `after_seq`, a new one), the deployment is final, or the time is up."
+            ),
+        )
+        return fields
 
 
 # --- builds -----------------------------------------------------------------------------------
@@ -535,7 +586,7 @@ class BuildDetailSerializer(BuildSerializer):
         return BuildEventSerializer(self.context["events"], many=True).data
 
 
-class BuildStartSerializer(serializers.Serializer):
+class BuildStartSerializer(Body):
     service = _slug(Service)
     ref = serializers.RegexField(
         REF_RE,
@@ -563,7 +614,7 @@ class BuildFilter(serializers.Serializer):
 # --- freezes and locks ------------------------------------------------------------------------
 
 
-class FreezeCreateSerializer(serializers.Serializer):
+class FreezeCreateSerializer(Body):
     environment = _slug(Environment)
     starts_at = serializers.DateTimeField(required=False, help_text="Default: now.")
     ends_at = serializers.DateTimeField()
@@ -579,7 +630,7 @@ class FreezeCreateSerializer(serializers.Serializer):
         return data
 
 
-class LockCreateSerializer(serializers.Serializer):
+class LockCreateSerializer(Body):
     environment = _slug(Environment)
     service = _slug(Service, required=False, allow_null=True, default=None, help_text="Default: every service.")
     reason = serializers.CharField(max_length=200)

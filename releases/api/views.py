@@ -41,8 +41,15 @@ class Keyset(CursorPagination):
 
 
 def query(serializer_class, request):
-    """Validated query-string parameters, or a 400 with field errors."""
+    """Validated query-string parameters, or a 400 with field errors.
+
+    An empty parameter (`?service=`) is an error rather than "any": leave it out instead.
+    """
     serializer = serializer_class(data=request.query_params)
+    empty = {name: ["Leave this parameter out rather than empty."] for name in serializer.fields}
+    empty = {name: problem for name, problem in empty.items() if request.query_params.get(name) == ""}
+    if empty:
+        raise exceptions.ValidationError(empty)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 

@@ -168,7 +168,10 @@ def test_it_keeps_releases_immutable(cast):
         ({"build_url": "javascript:alert(1)"}, "build_url", "Enter a valid URL."),
         ({"test_summary": {"total": 1, "failed": 2}}, "test_summary", "failed + skipped is more than total."),
         ({"test_summary": {"total": -1}}, "test_summary", "Ensure this value is greater than or equal to 0."),
-        ({"test_summary": "green"}, "test_summary", "Invalid data. Expected a dictionary, but got str."),
+        ({"test_summary": "green"}, "test_summary", "Expected an object."),
+        ({"version": 7}, "version", "Expected a string."),
+        ({"test_summary": {"total": "7"}}, "test_summary", "total: Expected a whole number."),
+        ({"test_summary": {"total": 1, "failed_tests": [3]}}, "test_summary", "failed_tests: Expected a string."),
     ],
 )
 def test_it_rejects_bad_release_input_with_field_errors(cast, change, field, message):
@@ -304,6 +307,7 @@ def test_it_lists_deployments_with_the_filters_of_history(cast):
         ("since=2026-02-02&until=2026-02-01", "until"),
         ("requester=nobody", "requester"),
         ("cursor=garbage", "cursor"),
+        ("service=", "service"),
     ],
 )
 def test_it_rejects_bad_history_filters(cast, query, field):
