@@ -298,6 +298,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "releases.api.schema.describe_path_parameters",
         "releases.api.schema.add_links",
     ],
 }

@@ -296,6 +296,7 @@ class DeploymentCancel(APIView):
         operation_id="cancelDeployment",
         summary="Cancel (the requester or a deployer; a rollout under way is stopped as the environment says)",
         request=s.CancelSerializer,
+        examples=[OpenApiExample("Cancel", request_only=True, value={"reason": "Wrong build, a fix is coming."})],
         responses=responses({200: s.DeploymentDetailSerializer}, 400, 403, 404, 409),
     )
     def post(self, request, pk):

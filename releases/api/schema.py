@@ -118,8 +118,40 @@ LINKS = {
         ],
     ),
     "createLock": ("201", [("ReleaseLock", "releaseLock", {"id": "$response.body#/id"}, None)]),
+    "listServices": (
+        "200",
+        [
+            ("GetService", "getService", {"slug": "$response.body#/0/slug"}, None),
+            ("Rollback", "rollback", {"slug": "$response.body#/0/slug"}, None),
+        ],
+    ),
+    "listEnvironments": ("200", [("GetEnvironment", "getEnvironment", {"slug": "$response.body#/0/slug"}, None)]),
+    "listReleases": ("200", [("GetRelease", "getRelease", {"id": "$response.body#/results/0/id"}, None)]),
+    "listDeployments": (
+        "200",
+        [
+            ("GetDeployment", "getDeployment", {"id": "$response.body#/results/0/id"}, None),
+            ("CancelDeployment", "cancelDeployment", {"id": "$response.body#/results/0/id"}, None),
+        ],
+    ),
+    "listBuilds": ("200", [("GetBuild", "getBuild", {"id": "$response.body#/results/0/id"}, None)]),
+    "listLocks": ("200", [("ReleaseLock", "releaseLock", {"id": "$response.body#/0/id"}, None)]),
+    "listFreezes": ("200", [("EndFreeze", "endFreeze", {"id": "$response.body#/0/id"}, None)]),
     "createFreeze": ("201", [("EndFreeze", "endFreeze", {"id": "$response.body#/id"}, None)]),
 }
+
+
+def describe_path_parameters(result, generator, request, public):
+    """Postprocessing hook: "The deployment's id." for {id} in /deployments/{id}/, and so on."""
+    for path, path_item in result.get("paths", {}).items():
+        segments = path.strip("/").split("/")
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "path" or parameter.get("description"):
+                    continue
+                owner = segments[segments.index("{" + parameter["name"] + "}") - 1]
+                parameter["description"] = f"The {owner.removesuffix('s')}'s {parameter['name']}."
+    return result
 
 
 def add_links(result, generator, request, public):

@@ -85,6 +85,8 @@ def json_type_problem(field, value) -> str:
         return next((p for p in (json_type_problem(field.child, item) for item in value) if p), "")
     if isinstance(field, serializers.Serializer | serializers.DictField):
         return "" if isinstance(value, dict) else "Expected an object."
+    if isinstance(field, serializers.RelatedField) and value == "":
+        return "Leave it out (or null) rather than empty."
     if isinstance(field, serializers.CharField | serializers.RelatedField | serializers.DateTimeField):
         return "" if isinstance(value, str) else "Expected a string."
     return ""
@@ -300,7 +302,7 @@ class ReleaseCreateSerializer(Body):
 
 
 class ReleaseFilter(serializers.Serializer):
-    service = _slug(Service, required=False)
+    service = _slug(Service, required=False, help_text="Only releases of this service (slug).")
 
 
 # --- deployments ------------------------------------------------------------------------------
@@ -487,11 +489,14 @@ def _dates_in_order(data):
 class DeploymentFilter(serializers.Serializer):
     """The filters of /history/."""
 
-    service = _slug(Service, required=False)
-    environment = _slug(Environment, required=False)
-    state = serializers.ChoiceField(choices=states.CHOICES, required=False)
+    service = _slug(Service, required=False, help_text="Only this service (slug).")
+    environment = _slug(Environment, required=False, help_text="Only this environment (slug).")
+    state = serializers.ChoiceField(choices=states.CHOICES, required=False, help_text="Only deployments in this state.")
     requester = serializers.SlugRelatedField(
-        slug_field="username", queryset=get_user_model().objects.all(), required=False
+        slug_field="username",
+        queryset=get_user_model().objects.all(),
+        required=False,
+        help_text="Only deployments this user asked for (username).",
     )
     since = serializers.DateField(required=False, help_text="Created on or after this day.")
     until = serializers.DateField(required=False, help_text="Created on or before this day.")
@@ -526,6 +531,7 @@ class WaitQuery(serializers.Serializer):
 
 class BuildSerializer(serializers.ModelSerializer):
     service = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    url = serializers.CharField(help_text="The build in Jenkins; empty until Jenkins has started it.")
     triggered_by = Username(allow_null=True)
     release = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     parameters = serializers.DictField(child=serializers.CharField())
@@ -604,11 +610,13 @@ class BuildStartSerializer(Body):
 
 
 class AfterQuery(serializers.Serializer):
-    after_seq = serializers.IntegerField(min_value=0, max_value=2**31, required=False, default=0)
+    after_seq = serializers.IntegerField(
+        min_value=0, max_value=2**31, required=False, default=0, help_text="Only log events after this seq."
+    )
 
 
 class BuildFilter(serializers.Serializer):
-    service = _slug(Service, required=False)
+    service = _slug(Service, required=False, help_text="Only builds of this service (slug).")
 
 
 # --- freezes and locks ------------------------------------------------------------------------
@@ -637,7 +645,7 @@ class LockCreateSerializer(Body):
 
 
 class HoldFilter(serializers.Serializer):
-    environment = _slug(Environment, required=False)
+    environment = _slug(Environment, required=False, help_text="Only this environment (slug).")
 
 
 # --- DORA -------------------------------------------------------------------------------------
@@ -645,7 +653,7 @@ class HoldFilter(serializers.Serializer):
 
 class DoraQuery(serializers.Serializer):
     environment = _slug(Environment, required=False, help_text="Default: the production environment.")
-    days = serializers.ChoiceField(choices=[7, 30, 90], required=False, default=30)
+    days = serializers.ChoiceField(choices=[7, 30, 90], required=False, default=30, help_text="The window, in days.")
 
 
 class FiguresSerializer(serializers.Serializer):

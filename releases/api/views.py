@@ -39,6 +39,21 @@ class Keyset(CursorPagination):
         except exceptions.NotFound:
             raise exceptions.ValidationError({"cursor": ["This page link is broken; start again from the first page."]})
 
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise exceptions.ValidationError({"limit": [f"A whole number from 1 to {self.max_page_size}."]})
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size, default=self.page_size)
+        return parameters
+
 
 def query(serializer_class, request):
     """Validated query-string parameters, or a 400 with field errors.

@@ -308,6 +308,8 @@ def test_it_lists_deployments_with_the_filters_of_history(cast):
         ("requester=nobody", "requester"),
         ("cursor=garbage", "cursor"),
         ("service=", "service"),
+        ("limit=null", "limit"),
+        ("limit=0", "limit"),
     ],
 )
 def test_it_rejects_bad_history_filters(cast, query, field):

@@ -380,9 +380,15 @@ def test_it_lets_only_deployers_roll_back_with_a_deploy_token(cast, who, scope, 
 @pytest.mark.parametrize(
     ("who", "scope", "environment", "status", "reason"),
     [
-        ("erin", "admin", "dev", 403, "Only deployers for Dev (developers) and admins can lock or freeze it."),
-        ("bob", "admin", "dev", 403, "Only deployers for Dev (developers) and admins can lock or freeze it."),
-        ("alice", "admin", "prod", 403, "Only deployers for Prod (release-managers) and admins can lock or freeze it."),
+        ("erin", "admin", "dev", 403, "Only deployers for Dev (developers) and release admins can lock or freeze it."),
+        ("bob", "admin", "dev", 403, "Only deployers for Dev (developers) and release admins can lock or freeze it."),
+        (
+            "alice",
+            "admin",
+            "prod",
+            403,
+            "Only deployers for Prod (release-managers) and release admins can lock or freeze it.",
+        ),
         ("alice", "deploy", "dev", 403, scope_reason("alice", "deploy", "admin")),
         ("alice", "admin", "dev", 201, None),
         ("dave", "admin", "prod", 201, None),
