@@ -20,6 +20,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from releases.api.longpoll import LongPoll  # noqa: E402
 from releases.consumers import UnknownPathConsumer  # noqa: E402
 from releases.routing import websocket_urlpatterns  # noqa: E402
 
@@ -67,7 +68,8 @@ fallback = [re_path(r"", UnknownPathConsumer.as_asgi())]
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi,
+        # Long-polls of /api/v1/deployments/<id>/?wait=N wait here, on the event loop.
+        "http": LongPoll(django_asgi),
         "websocket": PortalOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns + fallback))),
     }
 )

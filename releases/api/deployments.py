@@ -6,32 +6,23 @@ its own around them. A token acts as its owner, so it cannot approve what its ow
 approve in the browser; approvals made with a token say so in the timeline.
 """
 
-import asyncio
-import logging
 from datetime import datetime, time, timedelta
 
-from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
-from django.conf import settings
-from django.contrib.auth.decorators import login_not_required
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from releases import board, flows, rules, states
+from releases import board, flows, rules
 from releases.api import serializers as s
 from releases.api.auth import override_problem, scope_problem, token_of
 from releases.api.models import APPROVE, DEPLOY
 from releases.api.schema import responses
 from releases.api.views import Keyset, body, query
 from releases.models import Approval, Deployment, Service
-
-log = logging.getLogger(__name__)
 
 DEPLOYMENTS = Deployment.objects.for_history().select_related("previous_release")
 APPROVALS = Prefetch("approvals", queryset=Approval.objects.select_related("user"))
@@ -132,8 +123,6 @@ class DeploymentList(generics.GenericAPIView):
 
 @extend_schema(tags=["deployments"])
 class DeploymentDetail(APIView):
-    """The sync half of the detail endpoint; `deployment_detail` below adds the waiting."""
-
     @extend_schema(
         operation_id="getDeployment",
         summary="One deployment with its approvals and timeline; optionally wait for a change",
@@ -148,108 +137,9 @@ class DeploymentDetail(APIView):
         responses=responses({200: s.DeploymentDetailSerializer}, 400, 404),
     )
     def get(self, request, pk):
+        # The waiting itself happens around Django, holding no thread: releases/api/longpoll.py.
         data = query(s.WaitQuery, request)
-        response = detail(request, pk, after_seq=data.get("after_seq", 0))
-        # Read by deployment_detail: whether, and from which seq, to wait.
-        response.wait_seconds = data["wait"]
-        response.wait_after = data.get("after_seq", response.data["last_seq"])
-        return response
-
-
-_detail_view = DeploymentDetail.as_view()
-_waiting = 0  # long-polls waiting in this process (touched only on the event loop)
-
-
-async def deployment_detail(request, pk):
-    """GET /api/v1/deployments/<id>/: the detail view, waiting first when asked to.
-
-    The first answer authenticates, checks the parameters and reads the deployment; if the caller
-    asked to wait and nothing new is there yet, this coroutine listens on the deployment's Channels
-    group (the one its page listens on) without holding a database connection or a thread, then
-    answers again. The wait is bounded by API_LONG_POLL_MAX_SECONDS, and the number of waiters per
-    process by API_LONG_POLL_MAX_WAITERS.
-    """
-    global _waiting
-    response = await sync_to_async(_detail_view)(request, pk=pk)
-    seconds = getattr(response, "wait_seconds", 0)
-    if response.status_code != 200 or not seconds or _changed(response.data, response.wait_after):
-        return response
-    if _waiting >= settings.API_LONG_POLL_MAX_WAITERS:
-        response["Retry-After"] = "1"
-        return response
-    _waiting += 1
-    try:
-        await wait_for_event(pk, response.wait_after, seconds)
-    finally:
-        _waiting -= 1
-    return await sync_to_async(_detail_view)(_without_wait(request), pk=pk)
-
-
-# What drf-spectacular reads to document this coroutine as DeploymentDetail; the rest is for
-# Django: DRF views are CSRF-exempt (SessionAuthentication checks CSRF itself) and log in on their own.
-deployment_detail.cls = DeploymentDetail
-deployment_detail.initkwargs = {}
-deployment_detail.csrf_exempt = True
-login_not_required(deployment_detail)
-
-
-def _changed(data: dict, after: int) -> bool:
-    return data["is_final"] or data["last_seq"] > after
-
-
-def _without_wait(request):
-    """The same request, answered at once the second time round."""
-    params = request.GET.copy()
-    params.pop("wait", None)
-    request.GET = MultiValueDict(params.lists())
-    return request
-
-
-async def wait_for_event(pk: int, after: int, seconds: float) -> None:
-    """Return when deployment `pk` has an event after `after` (or is final), or after `seconds`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    try:
-        await _listen(pk, after, deadline)
-    except Exception as error:  # noqa: BLE001 - the channel layer (Redis) failing must not fail the request
-        log.warning("long-poll on deployment %s falls back to polling: %s", pk, error)
-        await _poll(pk, after, deadline)
-
-
-async def _listen(pk: int, after: int, deadline: float) -> None:
-    layer = get_channel_layer()
-    loop = asyncio.get_running_loop()
-    group = Deployment(pk=pk).group
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
-    try:
-        # An event may have committed between the first answer and joining the group.
-        if await _moved(pk, after):
-            return
-        while (left := deadline - loop.time()) > 0:
-            try:
-                message = await asyncio.wait_for(layer.receive(channel), left)
-            except TimeoutError:
-                return
-            if message.get("type") == "deployment.event" and message["event"]["seq"] > after:
-                return
-    finally:
-        await layer.group_discard(group, channel)
-
-
-async def _poll(pk: int, after: int, deadline: float) -> None:
-    """Without a channel layer: read one row, less and less often (0.5 s, 1 s, 2 s, then 4 s)."""
-    loop = asyncio.get_running_loop()
-    delay = 0.5
-    while not await _moved(pk, after) and (left := deadline - loop.time()) > 0:
-        await asyncio.sleep(min(delay, left))
-        delay = min(delay * 2, 4)
-
-
-@sync_to_async
-def _moved(pk: int, after: int) -> bool:
-    row = Deployment.objects.filter(pk=pk).values("last_seq", "state").first()
-    return row is None or row["state"] in states.FINAL or row["last_seq"] > after
+        return detail(request, pk, after_seq=data.get("after_seq", 0))
 
 
 def _decision(request, pk, decision: str, serializer_class) -> Response:
