@@ -12,8 +12,8 @@ from playwright.sync_api import expect
 
 from portal import sso
 from portal.models import SsoIdentity
-from tests.browser.conftest import in_thread
 from tests.support.oidc import start_provider
+from tests.support.stack import in_thread
 
 pytestmark = pytest.mark.browser
 CLIENT_ID = "pampam-portal"
