@@ -25,7 +25,7 @@ SCOPES = [
     (READ, "Read: look at services, environments, releases, deployments, builds"),
     (DEPLOY, "Deploy: create releases, request, cancel and roll back deployments, start builds"),
     (APPROVE, "Approve: approve or reject deployments"),
-    (ADMIN, "Admin: freezes, locks and overrides (also needs an admin user)"),
+    (ADMIN, "Admin: freezes, locks and overrides (overriding also needs a release admin)"),
 ]
 SCOPE_NAMES = [name for name, _ in SCOPES]
 # Every scope reads; admin also carries the others.
