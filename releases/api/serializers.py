@@ -87,6 +87,8 @@ def json_type_problem(field, value) -> str:
         return "" if isinstance(value, dict) else "Expected an object."
     if isinstance(field, serializers.RelatedField) and value == "":
         return "Leave it out (or null) rather than empty."
+    if isinstance(value, str) and "\x00" in value:
+        return "Null characters are not allowed."
     if isinstance(field, serializers.CharField | serializers.RelatedField | serializers.DateTimeField):
         return "" if isinstance(value, str) else "Expected a string."
     return ""

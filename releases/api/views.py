@@ -63,6 +63,11 @@ def query(serializer_class, request):
     serializer = serializer_class(data=request.query_params)
     empty = {name: ["Leave this parameter out rather than empty."] for name in serializer.fields}
     empty = {name: problem for name, problem in empty.items() if request.query_params.get(name) == ""}
+    empty |= {
+        name: ["Null characters are not allowed."]
+        for name in serializer.fields
+        if "\x00" in request.query_params.get(name, "")
+    }
     if empty:
         raise exceptions.ValidationError(empty)
     serializer.is_valid(raise_exception=True)
