@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from releases.api.models import ApiToken, ServiceAccount
-from tests.factories import make_release
+from tests.factories import make_release, make_user
 from tests.support.api import api_as, token_for
 
 TOKEN = re.compile(r"^pmp_[A-Za-z0-9_-]{43}$")
@@ -259,3 +259,24 @@ def test_a_token_acts_as_its_owner_only(cast):
     )
     assert response.status_code == 403
     assert response.json()["reasons"] == ["You are not a deployer for Dev (developers). Ask an admin to add you."]
+
+
+def test_admins_flag_a_user_as_a_service_account_in_the_admin(cast):
+    bot = make_user("chatops", cast.approvers)
+    client = page_client(cast.admin)
+    assert client.get("/admin/releases/serviceaccount/add/").status_code == 200
+    response = client.post("/admin/releases/serviceaccount/add/", {"user": bot.pk, "description": "Slack bot"})
+    assert response.status_code == 302
+    bot.refresh_from_db()
+    assert ServiceAccount.objects.get(user=bot).created_by == cast.admin
+    assert not bot.has_usable_password()
+
+
+def test_admins_see_and_revoke_tokens_in_the_admin_but_never_make_them_there(cast):
+    token, _ = ApiToken.issue(cast.alice, "laptop", ["read"])
+    client = page_client(cast.admin)
+    assert "laptop" in client.get("/admin/releases/apitoken/").content.decode()
+    assert client.get("/admin/releases/apitoken/add/").status_code == 403
+    client.post("/admin/releases/apitoken/", {"action": "revoke", "_selected_action": [token.pk]})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
