@@ -74,8 +74,10 @@ class LongPoll:
 
     async def __call__(self, scope, receive, send):
         match = DETAIL.match(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if match is None:
+            return await self.app(scope, receive, send)
         params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        if match is None or not _positive_int(params.get("wait")):
+        if not _positive_int(params.get("wait")):
             return await self.app(scope, receive, send)
         request = await receive()  # a GET's (empty) body, handed to Django on each ask
         first = await self._ask(scope, request, receive)
