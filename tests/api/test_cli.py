@@ -4,6 +4,7 @@ codes of every ending, status; and that it installs with pip and imports nothing
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -199,8 +200,9 @@ def test_it_says_what_is_missing_without_a_url_or_token():
 def test_it_installs_with_pip_and_runs_as_pampam(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    source = shutil.copytree(cli.CLI_SOURCE, tmp_path / "cli")  # setuptools builds inside the source tree
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, str(cli.CLI_SOURCE)], check=True, timeout=300, cwd=tmp_path)
+    subprocess.run([*pip, str(source)], check=True, timeout=300, cwd=tmp_path)
     done = subprocess.run([str(venv / "bin" / "pampam"), "--version"], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "pampam, version 0.1.0")
 

@@ -1,3 +1,0 @@
-from pampam_cli.main import main
-
-main()
