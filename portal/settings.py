@@ -294,7 +294,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "DeploymentStateEnum": "releases.states.CHOICES",
-        "BuildStateEnum": "releases.models.Build.STATES",
+        "BuildStateEnum": "releases.api.schema.BUILD_STATES",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -154,7 +154,7 @@ async def _listen(pk: int, after: int, deadline: float) -> None:
                 message = await asyncio.wait_for(layer.receive(channel), left)
             except TimeoutError:
                 return
-            if message.get("type") == "deployment.event" and message["event"]["seq"] > after:
+            if any(seq > after for seq in _seqs(message)):
                 return
     finally:
         await layer.group_discard(group, channel)
@@ -176,6 +176,15 @@ def _moved(pk: int, after: int) -> bool:
     finally:
         close_old_connections()  # outside any request: nothing else would close it
     return row is None or row["state"] in states.FINAL or row["last_seq"] > after
+
+
+def _seqs(message: dict) -> list[int]:
+    """The seqs of the timeline events a group message carries (one event, or a batch)."""
+    if message.get("type") == "deployment.event":
+        return [message["event"]["seq"]]
+    if message.get("type") == "timeline.events":
+        return [event["seq"] for event in message["events"]]
+    return []
 
 
 def _changed(data: dict, after: int) -> bool:

@@ -1,15 +1,12 @@
-"""Writes the API makes besides deployments (which go through releases.flows): releases from
-CI, freeze windows and locks. Each asks its rule in releases.rules first and raises
-`rules.Refused` with the rule's reasons; rows change in one transaction.
+"""Releases recorded from CI through the API: asks its rule in releases.rules first and raises
+`rules.Refused` with the rule's reasons. (Deployments go through releases.flows, freezes and
+locks through releases.guards.)
 """
 
 from dataclasses import dataclass
 
-from auditlog.context import set_actor
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
-from clusters.models import FreezeWindow, Lock
 from releases import rules
 from releases.models import Release
 
@@ -64,53 +61,3 @@ def _insert(user, service, artifact: Artifact) -> Release:
         source="api",
         created_by=user,
     )
-
-
-def lock(user, environment, service, reason: str) -> Lock:
-    """Stop deployments to `environment` (or of one `service` there) until released."""
-    verdict = rules.can_lock(user, environment)
-    if not verdict:
-        raise rules.Refused(verdict)
-    with set_actor(user):
-        return Lock.objects.create(
-            environment=environment, service_slug=service.slug if service else "", reason=reason, locked_by=user
-        )
-
-
-def unlock(user, lock: Lock) -> Lock:
-    verdict = rules.can_unlock(user, lock)
-    if not verdict:
-        raise rules.Refused(verdict)
-    with set_actor(user), transaction.atomic():
-        # The row lock makes two people releasing at once see "released" once (and both audited).
-        lock = Lock.objects.select_for_update().select_related("environment").get(pk=lock.pk)
-        if lock.released_at:
-            raise rules.Refused(f"Lock #{lock.pk} on {lock.environment.name} is already released.", conflict=True)
-        lock.released_at = timezone.now()
-        lock.save(update_fields=["released_at"])
-    return lock
-
-
-def freeze(user, environment, starts_at, ends_at, reason: str) -> FreezeWindow:
-    verdict = rules.can_freeze(user, environment)
-    if not verdict:
-        raise rules.Refused(verdict)
-    with set_actor(user):
-        return FreezeWindow.objects.create(
-            environment=environment, starts_at=starts_at, ends_at=ends_at, reason=reason, created_by=user
-        )
-
-
-def end_freeze(user, window: FreezeWindow) -> FreezeWindow | None:
-    """End a freeze now; one that has not started yet is removed (None)."""
-    now = timezone.now()
-    verdict = rules.can_end_freeze(user, window, now)
-    if not verdict:
-        raise rules.Refused(verdict)
-    with set_actor(user):
-        if window.starts_at >= now:
-            window.delete()
-            return None
-        window.ends_at = now
-        window.save(update_fields=["ends_at"])
-    return window

@@ -6,6 +6,11 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 
+from releases.models import Build
+
+# Named enums in the schema (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
+BUILD_STATES = Build._meta.get_field("state").choices
+
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = "releases.api.auth.BearerTokenAuthentication"

@@ -134,17 +134,29 @@ class FreezeSerializer(serializers.ModelSerializer):
 
 class LockSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    service = serializers.CharField(source="service_slug", allow_null=True, help_text="Empty: every service.")
+    service = serializers.CharField(source="service_slug", help_text="Empty: every service.")
     locked_by = Username()
-    active = serializers.SerializerMethodField()
+    released_by = Username()
+    active = serializers.SerializerMethodField(help_text="It stops deployments now (not released, not past `until`).")
 
     class Meta:
         model = Lock
-        fields = ["id", "environment", "service", "reason", "locked_by", "created_at", "released_at", "active"]
+        fields = [
+            "id",
+            "environment",
+            "service",
+            "reason",
+            "locked_by",
+            "created_at",
+            "until",
+            "released_at",
+            "released_by",
+            "active",
+        ]
         read_only_fields = fields
 
     def get_active(self, lock) -> bool:
-        return lock.released_at is None
+        return lock.in_force()
 
 
 class ReleaseRefSerializer(serializers.ModelSerializer):
@@ -644,6 +656,14 @@ class LockCreateSerializer(Body):
     environment = _slug(Environment)
     service = _slug(Service, required=False, allow_null=True, default=None, help_text="Default: every service.")
     reason = serializers.CharField(max_length=200)
+    until = serializers.DateTimeField(
+        required=False, allow_null=True, default=None, help_text="It lifts by itself then (default: when released)."
+    )
+
+    def validate_until(self, until):
+        if until is not None and until <= timezone.now():
+            raise serializers.ValidationError("This lock would be over already.")
+        return until
 
 
 class HoldFilter(serializers.Serializer):

@@ -6,6 +6,7 @@ releases (flows, builds, records), and serialize. Deployments are in releases.ap
 
 from datetime import timedelta
 
+from auditlog.context import set_actor
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -16,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clusters.models import Environment, FreezeWindow, Lock
-from releases import board, builds, dora
+from releases import board, builds, dora, guards, rules
 from releases.api import records
 from releases.api import serializers as s
 from releases.api.auth import token_of
@@ -53,6 +54,11 @@ class Keyset(CursorPagination):
             if parameter["name"] == self.page_size_query_param:
                 parameter["schema"].update(minimum=1, maximum=self.max_page_size, default=self.page_size)
         return parameters
+
+
+def audited(request):
+    """The audit log's actor for writes made with a token (the audit middleware saw no user)."""
+    return set_actor(request.user, remote_addr=request.META.get("REMOTE_ADDR"))
 
 
 def query(serializer_class, request):
@@ -111,19 +117,19 @@ class ServiceDetail(generics.RetrieveAPIView):
 
 def environment_extras(environments) -> dict:
     """Freezes, locks and what runs, for all `environments`, in a fixed number of queries."""
-    now = timezone.now()
-    ids = [e.pk for e in environments]
-    extras = {pk: {"freezes": [], "locks": [], "cells": []} for pk in ids}
-    freezes = FreezeWindow.objects.filter(environment_id__in=ids, ends_at__gt=now).select_related(
-        "environment", "created_by"
-    )
-    for freeze in freezes:
-        extras[freeze.environment_id]["freezes"].append(freeze)
-    locks = Lock.objects.filter(environment_id__in=ids, released_at__isnull=True).select_related(
-        "environment", "locked_by"
-    )
-    for lock in locks:
-        extras[lock.environment_id]["locks"].append(lock)
+    held = guards.in_force(environments)
+    for environment in environments:
+        for row in [held[environment.pk].freeze, *held[environment.pk].upcoming, *held[environment.pk].locks]:
+            if row is not None:
+                row.environment = environment  # known already: no query per row
+    extras = {
+        e.pk: {
+            "freezes": ([held[e.pk].freeze] if held[e.pk].freeze else []) + held[e.pk].upcoming,
+            "locks": held[e.pk].locks,
+            "cells": [],
+        }
+        for e in environments
+    }
     for row in board.matrix(list(Service.objects.all()), environments):
         for cell in row.cells:
             extras[cell.environment.pk]["cells"].append(cell)
@@ -324,7 +330,7 @@ class FreezeList(APIView):
     )
     def get(self, request):
         filters = query(s.HoldFilter, request)
-        found = FreezeWindow.objects.filter(ends_at__gt=timezone.now()).select_related("environment", "created_by")
+        found = FreezeWindow.objects.not_over().select_related("environment", "created_by")
         if filters.get("environment"):
             found = found.filter(environment=filters["environment"])
         return Response(s.FreezeSerializer(found.order_by("starts_at", "id")[:500], many=True).data)
@@ -344,7 +350,14 @@ class FreezeList(APIView):
     )
     def post(self, request):
         data = body(s.FreezeCreateSerializer, request)
-        window = records.freeze(request.user, data["environment"], data["starts_at"], data["ends_at"], data["reason"])
+        with audited(request):
+            window = guards.schedule_freeze(
+                request.user,
+                data["environment"],
+                starts_at=data["starts_at"],
+                ends_at=data["ends_at"],
+                reason=data["reason"],
+            )
         return Response(s.FreezeSerializer(window).data, status=status.HTTP_201_CREATED)
 
 
@@ -367,11 +380,18 @@ class FreezeEnd(APIView):
         ),
     )
     def post(self, request, pk):
-        window = get_object_or_404(FreezeWindow.objects.select_related("environment"), pk=pk)
-        ended = records.end_freeze(request.user, window)
-        if ended is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(s.FreezeSerializer(ended).data)
+        window = get_object_or_404(FreezeWindow.objects.select_related("environment", "created_by"), pk=pk)
+        now = timezone.now()
+        if window.ends_at <= now:
+            raise rules.Refused(
+                f"The freeze of {window.environment.name} ({window.reason}) is over already.", conflict=True
+            )
+        with audited(request):
+            if window.starts_at >= now:
+                guards.remove_freeze(request.user, window)
+                return Response(status=status.HTTP_204_NO_CONTENT)
+            guards.change_freeze(request.user, window, starts_at=window.starts_at, ends_at=now, reason=window.reason)
+        return Response(s.FreezeSerializer(window).data)
 
 
 @extend_schema(tags=["freezes and locks"])
@@ -386,7 +406,7 @@ class LockList(APIView):
     )
     def get(self, request):
         filters = query(s.HoldFilter, request)
-        found = Lock.objects.filter(released_at__isnull=True).select_related("environment", "locked_by")
+        found = Lock.objects.in_force().select_related("environment", "locked_by", "released_by")
         if filters.get("environment"):
             found = found.filter(environment=filters["environment"])
         return Response(s.LockSerializer(found[:500], many=True).data)
@@ -406,7 +426,10 @@ class LockList(APIView):
     )
     def post(self, request):
         data = body(s.LockCreateSerializer, request)
-        lock = records.lock(request.user, data["environment"], data["service"], data["reason"])
+        with audited(request):
+            lock = guards.lock(
+                request.user, data["environment"], reason=data["reason"], service=data["service"], until=data["until"]
+            )
         return Response(s.LockSerializer(lock).data, status=status.HTTP_201_CREATED)
 
 
@@ -422,7 +445,9 @@ class LockRelease(APIView):
     )
     def post(self, request, pk):
         lock = get_object_or_404(Lock.objects.select_related("environment", "locked_by"), pk=pk)
-        return Response(s.LockSerializer(records.unlock(request.user, lock)).data)
+        with audited(request):
+            released = guards.unlock(request.user, lock)
+        return Response(s.LockSerializer(released).data)
 
 
 # --- DORA and me ------------------------------------------------------------------------------

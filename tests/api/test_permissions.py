@@ -356,7 +356,7 @@ def test_it_lets_only_deployers_abort_builds(cast):
     assert refused.status_code == 403
     assert refused.json()["reasons"] == ["Only deployers of an environment can start builds. Ask an admin to add you."]
     assert api_as(cast.alice, "read").post(f"/api/v1/builds/{build_id}/abort/", **JSON).status_code == 403
-    assert Build.objects.get().state == Build.QUEUED
+    assert Build.objects.get().state == "queued"
 
 
 @pytest.mark.parametrize(
@@ -380,14 +380,14 @@ def test_it_lets_only_deployers_roll_back_with_a_deploy_token(cast, who, scope, 
 @pytest.mark.parametrize(
     ("who", "scope", "environment", "status", "reason"),
     [
-        ("erin", "admin", "dev", 403, "Only deployers for Dev (developers) and release admins can lock or freeze it."),
-        ("bob", "admin", "dev", 403, "Only deployers for Dev (developers) and release admins can lock or freeze it."),
+        ("erin", "admin", "dev", 403, "Only deployers of Dev (developers) can lock it or schedule its freezes."),
+        ("bob", "admin", "dev", 403, "Only deployers of Dev (developers) can lock it or schedule its freezes."),
         (
             "alice",
             "admin",
             "prod",
             403,
-            "Only deployers for Prod (release-managers) and release admins can lock or freeze it.",
+            "Only deployers of Prod (release-managers) can lock it or schedule its freezes.",
         ),
         ("alice", "deploy", "dev", 403, scope_reason("alice", "deploy", "admin")),
         ("alice", "admin", "dev", 201, None),

@@ -27,9 +27,18 @@ def run(url: str, token: str, *args, timeout: float = 180) -> subprocess.Complet
 
 
 def start(url: str, token: str, *args) -> subprocess.Popen:
+    """Start `pampam …`; its stderr goes to its stdout, so one buffered reader sees every line."""
     return subprocess.Popen(
-        command(*args), env=environment(url, token), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command(*args), env=environment(url, token), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def output_of(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
+    """The rest of its output and its exit code. Read through the same buffered reader as any
+    readline() before (communicate() would read the pipe underneath and lose buffered lines);
+    the command's own --timeout bounds the wait."""
+    out = process.stdout.read()
+    return process.wait(timeout=timeout), out
 
 
 def shim(directory: Path) -> Path:

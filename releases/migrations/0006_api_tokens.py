@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('releases', '0004_webhookdelivery'),
+        ('releases', '0005_environment_owns_history'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
