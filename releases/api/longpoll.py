@@ -121,10 +121,11 @@ async def _wait_unless_gone(pk: int, after: int, seconds: float, receive) -> boo
     """Wait for an event; True if the client disconnected meanwhile."""
     waiting = asyncio.create_task(wait_for_event(pk, after, seconds))
     gone = asyncio.create_task(receive())
-    done, _ = await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (waiting, gone):
-        if task not in done:
-            task.cancel()
+    done, pending = await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    # Let the cancelled ones finish: a channel-layer receive releases its lock on the way out.
+    await asyncio.gather(*pending, return_exceptions=True)
     return gone in done and gone.result().get("type") == "http.disconnect"
 
 

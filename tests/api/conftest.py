@@ -33,7 +33,11 @@ def start_kube():
 def stack(transactional_db):
     import redis
 
+    from channels.layers import channel_layers
+
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    # A channel layer of this server's own event loop (long-polls receive on it), dropped after.
+    channel_layers.backends.clear()
     kube = start_kube()
     cast = make_cast(cluster=make_cluster(name="main", api_url=kube.url))
     background = Background()
@@ -45,3 +49,4 @@ def stack(transactional_db):
         yield Stack(url, cast, kube)
     finally:
         background.close()
+        channel_layers.backends.clear()

@@ -14,6 +14,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from channels.layers import channel_layers
 from channels.testing import HttpCommunicator
 from django.db import connections
 from django.utils import timezone
@@ -23,6 +24,15 @@ from releases import flows, states
 from releases.models import Deployment
 from tests.factories import make_deployment, make_release
 from tests.support.api import token_for
+
+
+@pytest.fixture(autouse=True)
+def _own_channel_layer():
+    """Each test drives the application on an event loop of its own (asyncio.run): give it a
+    channel layer of its own too, and drop it after, so no other loop ever shares it."""
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 class AsgiClient:
@@ -160,8 +170,6 @@ def test_it_polls_the_database_when_the_channel_layer_is_down(cast_tx, settings)
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]}}
     }
-    from channels.layers import channel_layers
-
     channel_layers.backends.clear()
     try:
         deployment = pending_in_staging(cast_tx)
