@@ -4,6 +4,7 @@ tests: uvicorn, the RQ worker and the cluster watcher in threads (tests/support/
 from dataclasses import dataclass
 
 import pytest
+from channels.layers import channel_layers
 from django.conf import settings
 
 from tests.factories import Cast, make_cast, make_cluster
@@ -32,8 +33,6 @@ def start_kube():
 @pytest.fixture
 def stack(transactional_db):
     import redis
-
-    from channels.layers import channel_layers
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     # A channel layer of this server's own event loop (long-polls receive on it), dropped after.
