@@ -8,7 +8,7 @@ will never become ready, so the rollout has failed even before its deadline.
 """
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 WAITING = "waiting"
 PROGRESSING = "progressing"
@@ -58,6 +58,8 @@ class Progress:
     paused: bool = False
     conditions: list = field(default_factory=list)
     pods: list = field(default_factory=list)
+    name: str = ""
+    new_hash: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -169,14 +171,40 @@ def compute(deployment: dict, replicasets: list[dict], pods: list[dict], contain
         pods=summaries,
     )
     progress.old_pending = max(progress.total - progress.updated, 0)
-    progress.status, progress.message = _verdict(meta["name"], progress, new_hash)
+    progress.name = meta["name"]
+    progress.new_hash = new_hash or ""
+    progress.status, progress.message = _verdict(progress)
     return progress
 
 
-def _verdict(name: str, p: Progress, new_hash: str | None) -> tuple[str, str]:
+def progressing_condition(conditions: list[dict]) -> dict:
+    """The Progressing condition's reason and last update, to tell a later one from it."""
+    condition = next((c for c in conditions or [] if c.get("type") == "Progressing"), {})
+    return {"reason": condition.get("reason", ""), "lastUpdateTime": condition.get("lastUpdateTime", "")}
+
+
+def judged_since(progress: Progress, baseline: dict) -> Progress:
+    """`progress` judged only on what the cluster reported after a change was made.
+
+    `baseline` is the Progressing condition as it was before the change. The controller keeps
+    a ProgressDeadlineExceeded condition until the next rollout makes progress, so right after
+    a rollback of a timed-out rollout it still reads as a failure: kubectl's `rollout status`
+    would say so too. Until the condition is updated, it says nothing about this rollout.
+    """
+    if not baseline or progress.reason != "ProgressDeadlineExceeded":
+        return progress
+    if progressing_condition(progress.conditions) != baseline:
+        return progress
+    judged = replace(progress)
+    judged.status, judged.message = _verdict(judged, deadline_counts=False)
+    return judged
+
+
+def _verdict(p: Progress, deadline_counts: bool = True) -> tuple[str, str]:
+    name, new_hash = p.name, p.new_hash
     if p.generation > p.observed_generation:
         return WAITING, "Waiting for the cluster to see the new spec."
-    if p.reason == "ProgressDeadlineExceeded":
+    if p.reason == "ProgressDeadlineExceeded" and deadline_counts:
         return FAILED, f'Deployment "{name}" exceeded its progress deadline.' + _stuck_pods(p, new_hash)
     stuck = _hopeless_pod(p, new_hash)
     if stuck:

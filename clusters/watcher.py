@@ -268,7 +268,7 @@ def record(environment, name: str, snapshot: kube.Snapshot | None) -> Workload:
         },
     )
     workload_observed.send(sender=Workload, workload=workload, progress=progress)
-    live.workload_changed(
+    live.activity(
         {
             "kind": "workload",
             "environment": environment.slug,

@@ -60,30 +60,15 @@ def _sender_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def deployment_event(deployment, event) -> None:
-    """Relay a new timeline event to the deployment's page and a summary to the dashboard."""
-    message = event.as_message()
-    # Encoded once here rather than once per watching socket (hundreds may watch one rollout).
-    send(deployment.group, {"type": "deployment.event", "event": message, "text": json.dumps(message)})
-    if event.kind not in QUIET_KINDS:
-        send(ACTIVITY_GROUP, {"type": "activity.update", "update": activity_summary(deployment)})
+def timeline(group: str, events: list[dict]) -> None:
+    """Relay new timeline events (of a deployment or a build) to the pages watching `group`.
+
+    Each event is encoded once here rather than once per watching socket (hundreds may watch one
+    rollout); consumers forward the text as it is.
+    """
+    send(group, {"type": "timeline.events", "events": events, "texts": [json.dumps(e) for e in events]})
 
 
-def workload_changed(summary: dict) -> None:
-    """Relay what the cluster runs (including changes made behind the portal's back)."""
+def activity(summary: dict) -> None:
+    """Relay a summary of a deployment to the dashboard and the other live lists."""
     send(ACTIVITY_GROUP, {"type": "activity.update", "update": summary})
-
-
-def activity_summary(deployment) -> dict:
-    return {
-        "kind": "deployment",
-        "deployment": deployment.pk,
-        "service": deployment.service.slug,
-        "environment": deployment.environment.slug,
-        "version": deployment.release.version,
-        "state": deployment.state,
-        "state_label": deployment.state_label,
-        "tone": deployment.tone,
-        "progress": {k: (deployment.progress or {}).get(k, 0) for k in SUMMARY_COUNTS},
-        "url": deployment.get_absolute_url(),
-    }

@@ -1,44 +1,130 @@
-"""The one enqueue helper: every background job goes through `enqueue`.
+"""The one enqueue helper and the one retry policy: every background job goes through `enqueue`.
 
-Jobs take primary keys, re-read, and return quietly when the object is gone or already
-past that step, so enqueuing twice is harmless. With RQ's COMMIT_MODE "on_db_commit"
-(django-rq 4), a job enqueued inside a transaction is sent only once it commits.
+The database is the truth and a queued job is a doorbell. Jobs take primary keys, re-read, and
+return quietly when the work is done already, so ringing twice is harmless; still, a bell that
+is already ringing (queued, scheduled for a retry, or running) is not rung again, so a reconciler
+that re-rings every 30 s cannot flood the queue while a job waits for its retry.
+
+Retries: every job gets the same policy, exponential backoff with jitter. A job raises a
+*transient* error to be retried (see `retry_or_give_up`); a *permanent* one, or the last attempt,
+is recorded once by the job and not raised. Nothing sleeps inside a worker to wait: a job that
+must look again later enqueues itself with `delay`.
+
+With RQ's COMMIT_MODE "on_db_commit" (django-rq 4), a job enqueued inside a transaction is sent
+only once it commits (and returns None).
 """
 
+import hashlib
 import logging
+import random
+import re
 from contextlib import contextmanager
+from datetime import timedelta
 
 import django_rq
+from redis.exceptions import RedisError
+from rq import Retry, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
+# Seconds before each retry; the sum (about four minutes) outlasts an API server restart.
+BACKOFF = (2, 5, 15, 30, 60, 120)
+JITTER = 0.2
+PENDING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED})
+KEY_TTL = 24 * 3600
 
-def enqueue(func, *args, delay_seconds: float = 0, job_id: str | None = None, **kwargs):
-    """Queue `func(*args, **kwargs)` on the default queue (optionally after a delay)."""
+
+def policy() -> Retry:
+    """The retry policy of every job: BACKOFF with ±20 % jitter, so retries of many jobs spread out."""
+    return Retry(
+        max=len(BACKOFF), interval=[max(1, round(s * random.uniform(1 - JITTER, 1 + JITTER))) for s in BACKOFF]
+    )
+
+
+def job_key(func, *args) -> str:
+    """A stable name for "this function with these arguments" (what counts as the same bell)."""
+    text = "-".join([func.__name__, *(str(a) for a in args)])
+    key = re.sub(r"[^A-Za-z0-9_-]", "_", text)
+    return key if len(key) <= 120 else key[:80] + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def enqueue(func, *args, delay: float = 0) -> Job | None:
+    """Queue `func(*args)` with the retry policy, unless the same call is already pending.
+
+    `delay` (seconds) schedules it for later (the worker runs with --with-scheduler). Returns the
+    job, or None when the same call is pending, when queued for after the commit, or when Redis
+    is down (the reconciler rings again).
+    """
     queue = django_rq.get_queue("default")
-    options = {"job_id": job_id} if job_id else {}
+    key = job_key(func, *args)
     try:
-        if delay_seconds:
-            from datetime import timedelta
-
-            return queue.enqueue_in(timedelta(seconds=delay_seconds), func, *args, **options, **kwargs)
-        return queue.enqueue(func, *args, **options, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - Redis down: the reconciler rings the bell again
-        log.warning("could not enqueue %s: %s", getattr(func, "__name__", func), exc)
+        if _pending(queue.connection, key):
+            return None
+        job_id = f"{key}-{random.getrandbits(48):012x}"
+        options = {"job_id": job_id, "retry": policy()}
+        if delay:
+            job = queue.enqueue_in(timedelta(seconds=delay), func, *args, **options)
+        else:
+            job = queue.enqueue(func, *args, **options)
+        queue.connection.set(_pointer(key), job_id, ex=KEY_TTL)
+        return job
+    except RedisError as exc:
+        log.warning("could not enqueue %s: %s", key, exc)
         return None
+
+
+def _pointer(key: str) -> str:
+    return f"pampam:job:{key}"
+
+
+def _pending(connection, key: str) -> bool:
+    """Is the last job queued for `key` still waiting, scheduled or running (and not us)?"""
+    job_id = connection.get(_pointer(key))
+    if not job_id:
+        return False
+    job_id = job_id.decode()
+    current = get_current_job()
+    if current is not None and current.id == job_id:
+        return False  # a job re-enqueuing itself to look again later
+    try:
+        return Job.fetch(job_id, connection=connection).get_status() in PENDING
+    except NoSuchJobError:
+        return False
+
+
+def retries_left() -> bool:
+    """Will the queue run the current job again if it raises? (False outside a worker.)"""
+    job = get_current_job()
+    return bool(job and job.retries_left)
+
+
+def retry_or_give_up(error: Exception, *, transient: bool, give_up, note=None) -> None:
+    """The one way a job handles an outside failure.
+
+    A transient error is raised again while the policy has retries left, so the queue runs the
+    job again after a backoff; `note(message)` says so once, at the first retry, for a timeline.
+    A permanent error, or the last attempt, calls `give_up()` once and returns.
+    """
+    if transient and retries_left():
+        if note is not None and get_current_job().retries_left == len(BACKOFF):
+            note(f"{error} Retrying with backoff, up to {len(BACKOFF)} times over about {sum(BACKOFF) // 60} minutes.")
+        raise error
+    give_up()
 
 
 def depth() -> int:
     try:
         return django_rq.get_queue("default").count
-    except Exception:  # noqa: BLE001
+    except RedisError:
         return -1
 
 
 def redis_ok() -> bool:
     try:
         return bool(django_rq.get_connection("default").ping())
-    except Exception:  # noqa: BLE001
+    except RedisError:
         return False
 
 

@@ -3,8 +3,8 @@
 from django.conf import settings
 from rq import cron
 
-from releases import guards, jobs
+from releases import guards, reconcile
 
-cron.register(jobs.reconcile, "default", interval=settings.RECONCILE_INTERVAL_SECONDS, name="reconcile")
+cron.register(reconcile.reconcile, "default", interval=settings.RECONCILE_INTERVAL_SECONDS, name="reconcile")
 # Locks past their `until` are recorded as released, so Slack hears they lifted.
 cron.register(guards.release_expired_locks, "default", interval=60, name="release-expired-locks")

@@ -29,13 +29,13 @@ SERVICES = [
 PROD_REPLICAS = {slug: replicas for slug, _, _, replicas in SERVICES}
 ENVIRONMENTS = [
     # slug, name, approvals, deploy via, replicas factor, auto rollback, production
-    ("dev", "Dev", 0, Environment.DIRECT, 1, False, False),
+    ("dev", "Dev", 0, Environment.DIRECT, 1, True, False),
     ("staging", "Staging", 1, Environment.JENKINS, 2, False, False),
     ("prod", "Prod", 2, Environment.DIRECT, None, True, True),
 ]
-VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0-crash"]
 # The commit (index in the sandbox repository's history) each version was built from.
-VERSION_COMMITS = {"1.0.0": 8, "1.1.0": 17, "1.2.0": 26, "1.3.0": 34}
+VERSION_COMMITS = {"1.0.0": 8, "1.1.0": 17, "1.2.0": 26, "1.3.0": 34, "1.4.0-crash": 38}
 
 
 @dataclass
@@ -126,10 +126,12 @@ def _services() -> list[Service]:
 
 
 def _history(services, environments, users) -> None:
-    """Each service: 1.0.0 and 1.1.0 everywhere, 1.2.0 in dev and staging, 1.3.0 built.
+    """Each service: 1.0.0 and 1.1.0 everywhere, 1.2.0 in dev and staging, 1.3.0 and 1.4.0-crash built
+    (the sandbox cluster's pods crash-loop on a `-crash` image: deploy it to Dev, which rolls back
+    by itself, to watch a failed rollout go back to the last good release).
 
     Storefront 1.2.0 waits for approval in prod (bob asked; alice and carol can approve).
-    Group-buy API once failed in prod and was rolled back automatically.
+    Group-buy API 1.2.0 once failed in prod and was rolled back automatically to 1.1.0.
     """
     start = timezone.now() - timedelta(days=20)
     clock = iter(start + timedelta(hours=7 * i) for i in range(1000))
@@ -162,8 +164,10 @@ def _history(services, environments, users) -> None:
         for version, env_slug in plan:
             failed = env_slug.endswith("!")
             env = environments[env_slug.rstrip("!")]
-            _past(service, releases[version], env, previous.get(env.slug), users, next(clock), failed)
-            if not failed:
+            past = _past(service, releases[version], env, previous.get(env.slug), users, next(clock), failed)
+            if failed:
+                _rolled_back(past, previous[env.slug])
+            else:
                 previous[env.slug] = releases[version]
         if service.slug == "storefront":
             _pending(releases["1.2.0"], environments["prod"], previous["prod"], users["bob"])
@@ -171,7 +175,7 @@ def _history(services, environments, users) -> None:
 
 def _past(service, release, env, previous, users, at, failed) -> Deployment:
     approvers = [users["alice"], users["carol"]][: env.required_approvals]
-    final = states.ROLLED_BACK if failed else states.SUCCEEDED
+    final = states.FAILED if failed else states.SUCCEEDED
     desired = replicas_in(env.slug, PROD_REPLICAS[service.slug])
     deployment = Deployment.objects.create(
         service=service,
@@ -184,7 +188,7 @@ def _past(service, release, env, previous, users, at, failed) -> Deployment:
         created_at=at,
         started_at=at + timedelta(minutes=10),
         finished_at=at + timedelta(minutes=13),
-        reason="Pods crash-looped (CrashLoopBackOff); rolled back automatically." if failed else "",
+        reason="Pod crash-looping (CrashLoopBackOff, 3 restarts)." if failed else "",
         progress={
             "desired": desired,
             "updated": desired,
@@ -209,8 +213,7 @@ def _past(service, release, env, previous, users, at, failed) -> Deployment:
     if failed:
         lines += [
             ("state", "Pod crash-looping (CrashLoopBackOff, 3 restarts).", None),
-            ("state", "Rolling back automatically.", None),
-            ("state", "Rolled back.", None),
+            ("rollback", f"Rolling back automatically to {previous.version}.", None),
         ]
     else:
         lines += [("state", f'Rolled out: Deployment "{service.k8s_deployment}" successfully rolled out.', None)]
@@ -227,6 +230,42 @@ def _past(service, release, env, previous, users, at, failed) -> Deployment:
         )
     Deployment.objects.filter(pk=deployment.pk).update(last_seq=len(lines))
     return deployment
+
+
+def _rolled_back(failed: Deployment, target: Release) -> Deployment:
+    """The automatic rollback that followed `failed`: a deployment of its own, back to `target`."""
+    rollback = Deployment.objects.create(
+        service=failed.service,
+        environment=failed.environment,
+        release=target,
+        previous_release=failed.release,
+        kind=Deployment.ROLLBACK,
+        rolls_back=failed,
+        automatic=True,
+        state=states.SUCCEEDED,
+        created_at=failed.finished_at,
+        started_at=failed.finished_at,
+        finished_at=failed.finished_at + timedelta(minutes=2),
+        progress=failed.progress,
+        downtime=failed.downtime,
+        min_available=failed.min_available,
+    )
+    lines = [
+        ("requested", f"The portal rolled back from {failed.release.version} to {target.version}."),
+        ("state", "Approved by the portal: automatic rollbacks restore the last good release."),
+        ("state", f"Rolling back to {target.image}."),
+        ("state", "Rolled back."),
+    ]
+    for seq, (kind, message) in enumerate(lines, 1):
+        DeploymentEvent.objects.create(
+            deployment=rollback,
+            seq=seq,
+            kind=kind,
+            message=message,
+            created_at=failed.finished_at + timedelta(seconds=seq),
+        )
+    Deployment.objects.filter(pk=rollback.pk).update(last_seq=len(lines))
+    return rollback
 
 
 def _pending(release, env, previous, requester) -> None:

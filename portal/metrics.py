@@ -107,7 +107,7 @@ class DatabaseCollector:
         )
         # Left pending approval for approved (cancelled ones only if they had started).
         past_approval = states.ACTIVE - {states.PENDING_APPROVAL}
-        past_approval |= {states.SUCCEEDED, states.FAILED, states.ROLLED_BACK}
+        past_approval |= {states.SUCCEEDED, states.FAILED}
         went_ahead = Q(deployment__state__in=past_approval)
         rows = (
             Approval.objects.filter(decision=Approval.APPROVE, deployment__required_approvals__gt=0)
@@ -147,7 +147,7 @@ class DatabaseCollector:
     def build_durations(self):
 
         rows = (
-            Build.objects.filter(started_at__isnull=False, finished_at__isnull=False, state__in=Build.FINAL)
+            Build.objects.filter(started_at__isnull=False, finished_at__isnull=False, state__in=states.BUILD_FINAL)
             .alias(duration=_duration("finished_at", "started_at"))
             .values("job_name", "state")
             .annotate(total=Count("pk"), sum=Sum("duration"), **_bucket_counts(BUILD_BUCKETS))
@@ -165,7 +165,7 @@ class DatabaseCollector:
     def dora(self):
 
         since = timezone.now() - DORA_WINDOW
-        failures = Q(state__in=[states.FAILED, states.ROLLED_BACK])
+        failures = Q(state=states.FAILED)
         succeeded = Q(state=states.SUCCEEDED)
         rows = (
             Deployment.objects.filter(environment__is_production=True, kind=Deployment.DEPLOY, finished_at__gte=since)

@@ -238,7 +238,6 @@ JENKINS_WEBHOOK_SECRET = secret("JENKINS_WEBHOOK_SECRET")
 # How often a follower polls Jenkins, how it backs off on errors, and how long one job follows
 # before handing over to a fresh one (so no worker is held for hours).
 JENKINS_POLL_SECONDS = envint("JENKINS_POLL_SECONDS", 1, minimum=1)
-JENKINS_RETRY_DELAYS = (1, 2, 5, 10, 30)
 JENKINS_FOLLOW_SLICE_SECONDS = envint("JENKINS_FOLLOW_SLICE_SECONDS", 300, minimum=0)
 GITHUB_API_URL = envurl("GITHUB_API_URL")
 GITHUB_TOKEN = secret("GITHUB_TOKEN")

@@ -11,7 +11,6 @@ import logging
 
 from django.dispatch import receiver
 from django.utils import timezone
-from rq import Retry, get_current_job
 
 from plumbing import queues
 from plumbing.integrations import IntegrationError, grafana
@@ -21,7 +20,6 @@ from releases.models import Deployment, deployment_transitioned
 
 log = logging.getLogger(__name__)
 STARTS = frozenset({states.BUILDING, states.ROLLING_OUT})
-RETRY = Retry(max=5, interval=[2, 10, 30, 60, 120])
 
 
 @receiver(deployment_transitioned)
@@ -31,7 +29,7 @@ def on_transition(sender, deployment, old, new, **kwargs):
         starting = new in STARTS and old == states.APPROVED
         finishing = new in states.FINAL and deployment.started_at is not None
         if grafana.configured() and (starting or finishing):
-            queues.enqueue(sync_annotation, deployment.pk, retry=RETRY)
+            queues.enqueue(sync_annotation, deployment.pk)
     except Exception:  # a notification problem must never break the transition that sent it
         log.exception("could not queue the Grafana annotation of deployment %s", deployment.pk)
 
@@ -109,8 +107,7 @@ def _report(deployment: Deployment, state: str, annotation_id: int) -> None:
 
 
 def _failed(deployment: Deployment, error: IntegrationError) -> None:
-    job = get_current_job()
-    retrying = not error.permanent and bool(job and job.retries_left)
+    retrying = not error.permanent and queues.retries_left()
     state = "retrying" if retrying else "failed"
     Deployment.update_report(deployment.pk, "grafana", lambda old: {**old, "state": state, "error": str(error)})
     if retrying:

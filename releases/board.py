@@ -63,12 +63,10 @@ class Cell:
 
     @property
     def rollback_to(self):
-        """What the rollback button offers; nothing while another deployment is under way."""
-        from releases.flows import rollback_target
-
-        if self.latest and self.latest.is_active:
+        """What the rollback button offers (the last good release); nothing while a deployment is under way."""
+        if self.latest is None or self.latest.is_active:
             return None
-        return rollback_target(self.latest, self.running)
+        return Deployment.objects.rollback_plan(self.service, self.environment).target
 
     @property
     def drifted(self) -> bool:

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from plumbing.integrations import IntegrationError, github
-from releases import builds, changelog
+from releases import builds, changelog, deploy_jobs, rules
 from releases.models import Build, Deployment, Service
 from releases.rules import Refused
 from releases.views import refused
@@ -35,7 +35,7 @@ def start(request, slug):
     if not form.is_valid():
         problems = " ".join(str(e) for errors in form.errors.values() for e in errors)
         return refused(request, f"The build request is not valid: {problems}", status=400)
-    allowed = builds.may_build(request.user, service)
+    allowed = rules.can_build(request.user, service)
     if not allowed:
         return refused(request, allowed.message)
     ref = form.cleaned_data["ref"] or "main"
@@ -77,7 +77,7 @@ def build_detail(request, pk):
             # The timeline numbers its steps 1, 2, 3…: console lines go to the log, not in between.
             "steps": [e for e in events if e.kind != "log"],
             "truncated": bool(events) and events[0].seq > 1,
-            "may_abort": builds.may_abort_build(request.user, build),
+            "may_abort": rules.can_abort_build(request.user, build),
         },
     )
 
@@ -97,7 +97,7 @@ def abort(request, pk):
 def abort_deploy_job(request, pk):
     deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
     try:
-        builds.abort_deploy_job(request.user, deployment)
+        deploy_jobs.abort(request.user, deployment)
     except Refused as refusal:
         return refused(request, str(refusal))
     messages.success(request, "Asked Jenkins to stop the deploy job.")

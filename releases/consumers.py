@@ -149,6 +149,11 @@ class SequencedConsumer(RelayConsumer):
     def pong(self) -> dict:
         return {"seq": self.last_seq}
 
+    async def timeline_events(self, message):
+        """New rows of the timeline (plumbing.live.timeline), each with its ready-made text."""
+        for event, text in zip(message["events"], message["texts"], strict=True):
+            await self.relay(event, text)
+
     async def relay(self, event: dict, text: str | None = None) -> None:
         if event["seq"] <= self.last_seq:
             return
@@ -188,32 +193,18 @@ class DeploymentConsumer(SequencedConsumer):
             events = events.filter(seq__lt=before)
         return [e.as_message() for e in events.select_related("actor").order_by("seq")[:BACKLOG_PAGE]]
 
-    async def deployment_event(self, message):
-        await self.relay(message["event"], message.get("text"))
-
 
 class BuildConsumer(SequencedConsumer):
     """`/ws/builds/<id>/?after=<seq>`: a Jenkins build's events and console lines."""
 
     def find(self, pk):
-        from releases import builds
-
-        build = Build.objects.filter(pk=pk).first()
-        if build is not None:
-            build.group = builds.group(build.pk)
-        return build
+        return Build.objects.filter(pk=pk).first()
 
     def rows(self, after, before):
-        from releases import builds
-
         events = BuildEvent.objects.filter(build_id=self.pk, seq__gt=after)
         if before is not None:
             events = events.filter(seq__lt=before)
-        return [builds.event_message(e) for e in events.order_by("seq")[:BACKLOG_PAGE]]
-
-    async def build_events(self, message):
-        for event in message["events"]:
-            await self.relay(event)
+        return [e.as_message() for e in events.order_by("seq")[:BACKLOG_PAGE]]
 
 
 class ActivityConsumer(RelayConsumer):

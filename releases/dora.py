@@ -28,11 +28,8 @@ from releases import states
 from releases.models import Commit, Deployment, Service
 
 WINDOWS = (7, 30, 90)
-# Before rollbacks were deployments of their own, a failed rollout rolled itself back in place:
-# it failed, and it restored service when it finished.
-ROLLED_BACK_IN_PLACE = "rolled_back"
-FINISHED = frozenset({states.SUCCEEDED, states.FAILED, ROLLED_BACK_IN_PLACE})
-FAILED = frozenset({states.FAILED, ROLLED_BACK_IN_PLACE})
+FINISHED = frozenset({states.SUCCEEDED, states.FAILED})
+FAILED = frozenset({states.FAILED})
 
 
 @dataclass(frozen=True)
@@ -128,7 +125,7 @@ def _add_history(summary: Summary, history: list[Row]) -> None:
             incident_since = row.started_at or row.finished_at
         elif row.state == states.SUCCEEDED and row.rollback and incident_since is None:
             incident_since = row.created_at  # someone asked for the rollback: the service was bad
-        restored = row.state in (states.SUCCEEDED, ROLLED_BACK_IN_PLACE)
+        restored = row.state == states.SUCCEEDED
         if restored and incident_since is not None:
             summary.restore_times.append(row.finished_at - incident_since)
             incident_since = None

@@ -1,25 +1,21 @@
-"""What people do to deployments: request, approve or reject, cancel, roll back.
+"""What people (and the portal itself) do to deployments: request, approve or reject, cancel, roll back.
 
 Each flow asks `rules`, then changes rows in one transaction, letting the database settle
 races (the partial unique constraint for "one active deployment", a row lock for counting
-approvals). Work outside the database is queued through `plumbing.queues` after commit.
+approvals). Work outside the database follows from the transition: `releases.receivers`
+queues the job a new state asks for once it commits (see there), and the reconciler rings
+again whatever a crash left unrung.
 """
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
-from plumbing import queues
 from releases import notifications, rules, states
 from releases.models import Approval, Deployment, Release, TransitionRefused
 
 
-def last_succeeded(service, environment) -> Deployment | None:
-    return (
-        Deployment.objects.filter(service=service, environment=environment, state=states.SUCCEEDED)
-        .select_related("release")
-        .order_by(F("finished_at").desc(nulls_last=True), "-id")
-        .first()
-    )
+def last_good(service, environment) -> Release | None:
+    """The release a rollback of (service, environment) would restore now, if any."""
+    return Deployment.objects.rollback_plan(service, environment).target
 
 
 def request_deployment(user, release: Release, environment, *, override_reason: str = "") -> Deployment:
@@ -27,7 +23,7 @@ def request_deployment(user, release: Release, environment, *, override_reason: 
     verdict = rules.can_request(user, release, environment, override_reason=override_reason)
     if not verdict:
         raise rules.Refused(verdict)
-    previous = last_succeeded(release.service, environment)
+    previous = Deployment.objects.of_pair(release.service, environment).filter(state=states.SUCCEEDED).first()
     needs = environment.required_approvals
     try:
         with transaction.atomic():
@@ -48,22 +44,23 @@ def request_deployment(user, release: Release, environment, *, override_reason: 
                 data={"required_approvals": needs},
             )
             _record_release_admin(deployment, user, verdict)
-            if verdict.overridden:
-                deployment.log(
-                    "override",
-                    f"{user.username} overrode: {' '.join(verdict.overridden)} Reason: {override_reason.strip()}",
-                    actor=user,
-                    data={"overridden": verdict.overridden, "reason": override_reason.strip()},
-                )
+            _log_override(deployment, user, verdict, override_reason)
             if needs == 0:
                 approve(deployment, "No approvals are required here.")
             notifications.approval_requested(deployment)
     except IntegrityError:
-        # Someone else's request won the race for this service and environment.
-        raise rules.Refused(
-            f"{release.service.name} already has an active deployment in {environment.name}.", conflict=True
-        ) from None
+        raise _already_active(release.service, environment) from None
     return deployment
+
+
+def _log_override(deployment, user, verdict, override_reason: str) -> None:
+    if verdict.overridden:
+        deployment.log(
+            "override",
+            f"{user.username} overrode: {' '.join(verdict.overridden)} Reason: {override_reason.strip()}",
+            actor=user,
+            data={"overridden": verdict.overridden, "reason": override_reason.strip()},
+        )
 
 
 def _record_release_admin(deployment: Deployment, user, verdict) -> None:
@@ -81,11 +78,14 @@ def _record_release_admin(deployment: Deployment, user, verdict) -> None:
     )
 
 
-def approve(deployment: Deployment, message: str, actor=None) -> None:
-    from releases import jobs
+def _already_active(service, environment) -> rules.Refused:
+    """Someone else's request won the race for this service and environment."""
+    return rules.Refused(f"{service.name} already has an active deployment in {environment.name}.", conflict=True)
 
-    deployment.transition(states.APPROVED, kind="state", message=message, actor=actor)
-    queues.enqueue(jobs.run_deployment, deployment.pk)
+
+def approve(deployment: Deployment, message: str, actor=None) -> None:
+    """Approved: the run job is queued once this commits (releases.receivers)."""
+    deployment.transition(states.APPROVED, message=message, actor=actor)
 
 
 def decide(user, deployment: Deployment, decision: str, comment: str = "", *, via: str = "") -> Deployment:
@@ -115,7 +115,6 @@ def _after_decision(user, deployment, decision, comment, via="") -> None:
         deployment.log("rejection", f"{user.username} rejected{said}", actor=user, data=extra)
         deployment.transition(
             states.REJECTED,
-            kind="state",
             message=f"Rejected by {user.username}.",
             actor=user,
             reason=comment or f"Rejected by {user.username}.",
@@ -133,84 +132,126 @@ def _after_decision(user, deployment, decision, comment, via="") -> None:
 
 
 def cancel(user, deployment: Deployment, reason: str = "") -> Deployment:
-    from releases import jobs
-
+    """Cancel a deployment; one that changed the cluster owes it a stop (pause or undo)."""
     verdict = rules.can_cancel(user, deployment)
     if not verdict:
         raise rules.Refused(verdict)
-    was_in_cluster = deployment.state in states.IN_CLUSTER or deployment.state == states.BUILDING
+    reason = reason.strip()
     try:
         deployment.transition(
             states.CANCELLED,
-            kind="state",
-            message=f"Cancelled by {user.username}." + (f" {reason.strip()}" if reason.strip() else ""),
+            message=f"Cancelled by {user.username}." + (f" {reason}" if reason else ""),
             actor=user,
-            reason=reason.strip() or f"Cancelled by {user.username}.",
+            reason=reason or f"Cancelled by {user.username}.",
+            # Approved may already have patched (a job between its PATCH and its commit).
+            followup=Deployment.STOP if deployment.state != states.PENDING_APPROVAL else "",
         )
     except TransitionRefused as exc:
         raise rules.Refused(f"Deployment #{deployment.pk} changed meanwhile: {exc}", conflict=True) from None
-    if was_in_cluster:
-        queues.enqueue(jobs.stop_rollout, deployment.pk)
     return deployment
-
-
-def rollback_target(latest: Deployment | None, running: Deployment | None) -> Release | None:
-    """The release a rollback goes to.
-
-    Normally the one that ran before the current success. But when the newest deployment
-    failed or was cancelled after touching the cluster (and was not rolled back), the cluster
-    runs a broken template: going back means restoring the last success itself.
-    """
-    if running is None:
-        return None
-    broken = (
-        latest is not None
-        and latest.pk != running.pk
-        and latest.state in (states.FAILED, states.CANCELLED)
-        and latest.started_at is not None
-        and latest.release_id != running.release_id
-    )
-    return running.release if broken else running.previous_release
 
 
 def rollback(user, service, environment, *, reason: str = "", override_reason: str = "") -> Deployment:
-    """Deploy the release to go back to (see rollback_target), as a deployment of kind rollback.
-
-    `reason` is the person's reason (production asks for one), kept on the deployment."""
-    verdict = rules.can_rollback(user, service, environment, override_reason=override_reason)
+    """Go back to the last good release, as a new deployment of kind rollback (no approvals)."""
+    plan = Deployment.objects.rollback_plan(service, environment)
+    verdict = rules.can_rollback(user, service, environment, reason=reason, override_reason=override_reason, plan=plan)
     if not verdict:
         raise rules.Refused(verdict)
-    current = last_succeeded(service, environment)
-    latest = Deployment.objects.filter(service=service, environment=environment).order_by("-id").first()
-    target = rollback_target(latest, current)
-    if target is None:
-        raise rules.Refused(f"There is no earlier release of {service.name} in {environment.name} to go back to.")
-    leaving = latest.release if latest and latest.release_id != current.release_id else current.release
+    reason = reason.strip()
+    leaving = plan.undoes.release
     try:
         with transaction.atomic():
-            deployment = Deployment.objects.create(
-                service=service,
-                environment=environment,
-                release=target,
-                previous_release=leaving,
-                kind=Deployment.ROLLBACK,
-                requested_by=user,
-                state=states.PENDING_APPROVAL,
-                reason=reason.strip(),
-                override_reason=override_reason.strip() if verdict.overridden else "",
-            )
-            because = f" Reason: {reason.strip()}" if reason.strip() else ""
+            deployment = _create_rollback(plan, user=user, reason=reason)
+            if verdict.overridden:
+                deployment.override_reason = override_reason.strip()
+                deployment.save(update_fields=["override_reason"])
             deployment.log(
                 "requested",
-                f"{user.username} rolled {service.name} in {environment.name} back from "
-                f"{leaving.version} to {target.version}.{because}",
+                f"{user.username} rolled {service.name} in {environment.name} back from {leaving.version} to "
+                f"{plan.target.version}." + (f" Reason: {reason}" if reason else ""),
                 actor=user,
-                data={"reason": reason.strip()},
+                data={"rolls_back": plan.undoes.pk, "reason": reason},
             )
             _record_release_admin(deployment, user, verdict)
-            approve(deployment, "Rollbacks need no approval.", actor=user)
+            _log_override(deployment, user, verdict, override_reason)
+            approve(deployment, "Rollbacks need no approval: they restore a release that ran here.", actor=user)
     except IntegrityError:
-        raise rules.Refused(
-            f"{service.name} already has an active deployment in {environment.name}.", conflict=True
-        ) from None
+        raise _already_active(service, environment) from None
     return deployment
+
+
+def roll_back_automatically(failed: Deployment) -> Deployment | None:
+    """A rollout failed where the environment rolls back by itself: deploy the last good release.
+
+    Done once: the failed deployment's follow-up is cleared in the same transaction, whatever the
+    outcome, with a note saying why when there is nothing to do (superseded by a newer
+    deployment, nothing good to go back to, someone else's deployment under way).
+    """
+    with transaction.atomic():
+        failed = (
+            Deployment.objects.select_for_update().select_related("service", "environment", "release").get(pk=failed.pk)
+        )
+        if failed.followup != Deployment.AUTO_ROLLBACK:
+            return None
+        Deployment.objects.filter(pk=failed.pk).update(followup="")
+        why_not = _why_not_roll_back(failed)
+        if why_not:
+            failed.log("rollback", f"Not rolled back automatically: {why_not}")
+            return None
+        target = failed.last_good_before()
+        try:
+            with transaction.atomic():
+                rollback = _create_rollback(
+                    Deployment.objects.rollback_plan(failed.service, failed.environment), automatic=True
+                )
+        except IntegrityError:
+            failed.log("rollback", "Not rolled back automatically: another deployment is under way here.")
+            return None
+        failed.log(
+            "rollback",
+            f"Rolling back automatically to {target.version} as deployment #{rollback.pk}.",
+            data={"rollback": rollback.pk, "target": target.version},
+        )
+        rollback.log(
+            "requested",
+            f"The portal rolled {failed.service.name} in {failed.environment.name} back from "
+            f"{failed.release.version} (deployment #{failed.pk} failed) to {target.version}.",
+            data={"rolls_back": failed.pk, "automatic": True},
+        )
+        approve(rollback, "Approved by the portal: automatic rollbacks restore the last good release.")
+    return rollback
+
+
+def _why_not_roll_back(failed: Deployment) -> str:
+    newer = Deployment.objects.of_pair(failed.service, failed.environment).filter(pk__gt=failed.pk)
+    newest = newer.filter(started_at__isnull=False).order_by("-id").first() or newer.active().first()
+    if newest is not None:
+        return f"deployment #{newest.pk} ({newest.release.version}) came after it."
+    if failed.is_rollback:
+        return "it was itself a rollback; a person decides what runs next."
+    if failed.last_good_before() is None:
+        return f"there is no earlier good release of {failed.service.name} here."
+    return ""
+
+
+def _create_rollback(plan, *, user=None, reason: str = "", automatic: bool = False) -> Deployment:
+    undoes = plan.undoes
+    return Deployment.objects.create(
+        service=undoes.service,
+        environment=undoes.environment,
+        release=plan.target,
+        previous_release=undoes.release,
+        kind=Deployment.ROLLBACK,
+        rolls_back=undoes,
+        automatic=automatic,
+        requested_by=user,
+        reason=reason,
+        state=states.PENDING_APPROVAL,
+    )
+
+
+def after_failure(deployment: Deployment) -> str:
+    """The follow-up a failure owes the cluster: an automatic rollback where the environment asks
+    for one, unless the failure never reached the cluster or was itself a rollback."""
+    wanted = deployment.environment.auto_rollback and not deployment.is_rollback and deployment.started_at is not None
+    return Deployment.AUTO_ROLLBACK if wanted else ""

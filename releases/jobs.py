@@ -1,24 +1,22 @@
-"""Background jobs (RQ). Each takes a primary key, re-reads, and returns quietly when the
-deployment is gone or already past that step, so running one twice is harmless.
+"""Background jobs that change the cluster: run a deployment, stop a cancelled one, roll back.
 
-Transient failures of outside systems are retried with backoff; permanent ones, or
-transient ones that outlast the retries, fail the deployment with the reason in its timeline.
+Each takes a primary key, re-reads, and returns quietly when the deployment is gone or past
+that step, so running one twice is harmless. Each change to the cluster happens exactly once:
+the job records what it is about to do before doing it (the image and condition before, on
+the row), and a re-run recognises its own earlier change by the deployment id annotation on
+the Deployment object instead of repeating it or mistaking it for the state before. A change
+and its state transition never disagree: a patch whose transition is refused (the deployment
+was cancelled meanwhile) is stopped again.
+
+Outside failures follow the one policy (plumbing.queues.retry_or_give_up): transient ones are
+retried with backoff, permanent ones (or the last attempt) fail the deployment once.
 """
 
-import logging
-
-from django.conf import settings
-from django.utils import timezone
-from rq import Retry, get_current_job
-
-from clusters import watcher
+from clusters import rollout
 from plumbing import queues
 from plumbing.integrations import IntegrationError, kube
-from releases import states
+from releases import deploy_jobs, flows, states, tracking
 from releases.models import Deployment, TransitionRefused
-
-log = logging.getLogger(__name__)
-RETRY = Retry(max=4, interval=[2, 5, 15, 30])
 
 
 def _load(pk: int, *allowed: str) -> Deployment | None:
@@ -32,190 +30,182 @@ def _load(pk: int, *allowed: str) -> Deployment | None:
     return deployment
 
 
-def _retries_left() -> bool:
-    job = get_current_job()
-    return bool(job and job.retries_left)
-
-
-def _give_up_or_retry(deployment: Deployment, error: IntegrationError, what: str) -> None:
-    if not error.permanent and _retries_left():
-        deployment.log("retry", f"{what} failed, retrying: {error}")
-        raise error
-    try:
-        deployment.transition(states.FAILED, kind="state", message=f"{what} failed: {error}", reason=str(error))
-    except TransitionRefused:
-        pass
-
-
 def run_deployment(pk: int) -> None:
     """Start an approved deployment: a Jenkins deploy job, or a patch of the Deployment."""
     deployment = _load(pk, states.APPROVED)
     if deployment is None:
         return
     if deployment.environment.deploy_via == deployment.environment.JENKINS:
-        from releases import builds
+        deploy_jobs.start(deployment)
+    else:
+        apply_image(deployment)
 
-        builds.start_deploy_job(deployment)
-        return
-    apply_image(deployment)
+
+def _on_error(deployment: Deployment, error: IntegrationError, what: str) -> None:
+    queues.retry_or_give_up(
+        error,
+        transient=not error.permanent,
+        give_up=lambda: tracking.fail(deployment, f"{what} failed: {error}"),
+        note=lambda message: deployment.log("retry", f"{what} failed. {message}"),
+    )
 
 
 def apply_image(deployment: Deployment) -> None:
     env, service = deployment.environment, deployment.service
+    where = f"{env.namespace}/{service.k8s_deployment}"
     try:
-        before = kube.read_deployment(env.cluster, env.namespace, service.k8s_deployment)
-        patched = kube.set_image(
+        current = kube.read_deployment(env.cluster, env.namespace, service.k8s_deployment)
+    except IntegrationError as error:
+        _on_error(deployment, _explained(error, deployment), f"Reading {where}")
+        return
+    if kube.changed_by(current) == deployment.pk:
+        patched = current  # our PATCH went through before a crash: never twice, never "before"
+    else:
+        if not _record_before(deployment, current):
+            return  # cancelled meanwhile: nothing was changed
+        try:
+            patched = kube.set_image(
+                env.cluster,
+                env.namespace,
+                service.k8s_deployment,
+                service.k8s_container,
+                deployment.release.image,
+                change_cause=change_cause(deployment),
+                deployment_id=deployment.pk,
+            )
+        except IntegrationError as error:
+            _on_error(deployment, error, f"Updating {where}")
+            return
+    _rolling_out(deployment, patched)
+
+
+def _explained(error: IntegrationError, deployment: Deployment) -> IntegrationError:
+    """A missing Deployment is a first deploy to a new environment: say what to create."""
+    if "(HTTP 404)" not in str(error):
+        return error
+    env, service = deployment.environment, deployment.service
+    return IntegrationError(
+        f"There is no Deployment {service.k8s_deployment} in namespace {env.namespace}. The portal updates an "
+        f"existing Deployment: create it first (for example from the one in another environment) with a "
+        f"container named {service.k8s_container}, then deploy again.",
+        permanent=True,
+    )
+
+
+def change_cause(deployment: Deployment) -> str:
+    service, release = deployment.service, deployment.release
+    if deployment.is_rollback:
+        how = ", automatic" if deployment.automatic else ""
+        what = f"rollback of #{deployment.rolls_back_id} to {release.version}"
+        return f"pampam: {service.slug} {what} (deployment #{deployment.pk}{how})"
+    return f"pampam: {service.slug} {release.version} (deployment #{deployment.pk})"
+
+
+def _record_before(deployment: Deployment, current: dict) -> bool:
+    """Write down what runs before changing it (once per change; False when no longer approved)."""
+    container = deployment.service.k8s_container
+    before = {
+        "image_before": rollout.container_image(current, container),
+        "revision_before": (current["metadata"].get("annotations") or {}).get(kube.REVISION, ""),
+        "baseline": rollout.progressing_condition((current.get("status") or {}).get("conditions")),
+    }
+    first = not deployment.image_before
+    recorded = Deployment.objects.filter(pk=deployment.pk, state=states.APPROVED).update(**before)
+    for name, value in before.items():
+        setattr(deployment, name, value)
+    if recorded and first:
+        env, service = deployment.environment, deployment.service
+        deployment.log(
+            "cluster",
+            f"Changing {env.namespace}/{service.k8s_deployment} from {before['image_before']} to "
+            f"{deployment.release.image}.",
+            data=before,
+        )
+    return bool(recorded)
+
+
+def _rolling_out(deployment: Deployment, patched: dict) -> None:
+    env, service = deployment.environment, deployment.service
+    try:
+        deployment.transition(
+            states.ROLLING_OUT,
+            message=f"Patched {env.namespace}/{service.k8s_deployment} to {deployment.release.image}.",
+            data={"revision_before": deployment.revision_before},
+            generation=patched["metadata"].get("generation"),
+        )
+    except TransitionRefused:
+        _stop_again(deployment)
+        return
+    tracking.observe(deployment.pk)
+
+
+def _stop_again(deployment: Deployment) -> None:
+    """The patch landed after the deployment was cancelled: it must not stay behind."""
+    stopped = Deployment.objects.filter(pk=deployment.pk, state=states.CANCELLED).update(followup=Deployment.STOP)
+    if stopped:
+        deployment.log("cluster", "The change reached the cluster after the cancel; stopping it.")
+        queues.enqueue(stop_rollout, deployment.pk)
+
+
+def stop_rollout(pk: int) -> None:
+    """A rollout was cancelled after changing the cluster: pause it or undo it, as the environment says."""
+    deployment = _load(pk, states.CANCELLED)
+    if deployment is None or deployment.followup != Deployment.STOP:
+        return
+    env, service = deployment.environment, deployment.service
+    where = f"{env.namespace}/{service.k8s_deployment}"
+    try:
+        current = kube.read_deployment(env.cluster, env.namespace, service.k8s_deployment)
+        if kube.changed_by(current) != deployment.pk:
+            done = "The cluster never ran it; nothing to stop."
+        elif env.cancel_action == env.CANCEL_PAUSE or not deployment.image_before:
+            kube.set_paused(env.cluster, env.namespace, service.k8s_deployment, True)
+            done = f"Paused {where}."
+        else:
+            done = _restore_before(deployment, current, where)
+    except IntegrationError as error:
+        _stop_failed(deployment, error)
+        return
+    _settle(deployment, done)
+
+
+def _stop_failed(deployment: Deployment, error: IntegrationError) -> None:
+    """A permanent failure is recorded once; a transient one to the end leaves the follow-up for
+    the reconciler, which rings again until the rollout is stopped."""
+    queues.retry_or_give_up(
+        error,
+        transient=not error.permanent,
+        give_up=lambda: error.permanent and _settle(deployment, f"Could not stop the rollout: {error}"),
+        note=lambda message: deployment.log("retry", f"Stopping the rollout failed. {message}"),
+    )
+
+
+def _restore_before(deployment: Deployment, current: dict, where: str) -> str:
+    env, service = deployment.environment, deployment.service
+    if rollout.container_image(current, service.k8s_container) != deployment.image_before:
+        kube.set_image(
             env.cluster,
             env.namespace,
             service.k8s_deployment,
             service.k8s_container,
-            deployment.release.image,
-            change_cause=f"pampam: {service.slug} {deployment.release.version} (deployment #{deployment.pk})",
+            deployment.image_before,
+            change_cause=f"pampam: cancel of deployment #{deployment.pk}, restoring {deployment.image_before}",
             deployment_id=deployment.pk,
         )
-    except IntegrationError as error:
-        _give_up_or_retry(deployment, error, "Updating the Deployment")
-        return
-    revision = (before["metadata"].get("annotations") or {}).get(kube.REVISION, "")
-    try:
-        deployment.transition(
-            states.ROLLING_OUT,
-            kind="state",
-            message=f"Patched {env.namespace}/{service.k8s_deployment} to {deployment.release.image}.",
-            data={"revision_before": revision},
-            revision_before=revision,
-            generation=patched["metadata"].get("generation"),
-        )
-    except TransitionRefused:
-        return
-    observe(deployment.pk)
+    return f"Restored {deployment.image_before} on {where}."
 
 
-def observe(pk: int) -> None:
-    """Read the rollout straight from the cluster and advance the deployment (reconciler path).
-
-    Writes the Workload row exactly as the watcher does, so its signal advances the deployment
-    through the same code (releases.tracking) whichever of the two saw the change first.
-    """
-    deployment = _load(pk, *states.IN_CLUSTER, states.BUILDING)
-    if deployment is None:
-        return
-    env, service = deployment.environment, deployment.service
-    try:
-        snapshot = kube.read_snapshot(env.cluster, env.namespace, service.k8s_deployment)
-    except IntegrationError as error:
-        if error.permanent:
-            _give_up_or_retry(deployment, error, "Reading the rollout")
-        return
-    watcher.record(env, service.k8s_deployment, snapshot)
-
-
-def stop_rollout(pk: int) -> None:
-    """A rollout was cancelled: pause it or undo it, as the environment says."""
-    deployment = Deployment.objects.select_related("service", "environment__cluster").filter(pk=pk).first()
-    if deployment is None or deployment.state != states.CANCELLED or not deployment.started_at:
-        return
-    env, service = deployment.environment, deployment.service
-    try:
-        if env.cancel_action == env.CANCEL_PAUSE:
-            kube.set_paused(env.cluster, env.namespace, service.k8s_deployment, True)
-            deployment.log("cluster", f"Paused {env.namespace}/{service.k8s_deployment}.")
-        else:
-            restored = kube.undo(env.cluster, env.namespace, service.k8s_deployment, deployment.revision_before or None)
-            deployment.log(
-                "cluster", f"Restored revision {restored.revision} of {env.namespace}/{service.k8s_deployment}."
-            )
-    except IntegrationError as error:
-        deployment.log("cluster", f"Could not stop the rollout: {error}")
-        if not error.permanent and _retries_left():
-            raise
+def _settle(deployment: Deployment, message: str) -> None:
+    """Say what became of a follow-up, once: it is not rung again."""
+    if Deployment.objects.filter(pk=deployment.pk, followup=deployment.followup).update(followup=""):
+        deployment.log("cluster", message)
 
 
 def auto_rollback(pk: int) -> None:
-    """A failed rollout in an environment with auto-rollback: restore the revision it replaced."""
+    """A failed rollout in an environment that rolls back by itself: deploy the last good release."""
     deployment = _load(pk, states.FAILED)
-    if deployment is None or not needs_auto_rollback(deployment):
-        return
-    env, service = deployment.environment, deployment.service
-    try:
-        # An explicit revision makes this idempotent: running twice restores the same template.
-        restored = kube.undo(env.cluster, env.namespace, service.k8s_deployment, deployment.revision_before or None)
-    except IntegrationError as error:
-        deployment.log("cluster", f"Automatic rollback failed: {error}")
-        if not error.permanent and _retries_left():
-            raise
-        return
-    image = restored.images.get(service.k8s_container) or next(iter(restored.images.values()), "")
-    try:
-        deployment.transition(
-            states.ROLLING_BACK,
-            kind="state",
-            message=f"Rolling back automatically to revision {restored.revision} ({image}).",
-            progress={**deployment.progress, "rollback_image": image},
-            generation=restored.generation,
-        )
-    except TransitionRefused:
-        return
-    observe(deployment.pk)
+    if deployment is not None and deployment.followup == Deployment.AUTO_ROLLBACK:
+        flows.roll_back_automatically(deployment)
 
 
-def needs_auto_rollback(deployment: Deployment) -> bool:
-    """Failed after touching the cluster, in an auto-rollback environment, and not a failed rollback."""
-    return bool(
-        deployment.environment.auto_rollback
-        and deployment.generation is not None
-        and deployment.revision_before
-        and "rollback_image" not in (deployment.progress or {})
-    )
-
-
-def reconcile() -> dict:
-    """Re-ring missed doorbells: restart approved deployments whose job was lost, re-read
-    rollouts nobody observed lately, and fail those stuck past their deadline."""
-    now = timezone.now()
-    stale = now - timezone.timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS)
-    counts = {"restarted": 0, "observed": 0}
-    for pk in Deployment.objects.filter(state=states.APPROVED, created_at__lt=stale).values_list("pk", flat=True):
-        queues.enqueue(run_deployment, pk, retry=RETRY)
-        counts["restarted"] += 1
-    in_cluster = Deployment.objects.filter(state__in=states.IN_CLUSTER).exclude(observed_at__gt=stale)
-    for pk in in_cluster.values_list("pk", flat=True):
-        observe(pk)
-        counts["observed"] += 1
-    counts["rolled_back"] = _ring_auto_rollbacks(now)
-    _fail_overdue(now)
-    from releases import builds
-
-    counts.update(builds.reconcile(now))  # Jenkins builds and deploy jobs nobody followed lately
-    return counts
-
-
-def _ring_auto_rollbacks(now) -> int:
-    """Failed rollouts whose automatic rollback job was lost (a worker died, Redis was down)."""
-    recent = Deployment.objects.filter(
-        state=states.FAILED,
-        environment__auto_rollback=True,
-        generation__isnull=False,
-        finished_at__gt=now - timezone.timedelta(hours=1),
-    ).select_related("environment")
-    pks = [d.pk for d in recent if needs_auto_rollback(d)]
-    for pk in pks:
-        queues.enqueue(auto_rollback, pk, retry=RETRY)
-    return len(pks)
-
-
-def _fail_overdue(now) -> None:
-    """No deployment stays active forever: past its deadline plus a margin, it fails."""
-    for deployment in Deployment.objects.filter(state__in=states.IN_CLUSTER).select_related("environment"):
-        limit = deployment.environment.progress_deadline_seconds * 2 + 60
-        since = deployment.observed_at or deployment.started_at or deployment.created_at
-        if (now - since).total_seconds() > limit:
-            try:
-                deployment.transition(
-                    states.FAILED,
-                    kind="state",
-                    message=f"No progress seen for {limit} seconds; giving up.",
-                    reason="The rollout was not observed to finish in time.",
-                )
-            except TransitionRefused:
-                pass
+FOLLOWUPS = {Deployment.STOP: stop_rollout, Deployment.AUTO_ROLLBACK: auto_rollback}

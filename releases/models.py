@@ -1,3 +1,5 @@
+from dataclasses import dataclass, field
+
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
@@ -70,6 +72,113 @@ class Release(models.Model):
         return reverse("release", args=[self.pk])
 
 
+@dataclass
+class Entry:
+    """One timeline event to append: what happened, in words a person reads, and its data."""
+
+    kind: str
+    message: str
+    data: dict = field(default_factory=dict)
+    actor: object = None
+
+
+class Timeline(models.Model):
+    """A row with an append-only timeline numbered 1, 2, 3… without gaps (deployments, builds).
+
+    `append` claims the sequence numbers with one UPDATE that is also a compare-and-swap
+    (`where`), inserts the events in the same transaction, and broadcasts them once it
+    commits: the timeline, the live stream and the audit trail are the same rows.
+    """
+
+    last_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def event_model(cls) -> "type[TimelineEvent]":
+        raise NotImplementedError
+
+    @property
+    def group(self) -> str:
+        """The Channels group of this row's live stream, e.g. `deployment-42`."""
+        return f"{self._meta.model_name}-{self.pk}"
+
+    def append(self, entries: list[Entry], *, where: dict | None = None, **fields) -> list["TimelineEvent"] | None:
+        """Append `entries` and set `fields`, only while `where` still holds (None when it did not)."""
+        with transaction.atomic():
+            moved = (
+                type(self)
+                .objects.filter(pk=self.pk, **(where or {}))
+                .update(last_seq=F("last_seq") + len(entries), **fields)
+            )
+            if moved != 1:
+                return None
+            for name, value in fields.items():
+                setattr(self, name, value)
+            if not entries:
+                return []
+            self.last_seq = type(self).objects.values_list("last_seq", flat=True).get(pk=self.pk)
+            first = self.last_seq - len(entries) + 1
+            events = self.event_model().objects.bulk_create(
+                self.event_model().for_entry(self, first + i, entry) for i, entry in enumerate(entries)
+            )
+            self.broadcast(events)
+        return events
+
+    def log(self, kind: str, message: str, actor=None, data=None, **fields) -> "TimelineEvent":
+        """Append one event that does not change the state (progress, notes, log lines)."""
+        return self.append([Entry(kind, message, data or {}, actor)], **fields)[0]
+
+    def broadcast(self, events: list["TimelineEvent"]) -> None:
+        live.timeline(self.group, [event.as_message() for event in events])
+
+    def log_tail(self, lines: int = 10) -> str:
+        """The last `lines` console lines in this timeline (a failed Jenkins job's reason)."""
+        model = self.event_model()
+        rows = model.objects.filter(**{model.parent_field: self}, kind="log").order_by("-seq")
+        return "\n".join(reversed(list(rows.values_list("message", flat=True)[:lines])))
+
+
+class TimelineEvent(models.Model):
+    """Append-only timeline row, numbered per parent (`seq`)."""
+
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=40)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    # The name of the foreign key to the parent Timeline row, and how messages name it.
+    parent_field = ""
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"#{getattr(self, self.parent_field + '_id')}.{self.seq} {self.kind}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Timeline events are append-only.")
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def for_entry(cls, parent: Timeline, seq: int, entry: Entry) -> "TimelineEvent":
+        return cls(**{cls.parent_field: parent}, seq=seq, kind=entry.kind, message=entry.message, data=entry.data)
+
+    def as_message(self) -> dict:
+        return {
+            "type": "event",
+            self.parent_field: getattr(self, self.parent_field + "_id"),
+            "seq": self.seq,
+            "kind": self.kind,
+            "message": self.message,
+            "data": self.data,
+            "at": self.created_at.isoformat(),
+        }
+
+
 # Sent after a transition commits: deployment, old, new. Notifications, GitHub statuses and
 # Grafana annotations listen (see releases.apps), each queueing its own job.
 deployment_transitioned = Signal()
@@ -86,13 +195,53 @@ class DeploymentQuerySet(models.QuerySet):
     def for_history(self):
         return self.select_related("service", "environment", "release", "requested_by")
 
+    def of_pair(self, service, environment):
+        return self.filter(service=service, environment=environment)
 
-class Deployment(models.Model):
+    def rollback_plan(self, service, environment) -> "RollbackPlan":
+        """What rolling (service, environment) back would undo and restore, or why it cannot.
+
+        It undoes the newest deployment that changed the cluster and restores the last good
+        release before it. Never a rollback of a rollback, never past a newer deployment.
+        """
+        latest = self.of_pair(service, environment).filter(started_at__isnull=False).order_by("-id").first()
+        if latest is None:
+            return RollbackPlan(None, None, f"Nothing has been deployed to {environment.name} yet.")
+        if latest.is_rollback:
+            return RollbackPlan(
+                latest,
+                None,
+                f"The last change in {environment.name} was a rollback to {latest.release.version}: "
+                "deploy a newer release rather than roll back a rollback.",
+            )
+        target = latest.last_good_before()
+        if target is None:
+            return RollbackPlan(latest, None, f"There is no earlier good release of {service.name} to go back to.")
+        return RollbackPlan(latest, target, "")
+
+
+@dataclass
+class RollbackPlan:
+    """A rollback of a (service, environment): the deployment it undoes and the release it restores."""
+
+    undoes: "Deployment | None"
+    target: Release | None
+    refusal: str  # why there is no rollback to offer, when target is None
+
+    def __bool__(self) -> bool:
+        return self.target is not None
+
+
+class Deployment(Timeline):
     """A release going to an environment, or a rollback; its timeline is DeploymentEvent rows."""
 
     DEPLOY = "deploy"
     ROLLBACK = "rollback"
     KINDS = [(DEPLOY, "Deploy"), (ROLLBACK, "Rollback")]
+    # Work owed to the cluster after a final state, re-rung by the reconciler until done.
+    STOP = "stop"  # cancelled after touching the cluster: pause or undo it
+    AUTO_ROLLBACK = "auto_rollback"  # failed in an environment that rolls back by itself
+    FOLLOWUPS = [("", "None"), (STOP, "Stop the rollout"), (AUTO_ROLLBACK, "Roll back automatically")]
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="deployments")
     # An environment owns its history: with deployments it can be archived, never deleted.
@@ -100,6 +249,15 @@ class Deployment(models.Model):
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
     previous_release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     kind = models.CharField(max_length=10, choices=KINDS, default=DEPLOY)
+    rolls_back = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rollbacks",
+        help_text="The deployment this rollback undoes.",
+    )
+    automatic = models.BooleanField(default=False, help_text="Started by the portal itself (auto-rollback).")
     state = models.CharField(max_length=20, choices=states.CHOICES, default=states.PENDING_APPROVAL)
     reason = models.TextField(blank=True)
     override_reason = models.TextField(blank=True)
@@ -107,17 +265,24 @@ class Deployment(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="deployments"
     )
     required_approvals = models.PositiveIntegerField(default=0)
+    jenkins_asked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the deploy job was asked for: a re-run looks for it before asking again."
+    )
     jenkins_queue_id = models.BigIntegerField(null=True, blank=True)
     jenkins_build_number = models.BigIntegerField(null=True, blank=True)
     jenkins_build_url = models.URLField(blank=True)
     jenkins_log_offset = models.BigIntegerField(default=0)
+    # What the cluster ran just before this deployment changed it, recorded before the change.
+    image_before = models.CharField(max_length=500, blank=True)
     revision_before = models.CharField(max_length=20, blank=True)
+    # The Progressing condition before the change: an outcome is never judged from it.
+    baseline = models.JSONField(default=dict, blank=True)
     revision_after = models.CharField(max_length=20, blank=True)
     generation = models.BigIntegerField(null=True, blank=True)
     progress = models.JSONField(default=dict, blank=True)
     min_available = models.IntegerField(null=True, blank=True)
     downtime = models.JSONField(default=dict, blank=True)
-    last_seq = models.PositiveIntegerField(default=0)
+    followup = models.CharField(max_length=20, choices=FOLLOWUPS, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -147,6 +312,8 @@ class Deployment(models.Model):
             models.Index(fields=["requested_by", "-id"], name="deployment_requester_recent"),
             # DORA windows: an environment's deployments finished between two dates.
             models.Index(fields=["environment", "finished_at"], name="deployment_env_finished"),
+            # The reconciler's "what is still owed to the cluster" is a handful of rows.
+            models.Index(fields=["followup"], condition=~Q(followup=""), name="deployment_followup"),
         ]
 
     def __str__(self):
@@ -155,28 +322,52 @@ class Deployment(models.Model):
     def get_absolute_url(self):
         return reverse("deployment", args=[self.pk])
 
+    @classmethod
+    def event_model(cls):
+        return DeploymentEvent
+
     @property
     def is_active(self) -> bool:
         return self.state in states.ACTIVE
 
     @property
+    def is_rollback(self) -> bool:
+        return self.kind == self.ROLLBACK
+
+    @property
     def state_label(self) -> str:
-        return states.LABELS[self.state]
+        return states.label(self.state, self.kind)
 
     @property
     def tone(self) -> str:
-        return states.TONES[self.state]
+        return states.tone(self.state, self.kind)
 
-    @property
-    def group(self) -> str:
-        return f"deployment-{self.pk}"
+    def last_good_before(self) -> Release | None:
+        """The last good release before this deployment: the release of the newest earlier
+        succeeded deployment of the same service and environment, other than this one's own
+        release, and never a release whose latest deployment there failed."""
+        earlier = (
+            Deployment.objects.of_pair(self.service_id, self.environment_id)
+            .filter(pk__lt=self.pk, state__in=[states.SUCCEEDED, states.FAILED])
+            .exclude(release_id=self.release_id)
+            .select_related("release")
+            .order_by("-id")[:200]
+        )
+        seen = set()
+        for deployment in earlier:
+            if deployment.release_id in seen:
+                continue
+            seen.add(deployment.release_id)  # only the release's latest deployment there counts
+            if deployment.state == states.SUCCEEDED:
+                return deployment.release
+        return None
 
-    def transition(self, new: str, *, kind: str, message: str, actor=None, data=None, **fields):
+    def transition(self, new: str, *, kind: str = "state", message: str, actor=None, data=None, **fields):
         """Move from the state this instance holds to `new`, or raise TransitionRefused.
 
         Compare-and-swap: the UPDATE only matches while the row is still in our state, so two
         workers racing for the same step cannot both win. The event row is written in the same
-        transaction and broadcast once it commits.
+        transaction and broadcast once it commits; `deployment_transitioned` is sent then too.
         """
         old = self.state
         if not states.can_move(old, new):
@@ -184,36 +375,43 @@ class Deployment(models.Model):
         now = timezone.now()
         if new in states.FINAL:
             fields.setdefault("finished_at", now)
-        if new in states.IN_CLUSTER or new == states.BUILDING:
+        if new in states.OBSERVED:
             fields.setdefault("started_at", self.started_at or now)
+        data = {
+            "from": old,
+            "to": new,
+            "label": states.label(new, self.kind),
+            "tone": states.tone(new, self.kind),
+            "reason": fields.get("reason", ""),
+            **(data or {}),
+        }
         with transaction.atomic():
-            moved = Deployment.objects.filter(pk=self.pk, state=old).update(
-                state=new, last_seq=F("last_seq") + 1, **fields
-            )
-            if moved != 1:
+            events = self.append([Entry(kind, message, data, actor)], where={"state": old}, state=new, **fields)
+            if events is None:
                 raise TransitionRefused(f"Deployment #{self.pk} is no longer {old}.")
-            self.refresh_from_db()
-            data = {
-                "from": old,
-                "to": new,
-                "label": self.state_label,
-                "tone": self.tone,
-                "reason": fields.get("reason", ""),
-                **(data or {}),
-            }
-            event = self._record(kind, message, actor, data, self.last_seq)
             transaction.on_commit(lambda: deployment_transitioned.send(Deployment, deployment=self, old=old, new=new))
-        return event
+        return events[0]
 
-    def log(self, kind: str, message: str, actor=None, data=None, **fields) -> "DeploymentEvent":
-        """Append a timeline event that does not change the state (progress, log lines, notes)."""
-        with transaction.atomic():
-            Deployment.objects.filter(pk=self.pk).update(last_seq=F("last_seq") + 1, **fields)
-            seq = Deployment.objects.values_list("last_seq", flat=True).get(pk=self.pk)
-            for name, value in fields.items():
-                setattr(self, name, value)
-            self.last_seq = seq
-            return self._record(kind, message, actor, data or {}, seq)
+    def broadcast(self, events) -> None:
+        super().broadcast(events)
+        if any(event.kind not in live.QUIET_KINDS for event in events):
+            live.activity(self.activity_summary())
+
+    def activity_summary(self) -> dict:
+        """What the dashboard and other live pages need to redraw this deployment's cell."""
+        return {
+            "kind": "deployment",
+            "deployment": self.pk,
+            "deployment_kind": self.kind,
+            "service": self.service.slug,
+            "environment": self.environment.slug,
+            "version": self.release.version,
+            "state": self.state,
+            "state_label": self.state_label,
+            "tone": self.tone,
+            "progress": {k: (self.progress or {}).get(k, 0) for k in live.SUMMARY_COUNTS},
+            "url": self.get_absolute_url(),
+        }
 
     @classmethod
     def update_report(cls, pk: int, system: str, change) -> None:
@@ -233,13 +431,6 @@ class Deployment(models.Model):
                 "at": timezone.now().isoformat(timespec="seconds"),
             }
             cls.objects.filter(pk=pk).update(reports=reports)
-
-    def _record(self, kind, message, actor, data, seq) -> "DeploymentEvent":
-        event = DeploymentEvent.objects.create(
-            deployment=self, seq=seq, kind=kind, message=message, actor=actor, data=data
-        )
-        live.deployment_event(self, event)
-        return event
 
 
 class Approval(models.Model):
@@ -261,70 +452,44 @@ class Approval(models.Model):
         return f"{self.user} {self.decision}s #{self.deployment_id}"
 
 
-class DeploymentEvent(models.Model):
-    """Append-only timeline row; the live stream and the audit trail are these same rows."""
+class DeploymentEvent(TimelineEvent):
+    """A deployment's timeline row; the live stream and the audit trail are these same rows."""
+
+    parent_field = "deployment"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
-    seq = models.PositiveIntegerField()
-    kind = models.CharField(max_length=40)
-    message = models.TextField()
-    data = models.JSONField(default=dict, blank=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["deployment", "seq"]
         constraints = [models.UniqueConstraint(fields=["deployment", "seq"], name="one_event_per_seq")]
 
-    def __str__(self):
-        return f"#{self.deployment_id}.{self.seq} {self.kind}"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise ValueError("Deployment events are append-only.")
-        super().save(*args, **kwargs)
+    @classmethod
+    def for_entry(cls, parent, seq, entry):
+        event = super().for_entry(parent, seq, entry)
+        event.actor = entry.actor
+        return event
 
     def as_message(self) -> dict:
-        return {
-            "type": "event",
-            "deployment": self.deployment_id,
-            "seq": self.seq,
-            "kind": self.kind,
-            "message": self.message,
-            "data": self.data,
-            "actor": self.actor.username if self.actor_id and self.actor else None,
-            "at": self.created_at.isoformat(),
-        }
+        return {**super().as_message(), "actor": self.actor.username if self.actor_id and self.actor else None}
 
 
-class Build(models.Model):
+class Build(Timeline):
     """A Jenkins build of a service: started from the portal, a webhook, or seen via a hook."""
 
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    ABORTED = "aborted"
-    CANCELLED = "cancelled"
-    STATES = [
-        (QUEUED, "Queued"),
-        (RUNNING, "Running"),
-        (SUCCEEDED, "Succeeded"),
-        (FAILED, "Failed"),
-        (ABORTED, "Aborted"),
-        (CANCELLED, "Cancelled"),
-    ]
-    FINAL = frozenset({SUCCEEDED, FAILED, ABORTED, CANCELLED})
     TRIGGERS = [("portal", "Portal"), ("github", "GitHub"), ("jenkins", "Jenkins")]
 
     service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.CASCADE, related_name="builds")
     job_name = models.CharField(max_length=200)
+    asked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Jenkins was asked to build: a re-run looks for the build first."
+    )
     queue_id = models.BigIntegerField(null=True, blank=True)
     number = models.BigIntegerField(null=True, blank=True)
     url = models.URLField(blank=True)
-    state = models.CharField(max_length=10, choices=STATES, default=QUEUED)
+    state = models.CharField(max_length=10, choices=list(states.BUILD_LABELS.items()), default=states.BUILD_QUEUED)
     result = models.CharField(max_length=20, blank=True)
     reason = models.TextField(blank=True)
     parameters = models.JSONField(default=dict, blank=True)
@@ -337,7 +502,6 @@ class Build(models.Model):
     test_summary = models.JSONField(default=dict, blank=True)
     release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="builds")
     log_offset = models.BigIntegerField(default=0)
-    last_seq = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -354,23 +518,57 @@ class Build(models.Model):
     def __str__(self):
         return f"{self.job_name} #{self.number or '?'}"
 
+    def get_absolute_url(self):
+        return reverse("build", args=[self.pk])
 
-class BuildEvent(models.Model):
-    """Append-only log of a build (queue, start, console lines, result), numbered per build."""
+    @classmethod
+    def event_model(cls):
+        return BuildEvent
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in states.BUILD_ACTIVE
+
+    @property
+    def state_label(self) -> str:
+        return states.BUILD_LABELS[self.state]
+
+    @property
+    def tone(self) -> str:
+        return states.BUILD_TONES[self.state]
+
+    def broadcast(self, events) -> None:
+        super().broadcast(events)
+        if self.service_id and any(event.kind not in live.QUIET_KINDS for event in events):
+            # The service page lists its builds: tell it this one moved (not every log line).
+            summary = {"kind": "build", "build": self.pk, "service": self.service.slug, "state": self.state}
+            live.activity(summary)
+
+    def move(self, new: str, message: str, *, data: dict | None = None, **fields) -> bool:
+        """Compare-and-swap the build from an active state to `new`, with a "state" event."""
+        if new in states.BUILD_FINAL:
+            fields.setdefault("finished_at", timezone.now())
+        payload = {
+            "state": new,
+            "label": states.BUILD_LABELS[new],
+            "tone": states.BUILD_TONES[new],
+            "reason": fields.get("reason", ""),
+            **(data or {}),
+        }
+        where = {"state__in": sorted(states.BUILD_ACTIVE)}
+        return self.append([Entry("state", message, payload)], where=where, state=new, **fields) is not None
+
+
+class BuildEvent(TimelineEvent):
+    """A build's timeline row: queue, start, console lines, result."""
+
+    parent_field = "build"
 
     build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="events")
-    seq = models.PositiveIntegerField()
-    kind = models.CharField(max_length=40)
-    message = models.TextField()
-    data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["build", "seq"]
         constraints = [models.UniqueConstraint(fields=["build", "seq"], name="one_build_event_per_seq")]
-
-    def __str__(self):
-        return f"{self.build_id}.{self.seq} {self.kind}"
 
 
 class Commit(models.Model):

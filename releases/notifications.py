@@ -14,7 +14,6 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
-from rq import Retry, get_current_job
 
 from clusters.models import Environment, FreezeWindow, Lock
 from plumbing import queues
@@ -38,13 +37,11 @@ def quiet(receiver_function):
     return wrapper
 
 
-RETRY = Retry(max=5, interval=[2, 10, 30, 60, 120])
 STARTS = frozenset({states.BUILDING, states.ROLLING_OUT})
 # Final states worth telling the channel about, by the event name used in reports.
 OUTCOMES = {
     states.SUCCEEDED: "succeeded",
     states.FAILED: "failed",
-    states.ROLLED_BACK: "rolled_back",
     states.REJECTED: "rejected",
 }
 
@@ -55,7 +52,7 @@ def webhook_for(environment) -> str:
 
 def _queue_deployment(deployment, event: str) -> None:
     if webhook_for(deployment.environment):
-        queues.enqueue(notify_deployment, deployment.pk, event, retry=RETRY)
+        queues.enqueue(notify_deployment, deployment.pk, event)
 
 
 @quiet
@@ -99,17 +96,12 @@ def notify_deployment(pk: int, event: str) -> None:
     try:
         slack.send(url, _plain(headline), _blocks(headline, details))
     except IntegrationError as error:
-        retrying = not error.permanent and _retries_left()
+        retrying = not error.permanent and queues.retries_left()
         _report(pk, event, "retrying" if retrying else "failed", str(error))
         if retrying:
             raise
         return
     _report(pk, event, "sent", "")
-
-
-def _retries_left() -> bool:
-    job = get_current_job()
-    return bool(job and job.retries_left)
 
 
 def _report(pk: int, event: str, state: str, error: str) -> None:
@@ -151,19 +143,28 @@ MESSAGES = {
     ),
     "started": lambda d: (
         f":rocket: {'Rolling back' if d.kind == d.ROLLBACK else 'Deploying'} {_what(d)}",
-        f"Requested by {_who(d)}. Follow {_page(d)}",
+        f"{'Started automatically' if d.automatic else f'Requested by {_who(d)}'}{_reason(d)}. Follow {_page(d)}",
     ),
-    "succeeded": lambda d: (f":white_check_mark: Deployed {_what(d)}", f"Succeeded. See {_page(d)}"),
-    "failed": lambda d: (f":x: Deploy failed: {_what(d)}", f"Failed{_reason(d)}. See {_page(d)}"),
-    "rolled_back": lambda d: (
-        f":leftwards_arrow_with_hook: Rolled back: {_what(d)}",
-        f"The rollout failed and {slack.escape(d.environment.name)} runs "
-        f"`{slack.escape(d.previous_release.version if d.previous_release else 'the previous revision')}` again"
-        f"{_reason(d)}. See {_page(d)}",
+    "succeeded": lambda d: _succeeded(d),
+    "failed": lambda d: (
+        f":x: {'Rollback failed' if d.is_rollback else 'Deploy failed'}: {_what(d)}",
+        f"Failed{_reason(d)}. See {_page(d)}",
     ),
     "rejected": lambda d: (f":no_entry: Rejected: {_what(d)}", f"Rejected{_reason(d)}. See {_page(d)}"),
     "cancelled": lambda d: (f":octagonal_sign: Cancelled: {_what(d)}", f"Cancelled{_reason(d)}. See {_page(d)}"),
 }
+
+
+def _succeeded(d: Deployment) -> tuple[str, str]:
+    if not d.is_rollback:
+        return f":white_check_mark: Deployed {_what(d)}", f"Succeeded. See {_page(d)}"
+    left = slack.escape(d.previous_release.version) if d.previous_release else "the release before"
+    how = "automatically" if d.automatic else f"by {_who(d)}"
+    return (
+        f":leftwards_arrow_with_hook: Rolled back: {_what(d)}",
+        f"{slack.escape(d.environment.name)} runs `{slack.escape(d.release.version)}` again instead of `{left}`, "
+        f"rolled back {how}{_reason(d)}. See {_page(d)}",
+    )
 
 
 def _blocks(headline: str, details: str) -> list[dict]:
@@ -190,14 +191,14 @@ def notify_environment(environment_id: int, headline: str, details: str) -> None
     try:
         slack.send(url, _plain(headline), _blocks(headline, details))
     except IntegrationError as error:
-        if not error.permanent and _retries_left():
+        if not error.permanent and queues.retries_left():
             raise
         log.warning("Slack message about environment %s not delivered: %s", environment_id, error)
 
 
 def _queue_environment(environment, headline: str, details: str) -> None:
     if webhook_for(environment):
-        queues.enqueue(notify_environment, environment.pk, headline, details, retry=RETRY)
+        queues.enqueue(notify_environment, environment.pk, headline, details)
 
 
 def _when(moment) -> str:

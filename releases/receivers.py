@@ -1,11 +1,27 @@
-"""Listens to what the cluster watcher observed and advances deployments (see releases.tracking)."""
+"""What follows a change, rung once it commits (the reconciler rings again whatever a crash lost).
+
+- The cluster watcher observed a workload → advance its deployments (releases.tracking).
+- A deployment was approved → run it (releases.jobs.run_deployment).
+- A deployment reached a final state owing the cluster something (`Deployment.followup`: stop a
+  cancelled rollout, roll back a failed one) → the job that does it.
+"""
 
 from django.dispatch import receiver
 
 from clusters.signals import workload_observed
-from releases import tracking
+from plumbing import queues
+from releases import jobs, states, tracking
+from releases.models import deployment_transitioned
 
 
 @receiver(workload_observed)
 def advance_deployments(sender, workload, progress, **kwargs):
     tracking.on_workload_observed(workload, progress)
+
+
+@receiver(deployment_transitioned)
+def ring_the_next_job(sender, deployment, old, new, **kwargs):
+    if new == states.APPROVED:
+        queues.enqueue(jobs.run_deployment, deployment.pk)
+    if deployment.followup:
+        queues.enqueue(jobs.FOLLOWUPS[deployment.followup], deployment.pk)

@@ -16,7 +16,7 @@ Our states → GitHub deployment statuses (PROTOCOLS.md §3):
 | approved | queued | created at approval: it is going out |
 | building, rolling_out | in_progress | Jenkins deploy job, then the rollout |
 | succeeded | success | GitHub marks older non-production deployments inactive itself |
-| failed, rolling_back, rolled_back | failure | the release did not make it; a rollback is part of failing |
+| failed | failure | the release did not make it (a rollback is a deployment of its own, reported as such) |
 | cancelled | inactive | only when a GitHub Deployment exists (cancelled after approval) |
 """
 
@@ -24,7 +24,6 @@ import logging
 
 from django.conf import settings
 from django.dispatch import receiver
-from rq import Retry, get_current_job
 
 from plumbing import queues
 from plumbing.integrations import IntegrationError, github
@@ -40,14 +39,10 @@ GITHUB_STATES = {
     states.ROLLING_OUT: "in_progress",
     states.SUCCEEDED: "success",
     states.FAILED: "failure",
-    states.ROLLING_BACK: "failure",
-    states.ROLLED_BACK: "failure",
     states.REJECTED: None,
     states.CANCELLED: "inactive",
 }
 assert set(GITHUB_STATES) == set(states.LABELS), "every state needs a GitHub mapping"
-
-RETRY = Retry(max=5, interval=[5, 15, 60, 180, 600])
 
 
 def enabled(service) -> bool:
@@ -59,7 +54,7 @@ def on_transition(sender, deployment, old, new, **kwargs):
     """Queue a report when the deployment reaches a state GitHub hears about."""
     try:
         if GITHUB_STATES.get(new) and enabled(deployment.service):
-            queues.enqueue(report_to_github, deployment.pk, retry=RETRY)
+            queues.enqueue(report_to_github, deployment.pk)
     except Exception:  # a report must never break the transition that sent it
         log.exception("could not queue the GitHub report of deployment %s", deployment.pk)
 
@@ -118,8 +113,7 @@ def _sent(report: dict, state: str) -> dict:
 
 def _failed(deployment: Deployment, state: str, error: IntegrationError) -> None:
     """Keep the error visible; retry transient ones while rq has retries left, then note it once."""
-    job = get_current_job()
-    retrying = not error.permanent and bool(job and job.retries_left)
+    retrying = not error.permanent and queues.retries_left()
     _update(deployment.pk, lambda r: {**r, "state": state, "error": str(error), "retrying": retrying})
     if retrying:
         raise error

@@ -188,14 +188,53 @@ class RequestFacts:
         return cls(previous, reached, freezes, locks, active)
 
 
-def can_rollback(user, service, environment, *, override_reason: str = "") -> Verdict:
-    """Rollbacks skip promotion and approvals (they restore what ran) but not locks."""
+def can_rollback(user, service, environment, *, reason: str = "", override_reason: str = "", plan=None) -> Verdict:
+    """May `user` roll `service` back in `environment` now?
+
+    Rollbacks skip promotion and approvals (they restore a release that ran there) but not
+    locks; there must be something to go back to (see DeploymentQuerySet.rollback_plan), and in
+    production the person says why. Pass `reason=None` to ask before the reason is known (to
+    decide whether to offer the button).
+    """
     verdict = Verdict()
     _check_deployer(verdict, user, environment, f"You are not a deployer for {environment.name}.")
-    locks = environment.active_locks(service.slug)
-    for lock in locks:
+    for lock in environment.active_locks(service.slug):
         verdict.refuse_unless_overridden(_lock_reason(lock, environment), user, override_reason)
     _check_nothing_active(verdict, service, environment)
+    plan = plan if plan is not None else Deployment.objects.rollback_plan(service, environment)
+    if not plan:
+        verdict.refuse(plan.refusal)
+    if environment.is_production and reason is not None and not reason.strip():
+        verdict.refuse(f"{environment.name} is production: say why you are rolling back.")
+    return verdict
+
+
+def can_build(user, service) -> Verdict:
+    """Deployers of any environment (or release admins) may start a build of a service with a build job."""
+    verdict = Verdict()
+    if not service.jenkins_build_job:
+        verdict.refuse(f"{service.name} has no Jenkins build job. An admin can set one on the service.")
+    deploys = Environment.objects.filter(deployer_group_id__in=group_ids(user)).exists()
+    if not (deploys or is_release_admin(user)):
+        verdict.refuse("Only deployers of an environment can start builds. Ask an admin to add you.")
+    return verdict
+
+
+def can_abort_build(user, build) -> Verdict:
+    verdict = can_build(user, build.service) if build.service else Verdict()
+    if build.service is None and not is_release_admin(user):
+        verdict.refuse("Only release admins can stop builds that belong to no service.")
+    if not build.is_active:
+        verdict.refuse(f"Build #{build.pk} is {build.state_label.lower()}: there is nothing to stop.")
+    return verdict
+
+
+def can_abort_deploy_job(user, deployment) -> Verdict:
+    verdict = Verdict()
+    if not is_deployer(user, deployment.environment):
+        verdict.refuse(f"You are not a deployer for {deployment.environment.name}.")
+    if deployment.state != states.BUILDING or not deployment.jenkins_queue_id:
+        verdict.refuse(f"Deployment #{deployment.pk} has no Jenkins deploy job running.")
     return verdict
 
 

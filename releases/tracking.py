@@ -3,14 +3,20 @@
 Called by the watcher (through the `workload_observed` signal) and by the reconciler with
 the same Progress, so both paths advance deployments identically. Level-triggered: each
 call looks at the whole picture, so a missed or repeated observation does no harm.
+
+Outcomes are judged only from observations made after the deployment's own change: the
+Deployment's observedGeneration must have reached the generation our change produced, and a
+Progressing condition left over from before the change (`Deployment.baseline`) says nothing
+about this rollout (see clusters.rollout.judged_since).
 """
 
 from django.db import transaction
 from django.utils import timezone
 
-from clusters import rollout
-from plumbing import queues
-from releases import states
+from clusters import rollout, watcher
+from clusters.models import Workload
+from plumbing.integrations import IntegrationError, kube
+from releases import flows, states
 from releases.models import Deployment, TransitionRefused
 
 # Fields of Progress whose change is worth a timeline event.
@@ -35,7 +41,7 @@ def on_workload_observed(workload, progress: rollout.Progress) -> None:
     deployments = Deployment.objects.filter(
         environment_id=workload.environment_id,
         service__k8s_deployment=workload.name,
-        state__in=states.IN_CLUSTER | {states.BUILDING},
+        state__in=states.OBSERVED,
     ).select_related("service", "environment", "release")
     for deployment in deployments:
         advance(deployment, progress)
@@ -59,27 +65,27 @@ def _remember_expected_image(workload) -> None:
 
 def advance(deployment: Deployment, progress: rollout.Progress) -> None:
     image = progress.images.get(deployment.service.k8s_container, progress.image)
-    if deployment.state == states.BUILDING:
-        if image == _target_image(deployment):
-            _move(
-                deployment,
-                states.ROLLING_OUT,
-                "The cluster took the new image; rolling out.",
-                revision_before=deployment.revision_before or "",
-                generation=progress.generation,
-            )
-        return
-    if image != _target_image(deployment):
+    if image != deployment.release.image:
         return  # the cluster runs someone else's template; not (yet) ours
+    if deployment.state == states.BUILDING:
+        # The Jenkins job changed the cluster: from here on it is a rollout like any other.
+        _move(
+            deployment,
+            states.ROLLING_OUT,
+            "The cluster took the new image; rolling out.",
+            generation=progress.generation,
+        )
+        return
     if deployment.generation and progress.observed_generation < deployment.generation:
         return
     if _older_than_recorded(deployment, progress):
         return
+    progress = rollout.judged_since(progress, deployment.baseline)
     _record_progress(deployment, progress)
     if progress.status == rollout.COMPLETE:
         _finish(deployment, progress)
     elif progress.status == rollout.FAILED:
-        _fail(deployment, progress)
+        fail(deployment, progress.message)
 
 
 def _older_than_recorded(deployment: Deployment, progress: rollout.Progress) -> bool:
@@ -91,18 +97,8 @@ def _older_than_recorded(deployment: Deployment, progress: rollout.Progress) -> 
     return int(progress.resource_version) < int(recorded)
 
 
-def _target_image(deployment: Deployment) -> str:
-    if deployment.state == states.ROLLING_BACK:
-        return deployment.progress.get("rollback_image") or (
-            deployment.previous_release.image if deployment.previous_release else ""
-        )
-    return deployment.release.image
-
-
 def _record_progress(deployment: Deployment, progress: rollout.Progress) -> None:
     data = progress.as_dict()
-    if deployment.state == states.ROLLING_BACK:
-        data["rollback_image"] = deployment.progress.get("rollback_image", "")
     before = deployment.progress or {}
     downtime = _downtime(deployment.downtime or {}, progress)
     if all(before.get(k) == data.get(k) for k in _NOTEWORTHY) and downtime == deployment.downtime:
@@ -140,31 +136,44 @@ def _downtime(seen: dict, progress: rollout.Progress) -> dict:
 
 
 def _finish(deployment: Deployment, progress: rollout.Progress) -> None:
-    from clusters.models import Workload
-
-    target = states.ROLLED_BACK if deployment.state == states.ROLLING_BACK else states.SUCCEEDED
-    label = "Rolled back" if target == states.ROLLED_BACK else "Rolled out"
+    label = "Rolled back" if deployment.is_rollback else "Rolled out"
     image = progress.images.get(deployment.service.k8s_container, progress.image)
     # One transaction: whoever sees the deployment succeeded also sees what the cluster should run.
     with transaction.atomic():
-        if _move(deployment, target, f"{label}: {progress.message}", revision_after=progress.revision):
+        if _move(deployment, states.SUCCEEDED, f"{label}: {progress.message}", revision_after=progress.revision):
             Workload.objects.filter(environment=deployment.environment, name=deployment.service.k8s_deployment).update(
                 expected_image=image
             )
 
 
-def _fail(deployment: Deployment, progress: rollout.Progress) -> None:
-    from releases import jobs
-
-    if not _move(deployment, states.FAILED, progress.message, reason=progress.message):
-        return
-    if jobs.needs_auto_rollback(deployment):
-        queues.enqueue(jobs.auto_rollback, deployment.pk, retry=jobs.RETRY)
+def fail(deployment: Deployment, message: str) -> bool:
+    """Fail an active deployment with `message`; a failure that reached the cluster in an
+    auto-rollback environment owes it a rollback (queued once this commits, see receivers)."""
+    return _move(deployment, states.FAILED, message, reason=message, followup=flows.after_failure(deployment))
 
 
 def _move(deployment: Deployment, new: str, message: str, **fields) -> bool:
     try:
-        deployment.transition(new, kind="state", message=message, **fields)
+        deployment.transition(new, message=message, **fields)
     except TransitionRefused:
         return False  # someone else (the other observer, a cancel) moved it first
     return True
+
+
+def observe(pk: int) -> None:
+    """Read the rollout straight from the cluster and advance the deployment (reconciler path).
+
+    Writes the Workload row exactly as the watcher does, so its signal advances the deployment
+    through the same code whichever of the two saw the change first.
+    """
+    deployment = Deployment.objects.select_related("service", "environment__cluster").filter(pk=pk).first()
+    if deployment is None or deployment.state not in states.OBSERVED:
+        return
+    env, service = deployment.environment, deployment.service
+    try:
+        snapshot = kube.read_snapshot(env.cluster, env.namespace, service.k8s_deployment)
+    except IntegrationError as error:
+        if error.permanent:
+            fail(deployment, f"Reading the rollout failed: {error}")
+        return
+    watcher.record(env, service.k8s_deployment, snapshot)

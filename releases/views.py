@@ -12,7 +12,6 @@ from django.views.decorators.http import require_POST
 from clusters.models import Environment, Workload
 from releases import (
     board,
-    builds,
     changelog,
     flows,
     grafana_panels,
@@ -50,7 +49,7 @@ class RollbackOffer:
 def _rollback_offer(user, service, environment, target) -> RollbackOffer | None:
     if target is None:
         return None
-    return RollbackOffer(environment, target, rules.can_rollback(user, service, environment))
+    return RollbackOffer(environment, target, rules.can_rollback(user, service, environment, reason=None))
 
 
 def service_detail(request, slug):
@@ -73,7 +72,7 @@ def service_detail(request, slug):
             "recent": service.deployments.for_history().order_by("-id")[:10],
             "cells": [(cell, offers[cell.environment.pk]) for cell in cells],
             "lockable": [e for e in environments if rules.can_lock(request.user, e)],
-            "may_build": builds.may_build(request.user, service),
+            "may_build": rules.can_build(request.user, service),
             "recent_builds": list(service.builds.select_related("release")[:5]),
             "pending": changelog.not_in_production(service),
             "grafana": _service_panels(request, service, environments),
@@ -188,11 +187,12 @@ def _deployment_rollback(user, deployment) -> RollbackOffer | None:
     left the cluster as it was."""
     if deployment.state not in states.FINAL or _changed_nothing(deployment):
         return None
-    latest = Deployment.objects.filter(service=deployment.service, environment=deployment.environment).order_by("-id")
-    if latest.values_list("pk", flat=True).first() != deployment.pk:
+    if Deployment.objects.of_pair(deployment.service, deployment.environment).active().exists():
         return None
-    target = flows.rollback_target(deployment, flows.last_succeeded(deployment.service, deployment.environment))
-    return _rollback_offer(user, deployment.service, deployment.environment, target)
+    plan = Deployment.objects.rollback_plan(deployment.service, deployment.environment)
+    if plan.undoes != deployment:
+        return None
+    return _rollback_offer(user, deployment.service, deployment.environment, plan.target)
 
 
 def _changed_nothing(deployment) -> bool:
@@ -220,7 +220,7 @@ def _deploy_job(user, deployment) -> dict | None:
     environment = deployment.environment
     if environment.deploy_via != environment.JENKINS:
         return None
-    return {"job": environment.jenkins_deploy_job, "may_abort": builds.may_abort_deploy_job(user, deployment)}
+    return {"job": environment.jenkins_deploy_job, "may_abort": rules.can_abort_deploy_job(user, deployment)}
 
 
 def deployment_events(request, pk):

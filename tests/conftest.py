@@ -7,10 +7,12 @@ a clear message when either cannot be reached.
 """
 
 import os
+import time
 
 import pytest
 from django.conf import settings
 
+from tests import support
 from tests.factories import make_cast
 
 
@@ -75,13 +77,98 @@ def _empty_queue():
 
 @pytest.fixture
 def run_jobs():
-    """Run every queued job in this process (a burst of rq's SimpleWorker)."""
+    """Run queued jobs in this process (bursts of rq's SimpleWorker) until none is left.
+
+    Jobs scheduled for later (a poll of Jenkins, a retry after backoff) are brought forward,
+    so a test never waits for their time. With `until`, it runs until `until()` holds; with
+    `later=False`, it runs only what is queued now (to look at a job waiting for its retry).
+    """
     import django_rq
     from rq import SimpleWorker
 
-    def run():
+    def run(until=None, timeout=support.DEADLINE, later=True):
         queue = django_rq.get_queue("default")
-        worker = SimpleWorker([queue], connection=queue.connection)
-        worker.work(burst=True, with_scheduler=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            SimpleWorker([queue], connection=queue.connection).work(burst=True, with_scheduler=False)
+            if (until is not None and until()) or not later:
+                return
+            moved = support.run_scheduled_now()
+            if until is None and not moved:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs did not settle within {timeout}s")
+            if not moved:
+                time.sleep(0.05)
 
     return run
+
+
+# -- a sandbox Kubernetes cluster --------------------------------------------------------------
+
+
+@pytest.fixture
+def make_kube():
+    """Start sandbox clusters (pods Ready after `ready_after` s) running tests.support.kube_seed."""
+    from sandbox.kube import start
+
+    started = []
+
+    def make(ready_after=0.2, port=0, bookmark_interval=0.2, **seed_options):
+        sandbox = start(
+            port=port,
+            ready_after=ready_after,
+            bookmark_interval=bookmark_interval,
+            seed=support.kube_seed(**seed_options),
+        )
+        started.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def kube(make_kube):
+    return make_kube()
+
+
+@pytest.fixture
+def kube_cast(cast_tx, kube):
+    """The cast, its cluster pointed at `kube`, storefront 1.0.0 running in dev."""
+    return support.connect(cast_tx, kube)
+
+
+@pytest.fixture
+def watcher(kube_cast):
+    """The cluster watcher in background threads, as `manage.py watch_clusters` runs it."""
+    from clusters.watcher import Watcher
+
+    running = Watcher(name="test-watcher", heartbeat_seconds=0.2).start()
+    yield running
+    running.shutdown()
+
+
+# -- a sandbox GitHub --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def github_sandbox(settings):
+    """A GitHub with `acme/web` (30 commits) on an ephemeral port; the portal points at it."""
+    from django.core.cache import cache
+
+    from sandbox import github
+
+    handle = github.start(token=support.GITHUB_TOKEN, repos={support.GITHUB_REPO: 30})
+    settings.GITHUB_API_URL = handle.api_url
+    settings.GITHUB_TOKEN = support.GITHUB_TOKEN
+    cache.clear()
+    yield handle
+    handle.stop()
+    cache.clear()
+
+
+@pytest.fixture
+def repo_shas(github_sandbox):
+    return github_sandbox.commits(support.GITHUB_REPO)

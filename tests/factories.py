@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from itertools import count
 
 from django.contrib.auth.models import Group, User
+from django.utils import timezone
 
 from clusters.models import Cluster, Environment
 from releases import states
@@ -54,7 +55,10 @@ def make_release(service, **kwargs):
 
 
 def make_deployment(release, environment, **kwargs):
+    """A deployment row; one that reached the cluster (building, rolling out, ended) has started."""
     kwargs.setdefault("state", states.PENDING_APPROVAL)
+    if kwargs["state"] in states.OBSERVED | {states.SUCCEEDED, states.FAILED}:
+        kwargs.setdefault("started_at", kwargs.get("finished_at") or timezone.now())
     kwargs.setdefault("required_approvals", environment.required_approvals)
     return Deployment.objects.create(service=release.service, release=release, environment=environment, **kwargs)
 

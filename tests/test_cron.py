@@ -5,7 +5,7 @@ import sys
 
 from rq import cron
 
-from releases import jobs
+from releases import reconcile
 
 
 def test_it_registers_reconcile_at_the_configured_interval(settings):
@@ -13,6 +13,6 @@ def test_it_registers_reconcile_at_the_configured_interval(settings):
     cron._job_data_registry.clear()
     sys.modules.pop("portal.cron", None)
     importlib.import_module("portal.cron")
-    (entry,) = [job for job in cron._job_data_registry if job["func"] is jobs.reconcile]
+    (entry,) = [job for job in cron._job_data_registry if job["func"] is reconcile.reconcile]
     assert entry["queue_name"] == "default"
     assert entry["interval"] == 17

@@ -75,14 +75,6 @@ def test_it_measures_an_automatic_rollback_from_the_bad_rollout_to_the_rollback(
     assert summary.time_to_restore_text == "11 min"
 
 
-def test_it_counts_a_rollout_that_rolled_itself_back_as_restored_when_it_finished():
-    rolled = dora.Row(1, "shop", dora.ROLLED_BACK_IN_PLACE, T0, T0 + 6 * M, T0, started_at=T0 + M)
-    later = dora.Row(2, "shop", states.SUCCEEDED, T0 + 13 * D, T0 + 13 * D, T0 + 13 * D)
-    summary = dora.summarize([rolled, later], T0, T0 + 20 * D)
-    assert summary.restore_times == [5 * M]
-    assert (summary.failures, summary.finished) == (1, 2)
-
-
 def test_it_labels_the_value_axis_and_the_days():
     days = dora.per_day(HISTORY, T0, T0 + 4 * D)
     ticks = dora.value_ticks([(None, [(ok + bad, "")]) for _, ok, bad, _ in days], dora._count)

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from clusters.models import FreezeWindow, Lock
 from releases import flows, rules, states
-from releases.models import Approval
+from releases.models import Approval, Deployment
 from tests.factories import make_deployment, make_release
 
 
@@ -160,21 +160,133 @@ def test_it_refuses_cancel_by_a_viewer(cast):
         flows.cancel(cast.erin, deployment)
 
 
+# -- rollbacks: "last good" is one definition --------------------------------------------------
+
+
+def ran(release, environment, state=states.SUCCEEDED, **kwargs):
+    """A deployment that reached the cluster and ended in `state`."""
+    now = timezone.now()
+    kwargs.setdefault("started_at", now)
+    kwargs.setdefault("finished_at", now)
+    return make_deployment(release, environment, state=state, **kwargs)
+
+
 def test_it_rolls_back_to_the_release_before_the_current_success(cast):
     old, current = make_release(cast.service), make_release(cast.service)
-    succeed_in(old, cast.dev)
-    running = make_deployment(
-        current, cast.dev, state=states.SUCCEEDED, previous_release=old, finished_at=timezone.now()
-    )
-    assert flows.rollback_target(running, running) == old
+    ran(old, cast.dev)
+    running = ran(current, cast.dev, previous_release=old)
+    plan = Deployment.objects.rollback_plan(cast.service, cast.dev)
+    assert (plan.undoes, plan.target) == (running, old)
+    assert flows.last_good(cast.service, cast.dev) == old
 
 
-def test_it_rolls_back_to_the_last_success_when_the_newest_deployment_broke_the_cluster(cast):
-    old, good, broken = make_release(cast.service), make_release(cast.service), make_release(cast.service)
-    running = make_deployment(good, cast.dev, state=states.SUCCEEDED, previous_release=old, finished_at=timezone.now())
-    failed = make_deployment(broken, cast.dev, state=states.FAILED, previous_release=good, started_at=timezone.now())
-    assert flows.rollback_target(failed, running) == good
+def test_it_rolls_back_to_the_last_good_release_when_the_newest_deployment_failed(cast):
+    good, broken = make_release(cast.service), make_release(cast.service, version="1.4.0-crash")
+    ran(good, cast.dev)
+    failed = ran(broken, cast.dev, state=states.FAILED)
     deployment = flows.rollback(cast.alice, cast.service, cast.dev)
     assert deployment.kind == deployment.ROLLBACK
-    assert deployment.release == good
-    assert deployment.previous_release == broken
+    assert (deployment.release, deployment.previous_release, deployment.rolls_back) == (good, broken, failed)
+    assert deployment.state == states.APPROVED
+    assert deployment.state_label == "Approved"
+    failed.refresh_from_db()
+    assert failed.state == states.FAILED  # failed stays final
+
+
+def test_it_never_rolls_back_to_an_earlier_crashing_release(cast):
+    good = make_release(cast.service, version="1.3.0")
+    first_crash = make_release(cast.service, version="1.4.0-crash")
+    second_crash = make_release(cast.service, version="1.5.0-crash")
+    ran(good, cast.dev)
+    ran(first_crash, cast.dev, state=states.FAILED)
+    ran(good, cast.dev, kind="rollback")
+    failed = ran(second_crash, cast.dev, state=states.FAILED)
+    assert failed.last_good_before() == good
+
+
+def test_it_never_restores_a_release_whose_last_deployment_there_failed(cast):
+    older, flaky, newest = make_release(cast.service), make_release(cast.service), make_release(cast.service)
+    ran(older, cast.dev)
+    ran(flaky, cast.dev)
+    ran(flaky, cast.dev, state=states.FAILED)  # it ran once, then failed when deployed again
+    ran(newest, cast.dev)
+    assert Deployment.objects.rollback_plan(cast.service, cast.dev).target == older
+
+
+def test_it_never_rolls_back_a_rollback(cast):
+    good, bad = make_release(cast.service), make_release(cast.service)
+    ran(good, cast.dev)
+    ran(bad, cast.dev, state=states.FAILED)
+    ran(good, cast.dev, kind="rollback")
+    with pytest.raises(rules.Refused, match="was a rollback to .*: deploy a newer release rather than roll back"):
+        flows.rollback(cast.alice, cast.service, cast.dev)
+
+
+def test_it_refuses_a_rollback_with_nothing_to_go_back_to(cast):
+    ran(make_release(cast.service), cast.dev)
+    with pytest.raises(rules.Refused, match="There is no earlier good release of Storefront to go back to"):
+        flows.rollback(cast.alice, cast.service, cast.dev)
+    with pytest.raises(rules.Refused, match="Nothing has been deployed to Staging yet"):
+        flows.rollback(cast.alice, cast.service, cast.staging)
+
+
+def test_it_asks_for_a_reason_to_roll_back_production(cast):
+    old, current = make_release(cast.service), make_release(cast.service)
+    ran(old, cast.prod)
+    ran(current, cast.prod)
+    with pytest.raises(rules.Refused, match="Prod is production: say why you are rolling back"):
+        flows.rollback(cast.dave, cast.service, cast.prod)
+    deployment = flows.rollback(cast.dave, cast.service, cast.prod, reason="Checkout errors since 14:02")
+    assert deployment.reason == "Checkout errors since 14:02"
+    assert "Reason: Checkout errors since 14:02" in deployment.events.get(kind="requested").message
+
+
+def test_it_refuses_a_second_rollback_while_one_is_under_way_with_a_conflict(cast):
+    old, current = make_release(cast.service), make_release(cast.service)
+    ran(old, cast.dev)
+    ran(current, cast.dev)
+    flows.rollback(cast.alice, cast.service, cast.dev)
+    with pytest.raises(rules.Refused, match="already has deployment #\\d+ approved in Dev") as refusal:
+        flows.rollback(cast.alice, cast.service, cast.dev)
+    assert refusal.value.conflict
+
+
+def test_it_rolls_back_automatically_once_to_the_last_good_release(cast):
+    cast.dev.auto_rollback = True
+    cast.dev.save()
+    good, broken = make_release(cast.service), make_release(cast.service, version="2.0.0-crash")
+    ran(good, cast.dev)
+    failed = ran(broken, cast.dev, state=states.FAILED, followup=Deployment.AUTO_ROLLBACK)
+    rollback = flows.roll_back_automatically(failed)
+    assert (rollback.kind, rollback.automatic, rollback.requested_by) == ("rollback", True, None)
+    assert (rollback.release, rollback.rolls_back, rollback.state) == (good, failed, states.APPROVED)
+    failed.refresh_from_db()
+    assert failed.followup == ""
+    assert flows.roll_back_automatically(failed) is None  # rung twice: done once
+    assert Deployment.objects.filter(kind="rollback").count() == 1
+
+
+def test_it_closes_a_superseded_failure_once_without_rolling_back(cast):
+    cast.dev.auto_rollback = True
+    cast.dev.save()
+    good, broken, newer = make_release(cast.service), make_release(cast.service), make_release(cast.service)
+    ran(good, cast.dev)
+    failed = ran(broken, cast.dev, state=states.FAILED, followup=Deployment.AUTO_ROLLBACK)
+    ran(newer, cast.dev)
+    assert flows.roll_back_automatically(failed) is None
+    failed.refresh_from_db()
+    assert failed.followup == ""
+    note = failed.events.get(kind="rollback")
+    assert note.message.startswith("Not rolled back automatically: deployment #")
+    assert "came after it" in note.message
+    assert not Deployment.objects.filter(kind="rollback").exists()
+
+
+def test_it_does_not_roll_back_a_failed_rollback_automatically(cast):
+    cast.dev.auto_rollback = True
+    cast.dev.save()
+    good, broken = make_release(cast.service), make_release(cast.service)
+    ran(good, cast.dev)
+    ran(broken, cast.dev, state=states.FAILED)
+    failed_rollback = ran(good, cast.dev, state=states.FAILED, kind="rollback")
+    assert flows.after_failure(failed_rollback) == ""

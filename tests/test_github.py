@@ -1,33 +1,11 @@
-"""The GitHub client (plumbing.integrations.github): the real PyGithub against the GitHub sandbox.
-
-The fixtures here (`github_sandbox`, `repo_shas`) are imported by the other test_github* files.
-"""
+"""The GitHub client (plumbing.integrations.github): the real PyGithub against the GitHub sandbox."""
 
 import pytest
-from django.core.cache import cache
 
 from plumbing.integrations import IntegrationError, github
-from sandbox import github as github_sandbox_module
+from tests.support import GITHUB_REPO
 
-TOKEN = "pampam-test-token"
-REPO = "acme/web"
-
-
-@pytest.fixture
-def github_sandbox(settings):
-    """A GitHub with `acme/web` (30 commits) on an ephemeral port; the portal points at it."""
-    handle = github_sandbox_module.start(token=TOKEN, repos={REPO: 30})
-    settings.GITHUB_API_URL = handle.api_url
-    settings.GITHUB_TOKEN = TOKEN
-    cache.clear()
-    yield handle
-    handle.stop()
-    cache.clear()
-
-
-@pytest.fixture
-def repo_shas(github_sandbox):
-    return github_sandbox.commits(REPO)
+REPO = GITHUB_REPO
 
 
 def test_it_compares_oldest_first_excluding_base_and_including_head(github_sandbox, repo_shas):

@@ -1,15 +1,12 @@
 """Changelogs between what runs and what is proposed, on the release, deployment and service pages."""
 
-# Fixtures imported from tests.test_github are parameters of the tests below (pytest style).
-# ruff: noqa: F811
-
 import pytest
 from django.utils import timezone
 
 from releases import changelog, states
 from releases.models import Commit
 from tests.factories import make_deployment, make_release
-from tests.test_github import REPO, github_sandbox, repo_shas  # noqa: F401 - fixtures
+from tests.support import GITHUB_REPO as REPO
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from releases import grafana_panels, states
 from releases.models import Deployment
 from sandbox import grafana as grafana_sandbox
 from tests.factories import make_deployment, make_release
+from tests.support import run_scheduled_now
 
 TOKEN = "grafana-test-token"
 
@@ -234,17 +235,20 @@ def test_it_closes_only_once_however_often_the_job_runs(cast_tx, grafana, run_jo
     assert before[0]["text"].endswith(": failed (Pods crash-loop.)")
 
 
-def test_it_reopens_nothing_and_amends_the_outcome_after_an_automatic_rollback(cast_tx, grafana, run_jobs):
+def test_it_annotates_an_automatic_rollback_as_a_region_of_its_own(cast_tx, grafana, run_jobs):
+    good = make_release(cast_tx.service, version="1.4.1")
     deployment = make_deployment(make_release(cast_tx.service), cast_tx.prod, state=states.APPROVED)
     start_rollout(deployment)
-    deployment.transition(states.FAILED, kind="state", message="boom")
+    deployment.transition(states.FAILED, message="boom")
+    rollback = make_deployment(
+        good, cast_tx.prod, state=states.APPROVED, kind=Deployment.ROLLBACK, rolls_back=deployment, automatic=True
+    )
+    start_rollout(rollback)
+    rollback.transition(states.SUCCEEDED, message="Rolled back.")
     run_jobs()
-    deployment.transition(states.ROLLING_BACK, kind="state", message="undo")
-    deployment.transition(states.ROLLED_BACK, kind="state", message="undone")
-    run_jobs()
-    [annotation] = grafana.annotations
-    assert "outcome:rolled_back" in annotation["tags"]
-    assert "outcome:failed" not in annotation["tags"]
+    failed, rolled_back = sorted(grafana.annotations, key=lambda a: a["id"])
+    assert "outcome:failed" in failed["tags"]
+    assert {"rollback", "outcome:succeeded", "version:1.4.1"} <= set(rolled_back["tags"])
 
 
 def test_it_does_not_annotate_a_deployment_that_never_started(cast_tx, grafana, run_jobs):
@@ -258,7 +262,7 @@ def test_it_keeps_rolling_out_while_grafana_is_down_and_says_so(cast_tx, grafana
     grafana.set_fault(500, count=-1)
     deployment = make_deployment(make_release(cast_tx.service), cast_tx.prod, state=states.APPROVED)
     start_rollout(deployment)
-    run_jobs()
+    run_jobs(later=False)
     deployment.transition(states.SUCCEEDED, kind="state", message="done")
     deployment = Deployment.objects.get(pk=deployment.pk)
     assert deployment.state == states.SUCCEEDED
@@ -294,15 +298,3 @@ def test_it_shows_the_grafana_report_on_the_deployment_page(cast, client):
     page = client.get(f"/deployments/{deployment.pk}/").content.decode()
     assert "report-grafana" in page
     assert "Grafana answered 503." in page
-
-
-def run_scheduled_now():
-    """Move jobs waiting for their retry time (rq's scheduled registry) into the queue now."""
-    import django_rq
-
-    queue = django_rq.get_queue("default")
-    registry = queue.scheduled_job_registry
-    for job_id in registry.get_job_ids():
-        job = queue.fetch_job(job_id)
-        registry.remove(job)
-        queue.enqueue_job(job)

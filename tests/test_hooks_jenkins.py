@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from releases import states
 from releases.models import Build, Release, WebhookDelivery
 from releases.webhooks.jenkins import MAX_BODY
 from sandbox.jenkins import start
@@ -65,7 +66,7 @@ def test_it_records_a_signed_pipeline_report_and_makes_a_release(service, client
     response = post(client, body, sign(body))
     assert response.status_code == 200
     build = Build.objects.get()
-    assert (build.trigger, build.number, build.state, build.service) == ("jenkins", 12, Build.SUCCEEDED, service)
+    assert (build.trigger, build.number, build.state, build.service) == ("jenkins", 12, states.BUILD_SUCCEEDED, service)
     release = Release.objects.get()
     assert (release.version, release.git_sha, release.source) == ("1.4.2", SHA, "jenkins")
     assert release.image == "registry.example/storefront:1.4.2"
@@ -86,7 +87,7 @@ def test_it_makes_one_release_from_completed_and_finalized(service, client):
     for phase, status in (("STARTED", None), ("COMPLETED", "SUCCESS"), ("FINALIZED", "SUCCESS")):
         assert post(client, notification(phase, status), query=f"?token={SECRET}").status_code == 200
     build = Build.objects.get()
-    assert build.state == Build.SUCCEEDED
+    assert build.state == states.BUILD_SUCCEEDED
     assert build.test_summary["passed"] == 5
     assert Release.objects.get().version == "2.0.0"
     assert Release.objects.get().git_sha == SHA
@@ -95,7 +96,7 @@ def test_it_makes_one_release_from_completed_and_finalized(service, client):
 def test_it_records_a_failed_build_without_a_release(service, client):
     body = pipeline(status="FAILURE")
     assert post(client, body, sign(body)).status_code == 200
-    assert Build.objects.get().state == Build.FAILED
+    assert Build.objects.get().state == states.BUILD_FAILED
     assert not Release.objects.exists()
 
 
@@ -106,7 +107,7 @@ def test_it_matches_a_portal_build_by_its_queue_item(cast, service, client):
     mine.refresh_from_db()
     assert Build.objects.count() == 1
     assert mine.number == 12
-    assert mine.state == Build.SUCCEEDED
+    assert mine.state == states.BUILD_SUCCEEDED
 
 
 @pytest.mark.parametrize(
@@ -188,7 +189,7 @@ def test_it_records_what_the_sandbox_notification_plugin_sends(cast_tx, live_ser
         jenkins.stop()
     assert WebhookDelivery.objects.count() == 4  # QUEUED, STARTED, COMPLETED, FINALIZED
     build = Build.objects.get()
-    assert (build.trigger, build.number, build.state) == ("jenkins", 1, Build.SUCCEEDED)
+    assert (build.trigger, build.number, build.state) == ("jenkins", 1, states.BUILD_SUCCEEDED)
     release = Release.objects.get()
     assert (release.version, release.git_sha, release.test_summary["total"]) == ("5.0.0", SHA, 42)
 

@@ -51,7 +51,10 @@ def history(cast, service=None):
     )
     make_deployment(make_release(service), cast.dev)
     Build.objects.create(
-        job_name="storefront-build", state=Build.SUCCEEDED, started_at=now - timedelta(seconds=45), finished_at=now
+        job_name="storefront-build",
+        state=states.BUILD_SUCCEEDED,
+        started_at=now - timedelta(seconds=45),
+        finished_at=now,
     )
     WatcherHeartbeat.objects.update_or_create(
         name="watcher-1", defaults=dict(beat_at=now - timedelta(seconds=3), streams=9, reconnects=2, lag_seconds=0.25)

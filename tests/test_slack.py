@@ -11,7 +11,7 @@ from releases import flows, states
 from releases.models import Deployment
 from sandbox import slack as slack_sandbox
 from tests.factories import make_deployment, make_release
-from tests.test_grafana import run_scheduled_now
+from tests.support import run_scheduled_now
 
 
 @pytest.fixture
@@ -74,14 +74,25 @@ def test_it_tells_the_channel_a_rollout_failed_and_was_rolled_back(cast_tx, slac
     deployment.refresh_from_db()
     deployment.transition(states.ROLLING_OUT, kind="state", message="go")
     deployment.transition(states.FAILED, kind="state", message="boom", reason="Pods crash-loop.")
-    deployment.transition(states.ROLLING_BACK, kind="state", message="undo")
-    deployment.transition(states.ROLLED_BACK, kind="state", message="undone")
+    rollback = make_deployment(
+        previous,
+        cast_tx.prod,
+        state=states.APPROVED,
+        kind=Deployment.ROLLBACK,
+        rolls_back=deployment,
+        previous_release=deployment.release,
+        automatic=True,
+    )
+    rollback.transition(states.ROLLING_OUT, message="go back")
+    rollback.transition(states.SUCCEEDED, message="Rolled back.")
     run_jobs()
-    failed, rolled_back = slack.messages[1:]
+    failed, rolling_back, rolled_back = slack.messages[1:]
     assert failed["text"] == "Deploy failed: *Storefront* `1.4.2` → *Prod*"
     assert "Failed: Pods crash-loop." in blocks_text(failed)
-    assert rolled_back["text"] == "Rolled back: *Storefront* `1.4.2` → *Prod*"
-    assert "runs `1.4.1` again" in blocks_text(rolled_back)
+    assert rolling_back["text"] == "Rolling back *Storefront* `1.4.1` → *Prod*"
+    assert "Started automatically" in blocks_text(rolling_back)
+    assert rolled_back["text"] == "Rolled back: *Storefront* `1.4.1` → *Prod*"
+    assert "runs `1.4.1` again instead of `1.4.2`, rolled back automatically" in blocks_text(rolled_back)
 
 
 def test_it_uses_the_environment_webhook_when_it_has_one(cast_tx, slack, run_jobs):
@@ -140,9 +151,9 @@ def test_it_keeps_deploying_through_a_slack_outage_and_reports_failure(cast_tx, 
     slack.set_fault(500, count=1000)
     deployment = approved(cast_tx)
     deployment.transition(states.ROLLING_OUT, kind="state", message="go")
-    run_jobs()
+    run_jobs(later=False)
     deployment.transition(states.SUCCEEDED, kind="state", message="done")
-    run_jobs()
+    run_jobs(later=False)
     assert Deployment.objects.get(pk=deployment.pk).state == states.SUCCEEDED
     assert Deployment.objects.get(pk=deployment.pk).reports["slack"]["state"] == "retrying"
     for _ in range(10):  # every retry, now rather than after its backoff

@@ -264,12 +264,13 @@ def test_it_rolls_back_to_the_previous_release_without_approvals(cast):
     assert rollback.state == states.APPROVED
     assert [e.message for e in rollback.events.order_by("seq")] == [
         "alice rolled Storefront in Dev back from 1.1.0 to 1.0.0.",
-        "Rollbacks need no approval.",
+        "Rollbacks need no approval: they restore a release that ran here.",
     ]
 
 
 def test_it_rolls_back_even_where_approvals_and_promotion_are_required(cast):
     old, new = make_release(cast.service, version="1.0.0"), make_release(cast.service, version="1.1.0")
+    succeed_in(old, cast.prod)
     succeed_in(new, cast.prod, previous_release=old)
     client_for(cast.dave).post("/services/storefront/environments/prod/rollback/", {"reason": "1.1.0 breaks checkout"})
     assert Deployment.objects.get(kind=Deployment.ROLLBACK).state == states.APPROVED
@@ -279,7 +280,7 @@ def test_it_refuses_a_rollback_with_nothing_to_go_back_to(cast):
     succeed_in(make_release(cast.service), cast.dev)
     response = client_for(cast.alice).post("/services/storefront/environments/dev/rollback/")
     assert response.status_code == 403
-    assert "There is no earlier release of Storefront in Dev to go back to." in response.content.decode()
+    assert "There is no earlier good release of Storefront to go back to." in response.content.decode()
     assert not Deployment.objects.filter(kind=Deployment.ROLLBACK).exists()
 
 

@@ -13,16 +13,11 @@ import pytest
 
 from clusters.models import Workload
 from clusters.watcher import Watcher
-from releases import jobs, states
+from releases import states
 from releases.models import Deployment
-from tests import test_kube_rollouts as rollouts
+from releases.reconcile import reconcile
 from tests.factories import make_service
-from tests.test_kube_rollouts import NAME, REPO, cluster_image, connect, deploy, wait_state, wait_until
-
-# The rollout tests' fixtures, shared.
-make_sandbox = rollouts.make_sandbox
-sandbox = rollouts.sandbox
-kube_cast = rollouts.kube_cast
+from tests.support import NAME, REPO, cluster_image, connect, deploy, wait_state, wait_until
 
 
 class Proxy:
@@ -122,10 +117,10 @@ def state_of(deployment):
     return Deployment.objects.values_list("state", flat=True).get(pk=deployment.pk)
 
 
-def test_it_lists_again_after_410_gone_and_still_finishes_the_rollout(cast_tx, make_sandbox, started, run_jobs):
+def test_it_lists_again_after_410_gone_and_still_finishes_the_rollout(cast_tx, make_kube, started, run_jobs):
     # No bookmarks: a stream's version then lags behind writes to other kinds, so after a
     # compaction its next watch (every second here) is answered 410 Gone.
-    sandbox = make_sandbox(ready_after=1.0, bookmark_interval=600)
+    sandbox = make_kube(ready_after=1.0, bookmark_interval=600)
     cast = connect(cast_tx, sandbox)
     watcher = started(watch_timeout=1)
     wait_until(lambda: watcher.relists >= 9)
@@ -137,8 +132,8 @@ def test_it_lists_again_after_410_gone_and_still_finishes_the_rollout(cast_tx, m
     assert Workload.objects.get(environment=cast.dev, name=NAME).image == f"{REPO}:1.1.0"
 
 
-def test_it_reconnects_after_the_api_server_was_down_mid_rollout(cast_tx, make_sandbox, started, run_jobs):
-    sandbox = make_sandbox(ready_after=1.0)
+def test_it_reconnects_after_the_api_server_was_down_mid_rollout(cast_tx, make_kube, started, run_jobs):
+    sandbox = make_kube(ready_after=1.0)
     proxy = Proxy(sandbox.port).up()
     cast = connect(cast_tx, sandbox)
     cast.cluster.api_url = proxy.url
@@ -157,12 +152,12 @@ def test_it_reconnects_after_the_api_server_was_down_mid_rollout(cast_tx, make_s
     wait_until(lambda: watcher.open_streams() == 9)
 
 
-def test_it_relists_when_the_api_server_comes_back_with_other_state(cast_tx, make_sandbox, started):
+def test_it_relists_when_the_api_server_comes_back_with_other_state(cast_tx, make_kube, started):
     # The sandbox keeps its objects in memory and cannot restart with them: a new one starts from
     # its seed, with new uids and resourceVersions. Its stop() also leaves open watches hanging
     # (it closes no connection), so the proxy plays the process exit. The watcher must drop the
     # old picture and list again.
-    first = make_sandbox()
+    first = make_kube()
     proxy = Proxy(first.port).up()
     cast = connect(cast_tx, first)
     cast.cluster.api_url = proxy.url
@@ -174,17 +169,15 @@ def test_it_relists_when_the_api_server_comes_back_with_other_state(cast_tx, mak
     # Wait until every stream saw the outage. (A server that comes back faster must refuse a
     # watch from the old, now too large, resourceVersion; the sandbox accepts it and stays silent.)
     wait_until(lambda: watcher.open_streams() == 0 and watcher.reconnects >= 9)
-    second = make_sandbox(replicas=2)
+    second = make_kube(replicas=2)
     Proxy(second.port, port=proxy.port).up()
     second.wait_for(lambda c: second.rollout_complete("dev", NAME), timeout=10)
     wait_until(lambda: Workload.objects.filter(environment=cast.dev, name=NAME, replicas=2, available=2).exists())
     wait_until(lambda: watcher.open_streams() == 9)
 
 
-def test_it_loses_nothing_when_the_watcher_is_killed_and_restarted_mid_rollout(
-    cast_tx, make_sandbox, started, run_jobs
-):
-    sandbox = make_sandbox(ready_after=1.0)
+def test_it_loses_nothing_when_the_watcher_is_killed_and_restarted_mid_rollout(cast_tx, make_kube, started, run_jobs):
+    sandbox = make_kube(ready_after=1.0)
     kube_cast = connect(cast_tx, sandbox)
     first = started()
     wait_until(lambda: first.open_streams() == 9)
@@ -199,44 +192,42 @@ def test_it_loses_nothing_when_the_watcher_is_killed_and_restarted_mid_rollout(
     assert Workload.objects.get(environment=kube_cast.dev, name=NAME).expected_image == f"{REPO}:1.1.0"
 
 
-def test_it_finishes_a_rollout_with_the_reconcile_job_alone(cast_tx, make_sandbox, run_jobs, settings):
-    sandbox = make_sandbox(ready_after=1.0)
+def test_it_finishes_a_rollout_with_the_reconcile_job_alone(cast_tx, make_kube, run_jobs, settings):
+    sandbox = make_kube(ready_after=1.0)
     kube_cast = connect(cast_tx, sandbox)
     deployment = rolling(kube_cast, run_jobs)
     sandbox.wait_for(lambda c: sandbox.rollout_complete("dev", NAME), timeout=10)
     assert state_of(deployment) == states.ROLLING_OUT
 
     settings.RECONCILE_INTERVAL_SECONDS = 0  # everything counts as not observed lately
-    counts = jobs.reconcile()
+    counts = reconcile()
     assert counts["observed"] == 1
     deployment.refresh_from_db()
     assert deployment.state == states.SUCCEEDED
     assert Workload.objects.get(environment=kube_cast.dev, name=NAME).expected_image == f"{REPO}:1.1.0"
 
 
-def test_it_restarts_an_approved_deployment_whose_job_was_lost(kube_cast, sandbox, run_jobs, settings):
+def test_it_restarts_an_approved_deployment_whose_job_was_lost(kube_cast, kube, run_jobs, settings):
     deployment = deploy(kube_cast, "1.1.0")
     import django_rq
 
     django_rq.get_queue("default").empty()  # the doorbell was lost
     settings.RECONCILE_INTERVAL_SECONDS = 0
     Deployment.objects.filter(pk=deployment.pk).update(created_at=deployment.created_at.replace(year=2020))
-    assert jobs.reconcile()["restarted"] == 1
+    assert reconcile()["restarted"] == 1
     run_jobs()
     assert state_of(deployment) in (states.ROLLING_OUT, states.SUCCEEDED)
-    assert cluster_image(sandbox) == f"{REPO}:1.1.0"
+    assert cluster_image(kube) == f"{REPO}:1.1.0"
 
 
-def test_it_holds_three_watch_connections_per_namespace_however_many_rollouts_run(
-    kube_cast, sandbox, started, run_jobs
-):
+def test_it_holds_three_watch_connections_per_namespace_however_many_rollouts_run(kube_cast, kube, started, run_jobs):
     services = [kube_cast.service]
     for n in range(4):
         service = make_service(slug=f"shop-{n}", image_repository=f"registry.example/shop-{n}")
-        sandbox.create_deployment("dev", service.k8s_deployment, f"{service.image_repository}:1.0.0", replicas=3)
+        kube.create_deployment("dev", service.k8s_deployment, f"{service.image_repository}:1.0.0", replicas=3)
         services.append(service)
     watcher = started()
-    wait_until(lambda: watch_requests(sandbox) == 9 and open_at_server(sandbox) == 9)
+    wait_until(lambda: watch_requests(kube) == 9 and open_at_server(kube) == 9)
 
     deployments = []
     for service in services:
@@ -246,12 +237,12 @@ def test_it_holds_three_watch_connections_per_namespace_however_many_rollouts_ru
     open_during = []
 
     def all_done():
-        open_during.append(open_at_server(sandbox))
+        open_during.append(open_at_server(kube))
         return all(state_of(d) == states.SUCCEEDED for d in deployments)
 
     wait_until(all_done, timeout=15)
     assert set(open_during) == {9}  # 3 namespaces × (deployments, replicasets, pods)
-    assert watch_requests(sandbox) == 9  # none opened for any rollout
+    assert watch_requests(kube) == 9  # none opened for any rollout
     assert watcher.open_streams() == 9
 
 

@@ -65,6 +65,16 @@ class LogChunk:
     size: int  # bytes received, for the tailing benchmark
 
 
+def lines(text: str) -> list[str]:
+    """Console text as lines (Jenkins sends whole lines while a build runs; CRLF or LF)."""
+    if not text:
+        return []
+    parts = text.split("\n")
+    if parts[-1] == "":
+        parts.pop()
+    return [line.rstrip("\r") for line in parts]
+
+
 def configured() -> bool:
     return bool(settings.JENKINS_URL)
 
@@ -111,6 +121,28 @@ def build_info(job: str, number: int) -> BuildInfo:
         tests=_tests(doc.get("actions") or []),
         artifacts=[a.get("relativePath", "") for a in doc.get("artifacts") or []],
     )
+
+
+def find_run(job: str, parameter: str, value: str, recent: int = 10) -> QueueItem | None:
+    """The queue item or recent build of `job` whose `parameter` is `value`, if Jenkins has one.
+
+    What a job asks before triggering again after a crash or a retry: the portal passes its own
+    id as a parameter (DEPLOYMENT_ID, PORTAL_BUILD_ID), so a run it asked for earlier is found
+    rather than started twice.
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.get_queue_info
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.get_job_info
+    """
+    short_name = job.rstrip("/").split("/")[-1]
+    for item in _call("reading the queue", lambda server: server.get_queue_info()):
+        task = item.get("task") or {}
+        if task.get("name") == short_name and _parameters(item.get("actions") or []).get(parameter) == str(value):
+            return QueueItem(int(item["id"]), WAITING, why=item.get("why") or "")
+    info = _call(f"reading {job}", lambda server: server.get_job_info(job))
+    for ref in (info.get("builds") or [])[:recent]:
+        build = build_info(job, int(ref["number"]))
+        if build.parameters.get(parameter) == str(value):
+            return QueueItem(int(build.queue_id or 0), STARTED, number=build.number, url=build.url)
+    return None
 
 
 def progressive_log(job: str, number: int, start: int) -> LogChunk:

@@ -20,15 +20,6 @@ KINDS = ("deployments", "replicasets", "pods")
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 DEPLOYMENT_ID = "pampam.io/deployment-id"
 REVISION = "deployment.kubernetes.io/revision"
-# Annotations kubectl keeps on the Deployment when it restores an old template.
-_SKIP_ON_UNDO = {
-    "kubectl.kubernetes.io/last-applied-configuration",
-    REVISION,
-    "deployment.kubernetes.io/revision-history",
-    "deployment.kubernetes.io/desired-replicas",
-    "deployment.kubernetes.io/max-replicas",
-    "deprecated.deployment.rollback.to",
-}
 
 _clients: dict[tuple, client.ApiClient] = {}
 _lock = threading.Lock()
@@ -39,15 +30,6 @@ class Expired(IntegrationError):
 
     def __init__(self):
         super().__init__("resourceVersion too old (410 Gone): list again.", permanent=True)
-
-
-@dataclass
-class Restored:
-    """What `undo` put back: the revision, its images per container, the Deployment's new generation."""
-
-    revision: str
-    images: dict
-    generation: int
 
 
 @dataclass
@@ -162,6 +144,12 @@ def _owned_by(obj: dict, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
+def changed_by(deployment: dict) -> int | None:
+    """The portal deployment whose change this Deployment object carries (its id annotation)."""
+    value = (deployment.get("metadata", {}).get("annotations") or {}).get(DEPLOYMENT_ID, "")
+    return int(value) if value.isdigit() else None
+
+
 def set_image(cluster, namespace, name, container, image, *, change_cause: str, deployment_id: int) -> dict:
     """Point `container` at `image` with a strategic-merge patch, as `kubectl set image` does.
 
@@ -188,65 +176,6 @@ def set_paused(cluster, namespace: str, name: str, paused: bool) -> None:
     """Reference: PATCH …/deployments/{name} {"spec": {"paused": …}} (kubectl rollout pause/resume)."""
     apps = client.AppsV1Api(api_client(cluster))
     _call(f"pause {name}", apps.patch_namespaced_deployment, name, namespace, {"spec": {"paused": paused}})
-
-
-def undo(cluster, namespace: str, name: str, to_revision: str | None = None) -> Restored:
-    """Restore the pod template of an earlier revision, as `kubectl rollout undo` does.
-
-    Reference: kubectl's DeploymentRollbacker (pkg/polymorphichelpers/rollback.go): refuse a
-    paused Deployment, find the controlled ReplicaSet of the wanted revision (the one before the
-    current when none is given), then PATCH the Deployment with a JSON patch replacing
-    spec.template and the annotations. Restoring the template the Deployment already has is
-    a no-op, as kubectl's "skipped rollback".
-    """
-    snapshot = read_snapshot(cluster, namespace, name)
-    deployment = snapshot.deployment
-    if deployment.get("spec", {}).get("paused"):
-        raise IntegrationError(f"{name} is paused: resume it before rolling it back.", permanent=True)
-    current = (deployment["metadata"].get("annotations") or {}).get(REVISION, "")
-    target = _revision_to_restore(snapshot.replicasets, current, to_revision)
-    template = _without_hash(target["spec"]["template"])
-    restored = Restored(
-        revision=target["metadata"]["annotations"][REVISION],
-        images={c["name"]: c.get("image", "") for c in template.get("spec", {}).get("containers", [])},
-        generation=deployment["metadata"].get("generation", 0),
-    )
-    if template == _without_hash(deployment["spec"]["template"]):
-        return restored
-    annotations = {k: v for k, v in (deployment["metadata"].get("annotations") or {}).items() if k in _SKIP_ON_UNDO}
-    annotations.update(
-        {k: v for k, v in (target["metadata"].get("annotations") or {}).items() if k not in _SKIP_ON_UNDO}
-    )
-    patch = [
-        {"op": "replace", "path": "/spec/template", "value": template},
-        {"op": "replace", "path": "/metadata/annotations", "value": annotations},
-    ]
-    apps = client.AppsV1Api(api_client(cluster))
-    patched = _call(f"roll back {name}", apps.patch_namespaced_deployment, name, namespace, patch)
-    restored.generation = patched["metadata"].get("generation", restored.generation)
-    return restored
-
-
-def _without_hash(template: dict) -> dict:
-    metadata = dict(template.get("metadata") or {})
-    labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k != "pod-template-hash"}
-    return {**template, "metadata": {**metadata, "labels": labels}}
-
-
-def _revision_to_restore(replicasets: list[dict], current: str, wanted: str | None) -> dict:
-    by_revision = {}
-    for rs in replicasets:
-        revision = (rs["metadata"].get("annotations") or {}).get(REVISION)
-        if revision and revision.isdigit():
-            by_revision[int(revision)] = rs
-    if wanted:
-        if not wanted.isdigit() or int(wanted) not in by_revision:
-            raise IntegrationError(f"Revision {wanted} is no longer kept by the cluster.", permanent=True)
-        return by_revision[int(wanted)]
-    older = sorted(r for r in by_revision if not current.isdigit() or r < int(current))
-    if not older:
-        raise IntegrationError("There is no earlier revision to roll back to.", permanent=True)
-    return by_revision[older[-1]]
 
 
 def list_objects(cluster, namespace: str, kind: str) -> tuple[list[dict], str]:

@@ -39,8 +39,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from plumbing import weblinks
-from releases import builds
-from releases.models import Build, Service, WebhookDelivery
+from releases import builds, states
+from releases.models import Build, Entry, Service, WebhookDelivery
 from releases.webhooks.signatures import TooDeep, load_json, read_limited_body, verify_hmac_sha256
 
 # A whole console log in a notification (the plugin's Log = -1) fits; the log itself is ignored.
@@ -296,22 +296,21 @@ def _build_for(report: Report) -> Build:
             queue_id=report.queue_id,
             url=report.url,
             trigger="jenkins",
-            state=Build.RUNNING,
+            state=states.BUILD_RUNNING,
             parameters=report.params,
             version=(report.params.get("VERSION") or str(report.number))[:100],
             started_at=timezone.now(),
         )
-        builds.note(build, "started", f"Jenkins reported {report.job} #{report.number} (started outside the portal).")
+        build.log("started", f"Jenkins reported {report.job} #{report.number} (started outside the portal).")
     return build
 
 
 def _apply(build: Build, report: Report) -> None:
-    if build.state == Build.QUEUED:
-        builds.append(
-            build,
-            [("started", f"Jenkins started {report.job} #{report.number}.", {"number": report.number})],
-            where={"state": Build.QUEUED},
-            state=Build.RUNNING,
+    if build.state == states.BUILD_QUEUED:
+        build.append(
+            [Entry("started", f"Jenkins started {report.job} #{report.number}.", {"number": report.number})],
+            where={"state": states.BUILD_QUEUED},
+            state=states.BUILD_RUNNING,
             started_at=timezone.now(),
         )
     if report.phase in FINISHED and report.status:

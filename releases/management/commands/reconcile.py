@@ -3,7 +3,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from releases import jobs
+from releases.reconcile import reconcile
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, loop, **options):
         while True:
-            counts = jobs.reconcile()
+            counts = reconcile()
             self.stdout.write(f"reconciled: {counts}")
             if not loop:
                 return
