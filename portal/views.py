@@ -11,7 +11,7 @@ from releases import board
 
 
 def dashboard(request):
-    return render(request, "dashboard.html", board.dashboard())
+    return render(request, "dashboard.html", {**board.dashboard(), "watcher": watcher_status()})
 
 
 @login_not_required
@@ -22,10 +22,17 @@ def healthz(request):
 
 @login_not_required
 def readyz(request):
-    """Ready: the database and Redis answer and the cluster watcher has beaten recently."""
-    checks = {"database": _database_ok(), "redis": queues.redis_ok(), "watcher": _watcher_status()}
-    ready = checks["database"] and checks["redis"] and checks["watcher"]["ok"]
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    """Ready to serve pages: the database and Redis answer.
+
+    The cluster watcher is another process: when it is down the pages still work (they show a
+    banner and the reconciler reads rollouts straight from the cluster), so its state is reported
+    here for information and in /metrics for alerting (pampam_watcher_up), but never takes the
+    web pods out of the load balancer.
+    """
+    checks = {"database": _database_ok(), "redis": queues.redis_ok()}
+    ready = checks["database"] and checks["redis"]
+    body = {"status": "ok" if ready else "unavailable", "checks": checks, "watcher": watcher_status()}
+    return JsonResponse(body, status=200 if ready else 503)
 
 
 def _database_ok() -> bool:
@@ -37,7 +44,8 @@ def _database_ok() -> bool:
         return False
 
 
-def _watcher_status() -> dict:
+def watcher_status() -> dict:
+    """Is the cluster watcher beating? (`ok`, with the heartbeat's age, streams and reconnects.)"""
     try:
         beat = WatcherHeartbeat.objects.order_by("-beat_at").first()
     except Exception:  # noqa: BLE001

@@ -84,8 +84,10 @@ def _record_before(deployment: Deployment, job: str) -> bool:
             "revision_before": (current["metadata"].get("annotations") or {}).get(kube.REVISION, ""),
             "baseline": rollout.progressing_condition((current.get("status") or {}).get("conditions")),
         }
-    except IntegrationError:
-        pass  # the deploy job may create the Deployment; nothing to compare with then
+    except IntegrationError as error:
+        if not error.permanent:
+            raise  # retried: what runs before the change is worth knowing (a cancel restores it)
+        # No such Deployment yet: the deploy job may create it; nothing to compare with then.
     asked = Deployment.objects.filter(pk=deployment.pk, state=states.APPROVED).update(
         jenkins_asked_at=timezone.now(), **before
     )
@@ -200,8 +202,37 @@ def _cancel_quietly(item: jenkins.QueueItem) -> None:
 
 
 def _stop_quietly(deployment: Deployment) -> None:
+    _stop_quietly_build(deployment.environment.jenkins_deploy_job, deployment.jenkins_build_number)
+
+
+def ensure_stopped(deployment: Deployment) -> None:
+    """Before a cancelled deployment's rollout is stopped, its Jenkins job must be over: a job
+    still queued or running could patch the cluster after the stop. Asks Jenkins to end it and
+    raises a transient error (the stop is retried) until Jenkins says it ended."""
+    if not deployment.jenkins_queue_id and not deployment.jenkins_asked_at:
+        return
+    job = deployment.environment.jenkins_deploy_job
+    number = deployment.jenkins_build_number
+    if number is None:
+        item = (
+            jenkins.queue_item(deployment.jenkins_queue_id)
+            if deployment.jenkins_queue_id
+            else jenkins.find_run(job, ID_PARAMETER, str(deployment.pk))
+        )
+        if item is None or item.state == jenkins.CANCELLED:
+            return
+        if item.state == jenkins.WAITING:
+            _cancel_quietly(item)
+            raise IntegrationError(f"The Jenkins job {job} was still queued; it was asked to stop.")
+        number = item.number
+    if jenkins.build_info(job, number).building:
+        _stop_quietly_build(job, number)
+        raise IntegrationError(f"The Jenkins job {job} #{number} was still running; it was asked to stop.")
+
+
+def _stop_quietly_build(job: str, number: int) -> None:
     try:
-        jenkins.stop_build(deployment.environment.jenkins_deploy_job, deployment.jenkins_build_number)
+        jenkins.stop_build(job, number)
     except IntegrationError:
         pass
 

@@ -155,6 +155,8 @@ def stop_rollout(pk: int) -> None:
     env, service = deployment.environment, deployment.service
     where = f"{env.namespace}/{service.k8s_deployment}"
     try:
+        # A deploy job still running could change the cluster after the stop: end it first.
+        deploy_jobs.ensure_stopped(deployment)
         current = kube.read_deployment(env.cluster, env.namespace, service.k8s_deployment)
         if kube.changed_by(current) != deployment.pk:
             done = "The cluster never ran it; nothing to stop."

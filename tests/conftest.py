@@ -11,9 +11,28 @@ import time
 
 import pytest
 from django.conf import settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from tests import support
 from tests.factories import make_cast
+
+# Hypothesis: the normal suite runs a fixed set of sequences (the same on every run, so CI is
+# repeatable); `pytest --hypothesis-profile=long` explores many more, longer, new ones.
+_SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+hypothesis_settings.register_profile(
+    "default",
+    max_examples=15,
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=_SLOW_IS_FINE,
+)
+hypothesis_settings.register_profile(
+    "long", max_examples=200, stateful_step_count=60, deadline=None, suppress_health_check=_SLOW_IS_FINE
+)
+hypothesis_settings.load_profile("default")
 
 
 def pytest_configure(config):
@@ -81,20 +100,22 @@ def run_jobs():
 
     Jobs scheduled for later (a poll of Jenkins, a retry after backoff) are brought forward,
     so a test never waits for their time. With `until`, it runs until `until()` holds; with
-    `later=False`, it runs only what is queued now (to look at a job waiting for its retry).
+    `later=False`, it runs only what is queued now (to look at a job waiting for its retry); with
+    `real_time=True`, scheduled jobs run when their time comes, as rq's scheduler runs them.
     """
     import django_rq
     from rq import SimpleWorker
 
-    def run(until=None, timeout=support.DEADLINE, later=True):
+    def run(until=None, timeout=support.DEADLINE, later=True, real_time=False):
         queue = django_rq.get_queue("default")
         deadline = time.monotonic() + timeout
         while True:
             SimpleWorker([queue], connection=queue.connection).work(burst=True, with_scheduler=False)
             if (until is not None and until()) or not later:
                 return
-            moved = support.run_scheduled_now()
-            if until is None and not moved:
+            moved = support.run_scheduled_now(due_only=real_time)
+            waiting = real_time and django_rq.get_queue("default").scheduled_job_registry.count
+            if until is None and not moved and not waiting:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"jobs did not settle within {timeout}s")

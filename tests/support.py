@@ -38,12 +38,14 @@ def wait_until(predicate, timeout: float = DEADLINE, step: float = 0.02):
         time.sleep(step)
 
 
-def run_scheduled_now() -> int:
-    """Move jobs waiting for their time (retries, polls) into the queue now; how many moved."""
+def run_scheduled_now(due_only: bool = False) -> int:
+    """Move jobs waiting for their time (retries, polls) into the queue now, or only those whose
+    time has come (`due_only`, as rq's scheduler does); how many moved."""
     queue = django_rq.get_queue("default")
     registry = queue.scheduled_job_registry
+    ids = registry.get_jobs_to_schedule(int(time.time())) if due_only else registry.get_job_ids()
     moved = 0
-    for job in Job.fetch_many(registry.get_job_ids(), connection=queue.connection):
+    for job in Job.fetch_many(ids, connection=queue.connection):
         if job is not None:
             registry.remove(job)
             queue.enqueue_job(job)

@@ -235,18 +235,18 @@ def test_it_flags_drift_when_someone_changes_the_image_behind_the_portals_back(
     assert f'⚠ drift: cluster runs <span class="mono">{REPO}:hotfix</span>' in service_page
 
 
-def test_it_reports_ready_while_the_watcher_beats_and_unavailable_when_it_stops(kube_cast, watcher, client):
+def test_it_reports_the_watcher_beating_then_stopped_while_staying_ready(kube_cast, watcher, client):
     wait_until(lambda: WatcherHeartbeat.objects.filter(name="test-watcher").exists())
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"]["watcher"]["ok"] is True
-    assert response.json()["checks"]["watcher"]["streams"] == 9  # 3 namespaces × 3 kinds
+    assert response.json()["watcher"]["ok"] is True
+    assert response.json()["watcher"]["streams"] == 9  # 3 namespaces × 3 kinds
 
     watcher.shutdown()
     WatcherHeartbeat.objects.update(beat_at=timezone.now() - timedelta(minutes=5))
     response = client.get("/readyz")
-    assert response.status_code == 503
-    assert response.json()["checks"]["watcher"]["ok"] is False
+    assert response.status_code == 200  # a web process does not need the watcher to serve
+    assert response.json()["watcher"]["ok"] is False
 
 
 # ------------------------------------------------------------------------------ jenkins deploy jobs

@@ -128,3 +128,19 @@ def test_it_passes_promtool_check_metrics(cast, client, token):
     checked = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
     assert body.count(b"# TYPE pampam_") >= 14
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool is not installed (apt-get install prometheus)")
+def test_it_ships_alert_rules_that_promtool_accepts_and_that_read_real_series(cast, client, token):
+    import re
+    from pathlib import Path
+
+    rules = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
+    checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    history(cast)
+    WatcherHeartbeat.objects.create(name="w", beat_at=timezone.now())
+    exposed = set(re.findall(r"^# TYPE (pampam_\w+)", scrape(client).content.decode(), re.M))
+    used = set(re.findall(r"\b(pampam_\w+)\b", rules.read_text()))
+    assert used <= exposed, used - exposed
+    assert {"pampam_watcher_up", "pampam_deployment_in_flight_seconds", "pampam_followups_pending"} <= used

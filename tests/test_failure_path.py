@@ -1,0 +1,204 @@
+"""The failure path, end to end: each finding of the failure-path review, reproduced against the
+sandbox cluster with the real client, then shown fixed.
+
+Jobs run as the worker runs them (`run_jobs`, retries brought forward); the watcher runs in
+threads where a test needs the cluster watched.
+"""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from clusters.models import Workload
+from plumbing.integrations import kube as kube_api
+from releases import flows, jobs, states
+from releases.models import Deployment
+from releases.reconcile import reconcile
+from tests.factories import make_release
+from tests.support import NAME, REPO, cluster_image, connect, deploy, revision, wait_state, wait_until
+
+
+def progressing_reason(sandbox) -> str:
+    conditions = sandbox.deployment("dev", NAME).get("status", {}).get("conditions") or []
+    return next((c.get("reason", "") for c in conditions if c["type"] == "Progressing"), "")
+
+
+def patches(sandbox) -> int:
+    return sum(r["method"] == "PATCH" for r in list(sandbox.requests_log))
+
+
+def test_it_judges_a_rollback_after_a_timed_out_rollout_by_the_rollback_itself(cast_tx, make_kube, run_jobs):
+    """Finding 1: the Progressing condition the failed rollout left said "exceeded its progress
+    deadline", and the rollback was failed on it before the controller had seen the rollback."""
+    sandbox = make_kube(ready_after=0.2, replicas=1, progressDeadlineSeconds=3)
+    cast = connect(cast_tx, sandbox)
+    from clusters.watcher import Watcher
+
+    watcher = Watcher(name="t", heartbeat_seconds=0.2).start()
+    try:
+        broken = deploy(cast, "1.1.0-missing")
+        run_jobs()
+        wait_state(broken, states.FAILED)
+        sandbox.wait_for(lambda c: progressing_reason(sandbox) == "ProgressDeadlineExceeded", timeout=60)
+
+        rollback = flows.rollback(cast.alice, cast.service, cast.dev)
+        run_jobs()
+        rollback = wait_state(rollback, states.SUCCEEDED, states.FAILED)
+    finally:
+        watcher.shutdown()
+    assert rollback.state == states.SUCCEEDED, rollback.reason
+    assert rollback.state_label == "Rolled back"
+    assert cluster_image(sandbox) == f"{REPO}:1.0.0"
+    assert rollback.baseline["reason"] == "ProgressDeadlineExceeded"
+
+
+def test_it_retries_a_patch_while_the_api_server_is_unreachable(kube_cast, kube, watcher, run_jobs):
+    """Finding 4/5: the API unreachable at approval failed the deployment at once, with no retry."""
+    kube.pause_http(seconds=3)
+    deployment = deploy(kube_cast, "1.1.0")
+    # Retries at their real times (about 2 s, then 5 s later): the second one finds the API back.
+    run_jobs(until=lambda: Deployment.objects.get(pk=deployment.pk).state != states.APPROVED, real_time=True)
+    deployment = wait_state(deployment, states.SUCCEEDED)
+    retry = deployment.events.get(kind="retry")
+    assert "Kubernetes could not be reached" in retry.message
+    assert cluster_image(kube) == f"{REPO}:1.1.0"
+
+
+def test_it_does_not_patch_twice_after_a_worker_died_between_its_patch_and_its_commit(kube_cast, kube, run_jobs):
+    """Finding 5: the re-run read the already-patched object and stored its own revision as the
+    revision before; two PATCHes were sent."""
+    deployment = deploy(kube_cast, "1.1.0")
+    # What the killed worker did before dying: record the state before, then PATCH.
+    current = kube_api.read_deployment(kube_cast.cluster, "dev", NAME)
+    jobs._record_before(deployment, current)
+    kube_api.set_image(
+        kube_cast.cluster,
+        "dev",
+        NAME,
+        NAME,
+        deployment.release.image,
+        change_cause=jobs.change_cause(deployment),
+        deployment_id=deployment.pk,
+    )
+    kube.wait_for(lambda c: revision(kube) == "2", timeout=30)
+    sent = patches(kube)
+
+    run_jobs()  # the doorbell rings again (the reconciler, or RQ's retry)
+    deployment.refresh_from_db()
+    assert deployment.state in (states.ROLLING_OUT, states.SUCCEEDED)
+    assert patches(kube) == sent  # found its own change instead of repeating it
+    assert (deployment.revision_before, deployment.image_before) == ("1", f"{REPO}:1.0.0")
+
+
+def test_it_undoes_a_patch_that_landed_after_the_cancel(kube_cast, kube, run_jobs):
+    """A change and its transition never disagree: cancelled while the PATCH was in flight."""
+    deployment = deploy(kube_cast, "1.1.0")
+    current = kube_api.read_deployment(kube_cast.cluster, "dev", NAME)
+    jobs._record_before(deployment, current)
+    flows.cancel(kube_cast.alice, deployment, "Wrong build.")
+    run_jobs()  # the stop runs first: nothing of ours in the cluster yet
+    deployment.refresh_from_db()
+    assert deployment.followup == ""
+    patched = kube_api.set_image(
+        kube_cast.cluster,
+        "dev",
+        NAME,
+        NAME,
+        deployment.release.image,
+        change_cause=jobs.change_cause(deployment),
+        deployment_id=deployment.pk,
+    )
+    jobs._rolling_out(deployment, patched)  # the late worker's transition is refused...
+    run_jobs()
+    deployment.refresh_from_db()
+    assert deployment.state == states.CANCELLED
+    assert cluster_image(kube) == f"{REPO}:1.0.0"  # ...and its patch does not stay behind
+    assert deployment.events.filter(message="The change reached the cluster after the cancel; stopping it.").exists()
+
+
+def test_it_rings_a_stop_again_until_the_cluster_takes_it(cast_tx, make_kube, run_jobs, settings):
+    """Finding 4: a cancelled rollout whose stop did not go through had nothing to re-ring it."""
+    sandbox = make_kube(ready_after=5)
+    cast = connect(cast_tx, sandbox, wait=False)
+    deployment = deploy(cast, "1.1.0")
+    run_jobs()
+    sandbox.wait_for(lambda c: revision(sandbox) == "2", timeout=30)
+    sandbox.pause_http()
+    deployment.refresh_from_db()
+    flows.cancel(cast.alice, deployment, "Wrong build.")
+    run_jobs()  # every retry fails: the API server is down
+    deployment.refresh_from_db()
+    assert deployment.followup == Deployment.STOP
+    sandbox.resume_http()
+    assert reconcile()["followups"] == 1
+    run_jobs()
+    deployment.refresh_from_db()
+    assert deployment.followup == ""
+    assert cluster_image(sandbox) == f"{REPO}:1.0.0"
+    assert reconcile()["followups"] == 0
+
+
+def test_it_closes_a_superseded_failure_once_and_never_undoes_the_newer_deployment(kube_cast, kube, watcher, run_jobs):
+    """Finding 5: a lost auto-rollback job, re-rung after a newer release went out, patched prod
+    back to an old image and then raised IntegrityError."""
+    kube_cast.dev.auto_rollback = True
+    kube_cast.dev.save()
+    crashed = deploy(kube_cast, "1.1.0-crash")
+    run_jobs()
+    crashed = wait_state(crashed, states.FAILED)  # the watcher fails it; its auto-rollback job is queued...
+    assert crashed.followup == Deployment.AUTO_ROLLBACK
+    import django_rq
+
+    django_rq.get_queue("default").empty()  # ...and lost (a worker killed, Redis restarted)
+    newer = deploy(kube_cast, "1.2.0")
+    newer = wait_state(newer, states.SUCCEEDED, run_jobs=run_jobs)
+
+    for _ in range(3):  # the reconciler rings the lost bell, again and again
+        reconcile()
+        run_jobs()
+    crashed.refresh_from_db()
+    assert crashed.followup == ""
+    assert crashed.events.filter(kind="rollback", message__contains=f"deployment #{newer.pk}").count() == 1
+    assert not Deployment.objects.filter(kind=Deployment.ROLLBACK).exists()
+    assert cluster_image(kube) == f"{REPO}:1.2.0"
+
+
+def test_it_rolls_a_second_crash_back_to_the_last_good_release_not_the_first_crash(kube_cast, kube, watcher, run_jobs):
+    """Finding 2: auto-rollback re-installed the crashing image of the previous failure."""
+    kube_cast.dev.auto_rollback = True
+    kube_cast.dev.save()
+    for version in ("1.1.0-crash", "1.2.0-crash"):
+        crashed = deploy(kube_cast, version)
+        run_jobs(until=lambda crashed=crashed: Deployment.objects.filter(rolls_back=crashed).exists())
+        rollback = Deployment.objects.get(rolls_back=crashed)
+        rollback = wait_state(rollback, states.SUCCEEDED, run_jobs=run_jobs)
+        assert rollback.release.version == "1.0.0"
+        assert cluster_image(kube) == f"{REPO}:1.0.0"
+    workload = Workload.objects.get(environment=kube_cast.dev, name=NAME)
+    assert workload.image == workload.expected_image == f"{REPO}:1.0.0"
+
+
+def test_it_never_rolls_a_failed_rollback_back_again(kube_cast, kube, watcher, run_jobs):
+    kube_cast.dev.auto_rollback = True
+    kube_cast.dev.save()
+    good = make_release(kube_cast.service, version="0.9.0-crash")  # "last good" here crashes too
+    Deployment.objects.filter(release__version="1.0.0").update(release=good)
+    crashed = deploy(kube_cast, "1.1.0-crash")
+    run_jobs(until=lambda: Deployment.objects.filter(rolls_back=crashed).exists())
+    rollback = wait_state(Deployment.objects.get(rolls_back=crashed), states.FAILED, run_jobs=run_jobs)
+    assert rollback.state_label == "Rollback failed"
+    run_jobs()
+    assert Deployment.objects.filter(kind=Deployment.ROLLBACK).count() == 1
+    assert rollback.followup == ""
+
+
+def test_it_fails_a_rollout_nobody_saw_finish_once_past_its_deadline(kube_cast, kube, run_jobs, settings):
+    deployment = deploy(kube_cast, "1.1.0")
+    run_jobs()
+    Deployment.objects.filter(pk=deployment.pk).update(
+        observed_at=timezone.now() - timedelta(hours=1), state=states.ROLLING_OUT
+    )
+    kube.pause_http()
+    reconcile()
+    deployment = wait_until(lambda: Deployment.objects.filter(pk=deployment.pk, state=states.FAILED).first())
+    assert deployment.reason.startswith("No progress seen for")
