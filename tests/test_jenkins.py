@@ -326,7 +326,11 @@ def test_it_reconciles_builds_nobody_follows(cast_tx):
 
 
 @pytest.fixture
-def jenkins_dev(cast_tx):
+def jenkins_dev(cast_tx, kube):
+    """Dev deploys through the Jenkins job `deploy-web`; the portal reads the sandbox cluster
+    (what runs before each change) while the job itself only logs what it would do."""
+    cast_tx.cluster.api_url = kube.url
+    cast_tx.cluster.save()
     cast_tx.dev.deploy_via = cast_tx.dev.JENKINS
     cast_tx.dev.jenkins_deploy_job = "deploy-web"
     cast_tx.dev.save()
