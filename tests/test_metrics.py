@@ -130,13 +130,13 @@ def test_it_passes_promtool_check_metrics(cast, client, token):
     assert body.count(b"# TYPE pampam_") >= 14
 
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool is not installed (apt-get install prometheus)")
 def test_it_ships_alert_rules_that_promtool_accepts_and_that_read_real_series(cast, client, token):
     import re
     from pathlib import Path
 
+    promtool = require_tool("promtool")
     rules = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
-    checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, timeout=30)
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, timeout=30)
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
     history(cast)
     WatcherHeartbeat.objects.create(name="w", beat_at=timezone.now())
