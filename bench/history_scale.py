@@ -73,7 +73,7 @@ def database_exists() -> bool:
 
 # --- seeding ------------------------------------------------------------------------------------
 
-STATES = [("succeeded", 82), ("failed", 6), ("rolled_back", 3), ("cancelled", 5), ("rejected", 4)]
+STATES = [("succeeded", 82), ("failed", 9), ("cancelled", 5), ("rejected", 4)]
 
 
 class Seeder:
@@ -259,12 +259,15 @@ class Seeder:
         cols = (
             "id, service_id, environment_id, release_id, previous_release_id, kind, state, required_approvals, "
             "created_at, started_at, finished_at, requested_by_id, reason, override_reason, jenkins_build_url, "
-            "jenkins_log_offset, revision_before, revision_after, progress, downtime, last_seq, reports"
+            "jenkins_log_offset, revision_before, revision_after, progress, downtime, last_seq, reports, "
+            "automatic, image_before, baseline, followup"
         )
         with cur.copy(f"COPY releases_deployment ({cols}) FROM STDIN") as copy:
             for row in rows:
                 requester = rng.choice(self.users[:150])
-                copy.write_row((*row, requester, "", "", "", 0, "", "", "{}", "{}", self.events_per, "{}"))
+                copy.write_row(
+                    (*row, requester, "", "", "", 0, "", "", "{}", "{}", self.events_per, "{}", False, "", "{}", "")
+                )
 
     def approvals(self, cur) -> None:
         """Approvers' decisions: as many approvals as required, one rejection on rejected ones."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from django.db import close_old_connections, connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from clusters import rollout
 from clusters.models import Cluster, Environment, WatcherHeartbeat, Workload
@@ -81,6 +82,17 @@ class Namespace:
     def deployment_names(self) -> list[str]:
         with self.lock:
             return [d["metadata"]["name"] for d in self.objects["deployments"].values()]
+
+
+def lag(obj: dict, last: float) -> float:
+    """Seconds from the API server's write of `obj` (its newest managedFields entry, which the
+    server stamps on every write, to the second) to now, when the change has been recorded."""
+    fields = (obj.get("metadata") or {}).get("managedFields") or []
+    stamps = [parse_datetime(f["time"]) for f in fields if isinstance(f.get("time"), str)]
+    stamps = [stamp for stamp in stamps if stamp is not None]
+    if not stamps:
+        return last
+    return max((timezone.now() - max(stamps)).total_seconds(), 0.0)
 
 
 def _controller(obj: dict) -> dict | None:
@@ -211,12 +223,11 @@ class Watcher:
                     version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if event_type in ("BOOKMARK", "ERROR"):
                         continue
-                    started = time.monotonic()
                     space.apply(kind, event_type, obj)
                     name = space.deployment_of(kind, obj)
                     if name:
                         self.refresh(space, name)
-                    self.lag = time.monotonic() - started
+                    self.lag = lag(obj, self.lag)
             finally:
                 with self.open_lock:
                     self.open.pop(key, None)

@@ -225,7 +225,7 @@ def test_it_matches_an_encoded_branch_job_to_the_build_the_portal_started(cast, 
         assert response.status_code == 200, response.json()
     build = Build.objects.get()
     assert build.pk == started.pk
-    assert (build.number, build.state, build.service) == (3, Build.SUCCEEDED, cast.service)
+    assert (build.number, build.state, build.service) == (3, states.BUILD_SUCCEEDED, cast.service)
     assert build.url == "http://jenkins.example/job/Store%20Front/job/release%252F1.2/3/"
     assert Release.objects.get().version == "1.2.0"
 
@@ -268,7 +268,7 @@ def test_it_matches_the_real_plugin_payload_of_a_portal_build_end_to_end(cast_tx
         f"{BRANCH_JOB}#1:{phase}" for phase in ("QUEUED", "STARTED", "COMPLETED", "FINALIZED")
     }
     build = Build.objects.get()  # no second build "started outside the portal"
-    assert (build.number, build.state, build.service) == (1, Build.SUCCEEDED, service)
+    assert (build.number, build.state, build.service) == (1, states.BUILD_SUCCEEDED, service)
     assert build.url.endswith("/job/Store%20Front/job/release%252F1.2/1/")
     assert build.release == Release.objects.get()
 
@@ -280,4 +280,4 @@ def test_it_accepts_a_notification_carrying_the_whole_log(service, client):
     assert len(body) > 4_000_000
     response = post(client, body, query=f"?token={SECRET}")
     assert response.status_code == 200
-    assert Build.objects.get().state == Build.SUCCEEDED
+    assert Build.objects.get().state == states.BUILD_SUCCEEDED

@@ -5,6 +5,7 @@ forward), or step by step where a test plays a crash between two steps.
 """
 
 import time
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -311,7 +312,7 @@ def test_it_shows_the_build_button_on_the_service_page(cast, client):
 def test_it_reconciles_builds_nobody_follows(cast_tx):
     import django_rq
 
-    old = timezone.now() - timezone.timedelta(minutes=10)
+    old = timezone.now() - timedelta(minutes=10)
     stale = Build.objects.create(job_name="a", queue_id=4, state="running", created_at=old)
     Build.objects.create(job_name="b", queue_id=5, state="running")  # fresh: being followed
     Build.objects.create(job_name="c", queue_id=6, state="succeeded", created_at=old)
@@ -457,7 +458,7 @@ def test_it_fails_a_deployment_whose_image_the_cluster_never_ran(cast_tx, jenkin
     deployment = approved(cast_tx, jenkins_dev)
     jobs.run_deployment(deployment.pk)
     follow_deploy_job(deployment)
-    Deployment.objects.filter(pk=deployment.pk).update(started_at=timezone.now() - timezone.timedelta(seconds=81))
+    Deployment.objects.filter(pk=deployment.pk).update(started_at=timezone.now() - timedelta(seconds=81))
     deploy_jobs.overdue(timezone.now())
     deployment.refresh_from_db()
     assert deployment.state == states.FAILED

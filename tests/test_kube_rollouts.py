@@ -91,7 +91,7 @@ def test_it_fails_a_rollout_past_its_progress_deadline(cast_tx, make_kube, run_j
     run_jobs()
     watcher = Watcher(name="deadline", heartbeat_seconds=0.2).start()
     try:
-        deployment = wait_state(deployment, states.FAILED, timeout=10)
+        deployment = wait_state(deployment, states.FAILED)
     finally:
         watcher.shutdown()
     assert 'Deployment "storefront" exceeded its progress deadline.' in deployment.reason
@@ -177,7 +177,7 @@ def start_slow_rollout(cast, sandbox, run_jobs, action):
     run_jobs()
     deployment.refresh_from_db()
     assert deployment.state == states.ROLLING_OUT
-    sandbox.wait_for(lambda c: revision(sandbox) == "2", timeout=5)
+    sandbox.wait_for(lambda c: revision(sandbox) == "2", timeout=60)
     flows.cancel(cast.alice, deployment, "Wrong build.")
     run_jobs()
     deployment.refresh_from_db()

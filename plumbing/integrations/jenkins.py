@@ -11,6 +11,7 @@ Wire details are in PROTOCOLS.md §2.
 import re
 import threading
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import jenkins
 import requests
@@ -155,7 +156,7 @@ def progressive_log(job: str, number: int, start: int) -> LogChunk:
     """
 
     def fetch(server: jenkins.Jenkins) -> requests.Response:
-        url = f"{_job_url(server, job)}{number}/logText/progressiveText?start={start}"
+        url = f"{_job_url(job)}{number}/logText/progressiveText?start={start}"
         return server.jenkins_request(requests.Request("GET", url))
 
     response = _call(f"reading the log of {job} #{number}", fetch)
@@ -255,9 +256,11 @@ def _forget(server: jenkins.Jenkins) -> None:
                 del _clients[key]
 
 
-def _job_url(server: jenkins.Jenkins, job: str) -> str:
-    folder_url, short_name = server._get_job_folder(job)
-    return server._build_url("%(folder_url)sjob/%(short_name)s/", {"folder_url": folder_url, "short_name": short_name})
+def _job_url(job: str) -> str:
+    """The job's URL as Jenkins builds it: `job/<name>/` per folder level, each name encoded
+    (a multibranch branch `release%2F1.2` becomes `job/release%252F1.2/`)."""
+    path = "".join(f"job/{quote(part, safe='')}/" for part in job.strip("/").split("/"))
+    return f"{settings.JENKINS_URL.rstrip('/')}/{path}"
 
 
 def _parameters(actions: list[dict]) -> dict[str, str]:
