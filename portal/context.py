@@ -1,25 +1,9 @@
 from django.utils.functional import SimpleLazyObject
 
-from releases import board, builds, states
-from releases.models import Build
-from releases.templatetags.jenkins_tags import TONES as BUILD_TONES
+from releases import board, states
 
-
-def _vocabulary() -> dict:
-    """Labels and tones of every state, for the scripts (base.html puts this in a json_script),
-    read from where the templates read them: releases.states and the Build model."""
-    deploy = {state: {"label": label, "tone": states.TONES[state]} for state, label in states.CHOICES}
-    return {
-        "deploy": deploy,
-        "rollback": deploy,
-        "build": {state: {"label": label, "tone": BUILD_TONES[state]} for state, label in Build.STATES},
-        "active": sorted(states.ACTIVE),
-        "final": sorted(states.FINAL),
-        "build_active": sorted(builds.ACTIVE),
-    }
-
-
-VOCABULARY = _vocabulary()
+# Labels and tones of every state, for the scripts (base.html puts it in a json_script).
+VOCABULARY = states.vocabulary()
 WAITING_LIMIT = 500
 
 
