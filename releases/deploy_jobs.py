@@ -138,12 +138,16 @@ def step(pk: int) -> bool:
 
 def _await_executor(deployment: Deployment) -> bool:
     job = deployment.environment.jenkins_deploy_job
-    if deployment.state != states.BUILDING:
+    if deployment.state == states.CANCELLED:
         _cancel_quietly(jenkins.QueueItem(deployment.jenkins_queue_id, jenkins.WAITING))
         return True
+    # Otherwise follow on, whatever the state: the cluster may have taken the image (rolling out,
+    # even succeeded) before this follower saw the build start, and the job's log still belongs
+    # in the timeline.
     item = jenkins.queue_item(deployment.jenkins_queue_id)
     if item.state == jenkins.CANCELLED:
-        tracking.fail(deployment, f"The Jenkins queue item for {job} was cancelled before the job started.")
+        if deployment.state == states.BUILDING:
+            tracking.fail(deployment, f"The Jenkins queue item for {job} was cancelled before the job started.")
         return True
     if item.state == jenkins.STARTED:
         with transaction.atomic():

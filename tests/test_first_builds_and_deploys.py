@@ -77,7 +77,7 @@ def test_it_builds_the_commit_main_names_and_the_release_names_it(cast, service,
     assert build.parameters["GIT_REF"] == head  # Jenkins builds exactly that commit, even if main moves
     builds.trigger_build(build.pk)
     build = finish(build)
-    assert build.state == Build.SUCCEEDED, list(build.events.values_list("message", flat=True))
+    assert build.state == states.BUILD_SUCCEEDED, list(build.events.values_list("message", flat=True))
     release = Release.objects.get(version="2.0.0")
     assert release.git_sha == head
     assert "main at " + head[:7] in build.events.get(kind="requested").message

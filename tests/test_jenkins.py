@@ -480,3 +480,17 @@ def test_it_retries_starting_the_deploy_job_then_fails_when_jenkins_is_down(cast
     assert deployment.state == states.FAILED
     assert f"Jenkins cannot be reached at {sandbox.url}" in deployment.reason
     assert deployment.events.filter(kind="retry").count() == 1  # said once, retried six times
+
+
+def test_it_keeps_following_a_deploy_job_whose_image_the_cluster_took_first(cast_tx, jenkins_dev, sandbox):
+    """The watcher can see the new image (→ rolling out) before the follower sees the build start:
+    the job's log still belongs in the timeline, and nothing is cancelled."""
+    deployment = approved(cast_tx, jenkins_dev)
+    jobs.run_deployment(deployment.pk)
+    deployment.refresh_from_db()
+    deployment.transition(states.ROLLING_OUT, message="The cluster took the new image; rolling out.")
+    deployment = follow_deploy_job(deployment)
+    assert deployment.state == states.ROLLING_OUT
+    logged = list(deployment.events.filter(kind="log").values_list("message", flat=True))
+    assert logged == sandbox.console("deploy-web", 1).splitlines()
+    assert not sandbox.get_build("deploy-web", 1).aborted_by

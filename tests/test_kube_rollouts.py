@@ -271,7 +271,9 @@ def test_it_deploys_through_a_jenkins_job_that_patches_the_cluster(kube_cast, ku
         events = list(deployment.events.order_by("seq"))
         transitions = [e.data["to"] for e in events if e.kind == "state"]
         assert transitions == [states.APPROVED, states.BUILDING, states.ROLLING_OUT, states.SUCCEEDED]
-        assert any("kubectl set image deployment/storefront" in e.message for e in events if e.kind == "log")
+        assert any("kubectl set image deployment/storefront" in e.message for e in events if e.kind == "log"), [
+            (e.seq, e.kind, e.message[:80]) for e in events
+        ]
         assert deployment.jenkins_build_number == 1
     finally:
         jenkins.stop()

@@ -11,6 +11,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from tests.support import run_scheduled_now
+
 
 class Background:
     """Threads that stop when asked: uvicorn, the RQ worker loop, the cluster watcher."""
@@ -55,7 +57,8 @@ def serve(background: Background) -> str:
 
 
 def work_jobs(background: Background) -> None:
-    """RQ's SimpleWorker in bursts (its signal handlers only install in the main thread)."""
+    """RQ's SimpleWorker in bursts (its signal handlers only install in the main thread), with the
+    scheduler's part: jobs scheduled for later (polls, retries) run when their time comes."""
     import django_rq
     from django.db import close_old_connections, connections
     from rq import SimpleWorker
@@ -73,6 +76,7 @@ def work_jobs(background: Background) -> None:
     def loop():
         while not background.stop.is_set():
             worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+            run_scheduled_now(due_only=True)  # what `rqworker --with-scheduler` does
             close_old_connections()
             background.stop.wait(0.05)
         connections.close_all()
