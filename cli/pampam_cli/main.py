@@ -26,7 +26,7 @@ STOPPED = 4  # rejected or cancelled
 TIMED_OUT = 5  # still under way when --timeout ran out
 ERROR = 6  # anything else: bad or missing token, unknown object, bad input, portal unreachable
 
-OUTCOMES = {"succeeded": OK, "failed": FAILED, "rolled_back": FAILED, "rejected": STOPPED, "cancelled": STOPPED}
+OUTCOMES = {"succeeded": OK, "failed": FAILED, "rejected": STOPPED, "cancelled": STOPPED}
 LONG_POLL = 30  # seconds per wait request; the portal answers sooner when something happens
 
 

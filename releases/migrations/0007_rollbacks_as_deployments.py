@@ -15,7 +15,7 @@ def failed_stays_failed(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("clusters", "0001_initial"),
-        ("releases", "0005_environment_owns_history"),
+        ("releases", "0006_api_tokens"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
