@@ -333,6 +333,10 @@ class DeploymentSerializer(serializers.ModelSerializer):
     is_active = serializers.BooleanField()
     is_final = serializers.SerializerMethodField()
     requested_by = Username(allow_null=True)
+    rolls_back = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="For a rollback: the deployment it undoes."
+    )
+    automatic = serializers.BooleanField(help_text="Started by the portal itself (an automatic rollback).")
     progress = serializers.DictField(help_text="The last rollout snapshot: desired, updated, ready, available, …")
     web_url = WebUrl()
 
@@ -345,6 +349,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "release",
             "previous_release",
             "kind",
+            "rolls_back",
+            "automatic",
             "state",
             "state_label",
             "tone",

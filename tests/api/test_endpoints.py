@@ -466,13 +466,14 @@ def test_it_answers_409_when_cancelling_a_deployment_that_changed_meanwhile(cast
 def test_it_rolls_back_to_the_last_good_release(cast):
     good, bad = make_release(cast.service, version="1.0.0"), make_release(cast.service, version="1.1.0")
     succeed_in(good, cast.dev)
-    make_deployment(bad, cast.dev, state=states.FAILED, started_at=timezone.now(), finished_at=timezone.now())
+    failed = make_deployment(bad, cast.dev, state=states.FAILED, started_at=timezone.now(), finished_at=timezone.now())
     response = api_as(cast.alice, "deploy").post(
         "/api/v1/services/storefront/rollback/", {"environment": "dev", "reason": "5xx after 1.1.0"}, **JSON
     )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["kind"] == "rollback"
+    assert (body["rolls_back"], body["automatic"]) == (failed.pk, False)
     assert body["release"]["version"] == "1.0.0"
     assert body["state"] == "approved"
     assert Deployment.objects.get(pk=body["id"]).reason == "5xx after 1.1.0"
