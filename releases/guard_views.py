@@ -162,6 +162,6 @@ def environment_detail(request, slug):
             "lock_form": LockForm(initial={"environment": environment.slug}),
             "freeze_form": FreezeForm(initial={"environment": environment.slug}),
             "services": services,
-            "recent": environment.deployments.for_history().order_by("-id")[:20],
+            "recent": environment.deployments.for_history().with_rollbacks().order_by("-id")[:20],
         },
     )

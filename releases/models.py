@@ -195,6 +195,12 @@ class DeploymentQuerySet(models.QuerySet):
     def for_history(self):
         return self.select_related("service", "environment", "release", "requested_by")
 
+    def with_rollbacks(self):
+        """Each row with the rollbacks that undid it (one more query for a whole page), so a list
+        can say "1.4.0-crash failed → rolled back to 1.3.0 (automatic)"."""
+        rollbacks = Deployment.objects.select_related("release").order_by("id")
+        return self.prefetch_related(models.Prefetch("rollbacks", queryset=rollbacks))
+
     def of_pair(self, service, environment):
         return self.filter(service=service, environment=environment)
 

@@ -69,7 +69,7 @@ def service_detail(request, slug):
         {
             "service": service,
             "release_rows": release_rows,
-            "recent": service.deployments.for_history().order_by("-id")[:10],
+            "recent": service.deployments.for_history().with_rollbacks().order_by("-id")[:10],
             "cells": [(cell, offers[cell.environment.pk]) for cell in cells],
             "lockable": [e for e in environments if rules.can_lock(request.user, e)],
             "may_build": rules.can_build(request.user, service),
@@ -328,7 +328,7 @@ def _day_start(day, days=0):
 
 def history(request):
     form = HistoryFilter(request.GET or None)
-    deployments = Deployment.objects.for_history().order_by("-id")
+    deployments = Deployment.objects.for_history().with_rollbacks().order_by("-id")
     if form.is_bound and not form.is_valid():
         return render(request, "releases/history.html", {"form": form, "page": []}, status=400)
     data = form.cleaned_data if form.is_bound else {}

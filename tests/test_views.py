@@ -1,5 +1,6 @@
 """The pages through the HTTP client: 404s, invalid forms, double submits, rollback, history."""
 
+import re
 from datetime import datetime
 
 import pytest
@@ -432,3 +433,18 @@ def test_it_keeps_the_conflict_of_a_refusing_verdict():
     verdict.conflict = True
     verdict.refuse("Storefront already has deployment #7 rolling out in Prod.")
     assert rules.Refused(verdict).conflict is True
+
+
+def test_it_shows_in_history_that_a_failed_deployment_was_rolled_back_automatically(cast):
+    good, crash = make_release(cast.service, version="1.3.0"), make_release(cast.service, version="1.4.0-crash")
+    succeed_in(good, cast.dev)
+    failed = make_deployment(crash, cast.dev, state=states.FAILED, finished_at=timezone.now())
+    rollback = make_deployment(
+        good, cast.dev, state=states.SUCCEEDED, kind=Deployment.ROLLBACK, rolls_back=failed, automatic=True
+    )
+    html = client_for(cast.erin).get("/history/?service=storefront").content.decode()
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "1.4.0-crash Dev Failed → rolled back to 1.3.0 (automatic)" in text
+    assert f"1.3.0 rollback of #{failed.pk} Dev Rolled back" in text
+    assert f'href="/deployments/{rollback.pk}/"' in html
+    assert "the portal" in text
