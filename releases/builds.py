@@ -109,7 +109,7 @@ def trigger_build(pk: int) -> None:
         queue_id=item.id,
     )
     if queued is None:
-        _cancel_quietly(item.id)  # aborted while Jenkins was being asked
+        jenkins.cancel_quietly(item.id)  # aborted while Jenkins was being asked
         return
     follow_build(pk)
 
@@ -119,13 +119,6 @@ def _earlier_run(build: Build) -> jenkins.QueueItem | None:
     if item is not None:
         build.log("queued", f"Found the {build.job_name} run asked for earlier; following it instead of another.")
     return item
-
-
-def _cancel_quietly(queue_id: int) -> None:
-    try:
-        jenkins.cancel_queue_item(queue_id)
-    except IntegrationError:
-        pass  # the follower of a live item would see it run; a lost item is harmless
 
 
 def follow_build(pk: int) -> None:

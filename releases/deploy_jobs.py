@@ -39,15 +39,6 @@ def parameters(deployment: Deployment) -> dict[str, str]:
     }
 
 
-def _on_error(deployment: Deployment, error: IntegrationError, what: str) -> None:
-    queues.retry_or_give_up(
-        error,
-        transient=not error.permanent,
-        give_up=lambda: tracking.fail(deployment, f"{what} failed: {error}"),
-        note=lambda message: deployment.log("retry", f"{what} failed. {message}"),
-    )
-
-
 def start(deployment: Deployment) -> None:
     """Start the environment's deploy job for an approved deployment (→ building), then follow it."""
     job = deployment.environment.jenkins_deploy_job
@@ -61,7 +52,7 @@ def start(deployment: Deployment) -> None:
                 return  # cancelled meanwhile: Jenkins was never asked
             item = jenkins.QueueItem(jenkins.start_job(job, parameters(deployment)), jenkins.WAITING)
     except IntegrationError as error:
-        _on_error(deployment, error, f"Starting the Jenkins job {job}")
+        tracking.retry_or_fail(deployment, error, f"Starting the Jenkins job {job}")
         return
     _building(deployment, job, item)
 
@@ -108,7 +99,7 @@ def _building(deployment: Deployment, job: str, item: jenkins.QueueItem) -> None
             **started,
         )
     except TransitionRefused:
-        _cancel_quietly(item)  # cancelled while Jenkins was being asked
+        jenkins.cancel_quietly(item.id)  # cancelled while Jenkins was being asked
         return
     queues.enqueue(follow, deployment.pk)
 
@@ -128,18 +119,18 @@ def step(pk: int) -> bool:
         if deployment.jenkins_build_number is None:
             return _await_executor(deployment)
         if deployment.state == states.CANCELLED:
-            _stop_quietly(deployment)
+            jenkins.stop_quietly(deployment.environment.jenkins_deploy_job, deployment.jenkins_build_number)
         return _tail(deployment)
     except IntegrationError as error:
         job = deployment.environment.jenkins_deploy_job
-        _on_error(deployment, error, f"Following the Jenkins job {job}")
+        tracking.retry_or_fail(deployment, error, f"Following the Jenkins job {job}")
         return True
 
 
 def _await_executor(deployment: Deployment) -> bool:
     job = deployment.environment.jenkins_deploy_job
     if deployment.state == states.CANCELLED:
-        _cancel_quietly(jenkins.QueueItem(deployment.jenkins_queue_id, jenkins.WAITING))
+        jenkins.cancel_quietly(deployment.jenkins_queue_id)
         return True
     # Otherwise follow on, whatever the state: the cluster may have taken the image (rolling out,
     # even succeeded) before this follower saw the build start, and the job's log still belongs
@@ -198,17 +189,6 @@ def _finished(deployment: Deployment, info: jenkins.BuildInfo) -> None:
         deployment.log("jenkins", reason.split("\n")[0], data={"result": info.result})
 
 
-def _cancel_quietly(item: jenkins.QueueItem) -> None:
-    try:
-        jenkins.cancel_queue_item(item.id)
-    except IntegrationError:
-        pass  # the follower of a live item would see it run; a lost item is harmless
-
-
-def _stop_quietly(deployment: Deployment) -> None:
-    _stop_quietly_build(deployment.environment.jenkins_deploy_job, deployment.jenkins_build_number)
-
-
 def ensure_stopped(deployment: Deployment) -> None:
     """Before a cancelled deployment's rollout is stopped, its Jenkins job must be over: a job
     still queued or running could patch the cluster after the stop. Asks Jenkins to end it and
@@ -226,19 +206,12 @@ def ensure_stopped(deployment: Deployment) -> None:
         if item is None or item.state == jenkins.CANCELLED:
             return
         if item.state == jenkins.WAITING:
-            _cancel_quietly(item)
+            jenkins.cancel_quietly(item.id)
             raise IntegrationError(f"The Jenkins job {job} was still queued; it was asked to stop.")
         number = item.number
     if jenkins.build_info(job, number).building:
-        _stop_quietly_build(job, number)
+        jenkins.stop_quietly(job, number)
         raise IntegrationError(f"The Jenkins job {job} #{number} was still running; it was asked to stop.")
-
-
-def _stop_quietly_build(job: str, number: int) -> None:
-    try:
-        jenkins.stop_build(job, number)
-    except IntegrationError:
-        pass
 
 
 def abort(user, deployment: Deployment) -> None:

@@ -41,22 +41,13 @@ def run_deployment(pk: int) -> None:
         apply_image(deployment)
 
 
-def _on_error(deployment: Deployment, error: IntegrationError, what: str) -> None:
-    queues.retry_or_give_up(
-        error,
-        transient=not error.permanent,
-        give_up=lambda: tracking.fail(deployment, f"{what} failed: {error}"),
-        note=lambda message: deployment.log("retry", f"{what} failed. {message}"),
-    )
-
-
 def apply_image(deployment: Deployment) -> None:
     env, service = deployment.environment, deployment.service
     where = f"{env.namespace}/{service.k8s_deployment}"
     try:
         current = kube.read_deployment(env.cluster, env.namespace, service.k8s_deployment)
     except IntegrationError as error:
-        _on_error(deployment, _explained(error, deployment), f"Reading {where}")
+        tracking.retry_or_fail(deployment, _explained(error, deployment), f"Reading {where}")
         return
     if kube.changed_by(current) == deployment.pk:
         patched = current  # our PATCH went through before a crash: never twice, never "before"
@@ -74,7 +65,7 @@ def apply_image(deployment: Deployment) -> None:
                 deployment_id=deployment.pk,
             )
         except IntegrationError as error:
-            _on_error(deployment, error, f"Updating {where}")
+            tracking.retry_or_fail(deployment, error, f"Updating {where}")
             return
     _rolling_out(deployment, patched)
 

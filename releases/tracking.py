@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from clusters import rollout, watcher
 from clusters.models import Workload
+from plumbing import queues
 from plumbing.integrations import IntegrationError, kube
 from releases import flows, states
 from releases.models import Deployment, TransitionRefused
@@ -150,6 +151,17 @@ def fail(deployment: Deployment, message: str) -> bool:
     """Fail an active deployment with `message`; a failure that reached the cluster in an
     auto-rollback environment owes it a rollback (queued once this commits, see receivers)."""
     return _move(deployment, states.FAILED, message, reason=message, followup=flows.after_failure(deployment))
+
+
+def retry_or_fail(deployment: Deployment, error: IntegrationError, what: str) -> None:
+    """The one way a deployment's job meets an outside failure: a transient one is retried with
+    backoff (said once in the timeline), a permanent one or the last attempt fails it."""
+    queues.retry_or_give_up(
+        error,
+        transient=not error.permanent,
+        give_up=lambda: fail(deployment, f"{what} failed: {error}"),
+        note=lambda message: deployment.log("retry", f"{what} failed. {message}"),
+    )
 
 
 def _move(deployment: Deployment, new: str, message: str, **fields) -> bool:

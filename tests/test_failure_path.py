@@ -23,6 +23,24 @@ def progressing_reason(sandbox) -> str:
     return next((c.get("reason", "") for c in conditions if c["type"] == "Progressing"), "")
 
 
+def record_before(cast, deployment) -> None:
+    """What run_deployment writes down before it patches (the image, revision and condition before)."""
+    jobs._record_before(deployment, kube_api.read_deployment(cast.cluster, "dev", NAME))
+
+
+def patch_as(cast, deployment) -> dict:
+    """The PATCH run_deployment sends, carrying the deployment's id."""
+    return kube_api.set_image(
+        cast.cluster,
+        "dev",
+        NAME,
+        NAME,
+        deployment.release.image,
+        change_cause=jobs.change_cause(deployment),
+        deployment_id=deployment.pk,
+    )
+
+
 def patches(sandbox) -> int:
     return sum(r["method"] == "PATCH" for r in list(sandbox.requests_log))
 
@@ -69,17 +87,8 @@ def test_it_does_not_patch_twice_after_a_worker_died_between_its_patch_and_its_c
     revision before; two PATCHes were sent."""
     deployment = deploy(kube_cast, "1.1.0")
     # What the killed worker did before dying: record the state before, then PATCH.
-    current = kube_api.read_deployment(kube_cast.cluster, "dev", NAME)
-    jobs._record_before(deployment, current)
-    kube_api.set_image(
-        kube_cast.cluster,
-        "dev",
-        NAME,
-        NAME,
-        deployment.release.image,
-        change_cause=jobs.change_cause(deployment),
-        deployment_id=deployment.pk,
-    )
+    record_before(kube_cast, deployment)
+    patch_as(kube_cast, deployment)
     kube.wait_for(lambda c: revision(kube) == "2", timeout=30)
     sent = patches(kube)
 
@@ -93,21 +102,12 @@ def test_it_does_not_patch_twice_after_a_worker_died_between_its_patch_and_its_c
 def test_it_undoes_a_patch_that_landed_after_the_cancel(kube_cast, kube, run_jobs):
     """A change and its transition never disagree: cancelled while the PATCH was in flight."""
     deployment = deploy(kube_cast, "1.1.0")
-    current = kube_api.read_deployment(kube_cast.cluster, "dev", NAME)
-    jobs._record_before(deployment, current)
+    record_before(kube_cast, deployment)
     flows.cancel(kube_cast.alice, deployment, "Wrong build.")
     run_jobs()  # the stop runs first: nothing of ours in the cluster yet
     deployment.refresh_from_db()
     assert deployment.followup == ""
-    patched = kube_api.set_image(
-        kube_cast.cluster,
-        "dev",
-        NAME,
-        NAME,
-        deployment.release.image,
-        change_cause=jobs.change_cause(deployment),
-        deployment_id=deployment.pk,
-    )
+    patched = patch_as(kube_cast, deployment)
     jobs._rolling_out(deployment, patched)  # the late worker's transition is refused...
     run_jobs()
     deployment.refresh_from_db()

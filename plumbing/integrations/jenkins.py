@@ -185,6 +185,23 @@ def stop_build(job: str, number: int) -> None:
     _call(f"stopping {job} #{number}", lambda server: server.stop_build(job, number))
 
 
+def cancel_quietly(queue_id: int) -> None:
+    """Take a waiting item off the queue if Jenkins answers; a follower of a live item would see
+    it run, and a lost item is harmless."""
+    try:
+        cancel_queue_item(queue_id)
+    except IntegrationError:
+        pass
+
+
+def stop_quietly(job: str, number: int) -> None:
+    """Ask Jenkins to stop a build if it answers (the caller checks later whether it stopped)."""
+    try:
+        stop_build(job, number)
+    except IntegrationError:
+        pass
+
+
 def cancel_queue_item(queue_id: int) -> None:
     """Take a waiting item off the queue (Jenkins answers 404 or a redirect; both are fine).
 
