@@ -61,6 +61,7 @@
       Pampam.refresh();
     }
   });
+  Pampam.onConnected(Pampam.refresh);
   Pampam.onWaiting(function (count) {
     var line = document.getElementById("waiting-line");
     line.textContent = "";

@@ -1,7 +1,10 @@
 // A websocket that reconnects with capped exponential backoff and shows when it is down.
 // `path()` is called on every (re)connect so callers can resume from the last seq they saw.
 // Close codes 4400/4401/4403/4404 are refusals: retrying would not help, so it stops.
-window.Live = function (path, onMessage, indicator) {
+// `onOpen(first)`, when given, runs on every open: what was missed before it cannot be replayed
+// by every stream, so callers re-read what they show.
+window.Live = function (path, onMessage, indicator, onOpen) {
+  var opened = false;
   var delay = 500, socket = null, stopped = false, timer = null, pinger = null;
   var refusals = {4400: "not live (bad request)", 4401: "log in again to follow live", 4403: "not live (not allowed)",
     4404: "not live (not found)"};
@@ -16,7 +19,12 @@ window.Live = function (path, onMessage, indicator) {
     timer = null;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var ws = socket = new WebSocket(scheme + location.host + path());
-    ws.onopen = function () { delay = 500; show(false, "● live"); };
+    ws.onopen = function () {
+      delay = 500;
+      show(false, "● live");
+      if (onOpen) onOpen(!opened);
+      opened = true;
+    };
     ws.onmessage = function (m) { if (ws === socket) onMessage(JSON.parse(m.data)); };
     ws.onclose = function (e) {
       if (ws !== socket) return;

@@ -67,16 +67,19 @@ window.Pampam = (function () {
   function onRefreshed(fn) { listeners.push(fn); }
 
   // The activity stream ------------------------------------------------------------------------
-  var subscribers = [], activity = null, indicator = null;
+  // The stream has no replay: what changed between the page's render and the socket's open (or
+  // while it was down) is re-read by whoever registered with onConnected.
+  var subscribers = [], connected = [], activity = null, indicator = null;
   function onActivity(fn) {
     subscribers.push(fn);
     if (!activity) {
       activity = Live(function () { return "/ws/activity/"; }, function (u) {
         if (u.type !== "update") return;
         subscribers.forEach(function (s) { s(u); });
-      }, indicator);
+      }, indicator, function () { connected.forEach(function (fn) { fn(); }); });
     }
   }
+  function onConnected(fn) { connected.push(fn); }
   function showActivityOn(element) { indicator = element; }
 
   // The approvals badge: recounted when a deployment enters or leaves "pending approval". --------
@@ -109,8 +112,11 @@ window.Pampam = (function () {
   function onWaiting(fn) { waitingListeners.push(fn); }
 
   function start() {
-    if (badge) onActivity(watchWaiting);
+    if (badge) { onActivity(watchWaiting); onConnected(recountSoon); }
     var body = document.body.dataset;
+    if (body.liveService !== undefined || body.liveEnvironment !== undefined || body.liveGuards !== undefined) {
+      onConnected(refresh);
+    }
     // Pages that show what the activity stream changes re-read their live regions.
     if (body.liveService !== undefined) onActivity(function (u) {
       if (u.kind === "guard" || u.service === body.liveService) {
@@ -131,6 +137,6 @@ window.Pampam = (function () {
   return {
     el: el, clock: clock, state: state, isFinal: isFinal, isActive: isActive,
     refresh: refresh, onRefreshed: onRefreshed,
-    onActivity: onActivity, showActivityOn: showActivityOn, onWaiting: onWaiting,
+    onActivity: onActivity, onConnected: onConnected, showActivityOn: showActivityOn, onWaiting: onWaiting,
   };
 })();
