@@ -20,7 +20,7 @@ from releases import board, flows, rules
 from releases.api import serializers as s
 from releases.api.auth import override_problem, scope_problem, token_of
 from releases.api.models import APPROVE, DEPLOY
-from releases.api.schema import responses
+from releases.api.schema import operation, responses
 from releases.api.views import Keyset, body, query
 from releases.models import Approval, Deployment, Service
 
@@ -79,11 +79,11 @@ class DeploymentList(generics.GenericAPIView):
     serializer_class = s.DeploymentSerializer
     pagination_class = Keyset
 
-    @extend_schema(
-        operation_id="listDeployments",
-        summary="Deployments, newest first, with the filters of /history/ (keyset pages)",
+    @operation(
+        "listDeployments",
+        "Deployments, newest first, with the filters of /history/ (keyset pages)",
+        responses({200: s.DeploymentSerializer(many=True)}, 400),
         parameters=[s.DeploymentFilter],
-        responses=responses({200: s.DeploymentSerializer(many=True)}, 400),
     )
     def get(self, request):
         data = query(s.DeploymentFilter, request)
@@ -99,9 +99,10 @@ class DeploymentList(generics.GenericAPIView):
         page = self.paginate_queryset(found)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(
-        operation_id="requestDeployment",
-        summary="Ask to deploy a release to an environment",
+    @operation(
+        "requestDeployment",
+        "Ask to deploy a release to an environment",
+        responses({201: s.DeploymentDetailSerializer}, 400, 403, 409),
         description=(
             "Needs the deploy scope and the rules of the release page: deployer group, promotion, freezes, "
             "locks, one active deployment per service and environment. `override_reason` (admins, with the "
@@ -110,7 +111,6 @@ class DeploymentList(generics.GenericAPIView):
         ),
         request=s.DeploymentRequestSerializer,
         examples=[DEPLOY_EXAMPLE],
-        responses=responses({201: s.DeploymentDetailSerializer}, 400, 403, 409),
     )
     def post(self, request):
         data = body(s.DeploymentRequestSerializer, request)
@@ -123,9 +123,10 @@ class DeploymentList(generics.GenericAPIView):
 
 @extend_schema(tags=["deployments"])
 class DeploymentDetail(APIView):
-    @extend_schema(
-        operation_id="getDeployment",
-        summary="One deployment with its approvals and timeline; optionally wait for a change",
+    @operation(
+        "getDeployment",
+        "One deployment with its approvals and timeline; optionally wait for a change",
+        responses({200: s.DeploymentDetailSerializer}, 400, 404),
         description=(
             "`after_seq` limits the timeline to newer events (what a client has not seen yet). With "
             "`wait=N` the answer comes as soon as such an event exists, the deployment is final, or N "
@@ -134,7 +135,6 @@ class DeploymentDetail(APIView):
             "ask again after that many seconds."
         ),
         parameters=[s.WaitQuery],
-        responses=responses({200: s.DeploymentDetailSerializer}, 400, 404),
     )
     def get(self, request, pk):
         # The waiting itself happens around Django, holding no thread: releases/api/longpoll.py.
@@ -154,12 +154,12 @@ def _decision(request, pk, decision: str, serializer_class) -> Response:
 class DeploymentApprove(APIView):
     write_scope = APPROVE
 
-    @extend_schema(
-        operation_id="approveDeployment",
-        summary="Approve (approve scope; the approver rules of the page, no self-approval)",
+    @operation(
+        "approveDeployment",
+        "Approve (approve scope; the approver rules of the page, no self-approval)",
+        responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
         request=s.ApproveSerializer,
-        examples=[OpenApiExample("Approve", request_only=True, value={"comment": "Dashboards are green."})],
-        responses=responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
+        example=("Approve", {"comment": "Dashboards are green."}),
     )
     def post(self, request, pk):
         return _decision(request, pk, Approval.APPROVE, s.ApproveSerializer)
@@ -169,12 +169,12 @@ class DeploymentApprove(APIView):
 class DeploymentReject(APIView):
     write_scope = APPROVE
 
-    @extend_schema(
-        operation_id="rejectDeployment",
-        summary="Reject, saying why (approve scope)",
+    @operation(
+        "rejectDeployment",
+        "Reject, saying why (approve scope)",
+        responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
         request=s.RejectSerializer,
-        examples=[OpenApiExample("Reject", request_only=True, value={"comment": "Wrong build: tests skipped."})],
-        responses=responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
+        example=("Reject", {"comment": "Wrong build: tests skipped."}),
     )
     def post(self, request, pk):
         return _decision(request, pk, Approval.REJECT, s.RejectSerializer)
@@ -182,12 +182,12 @@ class DeploymentReject(APIView):
 
 @extend_schema(tags=["deployments"])
 class DeploymentCancel(APIView):
-    @extend_schema(
-        operation_id="cancelDeployment",
-        summary="Cancel (the requester or a deployer; a rollout under way is stopped as the environment says)",
+    @operation(
+        "cancelDeployment",
+        "Cancel (the requester or a deployer; a rollout under way is stopped as the environment says)",
+        responses({200: s.DeploymentDetailSerializer}, 400, 403, 404, 409),
         request=s.CancelSerializer,
-        examples=[OpenApiExample("Cancel", request_only=True, value={"reason": "Wrong build, a fix is coming."})],
-        responses=responses({200: s.DeploymentDetailSerializer}, 400, 403, 404, 409),
+        example=("Cancel", {"reason": "Wrong build, a fix is coming."}),
     )
     def post(self, request, pk):
         deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
@@ -198,21 +198,17 @@ class DeploymentCancel(APIView):
 
 @extend_schema(tags=["deployments"])
 class Rollback(APIView):
-    @extend_schema(
-        operation_id="rollback",
-        summary="Roll a service back to its last good release in an environment",
+    @operation(
+        "rollback",
+        "Roll a service back to its last good release in an environment",
+        responses({201: s.DeploymentDetailSerializer}, 400, 403, 404, 409),
         description=(
             "A new deployment of kind rollback to the release of the newest succeeded deployment there; "
             "no approvals (it restores what ran). A reason is required in production. Refused when there is "
             "nothing to go back to, or (409) while another deployment is under way."
         ),
         request=s.RollbackSerializer,
-        examples=[
-            OpenApiExample(
-                "Roll back prod", request_only=True, value={"environment": "prod", "reason": "5xx after 1.4.2"}
-            )
-        ],
-        responses=responses({201: s.DeploymentDetailSerializer}, 400, 403, 404, 409),
+        example=("Roll back prod", {"environment": "prod", "reason": "5xx after 1.4.2"}),
     )
     def post(self, request, slug):
         service = get_object_or_404(Service, slug=slug)
@@ -230,10 +226,10 @@ class Rollback(APIView):
 
 @extend_schema(tags=["deployments"])
 class Approvals(APIView):
-    @extend_schema(
-        operation_id="listApprovals",
-        summary="Deployments waiting for the caller's decision (the /approvals/ inbox)",
-        responses=responses({200: OpenApiResponse(s.DeploymentSerializer(many=True))}),
+    @operation(
+        "listApprovals",
+        "Deployments waiting for the caller's decision (the /approvals/ inbox)",
+        responses({200: OpenApiResponse(s.DeploymentSerializer(many=True))}),
     )
     def get(self, request):
         waiting = board.waiting_for(request.user).select_related("previous_release")[:200]

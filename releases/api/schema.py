@@ -3,7 +3,7 @@ endpoint shares, and links between operations (what a client, or Schemathesis, c
 next with the id it just got)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
 from releases.models import Build
@@ -179,3 +179,12 @@ def add_links(result, generator, request, public):
                 for name, target, parameters, body in links
             }
     return result
+
+
+def operation(operation_id: str, summary: str, answers: dict, *, example: tuple | None = None, **more):
+    """One endpoint's schema: its id, a summary, its responses (from `responses`) and, for a
+    write, one request example given as (name, value); anything else goes to extend_schema."""
+    if example is not None:
+        name, value = example
+        more["examples"] = [OpenApiExample(name, request_only=True, value=value)]
+    return extend_schema(operation_id=operation_id, summary=summary, responses=answers, **more)

@@ -22,7 +22,7 @@ from releases.api import records
 from releases.api import serializers as s
 from releases.api.auth import token_of
 from releases.api.models import ADMIN, ServiceAccount
-from releases.api.schema import responses
+from releases.api.schema import operation, responses
 from releases.models import Build, Release, Service
 
 
@@ -95,9 +95,7 @@ class ServiceList(generics.ListAPIView):
     serializer_class = s.ServiceSerializer
     pagination_class = None
 
-    @extend_schema(
-        operation_id="listServices", summary="Every service", responses=responses({200: s.ServiceSerializer(many=True)})
-    )
+    @operation("listServices", "Every service", responses({200: s.ServiceSerializer(many=True)}))
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -108,9 +106,7 @@ class ServiceDetail(generics.RetrieveAPIView):
     serializer_class = s.ServiceSerializer
     lookup_field = "slug"
 
-    @extend_schema(
-        operation_id="getService", summary="One service", responses=responses({200: s.ServiceSerializer}, 404)
-    )
+    @operation("getService", "One service", responses({200: s.ServiceSerializer}, 404))
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -141,10 +137,10 @@ ENVIRONMENTS = Environment.objects.select_related("cluster", "approver_group", "
 
 @extend_schema(tags=["environments"])
 class EnvironmentList(APIView):
-    @extend_schema(
-        operation_id="listEnvironments",
-        summary="Every environment, in promotion order, with what runs there, its freezes and locks",
-        responses=responses({200: s.EnvironmentSerializer(many=True)}),
+    @operation(
+        "listEnvironments",
+        "Every environment, in promotion order, with what runs there, its freezes and locks",
+        responses({200: s.EnvironmentSerializer(many=True)}),
     )
     def get(self, request):
         environments = list(ENVIRONMENTS.all())
@@ -154,10 +150,10 @@ class EnvironmentList(APIView):
 
 @extend_schema(tags=["environments"])
 class EnvironmentDetail(APIView):
-    @extend_schema(
-        operation_id="getEnvironment",
-        summary="One environment, with what runs there, its freezes and locks",
-        responses=responses({200: s.EnvironmentSerializer}, 404),
+    @operation(
+        "getEnvironment",
+        "One environment, with what runs there, its freezes and locks",
+        responses({200: s.EnvironmentSerializer}, 404),
     )
     def get(self, request, slug):
         environment = get_object_or_404(ENVIRONMENTS, slug=slug)
@@ -186,11 +182,11 @@ class ReleaseList(generics.GenericAPIView):
     serializer_class = s.ReleaseSerializer
     pagination_class = Keyset
 
-    @extend_schema(
-        operation_id="listReleases",
-        summary="Releases, newest first (keyset pages)",
+    @operation(
+        "listReleases",
+        "Releases, newest first (keyset pages)",
+        responses({200: s.ReleaseSerializer(many=True)}, 400),
         parameters=[s.ReleaseFilter],
-        responses=responses({200: s.ReleaseSerializer(many=True)}, 400),
     )
     def get(self, request):
         filters = query(s.ReleaseFilter, request)
@@ -200,17 +196,10 @@ class ReleaseList(generics.GenericAPIView):
         page = self.paginate_queryset(releases)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(
-        operation_id="createRelease",
-        summary="Record a release built by CI (immutable afterwards)",
-        description=(
-            "Needs the deploy scope and a deployer of some environment (or an admin). Sending the same "
-            "artifact again (same version, image and sha) answers 200 with the release unchanged, so a "
-            "retried CI step is harmless; the same version with another image or sha is a 409."
-        ),
-        request=s.ReleaseCreateSerializer,
-        examples=[RELEASE_EXAMPLE],
-        responses=responses(
+    @operation(
+        "createRelease",
+        "Record a release built by CI (immutable afterwards)",
+        responses(
             {
                 201: OpenApiResponse(s.ReleaseSerializer, "Recorded."),
                 200: OpenApiResponse(s.ReleaseSerializer, "This exact artifact was recorded already."),
@@ -219,6 +208,13 @@ class ReleaseList(generics.GenericAPIView):
             403,
             409,
         ),
+        description=(
+            "Needs the deploy scope and a deployer of some environment (or an admin). Sending the same "
+            "artifact again (same version, image and sha) answers 200 with the release unchanged, so a "
+            "retried CI step is harmless; the same version with another image or sha is a 409."
+        ),
+        request=s.ReleaseCreateSerializer,
+        examples=[RELEASE_EXAMPLE],
     )
     def post(self, request):
         data = body(s.ReleaseCreateSerializer, request)
@@ -240,9 +236,7 @@ class ReleaseDetail(generics.RetrieveAPIView):
     queryset = Release.objects.select_related("service", "created_by")
     serializer_class = s.ReleaseSerializer
 
-    @extend_schema(
-        operation_id="getRelease", summary="One release", responses=responses({200: s.ReleaseSerializer}, 404)
-    )
+    @operation("getRelease", "One release", responses({200: s.ReleaseSerializer}, 404))
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -264,11 +258,11 @@ class BuildList(generics.GenericAPIView):
     serializer_class = s.BuildSerializer
     pagination_class = Keyset
 
-    @extend_schema(
-        operation_id="listBuilds",
-        summary="Jenkins builds, newest first (keyset pages)",
+    @operation(
+        "listBuilds",
+        "Jenkins builds, newest first (keyset pages)",
+        responses({200: s.BuildSerializer(many=True)}, 400),
         parameters=[s.BuildFilter],
-        responses=responses({200: s.BuildSerializer(many=True)}, 400),
     )
     def get(self, request):
         filters = query(s.BuildFilter, request)
@@ -276,12 +270,12 @@ class BuildList(generics.GenericAPIView):
         page = self.paginate_queryset(found)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(
-        operation_id="startBuild",
-        summary="Start a Jenkins build of a service",
+    @operation(
+        "startBuild",
+        "Start a Jenkins build of a service",
+        responses({201: s.BuildDetailSerializer}, 400, 403),
         request=s.BuildStartSerializer,
-        examples=[OpenApiExample("Build a tag", request_only=True, value={"service": "storefront", "ref": "v1.4.2"})],
-        responses=responses({201: s.BuildDetailSerializer}, 400, 403),
+        example=("Build a tag", {"service": "storefront", "ref": "v1.4.2"}),
     )
     def post(self, request):
         data = body(s.BuildStartSerializer, request)
@@ -291,11 +285,11 @@ class BuildList(generics.GenericAPIView):
 
 @extend_schema(tags=["builds"])
 class BuildDetail(APIView):
-    @extend_schema(
-        operation_id="getBuild",
-        summary="One build, with its log after `after_seq`",
+    @operation(
+        "getBuild",
+        "One build, with its log after `after_seq`",
+        responses({200: s.BuildDetailSerializer}, 400, 404),
         parameters=[s.AfterQuery],
-        responses=responses({200: s.BuildDetailSerializer}, 400, 404),
     )
     def get(self, request, pk):
         return build_detail(request, get_object_or_404(BUILDS, pk=pk))
@@ -303,11 +297,11 @@ class BuildDetail(APIView):
 
 @extend_schema(tags=["builds"])
 class BuildAbort(APIView):
-    @extend_schema(
-        operation_id="abortBuild",
-        summary="Stop a running build, or take a waiting one off the Jenkins queue",
+    @operation(
+        "abortBuild",
+        "Stop a running build, or take a waiting one off the Jenkins queue",
+        responses({200: s.BuildDetailSerializer}, 403, 404),
         request=None,
-        responses=responses({200: s.BuildDetailSerializer}, 403, 404),
     )
     def post(self, request, pk):
         build = get_object_or_404(BUILDS, pk=pk)
@@ -322,11 +316,11 @@ class BuildAbort(APIView):
 class FreezeList(APIView):
     write_scope = ADMIN
 
-    @extend_schema(
-        operation_id="listFreezes",
-        summary="Freeze windows in force or to come",
+    @operation(
+        "listFreezes",
+        "Freeze windows in force or to come",
+        responses({200: s.FreezeSerializer(many=True)}, 400),
         parameters=[s.HoldFilter],
-        responses=responses({200: s.FreezeSerializer(many=True)}, 400),
     )
     def get(self, request):
         filters = query(s.HoldFilter, request)
@@ -335,18 +329,15 @@ class FreezeList(APIView):
             found = found.filter(environment=filters["environment"])
         return Response(s.FreezeSerializer(found.order_by("starts_at", "id")[:500], many=True).data)
 
-    @extend_schema(
-        operation_id="createFreeze",
-        summary="Freeze an environment for a window (admin scope; deployers of it and admins)",
+    @operation(
+        "createFreeze",
+        "Freeze an environment for a window (admin scope; deployers of it and admins)",
+        responses({201: s.FreezeSerializer}, 400, 403),
         request=s.FreezeCreateSerializer,
-        examples=[
-            OpenApiExample(
-                "Group-buy event",
-                request_only=True,
-                value={"environment": "prod", "ends_at": "2026-12-12T18:00:00Z", "reason": "12.12 group buy"},
-            )
-        ],
-        responses=responses({201: s.FreezeSerializer}, 400, 403),
+        example=(
+            "Group-buy event",
+            {"environment": "prod", "ends_at": "2026-12-12T18:00:00Z", "reason": "12.12 group buy"},
+        ),
     )
     def post(self, request):
         data = body(s.FreezeCreateSerializer, request)
@@ -365,11 +356,10 @@ class FreezeList(APIView):
 class FreezeEnd(APIView):
     write_scope = ADMIN
 
-    @extend_schema(
-        operation_id="endFreeze",
-        summary="End a freeze now (one that has not started is removed)",
-        request=None,
-        responses=responses(
+    @operation(
+        "endFreeze",
+        "End a freeze now (one that has not started is removed)",
+        responses(
             {
                 200: OpenApiResponse(s.FreezeSerializer, "Ended now."),
                 204: OpenApiResponse(None, "It had not started: removed."),
@@ -378,6 +368,7 @@ class FreezeEnd(APIView):
             404,
             409,
         ),
+        request=None,
     )
     def post(self, request, pk):
         window = get_object_or_404(FreezeWindow.objects.select_related("environment", "created_by"), pk=pk)
@@ -398,11 +389,11 @@ class FreezeEnd(APIView):
 class LockList(APIView):
     write_scope = ADMIN
 
-    @extend_schema(
-        operation_id="listLocks",
-        summary="Locks not released yet",
+    @operation(
+        "listLocks",
+        "Locks not released yet",
+        responses({200: s.LockSerializer(many=True)}, 400),
         parameters=[s.HoldFilter],
-        responses=responses({200: s.LockSerializer(many=True)}, 400),
     )
     def get(self, request):
         filters = query(s.HoldFilter, request)
@@ -411,18 +402,12 @@ class LockList(APIView):
             found = found.filter(environment=filters["environment"])
         return Response(s.LockSerializer(found[:500], many=True).data)
 
-    @extend_schema(
-        operation_id="createLock",
-        summary="Lock an environment, or one service in it (admin scope; deployers of it and admins)",
+    @operation(
+        "createLock",
+        "Lock an environment, or one service in it (admin scope; deployers of it and admins)",
+        responses({201: s.LockSerializer}, 400, 403),
         request=s.LockCreateSerializer,
-        examples=[
-            OpenApiExample(
-                "Incident",
-                request_only=True,
-                value={"environment": "prod", "service": "storefront", "reason": "checkout incident"},
-            )
-        ],
-        responses=responses({201: s.LockSerializer}, 400, 403),
+        example=("Incident", {"environment": "prod", "service": "storefront", "reason": "checkout incident"}),
     )
     def post(self, request):
         data = body(s.LockCreateSerializer, request)
@@ -437,12 +422,7 @@ class LockList(APIView):
 class LockRelease(APIView):
     write_scope = ADMIN
 
-    @extend_schema(
-        operation_id="releaseLock",
-        summary="Release a lock",
-        request=None,
-        responses=responses({200: s.LockSerializer}, 403, 404, 409),
-    )
+    @operation("releaseLock", "Release a lock", responses({200: s.LockSerializer}, 403, 404, 409), request=None)
     def post(self, request, pk):
         lock = get_object_or_404(Lock.objects.select_related("environment", "locked_by"), pk=pk)
         with audited(request):
@@ -470,11 +450,11 @@ def figures(summary: dora.Summary) -> dict:
 
 @extend_schema(tags=["dora"])
 class Dora(APIView):
-    @extend_schema(
-        operation_id="getDora",
-        summary="DORA figures of an environment over 7, 30 or 90 days (as on /dora/)",
+    @operation(
+        "getDora",
+        "DORA figures of an environment over 7, 30 or 90 days (as on /dora/)",
+        responses({200: s.DoraSerializer}, 400),
         parameters=[s.DoraQuery],
-        responses=responses({200: s.DoraSerializer}, 400),
     )
     def get(self, request):
         data = query(s.DoraQuery, request)
@@ -505,11 +485,7 @@ def _default_dora_environment():
 
 @extend_schema(tags=["me"])
 class Me(APIView):
-    @extend_schema(
-        operation_id="getMe",
-        summary="Who the token (or session) acts as, and the token's scopes",
-        responses=responses({200: s.MeSerializer}),
-    )
+    @operation("getMe", "Who the token (or session) acts as, and the token's scopes", responses({200: s.MeSerializer}))
     def get(self, request):
         user = request.user
         token = token_of(request)
