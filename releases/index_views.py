@@ -7,6 +7,7 @@ from django.shortcuts import render
 from clusters.models import Environment
 from releases import board, states
 from releases.models import Deployment, Release, Service
+from releases.paging import keyset_page
 
 PAGE = 50
 
@@ -42,11 +43,8 @@ def releases(request):
     found = Release.objects.select_related("service").order_by("-id")
     if data.get("service"):
         found = found.filter(service=data["service"])
-    if data.get("before"):
-        found = found.filter(pk__lt=data["before"])
-    page = list(found[: PAGE + 1])
-    more = len(page) > PAGE
-    page = page[:PAGE]
+    paged = keyset_page(request, found, PAGE, data.get("before"))
+    page = paged.rows
     environments = list(Environment.objects.in_use())
     reached: dict[int, set[int]] = {r.pk: set() for r in page}
     done = Deployment.objects.filter(release__in=page, state=states.SUCCEEDED).values_list(
@@ -54,19 +52,13 @@ def releases(request):
     )
     for release_id, environment_id in done:
         reached[release_id].add(environment_id)
-    query = request.GET.copy()
-    query.pop("before", None)
-    next_query = None
-    if more:
-        query["before"] = page[-1].pk
-        next_query = query.urlencode()
     return render(
         request,
         "releases/releases.html",
         {
             "form": form,
             "rows": [(r, [(e, e.pk in reached[r.pk]) for e in environments]) for r in page],
-            "next_query": next_query,
-            "first": bool(data.get("before")),
+            "next_query": paged.next_query,
+            "first_query": paged.first_query,
         },
     )

@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
@@ -188,12 +189,37 @@ class TransitionRefused(Exception):
     """The deployment was not in the state the caller expected (someone else moved it)."""
 
 
+def _day_start(day, days=0):
+    """Midnight (in the current time zone) starting `day` + `days`, or None without a day."""
+    if day is None:
+        return None
+    try:
+        day += timedelta(days=days)
+    except OverflowError:  # until=9999-12-31: no upper bound
+        return None
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
 class DeploymentQuerySet(models.QuerySet):
     def active(self):
         return self.filter(state__in=states.ACTIVE)
 
     def for_history(self):
         return self.select_related("service", "environment", "release", "requested_by")
+
+    def matching(self, *, service=None, environment=None, state=None, requester=None, since=None, until=None):
+        """The history filters of /history/ and the API: None (or "") means any. `since` and
+        `until` are days, inclusive, bounding created_at itself (not its date) so that the
+        deployment_created index serves the range."""
+        filters = {
+            "service": service,
+            "environment": environment,
+            "state": state or None,
+            "requested_by": requester,
+            "created_at__gte": _day_start(since),
+            "created_at__lt": _day_start(until, days=1),
+        }
+        return self.filter(**{k: v for k, v in filters.items() if v is not None})
 
     def with_rollbacks(self):
         """Each row with the rollbacks that undid it (one more query for a whole page), so a list

@@ -1,12 +1,10 @@
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from clusters.models import Environment, Workload
@@ -23,6 +21,7 @@ from releases import (
 )
 from releases.forms import CancelForm, DecisionForm, DeployForm, HistoryFilter, RollbackForm
 from releases.models import Approval, Deployment, Release, Service
+from releases.paging import keyset_page
 
 # A replay reads at most this many events (the page itself lists the last 500).
 REPLAY_EVENTS = 5000
@@ -315,52 +314,23 @@ def waiting(request):
     return JsonResponse({"count": len(ids), "ids": ids})
 
 
-def _day_start(day, days=0):
-    """Midnight (in the current time zone) starting `day` + `days`, or None without a day."""
-    if day is None:
-        return None
-    try:
-        day += timedelta(days=days)
-    except OverflowError:  # until=9999-12-31: no upper bound
-        return None
-    return timezone.make_aware(datetime.combine(day, time.min))
-
-
 def history(request):
     form = HistoryFilter(request.GET or None)
     deployments = Deployment.objects.for_history().with_rollbacks().order_by("-id")
     if form.is_bound and not form.is_valid():
         return render(request, "releases/history.html", {"form": form, "page": []}, status=400)
     data = form.cleaned_data if form.is_bound else {}
-    filters = {
-        "service": data.get("service"),
-        "environment": data.get("environment"),
-        "state": data.get("state") or None,
-        "requested_by": data.get("requester"),
-        # Bounds on created_at itself, not on its date: a range the deployment_created index can serve.
-        "created_at__gte": _day_start(data.get("since")),
-        "created_at__lt": _day_start(data.get("until"), days=1),
-        "id__lt": data.get("before") or None,
-    }
-    deployments = deployments.filter(**{k: v for k, v in filters.items() if v is not None})
-    size = settings.HISTORY_PAGE_SIZE
-    page = list(deployments[: size + 1])
-    more = len(page) > size
-    page = page[:size]
-    query = request.GET.copy()
-    query.pop("before", None)
-    first_query = query.urlencode() if data.get("before") else None
-    next_query = None
-    if more:
-        query["before"] = page[-1].pk
-        next_query = query.urlencode()
+    deployments = deployments.matching(
+        **{name: data.get(name) for name in ("service", "environment", "state", "requester", "since", "until")}
+    )
+    page = keyset_page(request, deployments, settings.HISTORY_PAGE_SIZE, data.get("before"))
     return render(
         request,
         "releases/history.html",
         {
             "form": form,
-            "page": page,
-            "next_query": next_query,
-            "first_query": first_query,
+            "page": page.rows,
+            "next_query": page.next_query,
+            "first_query": page.first_query,
         },
     )

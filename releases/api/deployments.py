@@ -6,11 +6,8 @@ its own around them. A token acts as its owner, so it cannot approve what its ow
 approve in the browser; approvals made with a token say so in the timeline.
 """
 
-from datetime import datetime, time, timedelta
-
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
 from rest_framework.response import Response
@@ -52,17 +49,6 @@ def detail(request, pk, status_code=status.HTTP_200_OK, after_seq=0) -> Response
     return Response(s.DeploymentDetailSerializer(deployment, context=context).data, status=status_code)
 
 
-def day_start(day, days=0):
-    """Midnight (local time) of `day` + `days`: bounds on created_at, as /history/ uses."""
-    if day is None:
-        return None
-    try:
-        day += timedelta(days=days)
-    except OverflowError:  # until=9999-12-31: no upper bound
-        return None
-    return timezone.make_aware(datetime.combine(day, time.min))
-
-
 def refuse_override_without_scope(request, override_reason: str) -> None:
     problem = override_problem(request, override_reason)
     if problem:
@@ -86,16 +72,7 @@ class DeploymentList(generics.GenericAPIView):
         parameters=[s.DeploymentFilter],
     )
     def get(self, request):
-        data = query(s.DeploymentFilter, request)
-        filters = {
-            "service": data.get("service"),
-            "environment": data.get("environment"),
-            "state": data.get("state"),
-            "requested_by": data.get("requester"),
-            "created_at__gte": day_start(data.get("since")),
-            "created_at__lt": day_start(data.get("until"), days=1),
-        }
-        found = DEPLOYMENTS.filter(**{k: v for k, v in filters.items() if v is not None})
+        found = DEPLOYMENTS.matching(**query(s.DeploymentFilter, request))
         page = self.paginate_queryset(found)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
