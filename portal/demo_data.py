@@ -234,13 +234,9 @@ def _past(service, release, env, previous, users, at, failed) -> Deployment:
 
 def _rolled_back(failed: Deployment, target: Release) -> Deployment:
     """The automatic rollback that followed `failed`: a deployment of its own, back to `target`."""
-    rollback = Deployment.objects.create(
-        service=failed.service,
-        environment=failed.environment,
-        release=target,
-        previous_release=failed.release,
-        kind=Deployment.ROLLBACK,
-        rolls_back=failed,
+    rollback = Deployment.objects.create_rollback(
+        failed,
+        target,
         automatic=True,
         state=states.SUCCEEDED,
         created_at=failed.finished_at,

@@ -67,6 +67,7 @@ MIDDLEWARE = [
     # After messages: it tells the person why they were signed out.
     "portal.access.SsoSessionMiddleware",
     "portal.middleware.NotFoundPageMiddleware",
+    "releases.middleware.RefusedPageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",

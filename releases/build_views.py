@@ -9,7 +9,6 @@ from django.views.decorators.http import require_POST
 from plumbing.integrations import IntegrationError, github
 from releases import builds, changelog, deploy_jobs, rules
 from releases.models import Build, Deployment, Service
-from releases.rules import Refused
 from releases.views import refused
 
 LOG_PAGE = 5000
@@ -46,12 +45,7 @@ def start(request, slug):
             return refused(request, f"GitHub knows no commit “{ref}” in {service.github_repo}: {error}", status=400)
         message = f"GitHub did not say which commit “{ref}” is ({error}). Try again, or give a full commit sha."
         return refused(request, message, status=503)
-    try:
-        build = builds.request_build(
-            request.user, service, ref=ref, version=form.cleaned_data["version"], commit=commit
-        )
-    except Refused as refusal:
-        return refused(request, str(refusal))
+    build = builds.request_build(request.user, service, ref=ref, version=form.cleaned_data["version"], commit=commit)
     messages.success(request, f"Build of {service.name} requested.")
     return redirect("build", build.pk)
 
@@ -85,10 +79,7 @@ def build_detail(request, pk):
 @require_POST
 def abort(request, pk):
     build = get_object_or_404(Build.objects.select_related("service"), pk=pk)
-    try:
-        builds.abort_build(request.user, build)
-    except Refused as refusal:
-        return refused(request, str(refusal))
+    builds.abort_build(request.user, build)
     messages.success(request, f"Asked Jenkins to stop {build}.")
     return redirect("build", build.pk)
 
@@ -96,9 +87,6 @@ def abort(request, pk):
 @require_POST
 def abort_deploy_job(request, pk):
     deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
-    try:
-        deploy_jobs.abort(request.user, deployment)
-    except Refused as refusal:
-        return refused(request, str(refusal))
+    deploy_jobs.abort(request.user, deployment)
     messages.success(request, "Asked Jenkins to stop the deploy job.")
     return redirect(deployment)

@@ -172,18 +172,26 @@ def _await_executor(build: Build) -> bool:
     return False
 
 
-def _tail_build(build: Build) -> bool:
-    chunk = jenkins.progressive_log(build.job_name, build.number, build.log_offset)
-    build.append(
+def follow_log(timeline, job: str, number: int, offset_field: str) -> jenkins.BuildInfo | None:
+    """Add the next chunk of a Jenkins build's console log to `timeline` (one UPDATE claims the
+    chunk: compare-and-swap on the offset, and numbers its lines); the build's info once its log
+    is complete and Jenkins has closed it, else None (follow again later)."""
+    chunk = jenkins.progressive_log(job, number, getattr(timeline, offset_field))
+    timeline.append(
         [Entry("log", line) for line in jenkins.lines(chunk.text)],
-        where={"log_offset": chunk.start},
-        log_offset=chunk.next_offset,
+        where={offset_field: chunk.start},
+        **{offset_field: chunk.next_offset},
     )
     if chunk.more:
+        return None
+    info = jenkins.build_info(job, number)
+    return None if info.building else info
+
+
+def _tail_build(build: Build) -> bool:
+    info = follow_log(build, build.job_name, build.number, "log_offset")
+    if info is None:
         return False
-    info = jenkins.build_info(build.job_name, build.number)
-    if info.building:
-        return False  # the log is complete but Jenkins has not closed the build yet
     finish_build(build, info.result, parameters=info.parameters, tests=info.tests, url=info.url)
     return True
 

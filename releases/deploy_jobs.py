@@ -19,7 +19,8 @@ from clusters import rollout
 from plumbing import queues
 from plumbing.integrations import IntegrationError, jenkins, kube
 from releases import rules, states, tracking
-from releases.models import Deployment, Entry, TransitionRefused
+from releases.builds import follow_log
+from releases.models import Deployment, TransitionRefused
 
 ID_PARAMETER = "DEPLOYMENT_ID"
 
@@ -152,17 +153,8 @@ def _await_executor(deployment: Deployment) -> bool:
 
 def _tail(deployment: Deployment) -> bool:
     job, number = deployment.environment.jenkins_deploy_job, deployment.jenkins_build_number
-    chunk = jenkins.progressive_log(job, number, deployment.jenkins_log_offset)
-    # One UPDATE claims the chunk (compare-and-swap on the offset) and numbers its lines.
-    deployment.append(
-        [Entry("log", line) for line in jenkins.lines(chunk.text)],
-        where={"jenkins_log_offset": chunk.start},
-        jenkins_log_offset=chunk.next_offset,
-    )
-    if chunk.more:
-        return False
-    info = jenkins.build_info(job, number)
-    if info.building:
+    info = follow_log(deployment, job, number, "jenkins_log_offset")
+    if info is None:
         return False
     _finished(deployment, info)
     return True

@@ -235,14 +235,9 @@ def _why_not_roll_back(failed: Deployment) -> str:
 
 
 def _create_rollback(plan, *, user=None, reason: str = "", automatic: bool = False) -> Deployment:
-    undoes = plan.undoes
-    return Deployment.objects.create(
-        service=undoes.service,
-        environment=undoes.environment,
-        release=plan.target,
-        previous_release=undoes.release,
-        kind=Deployment.ROLLBACK,
-        rolls_back=undoes,
+    return Deployment.objects.create_rollback(
+        plan.undoes,
+        plan.target,
         automatic=automatic,
         requested_by=user,
         reason=reason,

@@ -55,12 +55,9 @@ def add_lock(request):
     if not form.is_valid():
         return refused(request, f"The lock was not added. {_problems(form)}", status=400)
     data = form.cleaned_data
-    try:
-        lock = guards.lock(
-            request.user, data["environment"], reason=data["reason"], service=data["service"], until=data["until"]
-        )
-    except rules.Refused as refusal:
-        return refused(request, str(refusal))
+    lock = guards.lock(
+        request.user, data["environment"], reason=data["reason"], service=data["service"], until=data["until"]
+    )
     scope = f"{data['service'].name} in {lock.environment.name}" if data["service"] else lock.environment.name
     messages.success(request, f"{scope} is locked: nothing deploys there until the lock is released.")
     return _back(request)
@@ -70,10 +67,7 @@ def release_lock(request, pk):
     """GET: what releasing means, and a button. POST: release it."""
     lock = get_object_or_404(Lock.objects.select_related("environment", "locked_by", "released_by"), pk=pk)
     if request.method == "POST":
-        try:
-            guards.unlock(request.user, lock)
-        except rules.Refused as refusal:
-            return refused(request, str(refusal), status=409 if refusal.conflict else 403)
+        guards.unlock(request.user, lock)
         messages.success(request, f"Lock on {lock.environment.name} released.")
         return _back(request)
     if request.method != "GET":
@@ -91,16 +85,13 @@ def add_freeze(request):
     if not form.is_valid():
         return refused(request, f"The freeze was not scheduled. {_problems(form)}", status=400)
     data = form.cleaned_data
-    try:
-        freeze = guards.schedule_freeze(
-            request.user,
-            data["environment"],
-            starts_at=data["starts_at"],
-            ends_at=data["ends_at"],
-            reason=data["reason"],
-        )
-    except rules.Refused as refusal:
-        return refused(request, str(refusal))
+    freeze = guards.schedule_freeze(
+        request.user,
+        data["environment"],
+        starts_at=data["starts_at"],
+        ends_at=data["ends_at"],
+        reason=data["reason"],
+    )
     messages.success(request, f"Freeze of {freeze.environment.name} scheduled.")
     return _back(request)
 
@@ -123,12 +114,9 @@ def edit_freeze(request, pk):
                 request, "releases/freeze_edit.html", {"freeze": freeze, "form": form, "verdict": verdict}, 400
             )
         data = form.cleaned_data
-        try:
-            guards.change_freeze(
-                request.user, freeze, starts_at=data["starts_at"], ends_at=data["ends_at"], reason=data["reason"]
-            )
-        except rules.Refused as refusal:
-            return refused(request, str(refusal))
+        guards.change_freeze(
+            request.user, freeze, starts_at=data["starts_at"], ends_at=data["ends_at"], reason=data["reason"]
+        )
         messages.success(request, f"Freeze of {freeze.environment.name} changed.")
         return redirect("guards")
     return render(request, "releases/freeze_edit.html", {"freeze": freeze, "form": form, "verdict": verdict})
@@ -137,10 +125,7 @@ def edit_freeze(request, pk):
 @require_POST
 def delete_freeze(request, pk):
     freeze = get_object_or_404(FreezeWindow.objects.select_related("environment"), pk=pk)
-    try:
-        guards.remove_freeze(request.user, freeze)
-    except rules.Refused as refusal:
-        return refused(request, str(refusal))
+    guards.remove_freeze(request.user, freeze)
     messages.success(request, f"Freeze of {freeze.environment.name} removed.")
     return redirect("guards")
 

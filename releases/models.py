@@ -230,6 +230,18 @@ class DeploymentQuerySet(models.QuerySet):
     def of_pair(self, service, environment):
         return self.filter(service=service, environment=environment)
 
+    def create_rollback(self, undoes: "Deployment", target: Release, **fields) -> "Deployment":
+        """A deployment of kind rollback that undoes `undoes` by going back to `target`."""
+        return self.create(
+            service=undoes.service,
+            environment=undoes.environment,
+            release=target,
+            previous_release=undoes.release,
+            kind=Deployment.ROLLBACK,
+            rolls_back=undoes,
+            **fields,
+        )
+
     def rollback_plan(self, service, environment) -> "RollbackPlan":
         """What rolling (service, environment) back would undo and restore, or why it cannot.
 

@@ -136,10 +136,7 @@ def request_deploy(request, pk):
     problem = preflight.missing_deployment(release.service, environment)
     if problem:
         return refused(request, problem, status=409)
-    try:
-        deployment = flows.request_deployment(request.user, release, environment, override_reason=override)
-    except rules.Refused as refusal:
-        return refused(request, str(refusal), status=409 if refusal.conflict else 403)
+    deployment = flows.request_deployment(request.user, release, environment, override_reason=override)
     messages.success(request, f"Deployment #{deployment.pk} requested.")
     return redirect(deployment)
 
@@ -240,10 +237,7 @@ def decide(request, pk):
             # The form is not shown any more, so its errors would go unseen: say why instead.
             return refused(request, rules.can_decide(request.user, deployment, "approve").message)
         return deployment_detail(request, pk, decision_form=form, status=400)
-    try:
-        flows.decide(request.user, deployment, form.cleaned_data["decision"], form.cleaned_data["comment"])
-    except rules.Refused as refusal:
-        return refused(request, str(refusal))
+    flows.decide(request.user, deployment, form.cleaned_data["decision"], form.cleaned_data["comment"])
     messages.success(request, "Your decision is recorded.")
     return redirect(deployment)
 
@@ -254,10 +248,7 @@ def cancel(request, pk):
     form = CancelForm(request.POST)
     if not form.is_valid():
         return refused(request, "The reason is too long (500 characters at most).", status=400)
-    try:
-        flows.cancel(request.user, deployment, form.cleaned_data["reason"])
-    except rules.Refused as refusal:
-        return refused(request, str(refusal))
+    flows.cancel(request.user, deployment, form.cleaned_data["reason"])
     messages.success(request, f"Deployment #{deployment.pk} cancelled.")
     return redirect(deployment)
 
@@ -291,12 +282,9 @@ def _roll_back(request, service, env):
         return refused(
             request, f"{env.name} is production: say why you roll back (the reason goes to the timeline).", 400
         )
-    try:
-        deployment = flows.rollback(
-            request.user, service, env, reason=reason, override_reason=form.cleaned_data["override_reason"]
-        )
-    except rules.Refused as refusal:
-        return refused(request, str(refusal), status=409 if refusal.conflict else 403)
+    deployment = flows.rollback(
+        request.user, service, env, reason=reason, override_reason=form.cleaned_data["override_reason"]
+    )
     messages.success(request, f"Rolling {service.name} back in {env.name} to {deployment.release.version}.")
     return redirect(deployment)
 
