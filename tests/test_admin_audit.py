@@ -9,6 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from clusters.models import Cluster, Environment, FreezeWindow, Lock
+from tests.support.admin import environment_form
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.super-secret-service-account-token"
 
@@ -21,32 +22,6 @@ def client_for(user):
 
 def entries_for(obj):
     return LogEntry.objects.get_for_object(obj).order_by("timestamp", "pk")
-
-
-def environment_form(environment, **changes):
-    data = {
-        "slug": environment.slug,
-        "name": environment.name,
-        "position": environment.position,
-        "cluster": environment.cluster_id,
-        "namespace": environment.namespace,
-        "required_approvals": environment.required_approvals,
-        "approver_group": environment.approver_group_id or "",
-        "deployer_group": environment.deployer_group_id or "",
-        "requires_previous": "on" if environment.requires_previous else "",
-        "deploy_via": environment.deploy_via,
-        "jenkins_deploy_job": environment.jenkins_deploy_job,
-        "progress_deadline_seconds": environment.progress_deadline_seconds,
-        "cancel_action": environment.cancel_action,
-        "grafana_variables": "{}",
-        "slack_webhook_url": "",
-        "freeze_windows-TOTAL_FORMS": "0",
-        "freeze_windows-INITIAL_FORMS": "0",
-        "freeze_windows-MIN_NUM_FORMS": "0",
-        "freeze_windows-MAX_NUM_FORMS": "1000",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v != ""}
 
 
 def cluster_form(**fields):

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test import Client
 
 from clusters.models import Environment
+from tests.support.admin import environment_form
 
 HOOK = "https://hooks.slack.com/services/T000/B000/very-secret-token"
 
@@ -16,30 +17,6 @@ def admin_client(cast):
     client = Client()
     client.force_login(cast.admin)
     return client
-
-
-def environment_form(environment, **changes):
-    data = {
-        "slug": environment.slug,
-        "name": environment.name,
-        "position": environment.position,
-        "cluster": environment.cluster_id,
-        "namespace": environment.namespace,
-        "required_approvals": environment.required_approvals,
-        "approver_group": environment.approver_group_id or "",
-        "deployer_group": environment.deployer_group_id or "",
-        "requires_previous": "on" if environment.requires_previous else "",
-        "deploy_via": environment.deploy_via,
-        "progress_deadline_seconds": environment.progress_deadline_seconds,
-        "cancel_action": environment.cancel_action,
-        "grafana_variables": "{}",
-        "freeze_windows-TOTAL_FORMS": "0",
-        "freeze_windows-INITIAL_FORMS": "0",
-        "freeze_windows-MIN_NUM_FORMS": "0",
-        "freeze_windows-MAX_NUM_FORMS": "1000",
-    }
-    data.update(changes)
-    return {k: v for k, v in data.items() if v != ""}
 
 
 def save(cast, **changes):
