@@ -4,10 +4,11 @@ from dataclasses import dataclass
 from itertools import count
 
 from django.contrib.auth.models import Group, User
+from django.test import Client
 from django.utils import timezone
 
 from clusters.models import Cluster, Environment
-from releases import states
+from releases import flows, states
 from releases.models import Deployment, Release, Service
 
 _numbers = count(1)
@@ -108,3 +109,28 @@ def make_cast(cluster=None) -> Cast:
         prod=prod,
         service=make_service(slug="storefront", name="Storefront"),
     )
+
+
+def succeed_in(release, environment, **kwargs):
+    """A finished, succeeded deployment of `release` in `environment`."""
+    kwargs.setdefault("finished_at", timezone.now())
+    return make_deployment(release, environment, state=states.SUCCEEDED, **kwargs)
+
+
+def release_ready_for_staging(cast):
+    """A new release of the cast's service that succeeded in dev (promotion allows staging)."""
+    release = make_release(cast.service)
+    succeed_in(release, cast.dev)
+    return release
+
+
+def pending_in_staging(cast):
+    """alice's request of a new release in staging, waiting for one approval."""
+    return flows.request_deployment(cast.alice, release_ready_for_staging(cast), cast.staging)
+
+
+def client_for(user):
+    """A test client logged in as `user`."""
+    client = Client()
+    client.force_login(user)
+    return client

@@ -5,19 +5,13 @@ from datetime import timedelta
 import pytest
 from auditlog.models import LogEntry
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from clusters.models import Cluster, Environment, FreezeWindow, Lock
+from tests.factories import client_for
 from tests.support.admin import environment_form
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.super-secret-service-account-token"
-
-
-def client_for(user):
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def entries_for(obj):

@@ -3,7 +3,6 @@ refused before it starts when the cluster has nothing to roll out (real clients,
 
 import pytest
 from django.core.cache import cache
-from django.test import Client
 from django.utils import timezone
 
 from releases import builds, states
@@ -11,16 +10,10 @@ from releases.models import Build, Deployment, Release
 from sandbox import github as github_sandbox
 from sandbox.jenkins import start as start_jenkins
 from sandbox.kube import start as start_kube
-from tests.factories import make_deployment, make_release
+from tests.factories import client_for, make_deployment, make_release
 
 REPO = "pampam/storefront"
 TOKEN = "gh-test-token"
-
-
-def client_for(user):
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

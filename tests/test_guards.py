@@ -3,19 +3,12 @@
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from clusters.models import FreezeWindow, Lock
 from releases import guards, rules
 from sandbox import slack as slack_sandbox
-from tests.factories import make_release
-
-
-def client_for(user):
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.factories import client_for, make_release
 
 
 def later(hours=2):

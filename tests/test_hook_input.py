@@ -1,21 +1,16 @@
 """Signed webhooks with hostile values: out-of-range numbers and times, deep nesting, `javascript:`
 links and bad tag names answer 400 and record nothing; a re-sent release queues no second build."""
 
-import hashlib
-import hmac
 import json
 
 import pytest
 
 from releases.models import Build, Commit, Release, WebhookDelivery
+from tests.support.hooks import SHA, github_delivery, sign
+from tests.support.hooks import jenkins_report as report
 
 JENKINS_SECRET = "hook-secret"
 GITHUB_SECRET = "gh-secret"
-SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
-
-
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 @pytest.fixture
@@ -39,27 +34,13 @@ def jenkins(client, data):
     )
 
 
-def report(**overrides):
-    data = {
-        "job": "folder/storefront",
-        "number": 12,
-        "status": "SUCCESS",
-        "url": "http://jenkins.example/job/folder/job/storefront/12/",
-        "queue_id": 345,
-        "params": {"VERSION": "1.4.2", "GIT_COMMIT": SHA},
-    }
-    return {**data, **overrides}
-
-
 def notification(**build_overrides):
     build = {"full_url": "http://j/job/folder/job/storefront/7/", "number": 7, "queue_id": 9, "phase": "STARTED"}
     return {"name": "storefront", "url": "job/folder/job/storefront/", "build": {**build, **build_overrides}}
 
 
 def github(client, event, payload, delivery="d-1"):
-    body = json.dumps(payload).encode()
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "X-Hub-Signature-256": sign(body, GITHUB_SECRET)}
-    return client.post("/hooks/github/", data=body, content_type="application/json", headers=headers)
+    return github_delivery(client, event, payload, GITHUB_SECRET, delivery=delivery)
 
 
 def release_payload(tag="v1.4.0", release_id=101):

@@ -1,15 +1,13 @@
 """`/hooks/github/`: signatures, idempotency, bad input, and GitHub's real payload shapes."""
 
-import hashlib
-import hmac
 import json
-from urllib.parse import urlencode
 
 import pytest
 
 from releases.models import Build, Commit, WebhookDelivery
 from releases.webhooks import github as hook
 from releases.webhooks.signatures import verify_hmac_sha256
+from tests.support import hooks
 
 SECRET = "pampam-test-secret"
 URL = "/hooks/github/"
@@ -110,24 +108,11 @@ def release_payload(action="published", tag="v1.4.0"):
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hooks.sign(body, secret)
 
 
 def deliver(client, event, payload, *, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958", signature=None, form=False):
-    if form:
-        body, content_type = urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-    else:
-        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        content_type = "application/json"
-    headers = {
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery,
-        "X-GitHub-Hook-ID": "292430182",
-        "User-Agent": "GitHub-Hookshot/044aadd",
-    }
-    if signature is not False:
-        headers["X-Hub-Signature-256"] = signature or sign(body)
-    return client.post(URL, data=body, content_type=content_type, headers=headers)
+    return hooks.github_delivery(client, event, payload, SECRET, delivery=delivery, signature=signature, form=form)
 
 
 @pytest.fixture

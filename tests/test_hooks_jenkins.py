@@ -1,7 +1,5 @@
 """`/hooks/jenkins/`: authentication, idempotency, bad input, and payloads from the real sandbox."""
 
-import hashlib
-import hmac
 import json
 import time
 
@@ -11,9 +9,10 @@ from releases import states
 from releases.models import Build, Release, WebhookDelivery
 from releases.webhooks.jenkins import MAX_BODY
 from sandbox.jenkins import start
+from tests.support import hooks
 
 SECRET = "hook-secret"
-SHA = "a" * 40
+SHA = hooks.SHA
 
 
 @pytest.fixture(autouse=True)
@@ -29,19 +28,11 @@ def service(cast):
 
 
 def sign(body: bytes, secret=SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hooks.sign(body, secret)
 
 
 def pipeline(**overrides):
-    data = {
-        "job": "folder/storefront",
-        "number": 12,
-        "status": "SUCCESS",
-        "url": "http://jenkins.example/job/folder/job/storefront/12/",
-        "queue_id": 345,
-        "params": {"VERSION": "1.4.2", "GIT_COMMIT": SHA},
-    }
-    return json.dumps({**data, **overrides}).encode()
+    return json.dumps(hooks.jenkins_report(**overrides)).encode()
 
 
 def notification(phase, status=None, number=7):

@@ -7,13 +7,7 @@ from django.utils import timezone
 from clusters.models import Environment, Workload
 from releases import flows, preflight, states
 from releases.models import Approval, Deployment
-from tests.factories import make_deployment, make_environment, make_release, make_service
-
-
-def client_for(user):
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.factories import client_for, make_deployment, make_environment, make_release, make_service
 
 
 def ready_for_prod(cast, version="1.1.0"):

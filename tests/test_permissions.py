@@ -19,24 +19,14 @@ from django.utils import timezone
 from clusters.models import FreezeWindow
 from releases import flows, states
 from releases.models import Build, Deployment
-from tests.factories import make_deployment, make_release, make_user
-
-
-def client_for(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def release_ready_for_staging(cast):
-    release = make_release(cast.service)
-    make_deployment(release, cast.dev, state=states.SUCCEEDED, finished_at=timezone.now())
-    return release
-
-
-def pending_in_staging(cast):
-    return flows.request_deployment(cast.alice, release_ready_for_staging(cast), cast.staging)
-
+from tests.factories import (
+    client_for,
+    make_deployment,
+    make_release,
+    make_user,
+    pending_in_staging,
+    release_ready_for_staging,
+)
 
 # Anonymous ---------------------------------------------------------------------------------------
 

@@ -7,14 +7,13 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from clusters.models import Environment, FreezeWindow, Lock, Workload
 from releases import states
 from releases.models import Approval, Deployment, DeploymentEvent, Release, Service
-from tests.factories import make_deployment, make_environment, make_release, make_service, make_user
+from tests.factories import client_for, make_deployment, make_environment, make_release, make_service, make_user
 
 
 def count_queries(client, url) -> int:
@@ -22,12 +21,6 @@ def count_queries(client, url) -> int:
         response = client.get(url)
     assert response.status_code == 200, url
     return len(captured)
-
-
-def client_for(user):
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def populate(cast, n):

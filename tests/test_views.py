@@ -4,31 +4,12 @@ import re
 from datetime import datetime
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from clusters.models import Lock
 from releases import flows, states
 from releases.models import Approval, Deployment
-from tests.factories import make_deployment, make_release, make_service
-
-
-def client_for(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def succeed_in(release, environment, **kwargs):
-    kwargs.setdefault("finished_at", timezone.now())
-    return make_deployment(release, environment, state=states.SUCCEEDED, **kwargs)
-
-
-def pending_in_staging(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.dev)
-    return flows.request_deployment(cast.alice, release, cast.staging)
-
+from tests.factories import client_for, make_deployment, make_release, make_service, pending_in_staging, succeed_in
 
 # Pages render -----------------------------------------------------------------------------
 

@@ -16,21 +16,10 @@ from django.utils import timezone
 from clusters.models import FreezeWindow, Lock
 from releases import flows, states
 from releases.models import Approval, Build, Deployment, Release
-from tests.factories import make_deployment, make_release, make_service, make_user
+from tests.factories import make_deployment, make_release, make_service, make_user, pending_in_staging, succeed_in
 from tests.support.api import api_as
 
 JSON = {"format": "json"}
-
-
-def succeed_in(release, environment, **kwargs):
-    kwargs.setdefault("finished_at", timezone.now())
-    return make_deployment(release, environment, state=states.SUCCEEDED, **kwargs)
-
-
-def pending_in_staging(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.dev)
-    return flows.request_deployment(cast.alice, release, cast.staging)
 
 
 # Services and environments ------------------------------------------------------------------

@@ -17,12 +17,11 @@ import pytest
 from channels.layers import channel_layers
 from channels.testing import HttpCommunicator
 from django.db import connections
-from django.utils import timezone
 
 from portal.asgi import application
-from releases import flows, states
+from releases import flows
 from releases.models import Deployment
-from tests.factories import make_deployment, make_release
+from tests.factories import pending_in_staging
 from tests.support.api import token_for
 
 
@@ -63,12 +62,6 @@ class AsgiClient:
 
 def api_as(user, *scopes):
     return AsgiClient(token_for(user, *scopes))
-
-
-def pending_in_staging(cast):
-    release = make_release(cast.service)
-    make_deployment(release, cast.dev, state=states.SUCCEEDED, finished_at=timezone.now())
-    return flows.request_deployment(cast.alice, release, cast.staging)
 
 
 def later(seconds, func, *args):

@@ -13,9 +13,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from clusters.models import FreezeWindow, Lock
-from releases import flows, states
+from releases import states
 from releases.models import Approval, Build, Deployment, Release
-from tests.factories import make_deployment, make_release
+from tests.factories import make_deployment, make_release, pending_in_staging, release_ready_for_staging
 from tests.support.api import api_as
 
 JSON = {"format": "json"}
@@ -27,16 +27,6 @@ def scope_reason(who, scope, needed):
         f"API token {who}-{scope} has the scopes {scope}; this needs the {needed} scope. "
         "Make a token with it on your API tokens page."
     )
-
-
-def release_ready_for_staging(cast):
-    release = make_release(cast.service)
-    make_deployment(release, cast.dev, state=states.SUCCEEDED, finished_at=timezone.now())
-    return release
-
-
-def pending_in_staging(cast):
-    return flows.request_deployment(cast.alice, release_ready_for_staging(cast), cast.staging)
 
 
 # Anonymous ------------------------------------------------------------------------------------
