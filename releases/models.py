@@ -389,10 +389,11 @@ class Deployment(Timeline):
     def last_good_before(self) -> Release | None:
         """The last good release before this deployment: the release of the newest earlier
         succeeded deployment of the same service and environment, other than this one's own
-        release, and never a release whose latest deployment there failed."""
+        release, and never a release whose latest deployment there failed. A failure that never
+        reached the cluster (refused before it started) says nothing about its release."""
         earlier = (
             Deployment.objects.of_pair(self.service_id, self.environment_id)
-            .filter(pk__lt=self.pk, state__in=[states.SUCCEEDED, states.FAILED])
+            .filter(Q(state=states.SUCCEEDED) | Q(state=states.FAILED, started_at__isnull=False), pk__lt=self.pk)
             .exclude(release_id=self.release_id)
             .select_related("release")
             .order_by("-id")[:200]

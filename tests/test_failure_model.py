@@ -207,7 +207,9 @@ class FailurePath(RuleBasedStateMachine):
             between = pair.filter(pk__gt=undone.pk, pk__lt=rollback.pk, started_at__isnull=False)
             assert not between.exists(), f"#{rollback.pk} passes a newer deployment"
             before = pair.filter(pk__lt=rollback.pk, release=rollback.release, state__in=states.FINAL).order_by("-pk")
-            latest = before.exclude(state__in=[states.CANCELLED, states.REJECTED]).first()
+            # A failure that never reached the cluster says nothing about its release.
+            ran = before.exclude(state__in=[states.CANCELLED, states.REJECTED])
+            latest = ran.exclude(state=states.FAILED, started_at__isnull=True).first()
             assert latest is not None, f"#{rollback.pk} goes to a release that never ran here"
             assert latest.state == states.SUCCEEDED, f"#{rollback.pk} goes to a release that failed here"
 

@@ -213,6 +213,22 @@ def test_it_never_restores_a_release_whose_last_deployment_there_failed(cast):
     assert Deployment.objects.rollback_plan(cast.service, cast.dev).target == older
 
 
+def never_started(release, environment):
+    """A deployment that failed before it reached the cluster (a preflight refusal, Jenkins down)."""
+    return make_deployment(release, environment, state=states.FAILED, finished_at=timezone.now(), started_at=None)
+
+
+def test_a_failure_that_never_reached_the_cluster_says_nothing_about_its_release(cast):
+    good, broken = make_release(cast.service), make_release(cast.service)
+    ran(good, cast.dev)
+    never_started(good, cast.dev)  # asked again while Jenkins was down: the release never ran
+    failed = ran(broken, cast.dev, state=states.FAILED)
+    assert failed.last_good_before() == good
+    never_started(good, cast.dev)  # and once more after the failure, before anyone rolled back
+    plan = Deployment.objects.rollback_plan(cast.service, cast.dev)
+    assert (plan.undoes, plan.target) == (failed, good)
+
+
 def test_it_never_rolls_back_a_rollback(cast):
     good, bad = make_release(cast.service), make_release(cast.service)
     ran(good, cast.dev)
