@@ -4,11 +4,13 @@ from datetime import timedelta
 
 import pytest
 from auditlog.models import LogEntry
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from clusters.models import Cluster, Environment, FreezeWindow, Lock
+from portal.admin import readable_changes
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.super-secret-service-account-token"
 
@@ -140,6 +142,33 @@ def test_it_shows_the_audit_log_to_admins(cast):
     detail = client.get(f"/admin/auditlog/logentry/{entry.pk}/change/")
     assert detail.status_code == 200
     assert "Production" in detail.content.decode()
+
+
+def test_it_names_the_groups_given_to_and_taken_from_a_person(cast):
+    before = entries_for(cast.alice).count()
+    cast.alice.groups.add(cast.release_managers)
+    cast.alice.groups.remove(cast.developers)
+    added, removed = entries_for(cast.alice)[before:]
+    client = client_for(cast.admin)
+    assert "1 change: groups" in client.get("/admin/auditlog/logentry/").content.decode()
+    added_page = client.get(f"/admin/auditlog/logentry/{added.pk}/change/").content.decode()
+    assert "added release-managers" in added_page
+    removed_page = client.get(f"/admin/auditlog/logentry/{removed.pk}/change/").content.decode()
+    assert "removed developers" in removed_page
+
+
+def test_it_records_a_new_person_without_reverse_relations_or_ids(cast):
+    response = client_for(cast.admin).post(
+        "/admin/auth/user/add/",
+        {"username": "frank", "password1": "a-long-pass-phrase-42", "password2": "a-long-pass-phrase-42"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    created = entries_for(User.objects.get(username="frank")).get(action=LogEntry.Action.CREATE)
+    fields = [name for name, _, _ in readable_changes(created)]
+    assert "username" in fields
+    assert not {"ID", "approvals", "api_tokens", "deployments", "password", "last login"} & set(fields)
+    detail = client_for(cast.admin).get(f"/admin/auditlog/logentry/{created.pk}/change/").content.decode()
+    assert ".None" not in detail
 
 
 def test_it_hides_the_audit_log_from_non_staff(cast):
