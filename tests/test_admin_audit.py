@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from clusters.models import Cluster, Environment, FreezeWindow, Lock
 from portal.admin import readable_changes
+from releases.models import Deployment
+from tests.factories import make_deployment, make_release
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.super-secret-service-account-token"
 
@@ -260,3 +262,33 @@ def test_it_refuses_to_delete_an_environment_in_use_by_deployments_silently(cast
     assert response.status_code == 200
     assert Cluster.objects.filter(pk=cast.cluster.pk).exists()
     assert Environment.objects.filter(cluster=cast.cluster).count() == 3
+
+
+def test_it_offers_to_archive_an_environment_with_history_instead_of_deleting_it(cast):
+    release = make_release(cast.service)
+    for _ in range(3):
+        make_deployment(release, cast.staging, state="succeeded", finished_at=timezone.now())
+    client = client_for(cast.admin)
+    page = client.get(f"/admin/clusters/environment/{cast.staging.pk}/delete/").content.decode()
+    assert "Staging: 3 deployments" in page
+    assert 'id="archive-instead"' in page
+    assert client.post(f"/admin/clusters/environment/{cast.staging.pk}/delete/", {"post": "yes"}).status_code == 200
+    selected = {"action": "delete_selected", "_selected_action": [cast.staging.pk, cast.prod.pk], "index": 0}
+    listed = client.post("/admin/clusters/environment/", selected).content.decode()
+    assert "Staging: 3 deployments" in listed
+    assert "Archive them instead" in listed
+    response = client.post(
+        "/admin/clusters/environment/", {"action": "archive", "_selected_action": cast.staging.pk, "index": 0}
+    )
+    assert response.status_code == 302
+    cast.staging.refresh_from_db()
+    assert cast.staging.archived_at is not None
+    assert Deployment.objects.filter(environment=cast.staging).count() == 3
+
+
+def test_it_still_deletes_an_environment_without_history(cast):
+    spare = Environment.objects.create(slug="spare", name="Spare", position=9, cluster=cast.cluster, namespace="spare")
+    client = client_for(cast.admin)
+    assert "Are you sure" in client.get(f"/admin/clusters/environment/{spare.pk}/delete/").content.decode()
+    assert client.post(f"/admin/clusters/environment/{spare.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Environment.objects.filter(slug="spare").exists()
