@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.utils import timezone
 
 from clusters.models import Cluster, Environment, FreezeWindow, Workload
@@ -91,9 +92,10 @@ class EnvironmentForm(forms.ModelForm):
 
 @admin.register(Environment)
 class EnvironmentAdmin(admin.ModelAdmin):
-    form = EnvironmentForm
     """An environment with deployments owns their history: it can be archived (hidden from the
     dashboard, closed to deployments), not deleted (Deployment.environment is PROTECT)."""
+
+    form = EnvironmentForm
 
     list_display = [
         "name",
@@ -115,6 +117,14 @@ class EnvironmentAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="archived")
     def archived(self, obj):
         return obj.archived
+
+    def get_deleted_objects(self, objs, request):
+        """Say how much history an environment keeps, without listing (and loading) every
+        deployment of it as Django's confirmation page would; the page offers archiving instead."""
+        kept = [f"{environment.name}: {', '.join(held)}" for environment in objs if (held := history_of(environment))]
+        if kept:
+            return [], {}, set(), kept
+        return super().get_deleted_objects(objs, request)
 
     @admin.action(description="Archive the selected environments (hide them, keep their history)")
     def archive(self, request, queryset):
@@ -152,3 +162,17 @@ class WorkloadAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+def history_of(environment) -> list[str]:
+    """What keeps `environment` from being deleted: rows that protect it ("12 deployments"),
+    whatever app they belong to."""
+    held = []
+    for relation in environment._meta.related_objects:
+        if relation.on_delete is not models.PROTECT:
+            continue
+        count = relation.related_model._default_manager.filter(**{relation.field.name: environment}).count()
+        if count:
+            names = relation.related_model._meta
+            held.append(f"{count} {names.verbose_name if count == 1 else names.verbose_name_plural}")
+    return held

@@ -169,8 +169,8 @@ class Tick:
 
 
 CHART_WIDTH, CHART_HEIGHT, CHART_BASE = 720, 160, 140
-# Room on the left of the bars for the value axis.
-CHART_LEFT = 44
+# Room on the left of the bars for the value axis: a label as long as "120.5 days" at font-size 11.
+CHART_LEFT = 66
 
 
 def _tallest(values) -> float:

@@ -476,6 +476,8 @@ class Deployment(Timeline):
                 "at": timezone.now().isoformat(timespec="seconds"),
             }
             cls.objects.filter(pk=pk).update(reports=reports)
+            # Reports often land after the deployment's last event: an open page re-reads its panel.
+            live.activity({"kind": "report", "deployment": pk, "system": system})
 
 
 class Approval(models.Model):

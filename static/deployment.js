@@ -187,6 +187,11 @@
     path: function (after) { return "/ws/deployments/" + root.dataset.id + "/?after=" + after; },
     onEvent: function (m) { apply(m, false); },
   });
+  // GitHub, Grafana and Slack answer after the deployment's last event: the Reports panel follows.
+  Pampam.onActivity(function (u) {
+    if (u.kind === "report" && String(u.deployment) === root.dataset.id) Pampam.refresh();
+  });
+  Pampam.onConnected(Pampam.refresh);  // a report written before the activity socket opened
 
   // The picture the page was rendered with: the latest snapshot, as the last event carried it.
   var first = snapshotFrom("rollout-snapshot");

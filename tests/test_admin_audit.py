@@ -4,11 +4,14 @@ from datetime import timedelta
 
 import pytest
 from auditlog.models import LogEntry
+from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
 from clusters.models import Cluster, Environment, FreezeWindow, Lock
-from tests.factories import client_for
+from portal.admin import readable_changes
+from releases.models import Deployment
+from tests.factories import client_for, make_deployment, make_release
 from tests.support.admin import environment_form
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.super-secret-service-account-token"
@@ -111,6 +114,33 @@ def test_it_shows_the_audit_log_to_admins(cast):
     assert "Production" in detail.content.decode()
 
 
+def test_it_names_the_groups_given_to_and_taken_from_a_person(cast):
+    before = entries_for(cast.alice).count()
+    cast.alice.groups.add(cast.release_managers)
+    cast.alice.groups.remove(cast.developers)
+    added, removed = entries_for(cast.alice)[before:]
+    client = client_for(cast.admin)
+    assert "1 change: groups" in client.get("/admin/auditlog/logentry/").content.decode()
+    added_page = client.get(f"/admin/auditlog/logentry/{added.pk}/change/").content.decode()
+    assert "added release-managers" in added_page
+    removed_page = client.get(f"/admin/auditlog/logentry/{removed.pk}/change/").content.decode()
+    assert "removed developers" in removed_page
+
+
+def test_it_records_a_new_person_without_reverse_relations_or_ids(cast):
+    response = client_for(cast.admin).post(
+        "/admin/auth/user/add/",
+        {"username": "frank", "password1": "a-long-pass-phrase-42", "password2": "a-long-pass-phrase-42"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    created = entries_for(User.objects.get(username="frank")).get(action=LogEntry.Action.CREATE)
+    fields = [name for name, _, _ in readable_changes(created)]
+    assert "username" in fields
+    assert not {"ID", "approvals", "api_tokens", "deployments", "password", "last login"} & set(fields)
+    detail = client_for(cast.admin).get(f"/admin/auditlog/logentry/{created.pk}/change/").content.decode()
+    assert ".None" not in detail
+
+
 def test_it_hides_the_audit_log_from_non_staff(cast):
     response = client_for(cast.alice).get("/admin/auditlog/logentry/")
     assert response.status_code == 302
@@ -200,3 +230,33 @@ def test_it_refuses_to_delete_an_environment_in_use_by_deployments_silently(cast
     assert response.status_code == 200
     assert Cluster.objects.filter(pk=cast.cluster.pk).exists()
     assert Environment.objects.filter(cluster=cast.cluster).count() == 3
+
+
+def test_it_offers_to_archive_an_environment_with_history_instead_of_deleting_it(cast):
+    release = make_release(cast.service)
+    for _ in range(3):
+        make_deployment(release, cast.staging, state="succeeded", finished_at=timezone.now())
+    client = client_for(cast.admin)
+    page = client.get(f"/admin/clusters/environment/{cast.staging.pk}/delete/").content.decode()
+    assert "Staging: 3 deployments" in page
+    assert 'id="archive-instead"' in page
+    assert client.post(f"/admin/clusters/environment/{cast.staging.pk}/delete/", {"post": "yes"}).status_code == 200
+    selected = {"action": "delete_selected", "_selected_action": [cast.staging.pk, cast.prod.pk], "index": 0}
+    listed = client.post("/admin/clusters/environment/", selected).content.decode()
+    assert "Staging: 3 deployments" in listed
+    assert "Archive them instead" in listed
+    response = client.post(
+        "/admin/clusters/environment/", {"action": "archive", "_selected_action": cast.staging.pk, "index": 0}
+    )
+    assert response.status_code == 302
+    cast.staging.refresh_from_db()
+    assert cast.staging.archived_at is not None
+    assert Deployment.objects.filter(environment=cast.staging).count() == 3
+
+
+def test_it_still_deletes_an_environment_without_history(cast):
+    spare = Environment.objects.create(slug="spare", name="Spare", position=9, cluster=cast.cluster, namespace="spare")
+    client = client_for(cast.admin)
+    assert "Are you sure" in client.get(f"/admin/clusters/environment/{spare.pk}/delete/").content.decode()
+    assert client.post(f"/admin/clusters/environment/{spare.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Environment.objects.filter(slug="spare").exists()

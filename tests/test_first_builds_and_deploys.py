@@ -11,6 +11,7 @@ from sandbox import github as github_sandbox
 from sandbox.jenkins import start as start_jenkins
 from sandbox.kube import start as start_kube
 from tests.factories import client_for, make_deployment, make_release
+from tests.support.api import api_as
 
 REPO = "pampam/storefront"
 TOKEN = "gh-test-token"
@@ -129,3 +130,26 @@ def test_it_lets_a_deploy_through_where_the_deployment_exists(cast, kube):
     response = client_for(cast.alice).post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
     assert response.status_code == 302
     assert Deployment.objects.get(environment=cast.staging).state == states.PENDING_APPROVAL
+
+
+def test_it_refuses_the_same_first_deploy_through_the_api_before_it_starts(cast, kube):
+    release = make_release(cast.service, version="1.1.0")
+    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    response = api_as(cast.dave, "deploy").post(
+        "/api/v1/deployments/", {"release": release.pk, "environment": "prod"}, format="json"
+    )
+    assert response.status_code == 409
+    (reason,) = response.json()["reasons"]
+    assert "Prod has no Kubernetes Deployment “storefront” in namespace prod of cluster main" in reason
+    assert "Create a Deployment named “storefront” with a container named “storefront” in prod first" in reason
+    assert not Deployment.objects.filter(environment=cast.prod).exists()
+
+
+def test_it_gives_the_rules_reasons_first_through_the_api(cast, kube):
+    release = make_release(cast.service, version="1.1.0")
+    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    response = api_as(cast.alice, "deploy").post(
+        "/api/v1/deployments/", {"release": release.pk, "environment": "prod"}, format="json"
+    )
+    assert response.status_code == 403
+    assert "Kubernetes Deployment" not in response.content.decode()

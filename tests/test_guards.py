@@ -1,5 +1,6 @@
 """Freezes and locks for release managers, outside the admin: pages, rules, Slack, the dashboard."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -38,6 +39,8 @@ def test_it_lets_a_release_manager_lock_a_service_from_its_page(cast):
     body = client_for(cast.erin).get("/services/storefront/").content.decode()
     assert "locked</span> <strong>storefront</strong> by dave" in body
     assert "incident 42: checkout errors" in body
+    line = re.sub(r"<[^>]+>", "", body.split('data-role="lock"')[1].split("Release…")[0])
+    assert re.search(r"by dave now, until \w+ \d+ \d\d:\d\d: incident 42: checkout errors", line), line
 
 
 def test_it_offers_the_lock_form_only_where_you_deploy(cast):

@@ -143,7 +143,7 @@ def test_it_refuses_to_delete_an_environment_with_deployments_in_the_admin(cast)
     make_deployment(make_release(cast.service), cast.staging, state=states.SUCCEEDED)
     client = client_for(cast.admin)
     page = client.get(f"/admin/clusters/environment/{cast.staging.pk}/delete/").content.decode()
-    assert "would require deleting the following protected related objects" in page
+    assert "Staging keeps the history of what was deployed there, so it cannot be deleted" in page
     client.post(f"/admin/clusters/environment/{cast.staging.pk}/delete/", {"post": "yes"})
     assert Environment.objects.filter(pk=cast.staging.pk).exists()
     assert Deployment.objects.filter(environment=cast.staging).count() == 1

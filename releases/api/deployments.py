@@ -13,7 +13,7 @@ from rest_framework import exceptions, generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from releases import board, flows, rules
+from releases import board, flows, preflight, rules
 from releases.api import serializers as s
 from releases.api.auth import override_problem, scope_problem, token_of
 from releases.api.models import APPROVE, DEPLOY
@@ -92,10 +92,23 @@ class DeploymentList(generics.GenericAPIView):
     def post(self, request):
         data = body(s.DeploymentRequestSerializer, request)
         refuse_override_without_scope(request, data["override_reason"])
+        refuse_without_a_deployment_to_change(request.user, data)
         deployment = flows.request_deployment(
             request.user, data["release"], data["environment"], override_reason=data["override_reason"]
         )
         return detail(request, deployment.pk, status.HTTP_201_CREATED)
+
+
+def refuse_without_a_deployment_to_change(user, data) -> None:
+    """As the release page does: a first deploy to an environment whose namespace has no Deployment
+    is refused before it starts, saying what to create (after the rules, so a caller who may not
+    deploy there learns nothing about the cluster)."""
+    release, environment = data["release"], data["environment"]
+    if not rules.can_request(user, release, environment, override_reason=data["override_reason"]):
+        return  # flows.request_deployment refuses with the rules' reasons
+    problem = preflight.missing_deployment(release.service, environment)
+    if problem:
+        raise rules.Refused(problem, conflict=True)
 
 
 @extend_schema(tags=["deployments"])

@@ -56,3 +56,34 @@ def test_it_says_what_each_figure_counts_and_labels_the_chart_axes(portal, login
     assert sum(1 for label in labels if label[:3].isalpha()) >= 4  # dates along the bottom
     if SCREENSHOTS:
         page.screenshot(path=str(DOCS / "dora.png"), full_page=True)
+
+
+# Where each axis label is drawn, in the chart's own units, and how wide the chart is.
+LABEL_BOXES = """() => [...document.querySelectorAll('svg.dora-chart')].flatMap(svg => {
+  const width = svg.viewBox.baseVal.width;
+  return [...svg.querySelectorAll('text.axis')].map(t => {
+    const box = t.getBBox();
+    return {label: t.textContent, left: box.x, right: box.x + box.width, width: width};
+  });
+})"""
+
+
+def slow_lead_times(cast):
+    """Releases that waited days for prod: the value axis reads in days."""
+    now = timezone.now()
+    for day in (6, 4, 2):
+        at = now - timedelta(days=day)
+        release = make_release(cast.service, version=f"2.{day}.0", created_at=at - timedelta(days=day, hours=14))
+        make_deployment(release, cast.prod, state=states.SUCCEEDED, started_at=at, finished_at=at)
+
+
+def test_it_draws_every_axis_label_whole_inside_its_chart(portal, login):
+    in_thread(slow_lead_times, portal.cast)
+    page = login("erin")
+    page.goto(portal.url + "/dora/?days=7")
+    expect(page.locator("svg.dora-chart")).to_have_count(2)
+    boxes = page.evaluate(LABEL_BOXES)
+    assert any(b["label"].endswith("days") for b in boxes), boxes
+    for box in boxes:
+        assert box["left"] >= 0, f"{box['label']!r} is cut off on the left: {box}"
+        assert box["right"] <= box["width"], f"{box['label']!r} is cut off on the right: {box}"

@@ -5,6 +5,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from releases import flows, states
+from releases.models import Deployment
 from tests.browser.conftest import in_thread
 from tests.factories import make_deployment, make_release
 
@@ -73,3 +74,17 @@ def test_it_offers_the_rollback_once_a_rollout_succeeds_without_a_reload(portal,
     assert dave.evaluate("() => window.loadedOnce") is True
     link.click()
     expect(dave.locator("h1")).to_have_text("Roll back Storefront in Prod?")
+
+
+def test_it_shows_a_report_that_lands_after_the_last_event_without_a_reload(portal, login):
+    release = in_thread(lambda: make_release(portal.cast.service, version="1.0.0"))
+    done = in_thread(make_deployment, release, portal.cast.dev, state=states.SUCCEEDED, finished_at=timezone.now())
+    alice = login("alice")
+    alice.goto(f"{portal.url}/deployments/{done.pk}/")
+    expect(alice.locator("#reports")).to_contain_text("Nothing reported to GitHub, Grafana or Slack yet.")
+    expect(alice.locator(".live-indicator")).to_have_attribute("data-live", "up", timeout=WAIT)
+    # What the Grafana job records once it closed its annotation (Deployment.update_report is how
+    # every reporting job writes its result).
+    in_thread(Deployment.update_report, done.pk, "grafana", lambda r: {**r, "state": "closed", "annotation_id": 41})
+    expect(alice.locator("#reports .report-grafana")).to_contain_text("annotated", timeout=WAIT)
+    expect(alice.locator("#reports")).to_contain_text("#41")

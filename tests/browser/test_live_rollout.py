@@ -52,6 +52,14 @@ def test_it_shows_a_prod_rollout_live_without_reloads_gaps_or_duplicates(portal,
     approve(carol, "Go.")
     wait_state(viewer, "rolling_out")
     expect(viewer.locator("#state-badge")).to_have_text("Rolling out")
+    # What ran before the change gives way to the rollout's own picture.
+    expect(viewer.locator("#runs-now")).to_have_count(0, timeout=WAIT)
+    if SCREENSHOTS:
+        viewer.wait_for_function(
+            "() => { const bar = document.querySelector('[data-bar=updated]'); return bar && bar.value >= 2; }",
+            timeout=WAIT,
+        )
+        viewer.screenshot(path=str(DOCS / "deployment-live.png"), full_page=True)
 
     # Cut the viewer's socket mid-rollout and write while it is away; it must catch up.
     viewer.evaluate("() => window.pampamLive.drop()")
@@ -59,9 +67,6 @@ def test_it_shows_a_prod_rollout_live_without_reloads_gaps_or_duplicates(portal,
         in_thread(
             lambda n=n: Deployment.objects.get(pk=deployment.pk).log("note", f"written while the viewer is away {n}")
         )
-    if SCREENSHOTS:
-        viewer.wait_for_function("() => document.querySelector('[data-bar=updated]').value >= 2", timeout=WAIT)
-        viewer.screenshot(path=str(DOCS / "deployment-live.png"), full_page=True)
 
     for page in (viewer, bob, carol):
         wait_state(page, "succeeded")

@@ -5,6 +5,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from releases import states
+from releases.models import Build
 from tests.browser.conftest import DOCS, SCREENSHOTS, in_thread
 from tests.factories import make_deployment, make_release
 
@@ -68,17 +69,45 @@ def some_history(cast):
         downtime=downtime,
     )
     pending = make_deployment(new, cast.prod, previous_release=old, requested_by=cast.dave)
-    return pending, done
+    build = Build.objects.create(
+        service=cast.service,
+        job_name="storefront/build",
+        number=7,
+        state=states.BUILD_SUCCEEDED,
+        result="SUCCESS",
+        git_sha="67d8e012e7512b3b59e304b15d7de31b0bc79341",
+        version="1.1.0",
+        release=new,
+        parameters={
+            "SERVICE": "storefront",
+            "GIT_REF": "67d8e012e7512b3b59e304b15d7de31b0bc79341",
+            "VERSION": "1.1.0",
+            "PORTAL_BUILD_ID": "1",
+        },
+    )
+    return {"pending": pending.pk, "done": done.pk, "release": new.pk, "build": build.pk}
 
 
 @pytest.mark.parametrize(
     "path",
-    ["/", "/services/storefront/", "/deployments/{pending}/", "/deployments/{done}/", "/history/", "/approvals/"],
+    [
+        "/",
+        "/services/storefront/",
+        "/deployments/{pending}/",
+        "/deployments/{done}/",
+        "/history/",
+        "/approvals/",
+        "/releases/{release}/",
+        "/builds/{build}/",
+        "/environments/prod/",
+        "/freezes-and-locks/",
+        "/dora/",
+    ],
 )
 def test_it_fits_a_390_px_screen_without_overlap(portal, login, path, tmp_path):
-    pending, done = in_thread(some_history, portal.cast)
+    made = in_thread(some_history, portal.cast)
     page = login("carol", width=390, height=844)
-    page.goto(portal.url + path.format(pending=pending.pk, done=done.pk))
+    page.goto(portal.url + path.format(**made))
     expect(page.locator("main h1")).to_be_visible()
     layout = page.evaluate(LAYOUT)
     assert layout["width"] <= layout["viewport"], f"{path} is {layout['width']} px wide on a 390 px screen"
