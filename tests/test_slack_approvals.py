@@ -123,7 +123,8 @@ def test_it_finds_a_slack_member_by_their_verified_email_and_links_them(cast_tx,
     assert (account.user, account.linked_via) == (cast_tx.carol, SlackAccount.EMAIL)
     assert Deployment.objects.get(pk=pending.pk).state != states.PENDING_APPROVAL
     approved = [u for u in request_message(slack_app)["updates"] if u["text"].startswith("Approved: ")]
-    assert approved and "Approved (2 of 2 approvals: bob, carol)." in texts(approved[0])
+    assert approved
+    assert "Approved (2 of 2 approvals: bob, carol)." in texts(approved[0])
     assert buttons(request_message(slack_app)) == []
 
 
