@@ -196,7 +196,7 @@ class SlackHandler(FaultingHandler):
             note = f"The app answered {status} {body[:200]}".strip()
         except KeyError as exc:
             note = f"Not clicked: {exc}"
-        self.send_bytes(303, b"", "text/plain", {"Location": "/?" + urlencode({"note": note})})
+        self.send_bytes(303, b"", "text/plain", {"Location": "/?" + urlencode({"refresh": "0", "note": note})})
 
     def list_messages(self):
         self.send_json(200, self.server.inbox.records())
@@ -206,7 +206,8 @@ class SlackHandler(FaultingHandler):
         self.send_json(200, [])
 
     def show_messages(self):
-        page = render_page(self.server.inbox.records(), self.server.workspace, self.query_one("note", ""))
+        refresh = self.query_one("refresh", "5") != "0"
+        page = render_page(self.server.inbox.records(), self.server.workspace, self.query_one("note", ""), refresh)
         self.send_bytes(200, page.encode(), "text/html; charset=utf-8")
 
 
@@ -298,7 +299,8 @@ def render_posted(message: dict, members: dict) -> str:
     )
 
 
-def render_page(records: list[dict], workspace=None, note: str = "") -> str:
+def render_page(records: list[dict], workspace=None, note: str = "", refresh: bool = True) -> str:
+    """The page; `refresh` reloads it every 5 s (`?refresh=0` keeps still while someone picks a member)."""
     items = "".join(render_message(r) for r in reversed(records)) or "<p>No messages yet.</p>"
     posted = list(reversed(workspace.messages())) if workspace else []
     bot = "".join(render_posted(m, workspace.members) for m in posted) or "<p>No approval requests yet.</p>"
@@ -306,8 +308,8 @@ def render_page(records: list[dict], workspace=None, note: str = "") -> str:
     banner = f'<p class="note">{escape(note)}</p>' if note else ""
     return (
         "<!doctype html><html><head><meta charset=utf-8><title>Slack sandbox</title>"
-        '<meta http-equiv="refresh" content="5">'
-        "<style>body{font:14px sans-serif;margin:2em;max-width:50em}"
+        + ('<meta http-equiv="refresh" content="5">' if refresh else "")
+        + "<style>body{font:14px sans-serif;margin:2em;max-width:50em}"
         "article{border-left:4px solid #4a154b;padding:.3em 1em;margin:1em 0}"
         "header{color:#666;font-size:12px}pre{white-space:pre-wrap}form.click{display:inline-block;margin:.2em}"
         "button.primary{background:#007a5a;color:#fff}button.danger{background:#e01e5a;color:#fff}"
