@@ -2,12 +2,18 @@
 against the Jenkins sandbox), shown on the build and release pages, and the "requires passing
 tests" gate that pages and the API both obey."""
 
+import hashlib
+import hmac
+import json
+
+import jenkins
 import pytest
 
 from releases import builds, rules, states
 from releases.models import Build, Deployment, Release
 from sandbox.jenkins import start
 from tests.factories import make_release
+from tests.support import wait_until
 from tests.support.api import api_as
 
 SEED = {"jobs": {"storefront-build": {}}}
@@ -137,4 +143,29 @@ def test_it_says_which_release_failed_when_the_results_came_from_the_api(cast):
     assert rules.can_request(cast.alice, release, cast.dev).reasons == [
         "Tests failed on Storefront 2.0.0: 1 of 10 failed. "
         "Dev requires passing tests: fix them and deploy a new release."
+    ]
+
+
+def test_it_reads_the_report_of_a_build_jenkins_reported_through_its_webhook(
+    cast_tx, service, jenkins_sandbox, run_jobs, client, settings
+):
+    settings.JENKINS_WEBHOOK_SECRET = "hook-secret"
+    server = jenkins.Jenkins(jenkins_sandbox.url, "jenkins", "jenkins-token", timeout=5)
+    queue_id = server.build_job("storefront-build", {"VERSION": "2.0.0-testfail"})
+    number = wait_until(lambda: (server.get_queue_item(queue_id).get("executable") or {}).get("number"))
+    wait_until(lambda: server.get_build_info("storefront-build", number)["result"])
+    body = json.dumps(
+        {"job": "storefront-build", "number": number, "status": "SUCCESS", "params": {"VERSION": "2.0.0-testfail"}}
+    ).encode()
+    signature = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+    response = client.post(
+        "/hooks/jenkins/", body, content_type="application/json", HTTP_X_PORTAL_SIGNATURE_256=signature
+    )
+    assert response.status_code == 200
+    run_jobs()
+    release = Release.objects.get(version="2.0.0-testfail")
+    assert (release.test_summary["failed"], release.test_summary["build"]) == (2, number)
+    assert [t["name"] for t in release.test_summary["failed_tests"]] == [
+        "tests.test_checkout.CheckoutTest.test_case_1",
+        "tests.test_cart.CartTest.test_case_2",
     ]
