@@ -3,14 +3,13 @@ against the Slack sandbox), signed clicks to /hooks/slack/ decide under the brow
 the message follows every decision and transition, from whichever side it came."""
 
 import pytest
-from django.utils import timezone
 
 from releases import flows, states
 from releases.models import Approval, Deployment, SlackAccount
 from releases.webhooks.slack import NOT_LINKED
 from sandbox import slack as slack_sandbox
 from sandbox.slack.workspace import signed_interaction
-from tests.factories import make_deployment, make_release
+from tests.factories import make_release, succeed_in
 
 MEMBERS = (
     {"id": "U0BOB", "name": "bob", "email": "bob@example.com"},
@@ -39,7 +38,7 @@ def slack_app(settings):
 def pending(cast_tx, slack_app, run_jobs):
     """Dave asks for Storefront 1.4.2 in Prod (two approvals); the request is in #deploys."""
     release = make_release(cast_tx.service, version="1.4.2")
-    make_deployment(release, cast_tx.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast_tx.staging)
     deployment = flows.request_deployment(cast_tx.dave, release, cast_tx.prod)
     SlackAccount.objects.create(user=cast_tx.bob, slack_user_id="U0BOB")
     SlackAccount.objects.create(user=cast_tx.dave, slack_user_id="U0DAVE")

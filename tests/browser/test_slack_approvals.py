@@ -2,13 +2,12 @@
 the open deployment page at once, and the browser's approval rewrites the Slack message."""
 
 import pytest
-from django.utils import timezone
 from playwright.sync_api import expect
 
-from releases import flows, states
+from releases import flows
 from sandbox import slack as slack_sandbox
 from tests.browser.conftest import in_thread, wait_for
-from tests.factories import make_deployment, make_release
+from tests.factories import make_release, succeed_in
 
 pytestmark = pytest.mark.browser
 WAIT = 30_000
@@ -31,7 +30,7 @@ def slack_app(portal, settings):
 
 def request_prod(cast):
     release = make_release(cast.service, version="1.1.0", image="registry.example/storefront:1.1.0")
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     return flows.request_deployment(cast.dave, release, cast.prod)
 
 
