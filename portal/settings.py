@@ -253,6 +253,11 @@ SLACK_BOT_TOKEN = secret("SLACK_BOT_TOKEN")
 SLACK_SIGNING_SECRET = secret("SLACK_SIGNING_SECRET")
 SLACK_CHANNEL = envstr("SLACK_CHANNEL")
 SLACK_API_URL = envurl("SLACK_API_URL", "https://slack.com/api/")
+if bool(SLACK_BOT_TOKEN) != bool(SLACK_CHANNEL):
+    raise ImproperlyConfigured(
+        "Environment variables SLACK_BOT_TOKEN and SLACK_CHANNEL go together (approvals from Slack): "
+        "set both or neither."
+    )
 METRICS_TOKEN = secret("METRICS_TOKEN")
 
 # Per-process memory cache. What it holds (GitHub changelogs keyed by sha pairs) is immutable
