@@ -8,8 +8,9 @@ from releases import flows, states
 from releases.models import Approval, Deployment, SlackAccount
 from releases.webhooks.slack import NOT_LINKED
 from sandbox import slack as slack_sandbox
-from sandbox.slack.workspace import signed_interaction
+from sandbox.slack.workspace import sign, signed_interaction
 from tests.factories import make_release, succeed_in
+from tests.support.api import api_as
 
 MEMBERS = (
     {"id": "U0BOB", "name": "bob", "email": "bob@example.com"},
@@ -241,3 +242,58 @@ def test_it_updates_the_message_when_the_deployment_is_cancelled_in_the_browser(
         f"Nothing was recorded: Deployment #{pending.pk} is cancelled: there is nothing to decide."
     ]
     assert not Approval.objects.exists()
+
+
+def test_it_keeps_slack_in_step_with_approvals_through_the_api(cast_tx, pending, slack_app, run_jobs):
+    response = api_as(cast_tx.carol, "approve").post(f"/api/v1/deployments/{pending.pk}/approve/", {}, format="json")
+    assert response.status_code == 200, response.content
+    run_jobs()
+    assert "1 of 2 approvals: carol." in texts(request_message(slack_app))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p["user"].update(id="U" * 40), "`user.id` must be a short string."),
+        (lambda p: p.update(response_url="javascript:alert(1)"), "`response_url` must be an http(s) URL."),
+        (lambda p: p["actions"][0].update(value="9" * 30), "The button's value must be a deployment id."),
+    ],
+)
+def test_it_answers_400_to_hostile_values_and_records_nothing(
+    cast_tx, pending, slack_app, client, run_jobs, change, message
+):
+    payload = slack_app.workspace.payload(request_message(slack_app)["ts"], "approve", "U0BOB")
+    change(payload)
+    response = click(client, slack_app, "approve", "U0BOB", payload=payload)
+    assert (response.status_code, response.json()["message"]) == (400, message)
+    run_jobs()
+    assert not Approval.objects.exists()
+
+
+def test_it_answers_400_to_a_signed_body_without_a_payload(cast_tx, slack_app, client):
+    body = b"nothing=here"
+    timestamp = signed_interaction(slack_app.signing_secret, {})[1]["X-Slack-Request-Timestamp"]
+    response = client.post(
+        "/hooks/slack/",
+        data=body,
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_SLACK_REQUEST_TIMESTAMP=timestamp,
+        HTTP_X_SLACK_SIGNATURE=sign(slack_app.signing_secret, timestamp, body),
+    )
+    assert response.status_code == 400
+    assert response.json()["message"] == "Expected a form with a JSON `payload` field, as Slack sends interactions."
+
+
+def test_it_acknowledges_interactions_it_does_not_act_on(cast_tx, pending, slack_app, client, run_jobs):
+    payload = slack_app.workspace.payload(request_message(slack_app)["ts"], "approve", "U0BOB")
+    payload["type"] = "view_closed"
+    assert click(client, slack_app, "approve", "U0BOB", payload=payload).status_code == 200
+    run_jobs()
+    assert not Approval.objects.exists()
+    assert slack_app.answers == []
+
+
+def test_it_takes_clicks_by_post_only(client):
+    response = client.get("/hooks/slack/")
+    assert response.status_code == 405
+    assert response.json()["message"] == "Slack sends interactions with POST."
