@@ -11,10 +11,12 @@ with chat.update; the buttons go once nothing is left to decide. Clicks come bac
 """
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -49,7 +51,10 @@ def post_request(deployment) -> None:
         return
     text, blocks = render(deployment, _approvals(deployment))
     where = slack.post_message(settings.SLACK_BOT_TOKEN, settings.SLACK_API_URL, settings.SLACK_CHANNEL, text, blocks)
-    Deployment.update_report(deployment.pk, MESSAGE_REPORT, lambda old: {"channel": where.channel, "ts": where.ts})
+    mark = shown(deployment.state, 0)
+    Deployment.update_report(
+        deployment.pk, MESSAGE_REPORT, lambda old: {"channel": where.channel, "ts": where.ts, "shown": mark}
+    )
 
 
 def refresh(pk: int) -> None:
@@ -58,11 +63,32 @@ def refresh(pk: int) -> None:
     where = posted_message(deployment) if deployment else None
     if where is None:
         return
-    text, blocks = render(deployment, _approvals(deployment))
+    approvals = _approvals(deployment)
+    text, blocks = render(deployment, approvals)
     try:
         slack.update_message(settings.SLACK_BOT_TOKEN, settings.SLACK_API_URL, where, text, blocks)
     except IntegrationError as error:
         _not_updated(pk, error)
+        return
+    mark = shown(deployment.state, len(approvals))
+    Deployment.update_report(pk, MESSAGE_REPORT, lambda old: {**old, "shown": mark})
+
+
+def shown(state: str, decisions: int) -> str:
+    """What a message showed, to tell (in the reconciler) whether it is behind its deployment."""
+    return f"{state}:{decisions}"
+
+
+def behind(now) -> list[int]:
+    """Deployments (active, or finished in the last day) whose Slack message shows an older
+    state or fewer decisions: a refresh was lost (Redis down, a worker killed, Slack down too long)."""
+    recent = Q(state__in=states.ACTIVE) | Q(finished_at__gt=now - timedelta(days=1))
+    rows = (
+        Deployment.objects.filter(recent, reports__has_key=MESSAGE_REPORT)
+        .annotate(decisions=Count("approvals"))
+        .values_list("pk", "state", "decisions", "reports")
+    )
+    return [pk for pk, state, decided, reports in rows if reports[MESSAGE_REPORT].get("shown") != shown(state, decided)]
 
 
 def _not_updated(pk: int, error: IntegrationError) -> None:

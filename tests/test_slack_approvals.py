@@ -6,6 +6,7 @@ import pytest
 
 from releases import flows, states
 from releases.models import Approval, Deployment, SlackAccount
+from releases.reconcile import reconcile
 from releases.webhooks.slack import NOT_LINKED
 from sandbox import slack as slack_sandbox
 from sandbox.slack.workspace import sign, signed_interaction
@@ -297,3 +298,13 @@ def test_it_takes_clicks_by_post_only(client):
     response = client.get("/hooks/slack/")
     assert response.status_code == 405
     assert response.json()["message"] == "Slack sends interactions with POST."
+
+
+def test_the_reconciler_rewrites_a_message_whose_refresh_was_lost(cast_tx, pending, slack_app, run_jobs):
+    assert reconcile()["slack_messages"] == 0  # the message shows where the deployment stands
+    # A decision whose refresh never ran (Redis down at commit, a worker killed): only the row moved.
+    Approval.objects.bulk_create([Approval(deployment=pending, user=cast_tx.bob, decision=Approval.APPROVE)])
+    assert reconcile()["slack_messages"] == 1
+    run_jobs()
+    assert "1 of 2 approvals: bob." in texts(request_message(slack_app))
+    assert reconcile()["slack_messages"] == 0
