@@ -75,6 +75,8 @@ def test_it_shows_the_failed_tests_on_the_build_and_release_pages(cast_tx, servi
         assert f"40 passed, 2 failed, 0 skipped of 42 (build #{build.number})" in body
         assert "tests.test_cart.CartTest.test_case_2" in body
         assert "AssertionError: expected 3 items in the cart, got 2" in body
+    service_page = client.get(f"/services/{service.slug}/").content.decode()
+    assert '40/42 passed <span class="badge tone-bad">2 failed</span>' in service_page
 
 
 def test_it_records_a_passing_report_of_an_ordinary_build(cast_tx, service, jenkins_sandbox, run_jobs):
