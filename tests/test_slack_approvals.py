@@ -11,6 +11,7 @@ from releases.webhooks.slack import NOT_LINKED
 from sandbox import slack as slack_sandbox
 from sandbox.slack.workspace import sign, signed_interaction
 from tests.factories import make_release, succeed_in
+from tests.support import run_scheduled_now
 from tests.support.api import api_as
 
 MEMBERS = (
@@ -308,3 +309,29 @@ def test_the_reconciler_rewrites_a_message_whose_refresh_was_lost(cast_tx, pendi
     run_jobs()
     assert "1 of 2 approvals: bob." in texts(request_message(slack_app))
     assert reconcile()["slack_messages"] == 0
+
+
+def test_it_posts_the_request_once_slack_comes_back(cast_tx, slack_app, run_jobs):
+    slack_app.set_fault(500, count=1)
+    release = make_release(cast_tx.service, version="1.4.2")
+    succeed_in(release, cast_tx.staging)
+    deployment = flows.request_deployment(cast_tx.dave, release, cast_tx.prod)
+    run_jobs(later=False)
+    assert slack_app.channel == []
+    assert Deployment.objects.get(pk=deployment.pk).reports["slack"]["state"] == "retrying"
+    run_scheduled_now()
+    run_jobs()
+    assert len(slack_app.channel) == 1
+    assert Deployment.objects.get(pk=deployment.pk).reports["slack"]["state"] == "sent"
+
+
+def test_it_keeps_the_decision_when_slack_is_down_and_updates_the_message_later(
+    cast_tx, pending, slack_app, client, run_jobs
+):
+    slack_app.set_fault(503, count=1)
+    click(client, slack_app, "approve", "U0BOB")
+    run_jobs(later=False)
+    assert Approval.objects.filter(deployment=pending, user=cast_tx.bob).exists()
+    run_scheduled_now()
+    run_jobs()
+    assert "1 of 2 approvals: bob." in texts(request_message(slack_app))
