@@ -73,6 +73,10 @@ class Environment(models.Model):
         default=True,
         help_text="A release must have succeeded in the previous environment first.",
     )
+    requires_passing_tests = models.BooleanField(
+        default=False,
+        help_text="A release can be requested here only when its build's tests passed (none failed).",
+    )
     deploy_via = models.CharField(max_length=10, choices=DEPLOY_VIA, default=DIRECT)
     jenkins_deploy_job = models.CharField(max_length=200, blank=True)
     progress_deadline_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(10)])

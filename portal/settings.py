@@ -246,6 +246,18 @@ GITHUB_WEBHOOK_SECRET = secret("GITHUB_WEBHOOK_SECRET")
 GRAFANA_URL = envurl("GRAFANA_URL")
 GRAFANA_TOKEN = secret("GRAFANA_TOKEN")
 SLACK_WEBHOOK_URL = secret("SLACK_WEBHOOK_URL")
+# Approvals from Slack: a Slack app with a bot token (chat:write, users:read, users:read.email)
+# posts approval requests with buttons to SLACK_CHANNEL and updates them in place; its
+# interactivity requests to /hooks/slack/ are verified with the app's signing secret.
+SLACK_BOT_TOKEN = secret("SLACK_BOT_TOKEN")
+SLACK_SIGNING_SECRET = secret("SLACK_SIGNING_SECRET")
+SLACK_CHANNEL = envstr("SLACK_CHANNEL")
+SLACK_API_URL = envurl("SLACK_API_URL", "https://slack.com/api/")
+if bool(SLACK_BOT_TOKEN) != bool(SLACK_CHANNEL):
+    raise ImproperlyConfigured(
+        "Environment variables SLACK_BOT_TOKEN and SLACK_CHANNEL go together (approvals from Slack): "
+        "set both or neither."
+    )
 METRICS_TOKEN = secret("METRICS_TOKEN")
 
 # Per-process memory cache. What it holds (GitHub changelogs keyed by sha pairs) is immutable

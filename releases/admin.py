@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from clusters.models import Lock
-from releases.models import Build, BuildEvent, Deployment, DeploymentEvent, Release, Service
+from releases.models import Build, BuildEvent, Deployment, DeploymentEvent, Release, Service, SlackAccount
 
 
 @admin.register(Service)
@@ -120,3 +120,12 @@ class LockAdmin(admin.ModelAdmin):
             lock.released_at = timezone.now()
             lock.released_by = request.user
             lock.save(update_fields=["released_at", "released_by"])
+
+
+@admin.register(SlackAccount)
+class SlackAccountAdmin(admin.ModelAdmin):
+    """Which Slack member is which portal user, for approvals from Slack."""
+
+    list_display = ["user", "slack_user_id", "team_id", "linked_via", "linked_at"]
+    search_fields = ["user__username", "slack_user_id"]
+    raw_id_fields = ["user"]

@@ -16,6 +16,7 @@ class ReleasesConfig(AppConfig):
             notifications,
             receivers,
             reporting,
+            slack_approvals,
         )
 
         # The API's models (tokens, service accounts) and their admin live in releases/api/.

@@ -217,7 +217,72 @@ def finish_build(build: Build, result: str | None, *, parameters=None, tests=Non
         )
         if moved and state == states.BUILD_SUCCEEDED:
             make_release(build)
+        if moved and build.number and result in TESTED_RESULTS and jenkins.configured():
+            queues.enqueue(record_test_report, build.pk)
     return moved
+
+
+# Results of builds that ran their tests (an aborted or not-built one may have none).
+TESTED_RESULTS = frozenset({jenkins.SUCCESS, jenkins.UNSTABLE, jenkins.FAILURE})
+# Enough to act on; the rest is one click away in Jenkins.
+MAX_FAILED_TESTS = 50
+MAX_TEST_MESSAGE = 500
+
+
+def record_test_report(pk: int) -> None:
+    """Job: read a finished build's JUnit report from Jenkins; keep it on the build and its release.
+
+    The report describes the very artifact the release names, so recording it on the release
+    does not change what an approval approves; the gate `rules.can_request` reads it.
+    """
+    build = Build.objects.filter(pk=pk, number__isnull=False).first()
+    if build is None or (build.test_summary or {}).get("source") == "junit":
+        return
+    try:
+        report = jenkins.test_report(build.job_name, build.number)
+    except IntegrationError as error:
+        _unread_report(build, error)
+        return
+    if report is None:
+        build.log("tests", f"Jenkins has no test report for #{build.number}.")
+        return
+    summary = summarize_tests(report, build.number)
+    with transaction.atomic():
+        build.log("tests", describe_tests(summary), data={"test_summary": summary}, test_summary=summary)
+        if build.release_id:
+            Release.objects.filter(pk=build.release_id).update(test_summary=summary)
+
+
+def _unread_report(build: Build, error: IntegrationError) -> None:
+    queues.retry_or_give_up(
+        error,
+        transient=not error.permanent,
+        give_up=lambda: build.log("tests", f"The test report of #{build.number} could not be read: {error}"),
+    )
+
+
+def summarize_tests(report: jenkins.TestReport, number: int) -> dict:
+    """What the build and its release keep of a JUnit report (failed tests capped, messages cut)."""
+    return {
+        "total": report.total,
+        "passed": report.passed,
+        "failed": report.failed,
+        "skipped": report.skipped,
+        "failed_tests": [
+            {"name": test.name[:300], "message": test.message[:MAX_TEST_MESSAGE]}
+            for test in report.failed_tests[:MAX_FAILED_TESTS]
+        ],
+        "build": number,
+        "source": "junit",
+    }
+
+
+def describe_tests(summary: dict) -> str:
+    counts = f"{summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped"
+    names = [test["name"] for test in summary["failed_tests"][:5]]
+    more = len(summary["failed_tests"]) - len(names)
+    failed = f" Failed: {', '.join(names)}" + (f" and {more} more" if more > 0 else "") + "." if names else ""
+    return f"Tests of #{summary['build']}: {counts}.{failed}"
 
 
 def result_reason(build: Build, result: str, tests: dict | None) -> str:

@@ -652,3 +652,24 @@ class WebhookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.source}:{self.delivery_id}"
+
+
+class SlackAccount(models.Model):
+    """A Slack workspace member who is this portal user: their Approve and Reject buttons count
+    as the user's decisions, under the same rules as the browser. Linked by an admin, or found
+    once through a verified e-mail address shared by both (see releases.slack_approvals)."""
+
+    ADMIN, EMAIL = "admin", "email"
+    LINKED_VIA = [(ADMIN, "Linked by an admin"), (EMAIL, "Same verified e-mail in Slack")]
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="slack_account")
+    slack_user_id = models.CharField("Slack user id", max_length=32, unique=True, help_text="U… or W…")
+    team_id = models.CharField("Slack team id", max_length=32, blank=True)
+    linked_via = models.CharField(max_length=10, choices=LINKED_VIA, default=ADMIN)
+    linked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["user__username"]
+
+    def __str__(self):
+        return f"{self.user} = Slack {self.slack_user_id}"

@@ -18,7 +18,7 @@ from django.utils import timezone
 from clusters.models import Environment, FreezeWindow, Lock
 from plumbing import queues
 from plumbing.integrations import IntegrationError, slack
-from releases import states
+from releases import slack_approvals, states
 from releases.models import Deployment, deployment_transitioned
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,13 @@ def webhook_for(environment) -> str:
 
 
 def _queue_deployment(deployment, event: str) -> None:
-    if webhook_for(deployment.environment):
+    if webhook_for(deployment.environment) or _with_buttons(event):
         queues.enqueue(notify_deployment, deployment.pk, event)
+
+
+def _with_buttons(event: str) -> bool:
+    """The approval request goes through the Slack app, with buttons, when one is configured."""
+    return event == "approval_requested" and slack_approvals.configured()
 
 
 @quiet
@@ -90,11 +95,10 @@ def notify_deployment(pk: int, event: str) -> None:
     if (deployment.reports or {}).get("slack", {}).get("events", {}).get(event, {}).get("state") == "sent":
         return
     url = webhook_for(deployment.environment)
-    if not url:
+    if not url and not _with_buttons(event):
         return
-    headline, details = MESSAGES[event](deployment)
     try:
-        slack.send(url, _plain(headline), _blocks(headline, details))
+        _deliver(deployment, event, url)
     except IntegrationError as error:
         retrying = not error.permanent and queues.retries_left()
         _report(pk, event, "retrying" if retrying else "failed", str(error))
@@ -102,6 +106,14 @@ def notify_deployment(pk: int, event: str) -> None:
             raise
         return
     _report(pk, event, "sent", "")
+
+
+def _deliver(deployment, event: str, url: str) -> None:
+    if _with_buttons(event):
+        slack_approvals.post_request(deployment)
+        return
+    headline, details = MESSAGES[event](deployment)
+    slack.send(url, _plain(headline), _blocks(headline, details))
 
 
 def _report(pk: int, event: str, state: str, error: str) -> None:

@@ -12,7 +12,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from plumbing import queues
-from releases import builds, deploy_jobs, jobs, states, tracking
+from releases import builds, deploy_jobs, jobs, slack_approvals, states, tracking
 from releases.models import Build, Deployment
 
 
@@ -27,6 +27,7 @@ def reconcile() -> dict:
     _fail_overdue(now)
     counts.update(_ring_jenkins(stale))
     deploy_jobs.overdue(now)
+    counts["slack_messages"] = _ring_slack_messages(now)
     return counts
 
 
@@ -77,3 +78,13 @@ def _ring_jenkins(stale) -> dict:
     building = Deployment.objects.filter(state=states.BUILDING, jenkins_queue_id__isnull=False)
     deploy = building.annotate(last_event=Max("events__created_at")).filter(quiet)
     return {"builds": followed, "deploy_jobs": _ring(deploy, deploy_jobs.follow)}
+
+
+def _ring_slack_messages(now) -> int:
+    """Slack approval messages behind their deployment (a lost refresh) are rewritten."""
+    if not slack_approvals.configured():
+        return 0
+    pks = slack_approvals.behind(now)
+    for pk in pks:
+        queues.enqueue(slack_approvals.refresh, pk)
+    return len(pks)

@@ -138,6 +138,7 @@ def can_request(user, release, environment, *, override_reason: str = "", now=No
         f"({_group_name(environment.deployer_group)}). Ask an admin to add you.",
     )
     _check_promotion(verdict, release, environment, facts)
+    _check_tests(verdict, release, environment)
     _check_freeze_and_locks(verdict, user, environment, override_reason, facts)
     _refuse_if_active(verdict, release.service, environment, facts.active.get(environment.pk))
     return verdict
@@ -247,6 +248,26 @@ def _check_promotion(verdict, release, environment, facts) -> None:
     if previous.pk not in facts.reached:
         verdict.refuse(
             f"{release.service.name} {release.version} has not succeeded in {previous.name} yet: deploy it there first."
+        )
+
+
+def _check_tests(verdict, release, environment) -> None:
+    if not environment.requires_passing_tests:
+        return
+    summary = release.test_summary or {}
+    what = f"{release.service.name} {release.version}"
+    if "failed" not in summary and "total" not in summary:
+        verdict.refuse(
+            f"{what} has no test results and {environment.name} requires passing tests. "
+            "Build it in Jenkins with a JUnit report, or record its results through the API."
+        )
+        return
+    failed, total = int(summary.get("failed") or 0), int(summary.get("total") or 0)
+    if failed:
+        build = f"build #{summary['build']}" if summary.get("build") else what
+        verdict.refuse(
+            f"Tests failed on {build}: {failed} of {total} failed. {environment.name} requires passing tests: "
+            "fix them and deploy a new release."
         )
 
 

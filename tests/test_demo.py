@@ -14,6 +14,7 @@ import jenkins
 import pytest
 import requests
 
+from sandbox.slack.workspace import signed_interaction
 from tests.support.tools import require_kubectl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def demo(tmp_path):
         "DATABASE_URL": f"sqlite:///{tmp_path}/demo.sqlite3",
         "REDIS_URL": f"redis://127.0.0.1:{port + 379}/0",
     }
-    for name in ("JENKINS_URL", "GITHUB_API_URL", "GRAFANA_URL", "SLACK_WEBHOOK_URL", "PORTAL_URL"):
+    for name in ("JENKINS_URL", "GITHUB_API_URL", "GRAFANA_URL", "SLACK_WEBHOOK_URL", "PORTAL_URL", "SLACK_API_URL"):
         env.pop(name, None)
     log = open(tmp_path / "demo.out", "wb")
     child = subprocess.Popen(
@@ -94,6 +95,10 @@ def test_it_serves_the_login_page_and_alice_can_log_in(demo):
     discovery = requests.get(f"http://127.0.0.1:{port + 6}/.well-known/openid-configuration", timeout=10).json()
     assert discovery["end_session_endpoint"]
     assert (var / "kubeconfig").exists()
+    # Slack's interactivity URL takes requests signed with the demo secret, and only those.
+    for secret, status in (("pampam-demo", 200), ("not-the-demo-secret", 403)):
+        body, headers = signed_interaction(secret, {"type": "view_closed"})
+        assert requests.post(f"{base}/hooks/slack/", data=body, headers=headers, timeout=10).status_code == status
 
 
 def test_it_runs_sandboxes_that_know_its_jobs_keep_state_and_take_kubectl_apply(demo, tmp_path):

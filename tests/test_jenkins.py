@@ -95,7 +95,15 @@ def test_it_turns_a_successful_build_into_a_release(cast_tx, service, sandbox, c
     assert build.result == "SUCCESS"
     release = Release.objects.get(service=service)
     assert (release.version, release.image, release.source) == ("1.4.2", "registry.example/storefront:1.4.2", "jenkins")
-    assert release.test_summary == {"total": 42, "failed": 0, "skipped": 0, "passed": 42}
+    assert release.test_summary == {
+        "total": 42,
+        "failed": 0,
+        "skipped": 0,
+        "passed": 42,
+        "failed_tests": [],
+        "build": build.number,
+        "source": "junit",
+    }
     assert release.jenkins_build_url == build.url
     assert build.release == release
     sent = sandbox.get_build("storefront-build", build.number).params

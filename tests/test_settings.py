@@ -59,6 +59,24 @@ def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path):
     assert "SECRET_KEY must be set" in result.stderr
 
 
+@pytest.mark.parametrize("given", [{"SLACK_BOT_TOKEN": "xoxb-1"}, {"SLACK_CHANNEL": "deploys"}])
+def test_it_wants_the_slack_bot_token_and_channel_together(tmp_path, given):
+    result = start(tmp_path, **given)
+    assert result.returncode != 0
+    assert "SLACK_BOT_TOKEN and SLACK_CHANNEL go together" in result.stderr
+
+
+def test_it_reads_the_slack_signing_secret_from_a_file(tmp_path):
+    (tmp_path / "signing").write_text("pampam-demo\n")
+    code = LOAD.replace("settings.DEBUG", "settings.SLACK_SIGNING_SECRET")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", "SECRET_KEY": "t"}
+    env.update(PAMPAM_VAR_DIR=str(tmp_path), SLACK_SIGNING_SECRET_FILE=str(tmp_path / "signing"))
+    env.pop("SLACK_SIGNING_SECRET", None)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "pampam-demo"
+
+
 def test_it_names_a_missing_secret_file(tmp_path):
     result = start(tmp_path, SECRET_KEY_FILE=str(tmp_path / "missing"))
     assert result.returncode != 0

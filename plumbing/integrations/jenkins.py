@@ -55,6 +55,28 @@ class BuildInfo:
     artifacts: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FailedTest:
+    name: str  # "tests.test_cart.CartTest.test_total", as the JUnit plugin names a case
+    message: str
+
+
+@dataclass
+class TestReport:
+    """A build's JUnit report: the counts and the failed cases with their messages."""
+
+    __test__ = False  # not a pytest test class
+
+    passed: int
+    failed: int
+    skipped: int
+    failed_tests: list[FailedTest] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.skipped
+
+
 @dataclass
 class LogChunk:
     """Console text from a byte offset: `next_offset` is where to ask next, `more` while running."""
@@ -122,6 +144,26 @@ def build_info(job: str, number: int) -> BuildInfo:
         tests=_tests(doc.get("actions") or []),
         artifacts=[a.get("relativePath", "") for a in doc.get("artifacts") or []],
     )
+
+
+def test_report(job: str, number: int) -> TestReport | None:
+    """The JUnit report of build `number` of `job`, or None when the build recorded none.
+
+    # Reference: https://python-jenkins.readthedocs.io/en/latest/api.html#jenkins.Jenkins.get_build_test_report
+    # Reference: https://javadoc.jenkins.io/plugin/junit/hudson/tasks/junit/TestResult.html
+    """
+    doc = _call(f"reading the test report of {job} #{number}", lambda server: server.get_build_test_report(job, number))
+    if not doc or doc.get("empty"):
+        return None
+    try:
+        return TestReport(
+            passed=int(doc.get("passCount") or 0),
+            failed=int(doc.get("failCount") or 0),
+            skipped=int(doc.get("skipCount") or 0),
+            failed_tests=_failed_cases(doc.get("suites") or []),
+        )
+    except (TypeError, ValueError, AttributeError):
+        raise IntegrationError(f"Jenkins sent a test report that could not be read ({job} #{number}).", True) from None
 
 
 def find_run(job: str, parameter: str, value: str, recent: int = 10) -> QueueItem | None:
@@ -285,6 +327,20 @@ def _parameters(actions: list[dict]) -> dict[str, str]:
         if action and "parameters" in action:
             return {p["name"]: "" if p.get("value") is None else str(p.get("value")) for p in action["parameters"]}
     return {}
+
+
+# A case's status in the JUnit plugin (CaseResult.Status): REGRESSION is a newly failed case.
+_FAILED_STATUSES = frozenset({"FAILED", "REGRESSION"})
+
+
+def _failed_cases(suites: list[dict]) -> list[FailedTest]:
+    failed = []
+    for suite in suites:
+        for case in suite.get("cases") or []:
+            if case.get("status") in _FAILED_STATUSES:
+                name = ".".join(part for part in (case.get("className"), case.get("name")) if part)
+                failed.append(FailedTest(name, (case.get("errorDetails") or "").strip()))
+    return failed
 
 
 def _tests(actions: list[dict]) -> dict | None:

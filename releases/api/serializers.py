@@ -213,6 +213,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
             "deployer_group",
             "allow_self_approval",
             "requires_previous",
+            "requires_passing_tests",
             "deploy_via",
             "auto_rollback",
             "frozen",

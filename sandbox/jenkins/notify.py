@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 import requests
 
+from . import junit
 from .model import Build, job_path
 
 
@@ -75,7 +76,7 @@ def _scm(params: dict[str, str]) -> dict:
 
 
 def _failed_tests(tests: dict) -> list[str]:
-    return [f"tests.test_sandbox.TestCase.test_{i + 1}" for i in range(tests.get("failed", 0))]
+    return junit.failed_names(tests)
 
 
 class Notifier:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import deploy
+from . import deploy, junit
 from .model import RESULTS, Build, Jenkins, JobConfig, QueueItem, now_ms
 from .notify import Notifier
 
@@ -204,7 +204,7 @@ class Runner:
         return self._stage("test", body)
 
     def _run_tests(self, build: Build) -> str:
-        tests = _test_summary(build.config)
+        tests = _test_summary(build.config, build.params)
         self.state.update_build(build, tests=tests)
         summary = f"Tests: {tests['passed']} passed, {tests['failed']} failed, {tests['skipped']} skipped ✓\n"
         if build.config.result == "FAILURE":
@@ -276,13 +276,18 @@ def _kill_on_abort(build: Build, process: subprocess.Popen) -> None:
             return
 
 
-def _test_summary(config: JobConfig) -> dict:
-    if config.tests:
-        tests = {k: int(config.tests.get(k, 0)) for k in ("total", "failed", "skipped")}
+def _test_summary(config: JobConfig, params: dict[str, str]) -> dict:
+    given = config.tests or {}
+    if given:
+        tests = {k: int(given.get(k, 0)) for k in ("total", "failed", "skipped")}
     else:
         failed = 2 if config.result in ("FAILURE", "UNSTABLE") else 0
         tests = {"total": DEFAULT_TESTS, "failed": failed, "skipped": 0}
-    tests["passed"] = int((config.tests or {}).get("passed", tests["total"] - tests["failed"] - tests["skipped"]))
+    passed = given.get("passed")
+    if junit.fails_tests(params):
+        tests["failed"] = max(tests["failed"], min(junit.TESTFAIL_FAILURES, tests["total"] - tests["skipped"]))
+        passed = None
+    tests["passed"] = int(passed if passed is not None else tests["total"] - tests["failed"] - tests["skipped"])
     return tests
 
 

@@ -9,6 +9,7 @@ is absolute and percent-encoded per path segment, as Jenkins writes them (model.
 
 from urllib.parse import unquote
 
+from . import junit
 from .model import Build, Jenkins, JobRecord, QueueItem, now_ms
 
 WORKFLOW_JOB = "org.jenkinsci.plugins.workflow.job.WorkflowJob"
@@ -333,14 +334,5 @@ def whoami(state: Jenkins, user: str) -> dict:
 
 
 def test_report(b: Build) -> dict:
-    """`<build>/testReport/api/json`, the junit plugin's summary (suites left out)."""
-    tests = b.tests or {}
-    return {
-        "_class": "hudson.tasks.junit.TestResult",
-        "duration": b.duration / 1000,
-        "empty": not tests,
-        "failCount": tests.get("failed", 0),
-        "passCount": tests.get("passed", 0),
-        "skipCount": tests.get("skipped", 0),
-        "suites": [],
-    }
+    """`<build>/testReport/api/json`, the junit plugin's report with its suites and cases."""
+    return junit.report(b.tests or {}, b.duration / 1000)

@@ -211,6 +211,28 @@ def test_scripted_results(server, result):
         assert "ERROR: script returned exit code 1\n" in console
 
 
+def test_a_testfail_tag_fails_two_tests_in_a_build_that_still_succeeds(server):
+    info = run_to_end(server, "app", {"VERSION": "1.5.0-testfail"})
+    assert info["result"] == "SUCCESS"
+    report = server.get_build_test_report("app", info["number"])
+    assert (report["passCount"], report["failCount"], report["skipCount"]) == (40, 2, 0)
+    cases = [case for suite in report["suites"] for case in suite["cases"]]
+    assert len(cases) == 42
+    failed = [case for case in cases if case["status"] == "FAILED"]
+    assert [(c["className"], c["name"]) for c in failed] == [
+        ("tests.test_checkout.CheckoutTest", "test_case_1"),
+        ("tests.test_cart.CartTest", "test_case_2"),
+    ]
+    assert failed[0]["errorDetails"] == "AssertionError: expected status 200, got 500"
+
+
+def test_a_build_without_testfail_passes_every_test(server):
+    info = run_to_end(server, "app", {"VERSION": "1.5.0"})
+    report = server.get_build_test_report("app", info["number"])
+    assert (report["passCount"], report["failCount"]) == (42, 0)
+    assert all(case["status"] == "PASSED" for suite in report["suites"] for case in suite["cases"])
+
+
 def test_stop_build_aborts_a_running_build(server, sandbox):
     queue_id = server.build_job("app", {"SANDBOX_DURATION": "5"})
     number = wait_executable(server, queue_id)["number"]

@@ -1,11 +1,19 @@
 """The Slack sandbox with the real slack_sdk WebhookClient."""
 
+import json
+import threading
+from urllib.parse import parse_qs
+
 import pytest
 import requests
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
+from sandbox.http import JSONHandler, serve
 from sandbox.slack import start
 
 BLOCKS = [
@@ -75,3 +83,84 @@ def test_messages_page_escapes_content(slack):
     assert "&lt;script&gt;x" in page
     assert "Deployed web 1.4.2" in page
     assert "&lt;b&gt;rev 7" in page
+
+
+# -- the bot's Web API and interactivity ----------------------------------------------------------
+
+BUTTONS = {
+    "type": "actions",
+    "block_id": "decide-7",
+    "elements": [
+        {"type": "button", "action_id": "approve", "text": {"type": "plain_text", "text": "Approve"}, "value": "7"}
+    ],
+}
+
+
+def bot(slack, token=None):
+    return WebClient(token=token or slack.bot_token, base_url=slack.api_url)
+
+
+def test_web_client_posts_and_updates_a_message_in_place(slack):
+    posted = bot(slack).chat_postMessage(channel="deploys", text="Approval needed", blocks=[BUTTONS])
+    assert posted["ok"] is True
+    assert posted["channel"] == "C0DEPLOYS"
+    bot(slack).chat_update(channel=posted["channel"], ts=posted["ts"], text="Approved", blocks=[])
+    [message] = [m for m in slack.channel if m["ts"] == posted["ts"]]
+    assert (message["text"], message["blocks"]) == ("Approved", [])
+    assert message["updates"] == [{"text": "Approved", "blocks": []}]
+
+
+def test_web_client_errors_are_slack_api_errors(slack):
+    with pytest.raises(SlackApiError) as refused:
+        bot(slack, token="xoxb-wrong").chat_postMessage(channel="deploys", text="hi")
+    assert refused.value.response["error"] == "invalid_auth"
+    with pytest.raises(SlackApiError) as missing:
+        bot(slack).chat_update(channel="C0DEPLOYS", ts="1.000001", text="hi")
+    assert missing.value.response["error"] == "message_not_found"
+
+
+def test_users_info_tells_the_email_and_whether_it_is_confirmed(slack):
+    user = bot(slack).users_info(user="U0BOB")["user"]
+    assert (user["name"], user["profile"]["email"], user["is_email_confirmed"]) == ("bob", "bob@pampam.local", True)
+    with pytest.raises(SlackApiError):
+        bot(slack).users_info(user="U0NOBODY")
+
+
+@pytest.fixture
+def app():
+    """An app's interactivity endpoint that records what arrives and answers 200."""
+
+    class Recorder(JSONHandler):
+        def do_POST(self):
+            with self.server.lock:
+                self.server.calls.append({"headers": dict(self.headers), "body": self.read_body()})
+            self.send_bytes(200, b"", "text/plain")
+
+    running = serve(Recorder, calls=[], lock=threading.Lock())
+    yield running
+    running.stop()
+
+
+def test_a_click_sends_a_block_actions_payload_signed_like_slack(slack, app):
+    posted = bot(slack).chat_postMessage(channel="deploys", text="Approval needed", blocks=[BUTTONS])
+    slack.set_interactivity_url(app.url + "/hooks/slack/")
+    assert slack.click(posted["ts"], "approve", "U0CAROL") == (200, "")
+    [call] = app.server.calls
+    assert SignatureVerifier(slack.signing_secret).is_valid_request(call["body"], call["headers"])
+    payload = json.loads(parse_qs(call["body"].decode())["payload"][0])
+    assert (payload["type"], payload["user"]["id"], payload["team"]["id"]) == ("block_actions", "U0CAROL", "T0SANDBOX")
+    assert (payload["actions"][0]["action_id"], payload["actions"][0]["value"]) == ("approve", "7")
+    assert payload["response_url"].startswith(slack.url + "/actions/")
+    # The private answer to the click lands back in the sandbox.
+    requests.post(
+        payload["response_url"], json={"text": "Nothing was recorded.", "response_type": "ephemeral"}, timeout=5
+    )
+    assert slack.answers[-1]["text"] == "Nothing was recorded."
+
+
+def test_a_stale_click_carries_an_old_timestamp(slack, app):
+    posted = bot(slack).chat_postMessage(channel="deploys", text="Approval needed", blocks=[BUTTONS])
+    slack.set_interactivity_url(app.url + "/hooks/slack/")
+    slack.click(posted["ts"], "approve", "U0BOB", skew_seconds=-600)
+    [call] = app.server.calls
+    assert not SignatureVerifier(slack.signing_secret).is_valid_request(call["body"], call["headers"])

@@ -97,6 +97,11 @@ class Command(BaseCommand):
             "GRAFANA_URL": f"http://127.0.0.1:{ports.grafana}",
             "GRAFANA_TOKEN": TOKEN,
             "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{ports.slack}/services/T0DEMO/B0DEMO/pampam",
+            # Approvals from Slack: the sandbox's bot and its demo signing secret.
+            "SLACK_BOT_TOKEN": "xoxb-sandbox-token",
+            "SLACK_SIGNING_SECRET": "pampam-demo",
+            "SLACK_CHANNEL": "deploys",
+            "SLACK_API_URL": f"http://127.0.0.1:{ports.slack}/api/",
             "METRICS_TOKEN": TOKEN,
             "RECONCILE_INTERVAL_SECONDS": "15",
             # Single sign-on against the demo's own OpenID Connect provider (oidc-provider-mock).
@@ -175,7 +180,12 @@ class Command(BaseCommand):
             repos += ["--repo", f"{demo_data.GITHUB_OWNER}/{slug}", "--commits", str(demo_data.COMMITS_PER_REPO)]
         self._spawn("github", [python, "-m", "sandbox.github", "--port", str(ports.github), "--token", TOKEN, *repos])
         self._spawn("grafana", [python, "-m", "sandbox.grafana", "--port", str(ports.grafana), "--token", TOKEN])
-        self._spawn("slack", [python, "-m", "sandbox.slack", "--port", str(ports.slack)])
+        interactivity = f"http://127.0.0.1:{port}/hooks/slack/"
+        self._spawn(
+            "slack",
+            [python, "-m", "sandbox.slack", "--port", str(ports.slack), "--interactivity-url", interactivity]
+            + ["--bot-token", "xoxb-sandbox-token", "--signing-secret", "pampam-demo"],
+        )
         sso_users = [arg for user in DEMO_SSO_USERS for arg in ("--user-claims", json.dumps(user))]
         self._spawn(
             "sso",
@@ -277,9 +287,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  kubectl:  KUBECONFIG={self.var / 'kubeconfig'} kubectl get deploy -A")
         self.stdout.write(f"  Jenkins:  http://127.0.0.1:{ports.jenkins}/  (pampam / {TOKEN})")
         self.stdout.write(f"  GitHub:   http://127.0.0.1:{ports.github}/api/v3/  (webhook secret {TOKEN})")
-        self.stdout.write(
-            f"  Grafana:  http://127.0.0.1:{ports.grafana}/   Slack messages: http://127.0.0.1:{ports.slack}/"
-        )
+        self.stdout.write(f"  Grafana:  http://127.0.0.1:{ports.grafana}/")
+        self.stdout.write(f"  Slack:    http://127.0.0.1:{ports.slack}/  (messages; click Approve or Reject as anyone)")
         self.stdout.write(f"  Metrics:  curl -H 'Authorization: Bearer {TOKEN}' http://127.0.0.1:{port}/metrics")
         self.stdout.write(f"  Logs in {self.var}/demo-*.log. Ctrl-C stops everything.\n")
 
