@@ -218,9 +218,10 @@ class Hub:
         self.layer = get_channel_layer()
         self.streams: dict[str, Stream] = {}
 
-    async def subscribe(self, group: str, fill: Fill | None = None, limit: int = BUFFER_LIMIT) -> Subscription:
+    async def subscribe(self, group: str, fill: Fill | None = None, limit: int | None = None) -> Subscription:
         """Start buffering `group`'s frames for one socket; returns once the process is
         subscribed, so a backlog read after this misses nothing."""
+        limit = limit or BUFFER_LIMIT
         stream = self.streams.get(group)
         if stream is None:
             stream = self.streams[group] = Stream(self, group, fill)
@@ -253,5 +254,5 @@ def hub() -> Hub:
     return _hubs[loop]
 
 
-async def subscribe(group: str, fill: Fill | None = None, limit: int = BUFFER_LIMIT) -> Subscription:
+async def subscribe(group: str, fill: Fill | None = None, limit: int | None = None) -> Subscription:
     return await hub().subscribe(group, fill, limit)
