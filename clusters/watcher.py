@@ -306,13 +306,12 @@ def record(environment, name: str, snapshot: kube.Snapshot | None) -> Workload:
         },
     )
     # Pages first: what releases makes of the change (progress events, states) follows in its own
-    # messages, and a page should not wait for it to see the cluster move. Except on a first
-    # sighting, when releases may first fill in the image that should run (drift).
-    first_sighting = not workload.expected_image
-    if not first_sighting:
-        _tell_pages(environment, name, workload, progress)
+    # messages, and a page should not wait for it to see the cluster move. Again if releases
+    # filled in the image that should run (a first sighting): drift may show now.
+    expected = workload.expected_image
+    _tell_pages(environment, name, workload, progress)
     workload_observed.send(sender=Workload, workload=workload, progress=progress)
-    if first_sighting:
+    if workload.expected_image != expected:
         _tell_pages(environment, name, workload, progress)
     return workload
 
