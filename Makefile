@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Web processes for `make demo` (uvicorn workers; one per core carries the most live viewers).
+WEB ?= 2
 
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/pampam
 export REDIS_URL ?= redis://127.0.0.1:6379/0
@@ -24,7 +26,7 @@ install: $(VENV)/.installed
 demo: install
 	DEBUG=1 SECRET_KEY=pampam-demo-secret PORT=$(PORT) \
 	DATABASE_URL=sqlite:///var/demo.sqlite3 REDIS_URL=redis://127.0.0.1:$$(( $(PORT) + 379 ))/0 \
-	$(BIN)/python manage.py demo --port $(PORT)
+	$(BIN)/python manage.py demo --port $(PORT) --web $(WEB)
 
 lint: install
 	$(BIN)/ruff check .

@@ -63,13 +63,14 @@ def free_port() -> int:
 class Stack:
     """The sandbox cluster here; web server and watcher as real processes."""
 
-    def __init__(self, deployments: list[dict], ready_after: float = 0.2):
+    def __init__(self, deployments: list[dict], ready_after: float = 0.2, web: int = 1):
         from sandbox.kube import start
 
         self.kube = start(port=0, ready_after=ready_after, seed={"deployments": deployments})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen] = []
+        self.web = web
 
     def start_processes(self) -> None:
         # The socket's Origin must be the portal's own (portal/asgi.py).
@@ -91,6 +92,7 @@ class Stack:
                     "--ws",
                     "websockets-sansio",
                     "--no-access-log",
+                    *(["--workers", str(self.web)] if self.web > 1 else []),
                 ],
                 cwd=ROOT,
                 env=env,

@@ -38,6 +38,21 @@ class Namespace:
     # never go back to an older picture written late by a slower thread.
     recording: threading.Lock = field(default_factory=threading.Lock)
     listed: set = field(default_factory=set)
+    # Deployments changed since they were last recorded, in the order they changed. Events that
+    # arrive while a record is being written collapse into one record of the newest picture: a
+    # burst (a rollout's pods, replica sets and status) costs a record, not one per event.
+    dirty: dict = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        with self.lock:
+            self.dirty[name] = None
+
+    def take(self) -> str | None:
+        """The deployment changed longest ago and not recorded since (None when there is none)."""
+        with self.lock:
+            name = next(iter(self.dirty), None)
+            self.dirty.pop(name, None)
+            return name
 
     def replace(self, kind: str, items: list[dict]) -> None:
         with self.lock:
@@ -242,10 +257,22 @@ class Watcher:
             self.refresh(space, name)
 
     def refresh(self, space: Namespace, name: str) -> None:
+        """Record what `name` looks like now: at once, or, when another stream is recording,
+        by that stream right after (with whatever else changed meanwhile)."""
         if not space.synced:
             return
+        space.mark(name)
+        while space.dirty:
+            if not space.recording.acquire(blocking=False):
+                return  # the holder re-checks `dirty` after it lets go
+            try:
+                self.record_dirty(space)
+            finally:
+                space.recording.release()
+
+    def record_dirty(self, space: Namespace) -> None:
         environments = list(Environment.objects.filter(cluster_id=space.cluster_pk, namespace=space.name))
-        with space.recording:
+        while (name := space.take()) is not None:
             snapshot = space.snapshot(name)
             for environment in environments:
                 record(environment, name, snapshot)
@@ -278,7 +305,18 @@ def record(environment, name: str, snapshot: kube.Snapshot | None) -> Workload:
             "observed_at": timezone.now(),
         },
     )
+    # Pages first: what releases makes of the change (progress events, states) follows in its own
+    # messages, and a page should not wait for it to see the cluster move. Again if releases
+    # filled in the image that should run (a first sighting): drift may show now.
+    expected = workload.expected_image
+    _tell_pages(environment, name, workload, progress)
     workload_observed.send(sender=Workload, workload=workload, progress=progress)
+    if workload.expected_image != expected:
+        _tell_pages(environment, name, workload, progress)
+    return workload
+
+
+def _tell_pages(environment, name: str, workload: Workload, progress: rollout.Progress) -> None:
     live.activity(
         {
             "kind": "workload",
@@ -290,4 +328,3 @@ def record(environment, name: str, snapshot: kube.Snapshot | None) -> Workload:
             "desired": progress.desired,
         }
     )
-    return workload

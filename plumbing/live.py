@@ -63,12 +63,13 @@ def _sender_loop() -> asyncio.AbstractEventLoop:
 def timeline(group: str, events: list[dict]) -> None:
     """Relay new timeline events (of a deployment or a build) to the pages watching `group`.
 
-    Each event is encoded once here rather than once per watching socket (hundreds may watch one
-    rollout); consumers forward the text as it is.
+    Each event is encoded once here rather than once per watching socket (a thousand may watch
+    one rollout); every web process writes the text as it is (plumbing.fanout).
     """
     send(group, {"type": "timeline.events", "events": events, "texts": [json.dumps(e) for e in events]})
 
 
 def activity(summary: dict) -> None:
     """Relay a summary of a deployment to the dashboard and the other live lists."""
-    send(ACTIVITY_GROUP, {"type": "activity.update", "update": summary})
+    text = json.dumps({"type": "update", **summary})
+    send(ACTIVITY_GROUP, {"type": "activity.update", "update": summary, "text": text})

@@ -1,15 +1,21 @@
-"""Websocket consumers. They only relay: authenticate, join a group, forward events.
+"""Websocket consumers. They only relay: authenticate, subscribe to a stream, forward events.
 
-Gapless replay: the consumer joins the deployment's group *before* reading the backlog
+Live frames come from the web process's one subscription per stream (plumbing.fanout): each
+event is encoded once by its sender and the same text is written to every socket watching; a
+socket that fell behind gets what piled up as one frame (a JSON array), and one whose buffer
+overflowed gets `{"type": "resync", "seq": N}` and a 4000 close, and comes back with `?after=N`.
+
+Gapless replay: the consumer subscribes to the deployment's stream *before* reading the backlog
 from the database, then drops any live event it has already sent (seq ≤ last sent). A
 browser that reconnects with `?after=<last seq it saw>` therefore misses nothing and sees
 nothing twice.
 
 Live events can also arrive out of order or not at all: two workers commit seq 5 and 6 one
 after the other (the deployment row lock orders them) but their broadcasts race, and the
-channel layer drops messages for a consumer that falls behind its capacity. Because seq N is
+channel layer drops messages for a process that falls behind its capacity. Because seq N is
 only handed out after seq N-1 committed, a live event N > last+1 proves the rows in between
-exist, so the consumer reads them from the database before forwarding N.
+exist: the stream reads them from the database once for the process, and a socket that still
+sees a hole reads them itself, before N is forwarded.
 
 Refusals are sent after accepting, as close codes a page can act on (a close before accept
 reaches a browser only as an anonymous HTTP 403): 4401 not logged in, 4403 not allowed,
@@ -28,7 +34,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from plumbing import sessions
+from plumbing import fanout, sessions
 from plumbing.live import ACTIVITY_GROUP
 from releases import rules
 from releases.models import Build, BuildEvent, Deployment, DeploymentEvent
@@ -37,6 +43,8 @@ UNAUTHENTICATED = 4401
 FORBIDDEN = 4403
 NOT_FOUND = 4404
 BAD_REQUEST = 4400
+# Not a refusal: the socket fell behind (plumbing.fanout); the page reconnects at once.
+RESYNC = 4000
 # Backlog rows read per query; the backlog is read in pages until it is exhausted.
 BACKLOG_PAGE = 500
 
@@ -44,7 +52,7 @@ BACKLOG_PAGE = 500
 class RelayConsumer(AsyncJsonWebsocketConsumer):
     """Shared plumbing: refuse with a code, answer pings, close on anything else."""
 
-    group: str | None = None
+    subscription: fanout.Subscription | None = None
     session_groups: tuple[str, ...] = ()
     session_watch: asyncio.Task | None = None
 
@@ -77,9 +85,10 @@ class RelayConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if self.session_watch:
             self.session_watch.cancel()
-        for group in (self.group, *self.session_groups):
-            if group:
-                await self.channel_layer.group_discard(group, self.channel_name)
+        if self.subscription:
+            await self.subscription.close()
+        for group in self.session_groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def follow_session(self) -> None:
         """Close this socket when its session ends: at once on logout or deactivation (a group
@@ -110,7 +119,8 @@ class SequencedConsumer(RelayConsumer):
     """A stream of rows numbered 1, 2, 3… per parent: backlog after `?after=`, then live, each once.
 
     Subclasses say how to find the parent (`find`, returning an object with `group` or None)
-    and how to read its rows (`rows`); live messages carry ready-made row messages.
+    and how to read its rows (`rows`); live frames come ready-made from the process's
+    subscription to the parent's group (plumbing.fanout).
     """
 
     last_seq = 0
@@ -132,13 +142,14 @@ class SequencedConsumer(RelayConsumer):
         if not rules.can_view(user, parent):
             await self.refuse(FORBIDDEN)
             return
-        self.group = parent.group
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.subscription = await fanout.subscribe(parent.group, fill=self._events)
         await self.follow_session()
         await self.accept()
         self.last_seq = after
         await self._catch_up()
         await self.send_json({"type": "ready", "seq": self.last_seq})
+        self.subscription.seen(self.last_seq)
+        self.subscription.start(self.deliver, self.resync)
 
     def find(self, pk):
         raise NotImplementedError
@@ -149,36 +160,47 @@ class SequencedConsumer(RelayConsumer):
     def pong(self) -> dict:
         return {"seq": self.last_seq}
 
-    async def timeline_events(self, message):
-        """New rows of the timeline (plumbing.live.timeline), each with its ready-made text."""
-        for event, text in zip(message["events"], message["texts"], strict=True):
-            await self.relay(event, text)
+    async def deliver(self, frames: list[fanout.Frame]) -> None:
+        """Write live frames after the ones already sent, filling a gap from the database."""
+        texts = []
+        for seq, text in frames:
+            if seq <= self.last_seq:
+                continue
+            if seq > self.last_seq + 1:
+                texts.extend(await self._missing(before=seq))
+            self.last_seq = seq
+            texts.append(text)
+        if texts:
+            await self.send(text_data=fanout.joined(texts))
 
-    async def relay(self, event: dict, text: str | None = None) -> None:
-        if event["seq"] <= self.last_seq:
-            return
-        if event["seq"] > self.last_seq + 1:
-            await self._catch_up(before=event["seq"])
-        await self._forward(event, text)
+    async def resync(self) -> None:
+        """This socket fell too far behind: the page reconnects from the last seq it was sent."""
+        await self.send_json({"type": "resync", "seq": self.last_seq})
+        await self.close(code=RESYNC)
 
-    async def _catch_up(self, before: int | None = None) -> None:
-        """Send every stored row after last_seq (and below `before`), page by page."""
+    async def _missing(self, before: int) -> list[str]:
+        texts = []
         while True:
             page = await self._events(self.last_seq, before)
+            texts.extend(json.dumps(event) for event in page)
+            if page:
+                self.last_seq = page[-1]["seq"]
+            if len(page) < BACKLOG_PAGE:
+                return texts
+
+    async def _catch_up(self) -> None:
+        """Send every stored row after last_seq, page by page."""
+        while True:
+            page = await self._events(self.last_seq, None)
             for event in page:
-                await self._forward(event)
+                self.last_seq = event["seq"]
+                await self.send(text_data=json.dumps(event))
             if len(page) < BACKLOG_PAGE:
                 return
 
     @database_sync_to_async
     def _events(self, after: int, before: int | None) -> list[dict]:
         return self.rows(after, before)
-
-    async def _forward(self, event: dict, text: str | None = None) -> None:
-        if event["seq"] <= self.last_seq:
-            return
-        self.last_seq = event["seq"]
-        await self.send(text_data=text or json.dumps(event))
 
 
 class DeploymentConsumer(SequencedConsumer):
@@ -215,13 +237,18 @@ class ActivityConsumer(RelayConsumer):
         if not rules.can_view(user):
             await self.refuse(UNAUTHENTICATED if not getattr(user, "is_authenticated", False) else FORBIDDEN)
             return
-        self.group = ACTIVITY_GROUP
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.subscription = await fanout.subscribe(ACTIVITY_GROUP)
         await self.follow_session()
         await self.accept()
+        self.subscription.start(self.deliver, self.resync)
 
-    async def activity_update(self, message):
-        await self.send_json({"type": "update", **message["update"]})
+    async def deliver(self, frames: list[fanout.Frame]) -> None:
+        await self.send(text_data=fanout.joined([text for _, text in frames]))
+
+    async def resync(self) -> None:
+        """Too far behind: the page reconnects and re-reads what it shows (static/live.js)."""
+        await self.send_json({"type": "resync"})
+        await self.close(code=RESYNC)
 
 
 class UnknownPathConsumer(RelayConsumer):

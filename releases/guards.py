@@ -118,9 +118,7 @@ def in_force(environments, now=None) -> dict[int, EnvironmentGuards]:
 
 
 def _tell_pages(environment) -> None:
-    live.send(
-        live.ACTIVITY_GROUP, {"type": "activity.update", "update": {"kind": "guard", "environment": environment.slug}}
-    )
+    live.activity({"kind": "guard", "environment": environment.slug})
 
 
 @receiver(post_save, sender=Lock)

@@ -48,8 +48,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--ready-after", type=float, default=2.0, help="Seconds until sandbox pods are ready.")
         parser.add_argument("--no-serve", action="store_true", help="Prepare everything, start nothing (tests).")
+        parser.add_argument(
+            "--web",
+            type=int,
+            default=int(os.environ.get("WEB_PROCESSES", 2)),
+            help="Web processes (uvicorn workers): one per core; they share live streams through Redis.",
+        )
 
-    def handle(self, *args, port, ready_after, no_serve, **options):
+    def handle(self, *args, port, ready_after, no_serve, web, **options):
         self.children: list[subprocess.Popen] = []
         self.var = Path(settings.VAR_DIR)
         self.var.mkdir(parents=True, exist_ok=True)
@@ -74,7 +80,7 @@ class Command(BaseCommand):
             if no_serve:
                 return
             self._start_sandboxes(ports, seed_file, ready_after, port)
-            self._start_portal(port, env)
+            self._start_portal(port, env, max(1, web))
             self._banner(port, ports)
             self._wait()
         except KeyboardInterrupt:
@@ -202,7 +208,7 @@ class Command(BaseCommand):
         ]:
             self._wait_for(name, p)
 
-    def _start_portal(self, port: int, env: dict) -> None:
+    def _start_portal(self, port: int, env: dict, web: int) -> None:
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
         self._spawn(
             "web",
@@ -219,6 +225,9 @@ class Command(BaseCommand):
                 "warning",
                 # X-Forwarded-* is the portal's business (TRUSTED_PROXIES), not uvicorn's.
                 "--no-proxy-headers",
+                # Each worker subscribes once per live stream; Redis fans messages out to them.
+                "--workers",
+                str(web),
             ],
             env,
         )
