@@ -110,9 +110,9 @@ class Route:
     def parse(cls, path: str) -> "Route | None":
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[:2] == ["api", "v1"]:
-            group, rest = "", parts[2:]
-        elif len(parts) >= 3 and parts[0] == "apis" and parts[2] == "v1":
-            group, rest = parts[1], parts[3:]
+            api_version, rest = "v1", parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            api_version, rest = f"{parts[1]}/{parts[2]}", parts[3:]
         else:
             return None
         namespace = None
@@ -121,7 +121,7 @@ class Route:
         if not rest or rest[0] not in KINDS or len(rest) > 3:
             return None
         kind = KINDS[rest[0]]
-        if kind.group != group or (namespace is not None and not kind.namespaced):
+        if kind.api_version != api_version or (namespace is not None and not kind.namespaced):
             return None
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
