@@ -19,7 +19,7 @@ from django.test import Client
 from clusters.management.commands import watch_clusters
 from portal.management.commands import cron
 from tests.sandbox.conftest import Kubectl
-from tests.support.tools import require_kubectl
+from tests.support.tools import require_kubectl, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -294,3 +294,15 @@ def test_each_overlay_applies_to_a_fresh_namespace_and_its_deployments_become_av
         assert live["status"]["availableReplicas"] == deployment["spec"]["replicas"], name
     again = kubectl("apply", "-f", "-", stdin=manifest)
     assert again.stdout.count(" unchanged") == len(list(yaml.safe_load_all(manifest))), again.stdout
+
+
+# -- alert rules ----------------------------------------------------------------------------------------
+
+
+def test_the_alert_rules_pass_promtool_and_fire_on_the_series_that_should_raise_them():
+    promtool = require_tool("promtool")
+    rules = DEPLOY / "prometheus"
+    checked = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=rules, capture_output=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run([promtool, "test", "rules", "alerts.test.yml"], cwd=rules, capture_output=True, timeout=60)
+    assert tested.returncode == 0, tested.stdout + tested.stderr

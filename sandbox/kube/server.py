@@ -10,6 +10,11 @@ namespaces):
     /api/v1/namespaces/{ns}/pods/{name}/log     the kubelet stand-in's container lines
     /api/v1/namespaces/{ns}/pods/{name}/{exec,attach,portforward}   400: not supported here
     /api/v1/namespaces[/{name}]
+    /api/v1/namespaces/{ns}/{serviceaccounts|configmaps|secrets|services|persistentvolumeclaims}[/{name}]
+    /apis/{coordination.k8s.io/v1/leases, rbac.authorization.k8s.io/v1/{roles,rolebindings},
+           batch/v1/jobs, policy/v1/poddisruptionbudgets, autoscaling/v2/horizontalpodautoscalers,
+           security.istio.io/v1/peerauthentications, networking.istio.io/v1/{virtualservices,
+           destinationrules}} under namespaces/{ns}/…   stored as sent (store.KINDS)
     POST /apis/authorization.k8s.io/v1/{selfsubjectaccessreviews,selfsubjectrulesreviews}
     POST /apis/authentication.k8s.io/v1/selfsubjectreviews
     POST /sandbox/compact        forget the watch history (next old-RV watch gets 410)
