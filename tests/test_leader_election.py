@@ -279,9 +279,11 @@ def test_two_watcher_processes_hand_over_without_ever_acting_together(watchers, 
 
     # Freeze the leader: the standby takes over; the frozen one, woken, must not write again.
     frozen = watchers.processes[first]
+    before_freeze = micro(lease_spec(api)["renewTime"])
     os.kill(frozen.pid, signal.SIGSTOP)
     wait_until(lambda: watchers.name_of(lease_spec(api).get("holderIdentity", "_")) == other, timeout=60)
     taken_over = micro(lease_spec(api)["acquireTime"])
+    assert (taken_over - before_freeze).total_seconds() >= LEASE  # not before the frozen one's lease ran out
     wait_until(lambda: beat_at(other), timeout=60)
     os.kill(frozen.pid, signal.SIGCONT)
     renewed = lease_spec(api)["renewTime"]
@@ -298,11 +300,11 @@ def test_two_watcher_processes_hand_over_without_ever_acting_together(watchers, 
     killed.wait()
     wait_until(lambda: watchers.name_of(lease_spec(api).get("holderIdentity", "_")) == first, timeout=60)
     spec = lease_spec(api)
-    handover = (micro(spec["acquireTime"]) - last_renewal).total_seconds()
-    # The standby saw the last renewal up to one retry period after it was written, waits the
-    # lease duration on its own clock, then takes the Lease at its next round (one more retry
-    # period); a second for a busy machine to schedule it.
-    assert handover <= LEASE + 2 * RETRY + 1, (handover, watchers.logs())
+    # Safe: the standby waited the whole lease out after the last renewal it could have seen (the
+    # leader may have renewed once more after that read, which only widens the gap). How soon it
+    # takes over is a speed, measured by bench/leader_handover.py (1.08x the lease), not here.
+    waited = (micro(spec["acquireTime"]) - last_renewal).total_seconds()
+    assert waited >= LEASE, (waited, watchers.logs())
     assert spec["leaseTransitions"] >= 2
     since = timezone.now()
     wait_until(lambda: (beat_at(first) or since) > since, timeout=60)
