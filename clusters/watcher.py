@@ -10,6 +10,7 @@ Streams never multiply with rollouts: their number is environments' namespaces Ã
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import close_old_connections, connection
@@ -19,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from clusters import rollout
 from clusters.models import Cluster, Environment, WatcherHeartbeat, Workload
 from clusters.signals import workload_observed
-from plumbing import live
+from plumbing import alive, live
 from plumbing.integrations import IntegrationError, kube
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,16 @@ class Watcher:
     `run()` blocks (the management command); tests call `start()` and `shutdown()`.
     """
 
-    def __init__(self, name: str = "watcher", heartbeat_seconds: float = 5.0, watch_timeout: int = 300):
+    def __init__(
+        self,
+        name: str = "watcher",
+        heartbeat_seconds: float = 5.0,
+        watch_timeout: int = 300,
+        fence: Callable[[], bool] = lambda: True,
+    ):
         self.name = name
+        # Asked before every write: under leader election, "do we still hold the Lease?"
+        self.fence = fence
         self.heartbeat_seconds = heartbeat_seconds
         self.watch_timeout = watch_timeout
         self.stop = threading.Event()
@@ -182,6 +191,9 @@ class Watcher:
 
     def beat(self) -> None:
         close_old_connections()
+        alive.touch()
+        if not self.fence():
+            return
         WatcherHeartbeat.objects.update_or_create(
             name=self.name,
             defaults={
@@ -275,6 +287,8 @@ class Watcher:
         while (name := space.take()) is not None:
             snapshot = space.snapshot(name)
             for environment in environments:
+                if not self.fence():
+                    return  # no longer the leader: another watcher writes now
                 record(environment, name, snapshot)
 
 

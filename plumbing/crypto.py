@@ -1,13 +1,18 @@
-"""Encryption at rest for credentials (cluster tokens, client keys).
+"""Encryption at rest for credentials (cluster tokens, Slack webhooks).
 
-Fernet (AES-128-CBC + HMAC) keyed by CREDENTIALS_KEY, or by a key derived from SECRET_KEY
-when that is not set. Rotating the key means re-saving the credentials in the admin.
+Fernet (AES-128-CBC + HMAC) keyed by CREDENTIALS_KEY, or by a key derived from SECRET_KEY when that
+is not set. CREDENTIALS_KEY may name several keys, newest first, separated by commas or newlines
+(a mounted file may hold one per line): new values are encrypted with the first, and any of them
+decrypts (`MultiFernet`), so a key is rotated without a moment when stored credentials cannot be
+read. `manage.py rotate_credentials` then re-encrypts everything with the newest key, after which
+the old ones can be dropped (docs/OPERATIONS.md, "Rotating the credentials key").
 """
 
 import base64
 import hashlib
+import re
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
 
@@ -15,10 +20,19 @@ class CredentialError(Exception):
     pass
 
 
-def _fernet() -> Fernet:
-    material = settings.CREDENTIALS_KEY or settings.SECRET_KEY
+def key_materials() -> list[str]:
+    """The configured key materials, newest first (SECRET_KEY when CREDENTIALS_KEY is unset)."""
+    materials = [m for m in re.split(r"[,\n]", settings.CREDENTIALS_KEY or "") if m.strip()]
+    return [m.strip() for m in materials] or [settings.SECRET_KEY]
+
+
+def _fernet_for(material: str) -> Fernet:
     key = base64.urlsafe_b64encode(hashlib.sha256(b"pampam-credentials:" + material.encode()).digest())
     return Fernet(key)
+
+
+def _fernet() -> MultiFernet:
+    return MultiFernet([_fernet_for(material) for material in key_materials()])
 
 
 def encrypt(plaintext: str) -> str:
@@ -34,6 +48,17 @@ def decrypt(ciphertext: str) -> str:
         return _fernet().decrypt(ciphertext.encode()).decode()
     except InvalidToken:
         raise CredentialError(
-            "Stored credentials cannot be decrypted: CREDENTIALS_KEY (or SECRET_KEY) changed. "
-            "Enter the credentials again in the admin."
+            "Stored credentials cannot be decrypted with any key in CREDENTIALS_KEY (or SECRET_KEY): the key "
+            "changed without keeping the old one after the new. Add the old key back, or enter the "
+            "credentials again in the admin."
         ) from None
+
+
+def rotate(ciphertext: str) -> str:
+    """The same secret encrypted with the newest key (CredentialError if no key decrypts it)."""
+    if not ciphertext:
+        return ""
+    try:
+        return _fernet().rotate(ciphertext.encode()).decode()
+    except InvalidToken:
+        raise CredentialError("A stored credential cannot be decrypted with any key in CREDENTIALS_KEY.") from None

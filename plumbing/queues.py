@@ -26,6 +26,9 @@ from redis.exceptions import RedisError
 from rq import Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.worker import Worker
+
+from plumbing import alive
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +145,13 @@ def exclusive(name: str, seconds: int = 60):
         yield
     finally:
         lock.release()
+
+
+class LivenessWorker(Worker):
+    """rq's worker, touching the liveness file ($PAMPAM_ALIVE_FILE) at every heartbeat: idle, it
+    beats every worker_ttl − 15 s; busy, every job_monitoring_interval. Run it with
+    `rqworker --worker-class plumbing.queues.LivenessWorker` (deploy/)."""
+
+    def heartbeat(self, *args, **kwargs):
+        super().heartbeat(*args, **kwargs)
+        alive.touch()

@@ -111,6 +111,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
 RQ = {"COMMIT_MODE": "on_db_commit"}
+# Leader election for the processes that must act alone (watcher, cron) when several replicas run
+# (deploy/: on; the demo and a single machine: off). A Lease per process in LEADER_ELECTION_NAMESPACE
+# (default: the pod's own namespace); client-go's terms: the holder renews every RETRY seconds and
+# stops acting RENEW seconds after its last renewal; a standby takes over after LEASE seconds.
+LEADER_ELECTION = envbool("LEADER_ELECTION", False)
+LEADER_ELECTION_NAMESPACE = envstr("LEADER_ELECTION_NAMESPACE", "")
+LEADER_ELECTION_LEASE_SECONDS = envint("LEADER_ELECTION_LEASE_SECONDS", 15, minimum=3)
+LEADER_ELECTION_RENEW_SECONDS = envint("LEADER_ELECTION_RENEW_SECONDS", 10, minimum=2)
+LEADER_ELECTION_RETRY_SECONDS = envint("LEADER_ELECTION_RETRY_SECONDS", 2, minimum=1)
+if not LEADER_ELECTION_RETRY_SECONDS < LEADER_ELECTION_RENEW_SECONDS < LEADER_ELECTION_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        "Environment variables LEADER_ELECTION_RETRY_SECONDS < LEADER_ELECTION_RENEW_SECONDS < "
+        "LEADER_ELECTION_LEASE_SECONDS must hold (a leader stops acting before a standby may start)."
+    )
+
 # An open websocket re-checks its session this often (logout and deactivation close it at once).
 WEBSOCKET_SESSION_CHECK_SECONDS = envint("WEBSOCKET_SESSION_CHECK_SECONDS", 30, minimum=1)
 CHANNEL_LAYERS = {

@@ -14,15 +14,16 @@ from auditlog.models import LogEntry
 from django.test import Client
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = ROOT / "deploy" / "kubernetes.yaml"
+MANIFEST = ROOT / "deploy" / "base" / "settings.yaml"
 
 
 def manifest_settings() -> dict:
-    """The non-secret settings the Kubernetes manifest gives every process."""
+    """The non-secret settings the Kubernetes manifests give every process (the secrets, files in
+    the pod named by *_FILE, are given here as plain variables)."""
     for document in yaml.safe_load_all(MANIFEST.read_text()):
         if document and document["kind"] == "ConfigMap" and document["metadata"]["name"] == "pampam-settings":
-            return document["data"]
-    raise AssertionError("deploy/kubernetes.yaml has no pampam-settings ConfigMap")
+            return {k: v for k, v in document["data"].items() if not k.endswith("_FILE")}
+    raise AssertionError("deploy/base/settings.yaml has no pampam-settings ConfigMap")
 
 
 def manage(tmp_path, *args, **env):

@@ -6,6 +6,7 @@ reads; nothing outside this module sees a client model or an ApiException.
 
 import contextlib
 import json
+import os
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -251,3 +252,86 @@ def _lister(api, kind: str):
     if kind == "pods":
         return client.CoreV1Api(api).list_namespaced_pod
     raise ValueError(f"unknown kind {kind}")
+
+
+# -- the cluster the portal itself runs in: Leases for leader election --------------------------
+
+
+class Conflict(IntegrationError):
+    """Someone else wrote the object first (409): read it again and decide again."""
+
+    def __init__(self, what: str):
+        super().__init__(f"Kubernetes refused to {what}: someone else changed it first (HTTP 409).")
+
+
+def local_client(timeout: float = 5.0) -> client.ApiClient:
+    """An ApiClient for the cluster this process runs in: its service account when it runs in a
+    pod, else the current context of $KUBECONFIG (~/.kube/config), as kubectl and client-go do.
+
+    Requests time out after `timeout` seconds (leader election must give up before its lease).
+    """
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        try:
+            # Read $KUBECONFIG now: the library's default was fixed when it was imported.
+            path = os.environ.get("KUBECONFIG") or config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+            config.load_kube_config(config_file=path, client_configuration=configuration)
+        except (config.ConfigException, OSError) as exc:
+            raise IntegrationError(
+                f"No Kubernetes credentials for leader election: not in a pod and no kubeconfig ({exc}). "
+                "Set KUBECONFIG, or turn LEADER_ELECTION off.",
+                permanent=True,
+            ) from None
+    configuration.retries = False
+    api = client.ApiClient(configuration)
+    api.request_timeout = timeout
+    return api
+
+
+def _lease_call(api, what: str, method: str, *args) -> dict | None:
+    """Call CoordinationV1Api.`method`; None on 404, Conflict on 409 (an AlreadyExists create, or
+    a stale resourceVersion), IntegrationError otherwise."""
+    leases = client.CoordinationV1Api(api)
+    timeout = getattr(api, "request_timeout", 5.0)
+    try:
+        response = getattr(leases, method)(*args, _preload_content=False, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return json.loads(response.data)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        if exc.status == 409:
+            raise Conflict(what) from None
+        raise _error(exc, what) from None
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        raise _error(exc, what) from None
+
+
+def read_lease(api, namespace: str, name: str) -> dict | None:
+    """The Lease, or None when there is none.
+
+    Reference: GET /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}.
+    """
+    return _lease_call(api, f"read lease {name}", "read_namespaced_lease", name, namespace)
+
+
+def create_lease(api, namespace: str, lease: dict) -> dict:
+    """Create a Lease; Conflict when another process created it first.
+
+    Reference: POST /apis/coordination.k8s.io/v1/namespaces/{ns}/leases.
+    """
+    name = lease["metadata"]["name"]
+    return _lease_call(api, f"create lease {name}", "create_namespaced_lease", namespace, lease)
+
+
+def replace_lease(api, namespace: str, lease: dict) -> dict:
+    """Replace a Lease whose `metadata.resourceVersion` is the one read (compare-and-swap);
+    Conflict when someone wrote it since.
+
+    Reference: PUT /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}.
+    """
+    name = lease["metadata"]["name"]
+    return _lease_call(api, f"update lease {name}", "replace_namespaced_lease", name, namespace, lease)

@@ -1,7 +1,8 @@
 """A fake Kubernetes API server with a real-algorithm deployment controller.
 
 Speaks enough of the Kubernetes API (apps/v1 Deployments and ReplicaSets, core/v1 Pods,
-Namespaces and Events; get / list / watch / create / replace / patch / apply / delete, dry runs,
+Namespaces and Events, coordination.k8s.io Leases, and the kinds the portal's own manifests use,
+stored as sent; get / list / watch / create / replace / patch / apply / delete, dry runs,
 managedFields, Tables, discovery, OpenAPI v2 and v3, pods/log, access reviews) that the official
 `kubernetes` Python client and kubectl (1.32, and Debian's 1.20) work against it with validation
 on: see docs/SANDBOXES.md for what clients can rely on. A background thread runs the deployment

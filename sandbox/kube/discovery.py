@@ -49,11 +49,12 @@ def _subresources(kind) -> list[dict]:
     return entries
 
 
-def resource_list(group: str) -> dict:
-    version = f"{group}/v1" if group else "v1"
+def resource_list(group_version: str) -> dict:
+    """The APIResourceList of one group/version (`v1`, `apps/v1`, `autoscaling/v2`, …)."""
+    version = group_version
     resources = []
     for kind in KINDS.values():
-        if kind.group != group:
+        if kind.api_version != group_version:
             continue
         entry = {
             "name": kind.resource,
@@ -95,15 +96,21 @@ API_VERSIONS = {
     "versions": ["v1"],
     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
 }
+# The named groups of stored kinds, each served at one version, apps first as on kube-apiserver.
+STORED_GROUP_VERSIONS = sorted({k.api_version for k in KINDS.values() if k.group}, key=lambda gv: gv != "apps/v1")
+
+
+def _group(group_version: str) -> dict:
+    name, version = group_version.split("/")
+    entry = {"groupVersion": group_version, "version": version}
+    return {"name": name, "versions": [entry], "preferredVersion": entry}
+
+
 API_GROUPS = {
     "kind": "APIGroupList",
     "apiVersion": "v1",
     "groups": [
-        {
-            "name": "apps",
-            "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
-        },
+        *(_group(gv) for gv in STORED_GROUP_VERSIONS),
         {
             "name": "apiextensions.k8s.io",
             "versions": [{"groupVersion": "apiextensions.k8s.io/v1", "version": "v1"}],
@@ -115,8 +122,8 @@ API_GROUPS = {
 DISCOVERY = {
     "/api": API_VERSIONS,
     "/apis": API_GROUPS,
-    "/api/v1": resource_list(""),
-    "/apis/apps/v1": resource_list("apps"),
+    "/api/v1": resource_list("v1"),
+    **{f"/apis/{gv}": resource_list(gv) for gv in STORED_GROUP_VERSIONS},
     **{f"/apis/{gv}": reviews.resource_list(gv) for gv in sorted(reviews.GROUP_VERSIONS)},
     "/apis/apiextensions.k8s.io/v1": CRD_RESOURCES,
     "/version": VERSION,

@@ -171,7 +171,7 @@ def _operation(action: str, gvk: tuple, type_name: str, params: list[str], v3: b
 
 def _resource_paths(kind, v3: bool) -> dict:
     """Collection, item and subresource paths of one stored resource."""
-    group, version = (kind.group, "v1")
+    group, version = (kind.group, kind.version)
     gvk = (group, version, kind.kind)
     root = f"/apis/{group}/{version}" if group else f"/api/{version}"
     scope = f"{root}/namespaces/{{namespace}}/{kind.resource}" if kind.namespaced else f"{root}/{kind.resource}"
@@ -225,9 +225,13 @@ def _review_paths(group_version: str, v3: bool) -> dict:
     return paths
 
 
+def _path(kind) -> str:
+    return f"apis/{kind.api_version}" if kind.group else f"api/{kind.version}"
+
+
 def group_versions() -> list[str]:
     """`api/v1`, `apis/apps/v1`, … : every group/version the sandbox serves."""
-    stored = sorted({f"apis/{k.group}/v1" if k.group else "api/v1" for k in KINDS.values()})
+    stored = sorted({_path(k) for k in KINDS.values()})
     return stored + [f"apis/{gv}" for gv in REVIEWS]
 
 
@@ -236,8 +240,7 @@ def paths_for(group_version_path: str, v3: bool) -> dict:
     if group_version_path.startswith("apis/") and group_version_path[5:] in REVIEWS:
         return _review_paths(group_version_path[5:], v3)
     for kind in KINDS.values():
-        path = f"apis/{kind.group}/v1" if kind.group else "api/v1"
-        if path == group_version_path:
+        if _path(kind) == group_version_path:
             paths.update(_resource_paths(kind, v3))
     return paths
 

@@ -11,6 +11,7 @@ zero timestamps are dropped to match the JSON `omitempty` view; pointer fields (
 their zero.
 """
 
+import base64
 from datetime import UTC, datetime
 
 from .errors import bad_request
@@ -93,6 +94,20 @@ SCHEMA = {
     },
     "EnvVar": {1: ("name", "string", False), 2: ("value", "string", False)},
     "Namespace": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "Empty", False)},
+    # `kubectl create secret generic|tls|docker-registry` and `kubectl create configmap`.
+    "Secret": {
+        1: ("metadata", "ObjectMeta", False),
+        2: ("data", "bytesmap", False),
+        3: ("type", "string", False),
+        4: ("stringData", "map", False),
+        5: ("immutable", "bool", False),
+    },
+    "ConfigMap": {
+        1: ("metadata", "ObjectMeta", False),
+        2: ("data", "map", False),
+        3: ("binaryData", "bytesmap", False),
+        4: ("immutable", "bool", False),
+    },
     # authorization/v1 and authentication/v1: what `kubectl auth can-i` / `auth whoami` send.
     "SelfSubjectAccessReview": {
         1: ("metadata", "ObjectMeta", False),
@@ -120,6 +135,8 @@ SCHEMA = {
 KIND_MESSAGES = {
     "Deployment",
     "Namespace",
+    "Secret",
+    "ConfigMap",
     "SelfSubjectAccessReview",
     "SelfSubjectRulesReview",
     "SelfSubjectReview",
@@ -182,6 +199,9 @@ def _scalar(kind: str, value):
     if kind == "map":
         entry = {n: v.decode() for n, _, v in _fields(value)}
         return entry.get(1, ""), entry.get(2, "")
+    if kind == "bytesmap":  # map<string, bytes>: JSON carries the bytes in base64
+        entry = dict((n, v) for n, _, v in _fields(value))
+        return entry.get(1, b"").decode(), base64.b64encode(entry.get(2, b"")).decode()
     if kind == "IntOrString":
         fields = {n: v for n, _, v in _fields(value)}
         return fields.get(3, b"").decode() if fields.get(1) else _signed(fields.get(2, 0))
@@ -196,7 +216,7 @@ def decode_message(name: str, data: bytes) -> dict:
             continue
         key, kind, repeated = schema[number]
         decoded = _scalar(kind, value)
-        if kind == "map":
+        if kind in ("map", "bytesmap"):
             result.setdefault(key, {})[decoded[0]] = decoded[1]
         elif repeated:
             result.setdefault(key, []).append(decoded)

@@ -30,6 +30,13 @@ CORE = "io.k8s.api.core.v1"
 AUTOSCALING = "io.k8s.api.autoscaling.v1"
 AUTHZ = "io.k8s.api.authorization.v1"
 AUTHN = "io.k8s.api.authentication.v1"
+COORDINATION = "io.k8s.api.coordination.v1"
+RBAC = "io.k8s.api.rbac.v1"
+BATCH = "io.k8s.api.batch.v1"
+POLICY = "io.k8s.api.policy.v1"
+AUTOSCALING_V2 = "io.k8s.api.autoscaling.v2"
+ISTIO_SECURITY = "io.istio.security.v1"
+ISTIO_NETWORKING = "io.istio.networking.v1"
 SPECIAL = {
     "Time": "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
     "MicroTime": "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime",
@@ -300,7 +307,64 @@ TYPES: dict[str, tuple[str, str | None, str]] = {
     ),
     "SelfSubjectReviewStatus": (AUTHN, None, "userInfo:UserInfo"),
     "UserInfo": (AUTHN, None, "extra:{[string]} groups:[string] uid:string username:string"),
+    # ----------------------------------------------------------- coordination/v1
+    "Lease": (COORDINATION, "coordination.k8s.io/v1/Lease", f"{TYPEMETA} metadata:ObjectMeta spec:LeaseSpec"),
+    "LeaseSpec": (
+        COORDINATION,
+        None,
+        "acquireTime:MicroTime holderIdentity:string leaseDurationSeconds:integer leaseTransitions:integer "
+        "preferredHolder:string renewTime:MicroTime strategy:string",
+    ),
+    # ------------------------------------------------------------------ rbac/v1
+    "Role": (RBAC, "rbac.authorization.k8s.io/v1/Role", f"{TYPEMETA} metadata:ObjectMeta rules:[PolicyRule]"),
+    "PolicyRule": (
+        RBAC,
+        None,
+        "apiGroups:[string] nonResourceURLs:[string] resourceNames:[string] resources:[string] verbs!:[string]",
+    ),
+    "RoleBinding": (
+        RBAC,
+        "rbac.authorization.k8s.io/v1/RoleBinding",
+        f"{TYPEMETA} metadata:ObjectMeta roleRef!:RoleRef subjects:[Subject]",
+    ),
+    "RoleRef": (RBAC, None, "apiGroup!:string kind!:string name!:string"),
+    "Subject": (RBAC, None, "apiGroup:string kind!:string name!:string namespace:string"),
+    # ------------------------------------------------- core/v1, stored as they come
+    "ServiceAccount": (
+        CORE,
+        "v1/ServiceAccount",
+        f"{TYPEMETA} automountServiceAccountToken:boolean imagePullSecrets:[LocalObjectReference] "
+        "metadata:ObjectMeta secrets:[ObjectReference/name]",
+    ),
+    "ConfigMap": (
+        CORE,
+        "v1/ConfigMap",
+        f"{TYPEMETA} binaryData:{{string}} data:{{string}} immutable:boolean metadata:ObjectMeta",
+    ),
+    "Secret": (
+        CORE,
+        "v1/Secret",
+        f"{TYPEMETA} data:{{string}} immutable:boolean metadata:ObjectMeta stringData:{{string}} type:string",
+    ),
 }
+# Kinds whose spec and status the sandbox keeps without describing them (free-form objects):
+# name → (package, group/version/kind).
+OPAQUE_KINDS = {
+    "Service": (CORE, "v1/Service"),
+    "PersistentVolumeClaim": (CORE, "v1/PersistentVolumeClaim"),
+    "Job": (BATCH, "batch/v1/Job"),
+    "PodDisruptionBudget": (POLICY, "policy/v1/PodDisruptionBudget"),
+    "HorizontalPodAutoscaler": (AUTOSCALING_V2, "autoscaling/v2/HorizontalPodAutoscaler"),
+    "PeerAuthentication": (ISTIO_SECURITY, "security.istio.io/v1/PeerAuthentication"),
+    "VirtualService": (ISTIO_NETWORKING, "networking.istio.io/v1/VirtualService"),
+    "DestinationRule": (ISTIO_NETWORKING, "networking.istio.io/v1/DestinationRule"),
+}
+OPAQUE_FIELDS = f"{TYPEMETA} metadata:ObjectMeta spec:any status:any"
+TYPES.update({name: (package, gvk, OPAQUE_FIELDS) for name, (package, gvk) in OPAQUE_KINDS.items()})
+# Every stored kind has a list type (what a list answers and the OpenAPI documents name).
+for _name in ["Lease", "Role", "RoleBinding", "ServiceAccount", "ConfigMap", "Secret", *OPAQUE_KINDS]:
+    _package, _gvk, _ = TYPES[_name]
+    TYPES[f"{_name}List"] = (_package, f"{_gvk}List", f"{TYPEMETA} items!:[{_name}] metadata:ListMeta")
 # Types that merge and are owned as a whole (`+structType=atomic`).
 ATOMIC_TYPES = {"LabelSelector"}
 _FIELD = re.compile(r"^(?P<name>\w+)(?P<required>!)?:(?P<type>[^@]+)(?:@(?P<strategy>\w+))?$")

@@ -10,6 +10,11 @@ namespaces):
     /api/v1/namespaces/{ns}/pods/{name}/log     the kubelet stand-in's container lines
     /api/v1/namespaces/{ns}/pods/{name}/{exec,attach,portforward}   400: not supported here
     /api/v1/namespaces[/{name}]
+    /api/v1/namespaces/{ns}/{serviceaccounts|configmaps|secrets|services|persistentvolumeclaims}[/{name}]
+    /apis/{coordination.k8s.io/v1/leases, rbac.authorization.k8s.io/v1/{roles,rolebindings},
+           batch/v1/jobs, policy/v1/poddisruptionbudgets, autoscaling/v2/horizontalpodautoscalers,
+           security.istio.io/v1/peerauthentications, networking.istio.io/v1/{virtualservices,
+           destinationrules}} under namespaces/{ns}/…   stored as sent (store.KINDS)
     POST /apis/authorization.k8s.io/v1/{selfsubjectaccessreviews,selfsubjectrulesreviews}
     POST /apis/authentication.k8s.io/v1/selfsubjectreviews
     POST /sandbox/compact        forget the watch history (next old-RV watch gets 410)
@@ -110,9 +115,9 @@ class Route:
     def parse(cls, path: str) -> "Route | None":
         parts = [p for p in path.split("/") if p]
         if len(parts) >= 2 and parts[:2] == ["api", "v1"]:
-            group, rest = "", parts[2:]
-        elif len(parts) >= 3 and parts[0] == "apis" and parts[2] == "v1":
-            group, rest = parts[1], parts[3:]
+            api_version, rest = "v1", parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            api_version, rest = f"{parts[1]}/{parts[2]}", parts[3:]
         else:
             return None
         namespace = None
@@ -121,7 +126,7 @@ class Route:
         if not rest or rest[0] not in KINDS or len(rest) > 3:
             return None
         kind = KINDS[rest[0]]
-        if kind.group != group or (namespace is not None and not kind.namespaced):
+        if kind.api_version != api_version or (namespace is not None and not kind.namespaced):
             return None
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None

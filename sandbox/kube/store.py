@@ -44,10 +44,11 @@ class Kind:
     namespaced: bool
     short_names: tuple[str, ...]
     subresources: tuple[str, ...] = ()
+    version: str = "v1"
 
     @property
     def api_version(self) -> str:
-        return f"{self.group}/v1" if self.group else "v1"
+        return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
     def qualified(self) -> str:
@@ -63,8 +64,27 @@ KINDS = {
         Kind("pods", "Pod", "", True, ("po",), ("status",)),
         Kind("namespaces", "Namespace", "", False, ("ns",), ("status",)),
         Kind("events", "Event", "", True, ("ev",)),
+        # Stored as they are sent (no controller acts on them), so that the portal's own manifests
+        # (deploy/) apply, and Leases so that leader election runs against the sandbox.
+        Kind("serviceaccounts", "ServiceAccount", "", True, ("sa",)),
+        Kind("configmaps", "ConfigMap", "", True, ("cm",)),
+        Kind("secrets", "Secret", "", True, ()),
+        Kind("services", "Service", "", True, ("svc",), ("status",)),
+        Kind("persistentvolumeclaims", "PersistentVolumeClaim", "", True, ("pvc",), ("status",)),
+        Kind("leases", "Lease", "coordination.k8s.io", True, ()),
+        Kind("roles", "Role", "rbac.authorization.k8s.io", True, ()),
+        Kind("rolebindings", "RoleBinding", "rbac.authorization.k8s.io", True, ()),
+        Kind("jobs", "Job", "batch", True, (), ("status",)),
+        Kind("poddisruptionbudgets", "PodDisruptionBudget", "policy", True, ("pdb",), ("status",)),
+        Kind("horizontalpodautoscalers", "HorizontalPodAutoscaler", "autoscaling", True, ("hpa",), ("status",), "v2"),
+        # Istio's custom resources (the `istio` overlay), served as if their CRDs were installed.
+        Kind("peerauthentications", "PeerAuthentication", "security.istio.io", True, ("pa",)),
+        Kind("virtualservices", "VirtualService", "networking.istio.io", True, ("vs",)),
+        Kind("destinationrules", "DestinationRule", "networking.istio.io", True, ("dr",)),
     )
 }
+# Kinds with no status at all (the apiserver never writes one).
+NO_STATUS = {"events", "serviceaccounts", "configmaps", "secrets", "leases", "roles", "rolebindings"}
 # Resources with a spec whose changes bump metadata.generation.
 GENERATION_RESOURCES = {"deployments", "replicasets"}
 # Resources whose create strategy throws away a status sent on create (PrepareForCreate).
@@ -182,6 +202,17 @@ def apply_status_defaults(resource: str, obj: dict) -> None:
         if not isinstance(status, dict):
             status = obj["status"] = {}
         status.setdefault("replicas", 0)
+
+
+def fold_string_data(secret: dict) -> None:
+    """A Secret's write-only `stringData` is merged into `data` (base64) and never stored; the
+    type defaults to Opaque (core/v1 Secret conversion and defaults)."""
+    data = secret.get("data") or {}
+    for key, value in (secret.pop("stringData", None) or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    if data:
+        secret["data"] = data
+    secret.setdefault("type", "Opaque")
 
 
 def strip_nulls(value):
@@ -387,7 +418,7 @@ class Cluster:
             obj["status"] = {"phase": "Active"}
         if resource in STATUS_RESET_ON_CREATE:
             obj["status"] = initial_status(resource, obj)
-        elif resource != "events":
+        elif resource not in NO_STATUS:
             obj.setdefault("status", {})
         apply_status_defaults(resource, obj)
 
@@ -476,7 +507,7 @@ class Cluster:
             new = copy.deepcopy(current)
             new["status"] = obj.get("status", {})
             obj = new
-        elif subresource is None and kind.resource not in ("events",):
+        elif subresource is None and kind.resource not in NO_STATUS:
             # The main resource ignores status changes, like the real status strategy.
             obj["status"] = copy.deepcopy(current.get("status", {}))
         meta = obj["metadata"]
@@ -626,6 +657,8 @@ class Cluster:
             apply_pod_spec_defaults(obj["spec"]["template"].setdefault("spec", {}))
         if kind.resource == "pods":
             apply_pod_spec_defaults(obj.setdefault("spec", {}))
+        if kind.resource == "secrets":
+            fold_string_data(obj)
 
     def _next_rv(self) -> str:
         self.rv += 1

@@ -210,12 +210,38 @@ PRINTERS = {
 }
 
 
+def _lease(obj: dict) -> list:
+    return [obj["metadata"]["name"], (obj.get("spec") or {}).get("holderIdentity", ""), _age_of(obj)]
+
+
+def _age_of(obj: dict) -> str:
+    return age(obj["metadata"].get("creationTimestamp"))
+
+
+PRINTERS["leases"] = (
+    [
+        col("Name", fmt="name", desc="Name must be unique within a namespace."),
+        col("Holder", desc="The identity of the holder of the current lease."),
+        col("Age", desc="CreationTimestamp is a timestamp representing the server time when this object was created."),
+    ],
+    _lease,
+)
+# Kinds without a printer of their own (the apiserver's default table convertor).
+DEFAULT_PRINTER = (
+    [
+        col("Name", fmt="name", desc="Name must be unique within a namespace."),
+        col("Age", desc="CreationTimestamp is a timestamp representing the server time when this object was created."),
+    ],
+    lambda obj: [obj["metadata"]["name"], _age_of(obj)],
+)
+
+
 def wants_table(accept: str | None) -> bool:
     return bool(accept) and "as=Table" in accept
 
 
 def row(resource: str, obj: dict, include: str = "Metadata") -> dict:
-    _, printer = PRINTERS[resource]
+    _, printer = PRINTERS.get(resource, DEFAULT_PRINTER)
     result = {"cells": printer(obj)}
     if include == "Object":
         result["object"] = obj
@@ -232,6 +258,6 @@ def table(resource: str, items: list[dict], rv: str, include: str = "Metadata", 
     """A Table for a list (or a single object: pass one item)."""
     body = {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv}}
     if columns:
-        body["columnDefinitions"] = PRINTERS[resource][0]
+        body["columnDefinitions"] = PRINTERS.get(resource, DEFAULT_PRINTER)[0]
     body["rows"] = [row(resource, obj, include) for obj in items]
     return body
