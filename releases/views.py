@@ -13,6 +13,7 @@ from clusters.models import Environment, Workload
 from releases import (
     board,
     changelog,
+    check_charts,
     flows,
     grafana_panels,
     guards,
@@ -176,6 +177,7 @@ def deployment_detail(request, pk, decision_form=None, status=200):
             "deploy_job": _deploy_job(user, deployment),
             "github_report": reporting.summary(deployment),
             "replayable": deployment.state in states.FINAL and deployment.started_at is not None,
+            "check_charts": check_charts.for_deployment(deployment),
         },
         status=status,
     )
