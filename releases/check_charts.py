@@ -6,6 +6,8 @@ query for every sample of the deployment, then plain arithmetic into view-box co
 
 from dataclasses import dataclass, field
 
+from plumbing.integrations import prometheus
+from releases import verdicts
 from releases.models import CheckSample, Deployment
 
 WIDTH, HEIGHT = 360, 110
@@ -27,6 +29,25 @@ class Chart:
     width: int = WIDTH
     height: int = HEIGHT
     left: int = LEFT
+
+
+@dataclass
+class Panel:
+    """What the deployment page's Checks panel shows (`shown`: anything at all)."""
+
+    charts: list[Chart]
+    probe: dict | None
+    checks: int
+    prometheus_configured: bool
+
+    @property
+    def shown(self) -> bool:
+        return bool(self.charts or self.probe or self.checks)
+
+
+def panel(deployment: Deployment) -> Panel:
+    checks = 0 if deployment.is_rollback else len(verdicts.checks_for(deployment))
+    return Panel(for_deployment(deployment), deployment.probe_summary, checks, prometheus.configured())
 
 
 def for_deployment(deployment: Deployment) -> list[Chart]:

@@ -144,7 +144,9 @@ class CheckForm(forms.ModelForm):
         cleaned = super().clean()
         query, window = cleaned.get("query"), cleaned.get("window")
         if query and window:
-            self._ask_prometheus(query.replace("$window", window))
+            environment = cleaned.get("environment")
+            namespace = environment.namespace if environment else "default"
+            self._ask_prometheus(query.replace("$window", window).replace("$namespace", namespace))
         return cleaned
 
     def _ask_prometheus(self, promql: str) -> None:

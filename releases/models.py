@@ -32,7 +32,7 @@ class Service(models.Model):
         max_length=500,
         blank=True,
         help_text="Hit a few times a second while a rollout runs and bakes (the service's health endpoint "
-        "behind its load balancer); leave empty for no probe.",
+        "behind its load balancer; {namespace} is the environment's namespace); leave empty for no probe.",
     )
     probe_max_failed_percent = models.FloatField(
         "probe failures allowed (%)",
@@ -49,6 +49,10 @@ class Service(models.Model):
 
     def get_absolute_url(self):
         return reverse("service", args=[self.slug])
+
+    def probe_url_in(self, environment) -> str:
+        """The probe URL for a rollout to `environment` ({namespace} filled in)."""
+        return self.probe_url.replace("{namespace}", environment.namespace)
 
 
 class Release(models.Model):
@@ -691,7 +695,8 @@ class Verification(models.Model):
 
 class Check(models.Model):
     """A PromQL query whose value must stay on the right side of a threshold while a rollout runs
-    and bakes; `$window` in the query is replaced with the window (e.g. `rate(x[$window])`)."""
+    and bakes. In the query, `$window` is the window (e.g. `rate(x[$window])`) and `$namespace`
+    the Kubernetes namespace of the environment being deployed to."""
 
     COMPARISONS = [("<", "below"), ("<=", "at most"), (">", "above"), (">=", "at least")]
     PASSES = {
@@ -711,7 +716,10 @@ class Check(models.Model):
         help_text="Only rollouts to this environment; empty: every environment.",
     )
     name = models.CharField(max_length=100, help_text="For people, e.g. “5xx ratio”.")
-    query = models.TextField(help_text="PromQL returning a scalar or a single series; `$window` is the window.")
+    query = models.TextField(
+        help_text="PromQL returning a scalar or a single series; $window is the window, $namespace the "
+        "environment's namespace."
+    )
     comparison = models.CharField(max_length=2, choices=COMPARISONS, default="<")
     threshold = models.FloatField()
     window = models.CharField(max_length=20, default="1m", help_text="A PromQL duration such as 30s or 5m.")
@@ -723,9 +731,9 @@ class Check(models.Model):
     def __str__(self):
         return f"{self.service.slug}: {self.name}"
 
-    @property
-    def promql(self) -> str:
-        return self.query.replace("$window", self.window)
+    def promql(self, namespace: str) -> str:
+        """The query as evaluated for a rollout in `namespace`."""
+        return self.query.replace("$window", self.window).replace("$namespace", namespace)
 
     def passes(self, value: float) -> bool:
         return self.PASSES[self.comparison](value, self.threshold)

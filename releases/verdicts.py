@@ -90,7 +90,7 @@ def evaluate(deployment: Deployment, *, final: bool = False) -> Verdict:
 
 
 def probe_round(deployment: Deployment) -> Verdict:
-    url = deployment.service.probe_url
+    url = deployment.service.probe_url_in(deployment.environment)
     if not url:
         return Verdict()
     hits = [probe.hit(url) for _ in range(settings.PROBE_REQUESTS)]
@@ -130,20 +130,20 @@ def _failure_text(hit: probe.Hit) -> str:
 
 
 def evaluate_checks(deployment: Deployment) -> Verdict:
-    checks = checks_for(deployment)
     now = timezone.now()
     samples, failures, unreachable = [], [], None
-    for check in checks:
+    for check in checks_for(deployment):
+        promql = check.promql(deployment.environment.namespace)
         try:
-            reading = prometheus.query(check.promql)
+            reading = prometheus.query(promql)
         except IntegrationError as error:
             if not error.permanent:
                 unreachable = error
                 samples.append(_sample(deployment, check, now, None, CheckSample.UNREACHABLE))
                 continue
-            reading, failure = None, f"Check “{check.name}” could not be evaluated: {error} Query: {check.promql}"
+            reading, failure = None, f"Check “{check.name}” could not be evaluated: {error} Query: {promql}"
         else:
-            failure = _judge(check, reading)
+            failure = _judge(check, reading, promql)
         outcome = CheckSample.FAIL if failure else CheckSample.NO_DATA if reading.value is None else CheckSample.PASS
         samples.append(_sample(deployment, check, now, reading.value if reading else None, outcome))
         if failure:
@@ -154,13 +154,13 @@ def evaluate_checks(deployment: Deployment) -> Verdict:
     return _reachability(deployment, unreachable, now)
 
 
-def _judge(check: Check, reading: prometheus.Reading) -> str:
+def _judge(check: Check, reading: prometheus.Reading, promql: str) -> str:
     """Why the check fails with this reading, or "" when it passes (no data is no failure)."""
     if not reading.single:
-        return f"Check “{check.name}” returned {reading.series} series, not one: {check.promql}"
+        return f"Check “{check.name}” returned {reading.series} series, not one: {promql}"
     if reading.value is None or check.passes(reading.value):
         return ""
-    return f"Check “{check.name}” failed: {check.promql} = {reading.value:g}, which is not {check.rule}."
+    return f"Check “{check.name}” failed: {promql} = {reading.value:g}, which is not {check.rule}."
 
 
 def _sample(deployment, check: Check, at, value, outcome: str) -> CheckSample:

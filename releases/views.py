@@ -177,7 +177,7 @@ def deployment_detail(request, pk, decision_form=None, status=200):
             "deploy_job": _deploy_job(user, deployment),
             "github_report": reporting.summary(deployment),
             "replayable": deployment.state in states.FINAL and deployment.started_at is not None,
-            "check_charts": check_charts.for_deployment(deployment),
+            "checks": check_charts.panel(deployment),
         },
         status=status,
     )

@@ -19,8 +19,8 @@ from tests.support import prometheus as prometheus_process
 from tests.support.tools import require_tool
 
 ERROR_RATIO = (
-    'sum(rate(sandbox_http_requests_total{namespace="dev",deployment="storefront",code=~"5.."}[$window]))'
-    ' / sum(rate(sandbox_http_requests_total{namespace="dev",deployment="storefront"}[$window]))'
+    'sum(rate(sandbox_http_requests_total{namespace="$namespace",deployment="storefront",code=~"5.."}[$window]))'
+    ' / sum(rate(sandbox_http_requests_total{namespace="$namespace",deployment="storefront"}[$window]))'
 )
 FAST = {"VERIFY_INTERVAL_SECONDS": 1, "CHECK_INTERVAL_SECONDS": 1, "PROBE_REQUESTS": 3}
 
@@ -79,7 +79,7 @@ def test_it_fails_a_release_answering_errors_on_its_check_and_rolls_it_back(cast
 
     assert deployment.state == states.FAILED, deployment.reason
     assert "Check “5xx ratio” failed" in deployment.reason
-    assert 'code=~"5.."}[5s]' in deployment.reason  # the query as evaluated
+    assert 'namespace="dev",deployment="storefront",code=~"5.."}[5s]' in deployment.reason  # as evaluated
     assert "which is not below 0.05" in deployment.reason
     failed = deployment.events.get(kind="state", data__to=states.FAILED)
     assert failed.message == deployment.reason
@@ -178,7 +178,7 @@ def slow_cluster(cast_tx):
         sandbox = start_kube(ready_after=2.0, bookmark_interval=0.2, seed=kube_seed(replicas=2, **spec))
         clusters.append(sandbox)
         connect(cast_tx, sandbox)
-        cast_tx.service.probe_url = sandbox.traffic_url("dev", NAME)
+        cast_tx.service.probe_url = f"{sandbox.url}/sandbox/traffic/{{namespace}}/{NAME}/"
         cast_tx.service.save()
         Verification.objects.create(environment=cast_tx.dev, bake_seconds=2)
         watchers.append(Watcher(name="probe-watcher", heartbeat_seconds=0.2).start())
