@@ -1,15 +1,18 @@
 """Prometheus checks are edited by admins and validated against a real Prometheus before they are
-saved: the query must parse and return a scalar or a single series. And the deployment page
-charts each check's values with its threshold, as inline SVG under the page's CSP."""
+saved: the query must parse and return a scalar or a single series. The deployment page charts
+each check's values with its threshold (inline SVG under the page's CSP) and says when there is
+no Prometheus; the reconciler rings a lost verify job again."""
 
 from datetime import timedelta
 
+import django_rq
 import pytest
 from django.test import Client
 from django.utils import timezone
 
 from releases import states
 from releases.models import Check, CheckSample
+from releases.reconcile import reconcile
 from tests.factories import make_deployment, make_release
 from tests.support import prometheus as prometheus_process
 from tests.support.tools import require_tool
@@ -146,3 +149,28 @@ def test_it_charts_each_check_with_its_threshold_and_shows_the_probe(cast):
     assert page.count('class="mark-fail"') == 1
     assert 'class="bake"' in page
     assert "default-src 'self'" in answer["Content-Security-Policy"]
+
+
+def test_it_says_on_the_page_when_prometheus_is_not_configured(cast, settings):
+    settings.PROMETHEUS_URL = ""
+    Check.objects.create(service=cast.service, name="5xx ratio", query="x", threshold=0.05)
+    deployment = make_deployment(make_release(cast.service), cast.dev, state=states.ROLLING_OUT)
+    client = Client()
+    client.force_login(cast.alice)
+
+    page = client.get(deployment.get_absolute_url()).content.decode()
+
+    assert "Prometheus is not configured (PROMETHEUS_URL is empty), so 1 check cannot be evaluated" in page
+    assert "No check has been evaluated for this deployment yet." in page
+
+
+def test_it_rings_the_verify_job_of_a_guarded_rollout_again(cast_tx):
+    cast = cast_tx
+    cast.service.probe_url = "http://svc.example/healthz"
+    cast.service.save()
+    guarded = make_deployment(make_release(cast.service), cast.dev, state=states.ROLLING_OUT)
+    make_deployment(make_release(cast.service), cast.staging)  # not rolling out: nothing to verify
+
+    assert reconcile()["verified"] == 1
+    queued = [job for job in django_rq.get_queue("default").jobs if job.func_name == "releases.tracking.verify"]
+    assert [job.args for job in queued] == [(guarded.pk,)]
