@@ -7,14 +7,17 @@ worker runs them, scheduled ones at their real time (`run_jobs(real_time=True)`)
 verify job looks again once a second.
 """
 
+from datetime import timedelta
+
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from clusters.watcher import Watcher
 from releases import states
 from releases.models import Check, CheckSample, Deployment, Verification
 from sandbox.kube import start as start_kube
-from tests.support import NAME, REPO, cluster_image, connect, deploy, kube_seed, wait_until
+from tests.support import NAME, REPO, cluster_image, connect, deploy, kube_seed
 from tests.support import prometheus as prometheus_process
 from tests.support.tools import require_tool
 
@@ -37,23 +40,37 @@ def cluster(cast_tx):
     sandbox.stop()
 
 
+class PrometheusControl:
+    """The real Prometheus of a test: `server`, and `restart()` it on the same port."""
+
+    def __init__(self, tmp_path, cluster):
+        self.tmp_path, self.processes = tmp_path, []
+        self.scrape = (
+            "  - job_name: sandbox\n"
+            "    metrics_path: /metrics\n"
+            "    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{cluster.port}']\n"
+        )
+        self.server = prometheus_process.start(tmp_path, self.scrape, self.processes)
+        assert self.server.target("sandbox")["health"] == "up"
+
+    def restart(self) -> None:
+        port = int(self.server.url.rsplit(":", 1)[1])
+        self.server = prometheus_process.start(self.tmp_path, self.scrape, self.processes, port=port)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            prometheus_process.stop_process(process)
+
+
 @pytest.fixture
 def prometheus(tmp_path, cluster, settings):
     """A real Prometheus scraping the sandbox's /metrics; PROMETHEUS_URL points at it."""
     require_tool("prometheus")
-    processes = []
-    scrape = (
-        "  - job_name: sandbox\n"
-        "    metrics_path: /metrics\n"
-        "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{cluster.port}']\n"
-    )
-    server = prometheus_process.start(tmp_path, scrape, processes)
-    settings.PROMETHEUS_URL = server.url
-    assert server.target("sandbox")["health"] == "up"
-    yield server
-    for process in processes:
-        prometheus_process.stop_process(process)
+    control = PrometheusControl(tmp_path, cluster)
+    settings.PROMETHEUS_URL = control.server.url
+    yield control
+    control.stop()
 
 
 def error_ratio_check(cast, threshold=0.05):
@@ -148,22 +165,44 @@ def test_it_waits_for_an_unreachable_prometheus_and_fails_after_the_progress_dea
     cast_tx, cluster, run_jobs, settings
 ):
     unreachable_prometheus(settings)
-    cast_tx.dev.progress_deadline_seconds = 6
+    cast_tx.dev.progress_deadline_seconds = 10
     cast_tx.dev.save()
     Verification.objects.create(environment=cast_tx.dev, bake_seconds=1, when_unreachable=Verification.WAIT)
     error_ratio_check(cast_tx)
 
     deployment = deploy(cast_tx, "1.1.0")
-    run_jobs(until=lambda: Deployment.objects.get(pk=deployment.pk).bake_started_at is not None, real_time=True)
-    # Past its bake time and still rolling out: an unchecked rollout does not pass.
-    run_jobs(until=lambda: deployment.events.filter(message__contains="Waiting for it").exists(), real_time=True)
-    wait_until(lambda: Deployment.objects.get(pk=deployment.pk).verification.get("unreachable_since"))
-    deployment.refresh_from_db()
+
+    def well_past_the_bake():
+        deployment.refresh_from_db()
+        return deployment.bake_started_at and timezone.now() > deployment.bake_started_at + timedelta(seconds=3)
+
+    run_jobs(until=well_past_the_bake, real_time=True)
+    # Baked for three times its bake time, and still rolling out: an unchecked rollout does not pass.
     assert deployment.state == states.ROLLING_OUT
+    assert deployment.events.filter(message__contains="Waiting for it: the rollout cannot pass unchecked.").exists()
+    assert deployment.verification["unreachable_since"]
 
     deployment = settle(deployment, run_jobs, states.FAILED, states.SUCCEEDED)
     assert deployment.state == states.FAILED
-    assert "Waited 6 s (the progress deadline) for it to answer." in deployment.reason
+    assert "Waited 10 s (the progress deadline) for it to answer." in deployment.reason
+
+
+@override_settings(**FAST)
+def test_it_waits_while_prometheus_is_down_and_passes_once_it_answers_again(cast_tx, cluster, prometheus, run_jobs):
+    Verification.objects.create(environment=cast_tx.dev, bake_seconds=2, when_unreachable=Verification.WAIT)
+    error_ratio_check(cast_tx)
+    prometheus.server.stop()
+
+    deployment = deploy(cast_tx, "1.1.0")
+    run_jobs(until=lambda: deployment.events.filter(message__contains="Waiting for it").exists(), real_time=True)
+    prometheus.restart()
+    deployment = settle(deployment, run_jobs, states.FAILED, states.SUCCEEDED)
+
+    assert deployment.state == states.SUCCEEDED, deployment.reason
+    assert deployment.events.filter(message="Prometheus answers again; the checks go on.").exists()
+    outcomes = list(deployment.check_samples.values_list("outcome", flat=True))
+    assert outcomes[0] == CheckSample.UNREACHABLE
+    assert outcomes[-1] in (CheckSample.PASS, CheckSample.NO_DATA)
 
 
 # -- the probe --------------------------------------------------------------------------------

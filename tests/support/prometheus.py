@@ -88,8 +88,8 @@ def config(tmp_path: Path, scrape_configs: str) -> Path:
     return path
 
 
-def _launch(tmp_path: Path, config_file: Path, attempt: int) -> Prometheus:
-    listen = free_port()
+def _launch(tmp_path: Path, config_file: Path, attempt: int, port: int | None = None) -> Prometheus:
+    listen = port or free_port()
     log = tmp_path / f"prometheus-{attempt}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -132,13 +132,13 @@ def stop_process(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def start(tmp_path: Path, scrape_configs: str, started: list) -> Prometheus:
-    """Start Prometheus with `scrape_configs` (YAML list items); each process started is appended
-    to `started`, for the fixture to stop. A free port can be taken between the probe and
-    Prometheus binding it: then it tries again."""
+def start(tmp_path: Path, scrape_configs: str, started: list, port: int | None = None) -> Prometheus:
+    """Start Prometheus with `scrape_configs` (YAML list items), on `port` or a free one; each
+    process started is appended to `started`, for the fixture to stop. A free port can be taken
+    between the probe and Prometheus binding it: then it tries again."""
     config_file = config(tmp_path, scrape_configs)
     for attempt in range(3):
-        server = _launch(tmp_path, config_file, attempt)
+        server = _launch(tmp_path, config_file, len(started), port)
         started.append(server.process)
         if _ready(server):
             return server
