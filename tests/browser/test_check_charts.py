@@ -8,7 +8,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from releases import states
-from releases.models import Check, CheckSample
+from releases.models import Check, CheckSample, Deployment
 from tests.browser.conftest import in_thread
 from tests.factories import make_deployment, make_release
 
@@ -63,3 +63,37 @@ def test_it_charts_a_check_against_its_threshold_under_the_csp(portal, login):
     assert box["height"] > 50
     expect(page.locator("#probe-evidence")).to_have_text("probe: 90 requests, 28 failed, p99 41 ms")
     assert violations == []
+
+
+def a_rollout_being_verified(cast):
+    check = Check.objects.create(service=cast.service, name="5xx ratio", query="x", threshold=0.05)
+    deployment = make_deployment(
+        make_release(cast.service, version="2.1.0"), cast.dev, state=states.ROLLING_OUT, started_at=timezone.now()
+    )
+    return deployment.pk, check.pk
+
+
+def bake_starts(pk, check_pk):
+    """What the verify job leaves behind after a few looks, then the bake's event."""
+    deployment = Deployment.objects.get(pk=pk)
+    Deployment.objects.filter(pk=pk).update(
+        probe={"url": "http://svc/healthz", "requests": 12, "failed": 0, "latencies_ms": [7.0] * 12}
+    )
+    CheckSample.objects.create(
+        deployment=deployment, check_rule_id=check_pk, name="5xx ratio", value=0.0, threshold=0.05, outcome="pass"
+    )
+    deployment.log("verify", "Rolled out: done. Verifying for 60 s before it counts as succeeded.")
+
+
+def test_it_shows_the_probe_and_the_checks_as_the_verification_goes_on(portal, login):
+    pk, check_pk = in_thread(a_rollout_being_verified, portal.cast)
+    page = login("alice")
+    page.goto(f"{portal.url}/deployments/{pk}/")
+    expect(page.locator("#no-samples")).to_be_visible()
+    expect(page.locator("#probe-evidence")).to_have_count(0)
+
+    in_thread(bake_starts, pk, check_pk)
+
+    expect(page.locator("#probe-evidence")).to_have_text("probe: 12 requests, 0 failed, p99 7 ms")
+    expect(page.locator('#checks figure[data-check="5xx ratio"]')).to_be_visible()
+    expect(page.locator("#timeline")).to_contain_text("Verifying for 60 s")
