@@ -143,7 +143,8 @@ class CheckForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         query, window = cleaned.get("query"), cleaned.get("window")
-        if query and window:
+        # Only what changed: saving a service must not depend on Prometheus for checks nobody touched.
+        if query and window and {"query", "window", "environment"} & set(self.changed_data):
             environment = cleaned.get("environment")
             namespace = environment.namespace if environment else "default"
             self._ask_prometheus(query.replace("$window", window).replace("$namespace", namespace))

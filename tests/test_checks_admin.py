@@ -174,3 +174,44 @@ def test_it_rings_the_verify_job_of_a_guarded_rollout_again(cast_tx):
     assert reconcile()["verified"] == 1
     queued = [job for job in django_rq.get_queue("default").jobs if job.func_name == "releases.tracking.verify"]
     assert [job.args for job in queued] == [(guarded.pk,)]
+
+
+def test_it_saves_a_service_with_untouched_checks_while_prometheus_is_away(cast, settings):
+    settings.PROMETHEUS_URL = f"http://127.0.0.1:{prometheus_process.free_port()}"
+    check = Check.objects.create(service=cast.service, name="5xx ratio", query="vector(0)", threshold=0.05)
+    service = cast.service
+    form = {
+        "slug": service.slug,
+        "name": service.name,
+        "description": "Now with a description",
+        "image_repository": service.image_repository,
+        "k8s_deployment": service.k8s_deployment,
+        "k8s_container": service.k8s_container,
+        "grafana_panel_ids": "[]",
+        "probe_max_failed_percent": "0",
+        "checks-TOTAL_FORMS": "1",
+        "checks-INITIAL_FORMS": "1",
+        "checks-MIN_NUM_FORMS": "0",
+        "checks-MAX_NUM_FORMS": "1000",
+        "checks-0-id": check.pk,
+        "checks-0-service": service.pk,
+        "checks-0-name": check.name,
+        "checks-0-query": check.query,
+        "checks-0-comparison": check.comparison,
+        "checks-0-threshold": "0.05",
+        "checks-0-window": check.window,
+        "checks-0-enabled": "on",
+    }
+
+    answer = admin_client(cast).post(f"/admin/releases/service/{service.pk}/change/", form)
+
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    service.refresh_from_db()
+    assert service.description == "Now with a description"
+
+    form["checks-0-query"] = "vector(1)"
+    answer = admin_client(cast).post(f"/admin/releases/service/{service.pk}/change/", form)
+    assert answer.status_code == 200
+    assert "The query could not be checked" in answer.content.decode()
+    check.refresh_from_db()
+    assert check.query == "vector(0)"
