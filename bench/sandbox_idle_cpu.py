@@ -3,10 +3,12 @@ starts them (the cluster with the demo's 9 Deployments and 21 pods, all rolled o
 /proc/<pid>/stat (user + system time) over a window, next to a sleeping Python process as the
 floor. Nothing is asserted: read the figures.
 
-    .venv/bin/python bench/sandbox_idle_cpu.py [--seconds 60] [--quick] [--root DIR]
+    .venv/bin/python bench/sandbox_idle_cpu.py [--seconds 60] [--quick] [--root DIR] [--traffic-rate 5]
 
 `--root` runs the sandboxes of another checkout, to compare with an older commit:
 `git archive <commit> sandbox | tar -x -C /tmp/before && … --root /tmp/before`.
+`--traffic-rate N` has the cluster's synthetic users send N requests a second to every
+Deployment, as the demo does (5), so the cost of the traffic and metrics shows.
 """
 
 import argparse
@@ -70,14 +72,15 @@ def supports_state(root: Path) -> bool:
     return "--state" in usage.stdout
 
 
-def start(tmp: Path, base: int, root: Path) -> dict[str, subprocess.Popen]:
+def start(tmp: Path, base: int, root: Path, traffic_rate: float = 0) -> dict[str, subprocess.Popen]:
     (tmp / "kube-seed.json").write_text(json.dumps(seed()))
     python = sys.executable
     state = supports_state(root)
     commands = {
         "kube": [python, "-m", "sandbox.kube", "--port", str(base), "--ready-after", "2", "--seed"]
         + [str(tmp / "kube-seed.json")]
-        + (["--state", str(tmp / "kube-state.json")] if state else []),
+        + (["--state", str(tmp / "kube-state.json")] if state else [])
+        + (["--traffic-rate", str(traffic_rate)] if traffic_rate else []),
         "jenkins": [python, "-m", "sandbox.jenkins", "--port", str(base + 1)]
         + (["--state", str(tmp / "jenkins.json")] if state else []),
         "github": [python, "-m", "sandbox.github", "--port", str(base + 2), "--repo", "pampam/storefront"],
@@ -96,10 +99,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a 20 s window")
     parser.add_argument("--port", type=int, default=23401)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose sandboxes run")
+    parser.add_argument("--traffic-rate", type=float, default=0, help="synthetic requests a second per Deployment")
     args = parser.parse_args()
     window = 20.0 if args.quick else args.seconds
     with tempfile.TemporaryDirectory() as tmp:
-        children = start(Path(tmp), args.port, args.root)
+        children = start(Path(tmp), args.port, args.root, args.traffic_rate)
         try:
             kube = f"http://127.0.0.1:{args.port}"
             wait_http(f"{kube}/version")
@@ -117,7 +121,8 @@ def main() -> None:
             for child in children.values():
                 child.wait(timeout=10)
     floor = used.pop("floor")
-    print(f"Idle sandboxes of {args.root} over {window:.0f} s (CPU time / wall time, % of one core):")
+    users = f", users sending {args.traffic_rate:g} requests/s to each Deployment" if args.traffic_rate else ""
+    print(f"Idle sandboxes of {args.root} over {window:.0f} s{users} (CPU time / wall time, % of one core):")
     for name, seconds in used.items():
         print(f"  {name:8} {100 * seconds / window:6.2f} %   ({seconds * 1000:.0f} ms)")
     tick = f"one clock tick is {1000 / TICKS:.0f} ms"

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from clusters.models import Cluster, Environment
 from releases import states
-from releases.models import Approval, Deployment, DeploymentEvent, Release, Service
+from releases.models import Approval, Check, Deployment, DeploymentEvent, Release, Service, Verification
 
 PASSWORD = "pampam-demo"
 GITHUB_OWNER = "pampam"
@@ -33,9 +33,28 @@ ENVIRONMENTS = [
     ("staging", "Staging", 1, Environment.JENKINS, 2, False, False),
     ("prod", "Prod", 2, Environment.DIRECT, None, True, True),
 ]
-VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0-crash"]
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0-crash", "1.5.0-errors"]
 # The commit (index in the sandbox repository's history) each version was built from.
-VERSION_COMMITS = {"1.0.0": 8, "1.1.0": 17, "1.2.0": 26, "1.3.0": 34, "1.4.0-crash": 38}
+VERSION_COMMITS = {"1.0.0": 8, "1.1.0": 17, "1.2.0": 26, "1.3.0": 34, "1.4.0-crash": 38, "1.5.0-errors": 39}
+# Storefront's rollouts are verified (releases/verdicts.py): its 5xx ratio and p99 latency in
+# Prometheus, which scrapes the sandbox cluster's /metrics, and a probe of its load balancer.
+STOREFRONT_CHECKS = [
+    (
+        "5xx ratio",
+        'sum(rate(sandbox_http_requests_total{namespace="$namespace",deployment="storefront",code=~"5.."}[$window]))'
+        ' / sum(rate(sandbox_http_requests_total{namespace="$namespace",deployment="storefront"}[$window]))',
+        "<",
+        0.05,
+    ),
+    (
+        "p99 latency (s)",
+        "histogram_quantile(0.99, sum by (le) (rate(sandbox_http_request_duration_seconds_bucket"
+        '{namespace="$namespace",deployment="storefront"}[$window])))',
+        "<",
+        0.2,
+    ),
+]
+BAKE_SECONDS = {"dev": 20, "staging": 30, "prod": 60}
 
 
 @dataclass
@@ -45,6 +64,7 @@ class Ports:
     github: int
     grafana: int
     slack: int
+    prometheus: int = 0
 
 
 def sha_of(repo: str, index: int) -> str:
@@ -80,8 +100,23 @@ def seed(ports: Ports, token: str) -> bool:
     cluster.save()
     environments = _environments(cluster, groups)
     services = _services()
+    _verification(ports, services, environments)
     _history(services, environments, users)
     return True
+
+
+def _verification(ports: Ports, services, environments) -> None:
+    for slug, environment in environments.items():
+        Verification.objects.create(environment=environment, bake_seconds=BAKE_SECONDS[slug])
+    storefront = next(s for s in services if s.slug == "storefront")
+    storefront.probe_url = f"http://127.0.0.1:{ports.kube}/sandbox/traffic/{{namespace}}/storefront/"
+    # Lenient, so that a `-errors` release is stopped by its 5xx check (charted) rather than the probe.
+    storefront.probe_max_failed_percent = 40.0
+    storefront.save()
+    for name, query, comparison, threshold in STOREFRONT_CHECKS:
+        Check.objects.create(
+            service=storefront, name=name, query=query, comparison=comparison, threshold=threshold, window="20s"
+        )
 
 
 def _environments(cluster, groups) -> dict[str, Environment]:
@@ -126,9 +161,10 @@ def _services() -> list[Service]:
 
 
 def _history(services, environments, users) -> None:
-    """Each service: 1.0.0 and 1.1.0 everywhere, 1.2.0 in dev and staging, 1.3.0 and 1.4.0-crash built
-    (the sandbox cluster's pods crash-loop on a `-crash` image: deploy it to Dev, which rolls back
-    by itself, to watch a failed rollout go back to the last good release).
+    """Each service: 1.0.0 and 1.1.0 everywhere, 1.2.0 in dev and staging, 1.3.0, 1.4.0-crash and
+    1.5.0-errors built (the sandbox cluster's pods crash-loop on a `-crash` image: deploy it to Dev,
+    which rolls back by itself, to watch a failed rollout go back to the last good release; a
+    `-errors` storefront answers one request in three with 500 and fails its 5xx check).
 
     Storefront 1.2.0 waits for approval in prod (bob asked; alice and carol can approve).
     Group-buy API 1.2.0 once failed in prod and was rolled back automatically to 1.1.0.

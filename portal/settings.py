@@ -274,6 +274,12 @@ if bool(SLACK_BOT_TOKEN) != bool(SLACK_CHANNEL):
         "set both or neither."
     )
 METRICS_TOKEN = secret("METRICS_TOKEN")
+PROMETHEUS_URL = envurl("PROMETHEUS_URL")
+# Verified rollouts (releases/verdicts.py): one verify job run per interval probes the service
+# (PROBE_REQUESTS requests) and evaluates its Prometheus checks at most every CHECK_INTERVAL.
+VERIFY_INTERVAL_SECONDS = envint("VERIFY_INTERVAL_SECONDS", 1, minimum=1)
+CHECK_INTERVAL_SECONDS = envint("CHECK_INTERVAL_SECONDS", 5, minimum=1)
+PROBE_REQUESTS = envint("PROBE_REQUESTS", 3, minimum=1)
 
 # Per-process memory cache. What it holds (GitHub changelogs keyed by sha pairs) is immutable
 # and cheap to fetch again, and a memory cache cannot fail: a Redis-backed one would turn a

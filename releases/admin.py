@@ -3,13 +3,46 @@ from django.contrib import admin
 from django.utils import timezone
 
 from clusters.models import Lock
-from releases.models import Build, BuildEvent, Deployment, DeploymentEvent, Release, Service, SlackAccount
+from releases.forms import CheckForm
+from releases.models import (
+    Build,
+    BuildEvent,
+    Check,
+    Deployment,
+    DeploymentEvent,
+    Release,
+    Service,
+    SlackAccount,
+    Verification,
+)
+
+
+class CheckInline(admin.StackedInline):
+    model = Check
+    form = CheckForm
+    extra = 0
+    fields = ["name", "environment", "query", ("comparison", "threshold", "window"), "enabled"]
 
 
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "github_repo", "jenkins_build_job", "k8s_deployment"]
     prepopulated_fields = {"slug": ["name"]}
+    inlines = [CheckInline]
+
+
+@admin.register(Check)
+class CheckAdmin(admin.ModelAdmin):
+    """Prometheus checks of rollouts; each query is validated against Prometheus before it is saved."""
+
+    form = CheckForm
+    list_display = ["name", "service", "environment", "comparison", "threshold", "window", "enabled"]
+    list_filter = ["service", "environment", "enabled"]
+
+
+@admin.register(Verification)
+class VerificationAdmin(admin.ModelAdmin):
+    list_display = ["environment", "bake_seconds", "when_unreachable"]
 
 
 @admin.register(Release)

@@ -3,8 +3,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from clusters.models import Environment
+from plumbing.integrations import IntegrationError, prometheus
 from releases import states
-from releases.models import Approval, Service
+from releases.models import Approval, Check, Service
 
 
 class DeployForm(forms.Form):
@@ -123,3 +124,44 @@ class FreezeForm(forms.Form):
         elif ends and ends <= timezone.now():
             self.add_error("ends_at", "That freeze would be over already.")
         return data
+
+
+class CheckForm(forms.ModelForm):
+    """A Prometheus check as admins edit it: validated against Prometheus itself before it is saved
+    (the query must parse and return a scalar or a single series)."""
+
+    class Meta:
+        model = Check
+        fields = ["service", "environment", "name", "query", "comparison", "threshold", "window", "enabled"]
+
+    def clean_window(self):
+        window = self.cleaned_data["window"].strip()
+        if not prometheus.valid_duration(window):
+            raise forms.ValidationError("Give a PromQL duration such as 30s, 5m or 1h.")
+        return window
+
+    def clean(self):
+        cleaned = super().clean()
+        query, window = cleaned.get("query"), cleaned.get("window")
+        # Only what changed: saving a service must not depend on Prometheus for checks nobody touched.
+        if query and window and {"query", "window", "environment"} & set(self.changed_data):
+            environment = cleaned.get("environment")
+            namespace = environment.namespace if environment else "default"
+            self._ask_prometheus(query.replace("$window", window).replace("$namespace", namespace))
+        return cleaned
+
+    def _ask_prometheus(self, promql: str) -> None:
+        try:
+            reading = prometheus.query(promql)
+        except IntegrationError as error:
+            if error.permanent:
+                self.add_error("query", f"Prometheus refused the query: {error}")
+            else:
+                self.add_error("query", f"The query could not be checked: {error} Save it once Prometheus answers.")
+            return
+        if not reading.single:
+            what = f"{reading.series} series" if reading.result_type == "vector" else f"a {reading.result_type}"
+            self.add_error(
+                "query",
+                f"The query returns {what}; a check needs a scalar or a single series (aggregate it, e.g. sum(...)).",
+            )

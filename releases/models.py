@@ -2,6 +2,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.dispatch import Signal
@@ -28,6 +29,18 @@ class Service(models.Model):
     grafana_dashboard_uid = models.CharField(max_length=100, blank=True)
     grafana_panel_ids = models.JSONField(default=list, blank=True)
     owner_group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    probe_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Hit a few times a second while a rollout runs and bakes (the service's health endpoint "
+        "behind its load balancer; {namespace} is the environment's namespace); leave empty for no probe.",
+    )
+    probe_max_failed_percent = models.FloatField(
+        "probe failures allowed (%)",
+        default=0.0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="More failed probe requests than this share fails the deployment (0: any failure does).",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -37,6 +50,10 @@ class Service(models.Model):
 
     def get_absolute_url(self):
         return reverse("service", args=[self.slug])
+
+    def probe_url_in(self, environment) -> str:
+        """The probe URL for a rollout to `environment` ({namespace} filled in)."""
+        return self.probe_url.replace("{namespace}", environment.namespace)
 
 
 class Release(models.Model):
@@ -264,6 +281,12 @@ class DeploymentQuerySet(models.QuerySet):
         return RollbackPlan(latest, target, "")
 
 
+def _percentile(ordered: list[float], p: int) -> float:
+    """Nearest-rank percentile of an ordered, non-empty list."""
+    rank = max(1, -(-p * len(ordered) // 100))
+    return ordered[rank - 1]
+
+
 @dataclass
 class RollbackPlan:
     """A rollback of a (service, environment): the deployment it undoes and the release it restores."""
@@ -327,6 +350,12 @@ class Deployment(Timeline):
     min_available = models.IntegerField(null=True, blank=True)
     downtime = models.JSONField(default=dict, blank=True)
     followup = models.CharField(max_length=20, choices=FOLLOWUPS, blank=True, default="")
+    # Verified rollouts (releases/verdicts.py): the bake after the rollout completed, what the
+    # probe saw ({"requests", "failed", "latencies_ms"}) and the verify job's own notes.
+    bake_started_at = models.DateTimeField(null=True, blank=True)
+    bake_seconds = models.PositiveIntegerField(default=0)
+    probe = models.JSONField(default=dict, blank=True)
+    verification = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -385,6 +414,24 @@ class Deployment(Timeline):
     @property
     def tone(self) -> str:
         return states.tone(self.state, self.kind)
+
+    @property
+    def probe_summary(self) -> dict | None:
+        """What the traffic probe saw: counts, latency percentiles and "312 requests, 0 failed, p99 41 ms"."""
+        tally = self.probe or {}
+        if not tally.get("requests"):
+            return None
+        latencies = sorted(tally.get("latencies_ms") or [0])
+        p50, p95, p99 = (_percentile(latencies, p) for p in (50, 95, 99))
+        return {
+            "requests": tally["requests"],
+            "failed": tally.get("failed", 0),
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
+            "url": tally.get("url", ""),
+            "text": f"{tally['requests']} requests, {tally.get('failed', 0)} failed, p99 {p99:.0f} ms",
+        }
 
     def last_good_before(self) -> Release | None:
         """The last good release before this deployment: the release of the newest earlier
@@ -673,3 +720,109 @@ class SlackAccount(models.Model):
 
     def __str__(self):
         return f"{self.user} = Slack {self.slack_user_id}"
+
+
+class Verification(models.Model):
+    """How rollouts to one environment are verified after they complete (see releases/verdicts.py)."""
+
+    WAIT, PASS, FAIL = "wait", "pass", "fail"
+    UNREACHABLE = [
+        (WAIT, "Wait for Prometheus (fail after the progress deadline)"),
+        (PASS, "Pass the check, saying so in the timeline"),
+        (FAIL, "Fail the deployment"),
+    ]
+    DEFAULT_BAKE_SECONDS = 60
+
+    environment = models.OneToOneField(Environment, on_delete=models.CASCADE, related_name="verification")
+    bake_seconds = models.PositiveIntegerField(
+        default=DEFAULT_BAKE_SECONDS,
+        validators=[MaxValueValidator(24 * 3600)],
+        help_text="How long checks and the probe go on after the rollout completed, before it succeeds.",
+    )
+    when_unreachable = models.CharField(
+        "when Prometheus cannot be reached", max_length=10, choices=UNREACHABLE, default=WAIT
+    )
+
+    class Meta:
+        verbose_name = "verification setting"
+
+    def __str__(self):
+        return f"{self.environment}: bake {self.bake_seconds} s, unreachable → {self.when_unreachable}"
+
+    @classmethod
+    def of(cls, environment) -> "Verification":
+        """The environment's settings, or the defaults when it has none."""
+        return cls.objects.filter(environment=environment).first() or cls(environment=environment)
+
+
+class Check(models.Model):
+    """A PromQL query whose value must stay on the right side of a threshold while a rollout runs
+    and bakes. In the query, `$window` is the window (e.g. `rate(x[$window])`) and `$namespace`
+    the Kubernetes namespace of the environment being deployed to."""
+
+    COMPARISONS = [("<", "below"), ("<=", "at most"), (">", "above"), (">=", "at least")]
+    PASSES = {
+        "<": lambda v, t: v < t,
+        "<=": lambda v, t: v <= t,
+        ">": lambda v, t: v > t,
+        ">=": lambda v, t: v >= t,
+    }
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="checks")
+    environment = models.ForeignKey(
+        Environment,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Only rollouts to this environment; empty: every environment.",
+    )
+    name = models.CharField(max_length=100, help_text="For people, e.g. “5xx ratio”.")
+    query = models.TextField(
+        help_text="PromQL returning a scalar or a single series; $window is the window, $namespace the "
+        "environment's namespace."
+    )
+    comparison = models.CharField(max_length=2, choices=COMPARISONS, default="<")
+    threshold = models.FloatField()
+    window = models.CharField(max_length=20, default="1m", help_text="A PromQL duration such as 30s or 5m.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["service", "name", "id"]
+
+    def __str__(self):
+        return f"{self.service.slug}: {self.name}"
+
+    def promql(self, namespace: str) -> str:
+        """The query as evaluated for a rollout in `namespace`."""
+        return self.query.replace("$window", self.window).replace("$namespace", namespace)
+
+    def passes(self, value: float) -> bool:
+        return self.PASSES[self.comparison](value, self.threshold)
+
+    @property
+    def rule(self) -> str:
+        """The condition in words, e.g. "below 0.01"."""
+        return f"{dict(self.COMPARISONS)[self.comparison]} {self.threshold:g}"
+
+
+class CheckSample(models.Model):
+    """One evaluation of a check during a deployment (the page charts them)."""
+
+    PASS, FAIL, NO_DATA, UNREACHABLE = "pass", "fail", "no_data", "unreachable"
+    OUTCOMES = [(PASS, "Pass"), (FAIL, "Fail"), (NO_DATA, "No data"), (UNREACHABLE, "Unreachable")]
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="check_samples")
+    check_rule = models.ForeignKey(Check, null=True, on_delete=models.SET_NULL, related_name="samples")
+    name = models.CharField(max_length=100)
+    at = models.DateTimeField(default=timezone.now)
+    value = models.FloatField(null=True)
+    threshold = models.FloatField()
+    outcome = models.CharField(max_length=12, choices=OUTCOMES)
+
+    class Meta:
+        ordering = ["deployment", "at", "id"]
+        indexes = [models.Index(fields=["deployment", "at"], name="checksample_deployment_at")]
+
+    def __str__(self):
+        return f"#{self.deployment_id} {self.name} {self.value} {self.outcome}"

@@ -2,6 +2,7 @@
 
 - The cluster watcher observed a workload → advance its deployments (releases.tracking).
 - A deployment was approved → run it (releases.jobs.run_deployment).
+- A guarded deployment is rolling out → verify it (releases.tracking.verify, see releases.verdicts).
 - A deployment reached a final state owing the cluster something (`Deployment.followup`: stop a
   cancelled rollout, roll back a failed one) → the job that does it.
 """
@@ -10,7 +11,7 @@ from django.dispatch import receiver
 
 from clusters.signals import workload_observed
 from plumbing import queues
-from releases import jobs, states, tracking
+from releases import jobs, states, tracking, verdicts
 from releases.models import deployment_transitioned
 
 
@@ -23,5 +24,7 @@ def advance_deployments(sender, workload, progress, **kwargs):
 def ring_the_next_job(sender, deployment, old, new, **kwargs):
     if new == states.APPROVED:
         queues.enqueue(jobs.run_deployment, deployment.pk)
+    if new == states.ROLLING_OUT and verdicts.guarded(deployment):
+        queues.enqueue(tracking.verify, deployment.pk)
     if deployment.followup:
         queues.enqueue(jobs.FOLLOWUPS[deployment.followup], deployment.pk)

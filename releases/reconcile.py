@@ -23,6 +23,7 @@ def reconcile() -> dict:
         "restarted": _ring(Deployment.objects.filter(state=states.APPROVED, created_at__lt=stale), jobs.run_deployment),
         "observed": _observe(stale),
         "followups": _ring_followups(),
+        "verified": _ring_verify(),
     }
     _fail_overdue(now)
     counts.update(_ring_jenkins(stale))
@@ -50,6 +51,13 @@ def _observe(stale) -> int:
     return len(pks)
 
 
+def _ring_verify() -> int:
+    """Guarded rollouts whose verify job was lost (it re-enqueues itself; a crash ends that)."""
+    guarded = Q(service__probe_url__gt="") | Q(service__checks__enabled=True)
+    rows = Deployment.objects.filter(guarded, state=states.ROLLING_OUT, kind=Deployment.DEPLOY).distinct()
+    return _ring(rows, tracking.verify)
+
+
 def _ring_followups() -> int:
     """Work owed to the cluster after a final state: stops of cancelled rollouts, automatic rollbacks."""
     rows = list(Deployment.objects.exclude(followup="").values_list("pk", "followup"))
@@ -63,6 +71,8 @@ def _fail_overdue(now) -> None:
     for deployment in Deployment.objects.filter(state__in=states.IN_CLUSTER).select_related("environment"):
         limit = deployment.environment.progress_deadline_seconds * 2 + 60
         since = deployment.observed_at or deployment.started_at or deployment.created_at
+        if deployment.bake_started_at is not None:  # a quiet bake is not a stuck rollout
+            since = max(since, deployment.bake_started_at + timedelta(seconds=deployment.bake_seconds))
         if (now - since).total_seconds() > limit:
             tracking.fail(deployment, f"No progress seen for {limit} seconds; giving up.")
 

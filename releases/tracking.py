@@ -10,6 +10,7 @@ Progressing condition left over from before the change (`Deployment.baseline`) s
 about this rollout (see clusters.rollout.judged_since).
 """
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,7 +18,7 @@ from clusters import rollout, watcher
 from clusters.models import Workload
 from plumbing import queues
 from plumbing.integrations import IntegrationError, kube
-from releases import flows, states
+from releases import flows, states, verdicts
 from releases.models import Deployment, TransitionRefused
 
 # Fields of Progress whose change is worth a timeline event.
@@ -83,7 +84,10 @@ def advance(deployment: Deployment, progress: rollout.Progress) -> None:
         return
     progress = rollout.judged_since(progress, deployment.baseline)
     _record_progress(deployment, progress)
-    if progress.status == rollout.COMPLETE:
+    if progress.status == rollout.COMPLETE and verdicts.guarded(deployment):
+        if verdicts.start_bake(deployment, progress.message):
+            queues.enqueue(verify, deployment.pk)
+    elif progress.status == rollout.COMPLETE:
         _finish(deployment, progress)
     elif progress.status == rollout.FAILED:
         fail(deployment, progress.message)
@@ -139,12 +143,33 @@ def _downtime(seen: dict, progress: rollout.Progress) -> dict:
 def _finish(deployment: Deployment, progress: rollout.Progress) -> None:
     label = "Rolled back" if deployment.is_rollback else "Rolled out"
     image = progress.images.get(deployment.service.k8s_container, progress.image)
+    _succeed(deployment, f"{label}: {progress.message}", image, progress.revision)
+
+
+def _succeed(deployment: Deployment, message: str, image: str, revision: str) -> None:
     # One transaction: whoever sees the deployment succeeded also sees what the cluster should run.
     with transaction.atomic():
-        if _move(deployment, states.SUCCEEDED, f"{label}: {progress.message}", revision_after=progress.revision):
+        if _move(deployment, states.SUCCEEDED, message, revision_after=revision):
             Workload.objects.filter(environment=deployment.environment, name=deployment.service.k8s_deployment).update(
                 expected_image=image
             )
+
+
+def verify(pk: int) -> None:
+    """One look at a guarded rollout (releases.verdicts): fail it, pass it once baked, or look again
+    after VERIFY_INTERVAL_SECONDS (a job enqueuing itself: nothing sleeps in the worker)."""
+    deployment = Deployment.objects.select_related("service", "environment", "release").filter(pk=pk).first()
+    if deployment is None or deployment.state != states.ROLLING_OUT or not verdicts.guarded(deployment):
+        return
+    done = verdicts.baked(deployment)
+    verdict = verdicts.evaluate(deployment, final=done)
+    if verdict.failure:
+        fail(deployment, verdict.failure)
+    elif done and not verdict.waiting:
+        message = f"Rolled out and verified: {verdicts.passed_summary(deployment)}."
+        _succeed(deployment, message, deployment.release.image, deployment.revision_after)
+    else:
+        queues.enqueue(verify, pk, delay=settings.VERIFY_INTERVAL_SECONDS)
 
 
 def fail(deployment: Deployment, message: str) -> bool:

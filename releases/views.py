@@ -11,6 +11,7 @@ from clusters.models import Environment, Workload
 from releases import (
     board,
     changelog,
+    check_charts,
     flows,
     grafana_panels,
     guards,
@@ -172,6 +173,7 @@ def deployment_detail(request, pk, decision_form=None, status=200):
             "deploy_job": _deploy_job(user, deployment),
             "github_report": reporting.summary(deployment),
             "replayable": deployment.state in states.FINAL and deployment.started_at is not None,
+            "checks": check_charts.panel(deployment),
         },
         status=status,
     )

@@ -15,20 +15,22 @@ import pytest
 import requests
 
 from sandbox.slack.workspace import signed_interaction
-from tests.support.tools import require_kubectl
+from tests.support import wait_until
+from tests.support.tools import require_kubectl, require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _free_base() -> int:
-    """A port P such that P…P+6 and P+379 are free (the demo's web, sandboxes, SSO provider and Redis).
+    """A port P such that P…P+7 and P+379 are free (the demo's web, sandboxes, SSO provider,
+    Prometheus and Redis).
 
     Chosen below Linux's ephemeral range (32768+), where outgoing connections take ports.
     """
     randomness = random.Random()
     for _ in range(100):
         base = randomness.randrange(20000, 32000)
-        ports = [*range(base, base + 7), base + 379]
+        ports = [*range(base, base + 8), base + 379]
         if all(_free(p) for p in ports):
             return base
     pytest.fail("no free ports for the demo")
@@ -50,7 +52,15 @@ def demo(tmp_path):
         "DATABASE_URL": f"sqlite:///{tmp_path}/demo.sqlite3",
         "REDIS_URL": f"redis://127.0.0.1:{port + 379}/0",
     }
-    for name in ("JENKINS_URL", "GITHUB_API_URL", "GRAFANA_URL", "SLACK_WEBHOOK_URL", "PORTAL_URL", "SLACK_API_URL"):
+    for name in (
+        "JENKINS_URL",
+        "GITHUB_API_URL",
+        "GRAFANA_URL",
+        "SLACK_WEBHOOK_URL",
+        "PORTAL_URL",
+        "SLACK_API_URL",
+        "PROMETHEUS_URL",
+    ):
         env.pop(name, None)
     log = open(tmp_path / "demo.out", "wb")
     child = subprocess.Popen(
@@ -121,3 +131,21 @@ def test_it_runs_sandboxes_that_know_its_jobs_keep_state_and_take_kubectl_apply(
     manifest = tmp_path / "storefront.yaml"
     manifest.write_text(run("get", "deploy", "storefront", "-o", "yaml"))
     assert run("apply", "-f", str(manifest)).strip() == "deployment.apps/storefront configured"  # validation on
+
+
+def test_it_runs_a_prometheus_scraping_the_sandbox_users_traffic(demo):
+    """The demo's Prometheus (port + 7) scrapes the sandbox cluster, whose users keep storefront busy."""
+    require_tool("prometheus")
+    base, _ = demo
+    prometheus = f"http://127.0.0.1:{int(base.rsplit(':', 1)[1]) + 7}"
+
+    def served():
+        answer = requests.get(
+            f"{prometheus}/api/v1/query",
+            params={"query": 'sum(sandbox_http_requests_total{deployment="storefront",code="200"})'},
+            timeout=10,
+        ).json()
+        result = answer["data"]["result"]
+        return bool(result) and float(result[0]["value"][1]) > 0
+
+    wait_until(served, timeout=60, step=0.5)

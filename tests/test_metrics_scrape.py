@@ -7,25 +7,20 @@ API, polled with a deadline. Skipped when /usr/bin/prometheus is not installed (
 """
 
 import json
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from releases import states
 from tests.factories import make_deployment, make_release
+from tests.support import prometheus as prometheus_process
 from tests.support.tools import require_tool
 
-PROMETHEUS = Path("/usr/bin/prometheus")
 TOKEN = "metrics-scrape-token"
-DEADLINE = 30.0
 
 
 @pytest.fixture(autouse=True)
@@ -33,65 +28,8 @@ def _prometheus_installed():
     require_tool("prometheus")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return json.loads(answer.read())
-
-
-@dataclass
-class Prometheus:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def api(self, path: str, **params) -> dict:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        body = get_json(f"{self.url}/api/v1/{path}{query}")
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def poll(self, what: str, probe):
-        """`probe()` until it returns something truthy; fail with what Prometheus logged."""
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"prometheus exited with {self.process.returncode}: {self.log.read_text()}")
-            try:
-                found = probe()
-            except OSError:  # not listening yet
-                found = None
-            if found:
-                return found
-            time.sleep(0.1)
-        pytest.fail(f"no {what} within {DEADLINE:.0f} s; prometheus said: {self.log.read_text()}")
-
-    def target(self) -> dict:
-        """The scraped target once it has been scraped at least once (health no longer "unknown")."""
-
-        def scraped():
-            active = self.api("targets", state="active")["activeTargets"]
-            return next((t for t in active if t["labels"]["job"] == "pampam" and t["health"] != "unknown"), None)
-
-        return self.poll("scrape of the portal", scraped)
-
-    def query(self, promql: str) -> list[dict]:
-        return self.api("query", query=promql)["result"]
-
-
-def _config(tmp_path, port: int, credentials: str):
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n"
-        "  scrape_interval: 1s\n"
-        "  scrape_timeout: 1s\n"
-        "  evaluation_interval: 1s\n"
-        "scrape_configs:\n"
+def _scrape_configs(port: int, credentials: str) -> str:
+    return (
         "  - job_name: pampam\n"
         "    metrics_path: /metrics\n"
         "    authorization:\n"
@@ -100,51 +38,6 @@ def _config(tmp_path, port: int, credentials: str):
         "    static_configs:\n"
         f"      - targets: ['127.0.0.1:{port}']\n"
     )
-    return config
-
-
-def _launch(tmp_path, config, attempt: int) -> Prometheus:
-    listen = free_port()
-    log = tmp_path / f"prometheus-{attempt}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(PROMETHEUS),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / f'tsdb-{attempt}'}",
-                f"--web.listen-address=127.0.0.1:{listen}",
-                "--log.level=warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Prometheus(f"http://127.0.0.1:{listen}", process, log)
-
-
-def _ready(server: Prometheus) -> bool:
-    """Wait until the server answers /-/ready (True) or exits (False)."""
-    ready = time.monotonic() + DEADLINE
-    while server.process.poll() is None and time.monotonic() < ready:
-        try:
-            with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    if server.process.poll() is None:
-        pytest.fail(f"prometheus not ready within {DEADLINE:.0f} s: {server.log.read_text()}")
-    return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -156,21 +49,12 @@ def prometheus(tmp_path, live_server, settings):
     port = urllib.parse.urlsplit(live_server.url).port
     processes: list[subprocess.Popen] = []
 
-    def start(credentials: str) -> Prometheus:
-        config = _config(tmp_path, port, credentials)
-        # A free port can be taken between the probe and Prometheus binding it: try again then.
-        for attempt in range(3):
-            server = _launch(tmp_path, config, attempt)
-            processes.append(server.process)
-            if _ready(server):
-                return server
-            if "address already in use" not in server.log.read_text():
-                pytest.fail(f"prometheus exited with {server.process.returncode}: {server.log.read_text()}")
-        pytest.fail("prometheus found no free port in 3 attempts")
+    def start(credentials: str) -> prometheus_process.Prometheus:
+        return prometheus_process.start(tmp_path, _scrape_configs(port, credentials), processes)
 
     yield start
     for process in processes:
-        _stop(process)
+        prometheus_process.stop_process(process)
 
 
 def history(cast):
@@ -198,7 +82,7 @@ def test_it_is_scraped_by_a_real_prometheus(cast_tx, live_server, prometheus):
     history(cast_tx)
     server = prometheus(TOKEN)
 
-    target = server.target()
+    target = server.target("pampam")
     assert target["health"] == "up", target
     assert target["lastError"] == ""
     assert target["scrapeUrl"] == f"http://127.0.0.1:{urllib.parse.urlsplit(live_server.url).port}/metrics"
@@ -237,7 +121,7 @@ def test_it_marks_the_target_down_with_a_wrong_token(cast_tx, live_server, prome
     history(cast_tx)
     server = prometheus("not-the-token")
 
-    target = server.target()
+    target = server.target("pampam")
     assert target["health"] == "down"
     assert "401" in target["lastError"], target["lastError"]
     assert server.query("pampam_deployments") == []

@@ -14,7 +14,7 @@ from rest_framework import serializers
 from clusters.models import Environment, FreezeWindow, Lock
 from releases import states
 from releases.builds import VERSION_RE
-from releases.models import Approval, Build, BuildEvent, Deployment, DeploymentEvent, Release, Service
+from releases.models import Approval, Build, BuildEvent, CheckSample, Deployment, DeploymentEvent, Release, Service
 
 SHA_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")
 REF_RE = re.compile(r"^[A-Za-z0-9._/-]{1,100}$")
@@ -407,6 +407,33 @@ class MaySerializer(serializers.Serializer):
     cancel = VerdictSerializer()
 
 
+class ProbeSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    requests = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    p50 = serializers.FloatField(help_text="Latency percentiles in milliseconds.")
+    p95 = serializers.FloatField()
+    p99 = serializers.FloatField()
+    text = serializers.CharField(help_text='e.g. "312 requests, 0 failed, p99 41 ms"')
+
+
+class CheckReadingSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.FloatField(allow_null=True, help_text="null: no data, or Prometheus unreachable")
+    threshold = serializers.FloatField()
+    outcome = serializers.ChoiceField(choices=CheckSample.OUTCOMES)
+    at = serializers.DateTimeField()
+
+
+class VerificationSerializer(serializers.Serializer):
+    """Prometheus checks and the traffic probe of a guarded rollout (releases/verdicts.py)."""
+
+    bake_started_at = serializers.DateTimeField(allow_null=True)
+    bake_seconds = serializers.IntegerField()
+    probe = ProbeSerializer(allow_null=True)
+    checks = CheckReadingSerializer(many=True, help_text="The last evaluation of each check.")
+
+
 class DeploymentDetailSerializer(DeploymentSerializer):
     approvals = ApprovalSerializer(many=True)
     approvals_count = serializers.SerializerMethodField()
@@ -415,6 +442,7 @@ class DeploymentDetailSerializer(DeploymentSerializer):
     )
     timeline_complete = serializers.SerializerMethodField(help_text="False when more events follow: ask again.")
     may = serializers.SerializerMethodField()
+    verification = serializers.SerializerMethodField()
 
     class Meta(DeploymentSerializer.Meta):
         fields = [
@@ -424,6 +452,7 @@ class DeploymentDetailSerializer(DeploymentSerializer):
             "timeline",
             "timeline_complete",
             "may",
+            "verification",
         ]
         read_only_fields = fields
 
@@ -437,6 +466,20 @@ class DeploymentDetailSerializer(DeploymentSerializer):
     def get_timeline_complete(self, deployment) -> bool:
         events = self.context["events"]
         return not events or events[-1].seq >= deployment.last_seq
+
+    @extend_schema_field(VerificationSerializer)
+    def get_verification(self, deployment):
+        last = {}
+        for sample in deployment.check_samples.order_by("at", "id"):
+            last[sample.name] = sample
+        return VerificationSerializer(
+            {
+                "bake_started_at": deployment.bake_started_at,
+                "bake_seconds": deployment.bake_seconds,
+                "probe": deployment.probe_summary,
+                "checks": list(last.values()),
+            }
+        ).data
 
     @extend_schema_field(MaySerializer)
     def get_may(self, deployment):

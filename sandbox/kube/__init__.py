@@ -12,6 +12,12 @@ ending in `-crash` crash-loop with the kubelet's back-off (`crash_backoff`, 10 s
 at 30×); `-missing` fail to pull. Deleted pods are Terminating for `terminate_after` seconds.
 The controllers sleep while nothing changes, so an idle cluster costs no CPU.
 
+Every Deployment has a load balancer, `GET /sandbox/traffic/{namespace}/{name}/`, routed only to
+its Ready pods (503 when none is), and `GET /metrics` counts what the pods served per pod and
+version for Prometheus; tags ending in `-errors` answer a share of requests with 500, `-slow` add
+latency, and `traffic_rate` (`--traffic-rate`) plays users sending that many requests a second to
+every Deployment (traffic.py).
+
 In tests::
 
     from sandbox.kube import start
@@ -40,7 +46,7 @@ from such a version is accepted and stays silent until the store passes it, as o
 From the command line::
 
     python -m sandbox.kube --port 8001 [--ready-after 2] [--seed seed.yaml] [--state state.json]
-        [--crash-backoff 10] [--terminate-after 1] [--token T] [-v]
+        [--crash-backoff 10] [--terminate-after 1] [--token T] [--traffic-rate 5] [-v]
 
 Seed file (YAML or JSON), either a list of manifests (kind Namespace / Deployment / ReplicaSet /
 Pod) or a mapping::
@@ -68,6 +74,7 @@ from .controller import Controllers
 from .persist import KubeState
 from .server import DEFAULT_TOO_LARGE_WAIT, KubeHandler, KubeServer
 from .store import KINDS, Cluster
+from .traffic import LoadGenerator, Traffic
 
 __all__ = ["KubeSandbox", "start", "load_seed"]
 
@@ -138,6 +145,7 @@ class KubeSandbox:
         crash_backoff=10.0,
         terminate_after=None,
         state=None,
+        traffic_rate=0.0,
     ):
         self.state_path = state
         self.cluster = Cluster(history_size=history_size, state=KubeState(state) if state else None)
@@ -148,8 +156,11 @@ class KubeSandbox:
             self.cluster, ready_after=ready_after, crash_backoff=crash_backoff, terminate_after=terminate_after
         ).start()
         self.requests_log = collections.deque(maxlen=2000)
+        self.traffic = Traffic(self.cluster)
+        self.load = LoadGenerator(self.traffic, traffic_rate).start() if traffic_rate > 0 else None
         self.http_options = {
             "cluster": self.cluster,
+            "traffic": self.traffic,
             "kubelet": self.controllers.kubelet,
             "token": token,
             "bookmark_interval": bookmark_interval,
@@ -176,6 +187,10 @@ class KubeSandbox:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
 
+    def traffic_url(self, namespace: str, name: str) -> str:
+        """The load balancer in front of Deployment `name` (see traffic.py)."""
+        return f"{self.url}/sandbox/traffic/{namespace}/{name}/"
+
     @property
     def port(self) -> int:
         return self._port
@@ -185,6 +200,8 @@ class KubeSandbox:
         return self.running is not None
 
     def stop(self) -> None:
+        if self.load is not None:
+            self.load.stop()
         self.cluster.close()
         self.controllers.stop()
         with self._http_lock:

@@ -19,6 +19,7 @@ def main(argv=None) -> None:
         "--terminate-after", type=float, help="seconds a deleted pod stays Terminating (default: min(1, ready-after))"
     )
     parser.add_argument("--state", help="state file: objects survive a restart (the seed only starts a new one)")
+    parser.add_argument("--traffic-rate", type=float, default=0.0, help="synthetic requests a second per Deployment")
     parser.add_argument("--bookmark-interval", type=float, default=60.0)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -32,6 +33,7 @@ def main(argv=None) -> None:
         crash_backoff=args.crash_backoff,
         terminate_after=args.terminate_after,
         state=args.state,
+        traffic_rate=args.traffic_rate,
     )
     try:
         serve_forever(sandbox.running, "kube")

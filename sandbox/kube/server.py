@@ -18,6 +18,8 @@ namespaces):
     POST /apis/authorization.k8s.io/v1/{selfsubjectaccessreviews,selfsubjectrulesreviews}
     POST /apis/authentication.k8s.io/v1/selfsubjectreviews
     POST /sandbox/compact        forget the watch history (next old-RV watch gets 410)
+    GET  /sandbox/traffic/{ns}/{deployment}[/…]   the Deployment's load balancer (traffic.py)
+    GET  /metrics                what the pods served, in Prometheus's text format (traffic.py)
     GET  /sandbox/requests       the last requests seen (method, path, headers), for debugging
 
 Every write honours `dryRun=All` (validated and answered like the real thing, nothing stored),
@@ -27,9 +29,9 @@ server-side apply with conflicts and `force`) patches. Lists take `limit` / `con
 `resourceVersionMatch`.
 
 The server attributes set through `serve()` are `cluster`, `kubelet`, `token` (optional bearer
-token), `bookmark_interval` (seconds between watch BOOKMARKs), `too_large_wait` (how long a read
-from a resourceVersion the store has not reached waits before its 504), `requests_log` (a deque)
-and `verbose`.
+token), `traffic` (traffic.Traffic), `bookmark_interval` (seconds between watch BOOKMARKs),
+`too_large_wait` (how long a read from a resourceVersion the store has not reached waits before
+its 504), `requests_log` (a deque) and `verbose`.
 
 `KubeServer` keeps every accepted connection so that `drop_connections()` can end them all at once,
 as the exit of a real apiserver does: open watches stop mid-stream and kept-alive connections close.
@@ -46,7 +48,7 @@ import yaml
 
 from sandbox.http import JSONHandler, Server
 
-from . import openapi, protobuf, reviews, tables, validation
+from . import openapi, protobuf, reviews, tables, traffic, validation
 from .discovery import CRD_PATH, DISCOVERY, POD_CONNECT
 from .errors import ApiError, bad_request, too_large_resource_version
 from .kubelet import iso_nano
@@ -228,6 +230,8 @@ class KubeHandler(JSONHandler):
         token = getattr(self.server, "token", None)
         if self.path_only in PUBLIC_PATHS:
             return  # like system:public-info-viewer on a real apiserver
+        if self.path_only == "/metrics" or self.path_only.startswith(traffic.PREFIX):
+            return  # the workloads' own endpoints, not the API: no API credentials
         if token and self.headers.get("Authorization") != f"Bearer {token}":
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
@@ -299,6 +303,11 @@ class KubeHandler(JSONHandler):
             self.send_bytes(200, b"ok", "text/plain; charset=utf-8")
         elif path.startswith("/openapi/") and get:
             self._openapi(path)
+        elif path == "/metrics" and get:
+            body = self.server.traffic.exposition().encode()
+            self.send_bytes(200, body, "text/plain; version=0.0.4; charset=utf-8")
+        elif path.startswith(traffic.PREFIX) and get:
+            traffic.serve(self, self.server.traffic, path)
         elif path.startswith("/sandbox/"):
             self._sandbox(path)
         elif path.startswith(CRD_PATH) and get:

@@ -59,7 +59,9 @@ class Command(BaseCommand):
         self.children: list[subprocess.Popen] = []
         self.var = Path(settings.VAR_DIR)
         self.var.mkdir(parents=True, exist_ok=True)
-        ports = demo_data.Ports(kube=port + 1, jenkins=port + 2, github=port + 3, grafana=port + 4, slack=port + 5)
+        ports = demo_data.Ports(
+            kube=port + 1, jenkins=port + 2, github=port + 3, grafana=port + 4, slack=port + 5, prometheus=port + 7
+        )
         env = self._environment(port, ports)
         # Explicitly: a shell starting us in the background would have us ignore SIGINT.
         signal.signal(signal.SIGINT, _interrupt)
@@ -80,6 +82,7 @@ class Command(BaseCommand):
             if no_serve:
                 return
             self._start_sandboxes(ports, seed_file, ready_after, port)
+            self._start_prometheus(ports, port)
             self._start_portal(port, env, max(1, web))
             self._banner(port, ports)
             self._wait()
@@ -109,6 +112,8 @@ class Command(BaseCommand):
             "SLACK_CHANNEL": "deploys",
             "SLACK_API_URL": f"http://127.0.0.1:{ports.slack}/api/",
             "METRICS_TOKEN": TOKEN,
+            # Only when the binary is there: without it the deployment page says checks cannot run.
+            "PROMETHEUS_URL": f"http://127.0.0.1:{ports.prometheus}" if shutil.which("prometheus") else "",
             "RECONCILE_INTERVAL_SECONDS": "15",
             # Single sign-on against the demo's own OpenID Connect provider (oidc-provider-mock).
             "OIDC_ISSUER": f"http://127.0.0.1:{port + 6}",
@@ -156,6 +161,8 @@ class Command(BaseCommand):
                 str(seed_file),
                 "--state",
                 str(self.var / "kube-state.json"),
+                "--traffic-rate",
+                "5",
             ],
         )
         notify = f"http://127.0.0.1:{port}/hooks/jenkins/?token={TOKEN}"
@@ -207,6 +214,37 @@ class Command(BaseCommand):
             ("sso", port + 6),
         ]:
             self._wait_for(name, p)
+
+    def _start_prometheus(self, ports, port: int) -> None:
+        """Debian's `prometheus`, when installed, scraping the sandbox cluster's /metrics (what the
+        storefront checks read) and the portal's own."""
+        server = shutil.which("prometheus")
+        if not server:
+            self.stdout.write("No prometheus binary found: checks cannot be evaluated (apt install prometheus).")
+            return
+        if os.environ.get("PROMETHEUS_URL") != f"http://127.0.0.1:{ports.prometheus}":
+            return  # PROMETHEUS_URL names another Prometheus: use that one
+        config = self.var / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 5s, evaluation_interval: 5s}\n"
+            "scrape_configs:\n"
+            "  - job_name: sandbox\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{ports.kube}']}}]\n"
+            "  - job_name: pampam\n"
+            f"    authorization: {{type: Bearer, credentials: {TOKEN}}}\n"
+            f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        )
+        self._spawn(
+            "prometheus",
+            [
+                server,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.var / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+                "--log.level=warn",
+            ],
+        )
+        self._wait_for("prometheus", ports.prometheus)
 
     def _start_portal(self, port: int, env: dict, web: int) -> None:
         python, manage = sys.executable, str(Path(settings.BASE_DIR) / "manage.py")
@@ -299,6 +337,9 @@ class Command(BaseCommand):
         self.stdout.write(f"  Grafana:  http://127.0.0.1:{ports.grafana}/")
         self.stdout.write(f"  Slack:    http://127.0.0.1:{ports.slack}/  (messages; click Approve or Reject as anyone)")
         self.stdout.write(f"  Metrics:  curl -H 'Authorization: Bearer {TOKEN}' http://127.0.0.1:{port}/metrics")
+        if os.environ.get("PROMETHEUS_URL"):
+            self.stdout.write(f"  Prometheus: {os.environ['PROMETHEUS_URL']}/  (storefront's 5xx and latency checks;")
+            self.stdout.write("    deploy storefront 1.5.0-errors to Dev to watch one fail and roll back)")
         self.stdout.write(f"  Logs in {self.var}/demo-*.log. Ctrl-C stops everything.\n")
 
     def _wait(self) -> None:
