@@ -109,6 +109,15 @@ def summarize(rows: list[Row], start: datetime, end: datetime) -> Summary:
     return summary
 
 
+def per_service(rows: list[Row], start: datetime, end: datetime) -> list[tuple[str, Summary]]:
+    """(service slug, its figures) for each service in `rows`, by slug: what /dora/ lists and
+    /metrics exports."""
+    by_service = defaultdict(list)
+    for row in rows:
+        by_service[row.service].append(row)
+    return [(service, summarize(by_service[service], start, end)) for service in sorted(by_service)]
+
+
 def _add_history(summary: Summary, history: list[Row]) -> None:
     incident_since = None
     for index, row in enumerate(history):
@@ -282,7 +291,6 @@ def page(request):
     start = end - timedelta(days=days)
     rows = load_rows(environment, start, end) if environment else []
     names = dict(Service.objects.values_list("slug", "name"))
-    services = sorted({r.service for r in rows})
     daily = per_day(rows, start, end)
     context = {
         "environments": environments,
@@ -290,7 +298,7 @@ def page(request):
         "days": days,
         "windows": WINDOWS,
         "overall": summarize(rows, start, end),
-        "services": [(names.get(s, s), summarize([r for r in rows if r.service == s], start, end)) for s in services],
+        "services": [(names.get(slug, slug), summary) for slug, summary in per_service(rows, start, end)],
         "frequency_bars": frequency_chart(daily),
         "frequency_ticks": value_ticks([(None, [(ok + bad, "")]) for _, ok, bad, _ in daily], _count),
         "lead_bars": lead_time_chart(daily),
