@@ -10,14 +10,19 @@ the deployments, so PostgreSQL generates them itself (INSERT … SELECT generate
 instead of receiving 2M rows over the socket. Then ANALYZE.
 
 Each page is fetched with the Django test client, logged in as an approver: one warm-up
-(whose queries are captured and counted), then the median of 5 timed runs. Every captured
-query is EXPLAINed to spot sequential scans over the big tables; the slowest queries are
-EXPLAIN ANALYZEd and their plans summarised.
+(whose queries are captured and counted), then the median of 9 timed runs, each right after a
+request to the floor: a view rendering base.html (the header every page has) behind the same
+middleware, context processors and client. It prints `ratio <page name>: <x>×` per page, the
+page's median over the floor's median measured in the same run, so load from elsewhere on the
+machine weighs on both. Every captured query is EXPLAINed to spot sequential scans over the
+big tables; the slowest queries are EXPLAIN ANALYZEd and their plans summarised.
 
-    REDIS_URL=redis://127.0.0.1:6379/8 .venv/bin/python bench/history_scale.py [--quick] [--reuse]
+    REDIS_URL=redis://127.0.0.1:6379/8 .venv/bin/python bench/history_scale.py [--quick] [--reuse] [--deployments N]
 
---quick seeds a tenth of the rows (for `make bench`); --reuse keeps an already seeded
-database (runs migrate only), to compare figures before and after a code change.
+--quick seeds a tenth of the rows (for `make bench`); --deployments N seeds N deployments (20
+events each; 1,000,000 to try a million); --reuse keeps an already seeded database (runs
+migrate only), to compare figures before and after a code change. BENCH_SCALE_DATABASE names
+another database than pampam_bench_scale (to run two at once).
 """
 
 import argparse

@@ -375,16 +375,17 @@ class Deployment(Timeline):
             Deployment.objects.of_pair(self.service_id, self.environment_id)
             .filter(pk__lt=self.pk, state__in=[states.SUCCEEDED, states.FAILED])
             .exclude(release_id=self.release_id)
-            .select_related("release")
-            .order_by("-id")[:200]
+            .order_by("-id")
+            .values_list("release_id", "state")[:200]
         )
         seen = set()
-        for deployment in earlier:
-            if deployment.release_id in seen:
+        # Two columns of up to 200 rows, then the one release: not 200 deployments and releases.
+        for release_id, state in earlier:
+            if release_id in seen:
                 continue
-            seen.add(deployment.release_id)  # only the release's latest deployment there counts
-            if deployment.state == states.SUCCEEDED:
-                return deployment.release
+            seen.add(release_id)  # only the release's latest deployment there counts
+            if state == states.SUCCEEDED:
+                return Release.objects.get(pk=release_id)
         return None
 
     def transition(self, new: str, *, kind: str = "state", message: str, actor=None, data=None, **fields):

@@ -12,4 +12,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         count = tallies.rebuild(Deployment, Approval, Build)
-        self.stdout.write(f"{count} series recomputed from history.")
+        if options["verbosity"]:
+            self.stdout.write(f"{count} series recomputed from history.")
