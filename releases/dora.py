@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from clusters.models import Environment
 from releases import states
-from releases.models import Commit, Deployment, Service
+from releases.models import Commit, Deployment, Release, Service
 
 WINDOWS = (7, 30, 90)
 FINISHED = frozenset({states.SUCCEEDED, states.FAILED})
@@ -257,20 +257,25 @@ def _hours(value: timedelta | None) -> str:
 def load_rows(environment, start: datetime, end: datetime) -> list[Row]:
     """One query: the environment's deployments that finished in the window, with commit times."""
 
-    commit_time = Commit.objects.filter(service=OuterRef("service"), sha=OuterRef("release__git_sha")).values(
-        "committed_at"
-    )[:1]
+    release = Release.objects.filter(pk=OuterRef("release_id"))
+    sha = Release.objects.filter(pk=OuterRef(OuterRef("release_id"))).values("git_sha")[:1]
+    commit_time = Commit.objects.filter(service=OuterRef("service"), sha=Subquery(sha)).values("committed_at")[:1]
+    # The release's columns by primary key for each row of the window: joined instead, PostgreSQL
+    # hashed the whole release table (all of history) for a window of a few thousand rows.
     values = (
         Deployment.objects.filter(environment=environment, finished_at__gte=start, finished_at__lt=end)
         .filter(state__in=FINISHED)
-        .annotate(committed_at=Subquery(commit_time))
+        .annotate(
+            released_at=Subquery(release.values("created_at")[:1]),
+            committed_at=Subquery(commit_time),
+        )
         .values_list(
             "id",
             "service__slug",
             "state",
             "created_at",
             "finished_at",
-            "release__created_at",
+            "released_at",
             "committed_at",
             "kind",
             "started_at",
