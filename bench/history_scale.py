@@ -10,14 +10,19 @@ the deployments, so PostgreSQL generates them itself (INSERT … SELECT generate
 instead of receiving 2M rows over the socket. Then ANALYZE.
 
 Each page is fetched with the Django test client, logged in as an approver: one warm-up
-(whose queries are captured and counted), then the median of 5 timed runs. Every captured
-query is EXPLAINed to spot sequential scans over the big tables; the slowest queries are
-EXPLAIN ANALYZEd and their plans summarised.
+(whose queries are captured and counted), then the median of 9 timed runs, each right after a
+request to the floor: a view rendering base.html (the header every page has) behind the same
+middleware, context processors and client. It prints `ratio <page name>: <x>×` per page, the
+page's median over the floor's median measured in the same run, so load from elsewhere on the
+machine weighs on both. Every captured query is EXPLAINed to spot sequential scans over the
+big tables; the slowest queries are EXPLAIN ANALYZEd and their plans summarised.
 
-    REDIS_URL=redis://127.0.0.1:6379/8 .venv/bin/python bench/history_scale.py [--quick] [--reuse]
+    REDIS_URL=redis://127.0.0.1:6379/8 .venv/bin/python bench/history_scale.py [--quick] [--reuse] [--deployments N]
 
---quick seeds a tenth of the rows (for `make bench`); --reuse keeps an already seeded
-database (runs migrate only), to compare figures before and after a code change.
+--quick seeds a tenth of the rows (for `make bench`); --deployments N seeds N deployments (20
+events each; 1,000,000 to try a million); --reuse keeps an already seeded database (runs
+migrate only), to compare figures before and after a code change. BENCH_SCALE_DATABASE names
+another database than pampam_bench_scale (to run two at once).
 """
 
 import argparse
@@ -35,7 +40,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DB_NAME = "pampam_bench_scale"
+DB_NAME = os.environ.get("BENCH_SCALE_DATABASE", "pampam_bench_scale")
 BIG_TABLES = {"releases_deployment", "releases_deploymentevent", "releases_approval", "releases_release"}
 METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
 
@@ -87,6 +92,7 @@ class Seeder:
 
     def run(self) -> dict:
         import psycopg
+        from django.core.management import call_command
 
         t0 = time.perf_counter()
         self.small_objects()
@@ -100,6 +106,8 @@ class Seeder:
             conn.commit()
             conn.autocommit = True
             conn.execute("ANALYZE")
+        # COPY wrote around the models: count what /metrics serves from the rows, as the migration does.
+        call_command("rebuild_tallies", verbosity=0)
         return {"seconds": time.perf_counter() - t0}
 
     def small_objects(self) -> None:
@@ -354,7 +362,41 @@ def pages(quick: bool) -> list[tuple[str, str, dict]]:
     ], newest
 
 
+FLOOR_URL = "/__bench_floor__/"
+
+
+def install_floor() -> None:
+    """The floor: a view that renders base.html (the header every page has) behind the same
+    middleware, context processors and test client as the pages, served from a URLconf that
+    adds it to the portal's own."""
+    import types
+
+    from django.shortcuts import render
+    from django.test.utils import override_settings
+    from django.urls import path
+
+    import portal.urls
+
+    def floor(request):
+        return render(request, "base.html", {})
+
+    module = types.ModuleType("bench_floor_urls")
+    module.urlpatterns = [path(FLOOR_URL.strip("/") + "/", floor), *portal.urls.urlpatterns]
+    module.handler404 = portal.urls.handler404
+    module.handler500 = portal.urls.handler500
+    sys.modules[module.__name__] = module
+    override_settings(ROOT_URLCONF=module.__name__).enable()
+
+
+def timed_get(client, url, headers) -> float:
+    t0 = time.perf_counter()
+    client.get(url, **headers)
+    return (time.perf_counter() - t0) * 1000
+
+
 def measure(client, url, headers, runs: int) -> dict:
+    """One warm-up (its queries captured), then `runs` timed requests, each right after a
+    request to the floor, so load from elsewhere on the machine weighs on both alike."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -364,12 +406,13 @@ def measure(client, url, headers, runs: int) -> dict:
     queries = [(float(q["time"]) * 1000, q["sql"]) for q in captured.captured_queries]
     if response.status_code != 200:
         raise SystemExit(f"{url} answered {response.status_code}")
-    times = []
+    client.get(FLOOR_URL)
+    times, floors = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
-        client.get(url, **headers)
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"ms": statistics.median(times), "queries": queries, "bytes": len(response.content)}
+        floors.append(timed_get(client, FLOOR_URL, {}))
+        times.append(timed_get(client, url, headers))
+    ms, floor = statistics.median(times), statistics.median(floors)
+    return {"ms": ms, "floor": floor, "ratio": ms / floor, "queries": queries, "bytes": len(response.content)}
 
 
 def plan_nodes(node):
@@ -422,13 +465,18 @@ def explain_analyze(sql: str) -> tuple[float, list[str]]:
 
 def report(results, explain_top: int) -> None:
     print()
-    print(f"{'page':34} {'median ms':>10} {'queries':>8} {'slowest q ms':>13} {'seq scans on big tables':>24}")
-    print("-" * 94)
+    head = f"{'page':34} {'median ms':>10} {'floor ms':>9} {'ratio':>7} {'queries':>8} {'slowest q ms':>13}"
+    print(f"{head} {'seq scans on big tables':>24}")
+    print("-" * 120)
     for name, _, result in results:
         slowest = max((t for t, _ in result["queries"]), default=0.0)
         scans = sorted({table for _, sql in result["queries"] for table in big_seq_scans(sql)})
         scans = ", ".join(scans) or "-"
-        print(f"{name:34} {result['ms']:>10.1f} {len(result['queries']):>8} {slowest:>13.1f} {scans:>24}")
+        figures = f"{result['ms']:>10.1f} {result['floor']:>9.1f} {result['ratio']:>6.1f}× {len(result['queries']):>8}"
+        print(f"{name:34} {figures} {slowest:>13.1f} {scans:>24}")
+    print()
+    for name, _, result in results:
+        print(f"ratio {name}: {result['ratio']:.1f}×  (page {result['ms']:.1f} ms, floor {result['floor']:.1f} ms)")
     ranked = sorted(
         ((t, name, sql) for name, _, result in results for t, sql in result["queries"]), key=lambda x: -x[0]
     )
@@ -447,12 +495,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the rows, 3 timed runs")
     parser.add_argument("--reuse", action="store_true", help="keep an already seeded database")
+    parser.add_argument("--deployments", type=int, default=None, help="how many deployments to seed (100,000)")
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--explain", type=int, default=6, help="how many of the slowest queries to EXPLAIN ANALYZE")
     args = parser.parse_args()
     configure_environment()
-    deployments = 10_000 if args.quick else 100_000
-    runs = args.runs or (3 if args.quick else 5)
+    deployments = args.deployments or (10_000 if args.quick else 100_000)
+    runs = args.runs or (5 if args.quick else 9)
     reuse = args.reuse and database_exists()
     if not reuse:
         recreate_database()
@@ -468,6 +517,7 @@ def main() -> None:
     from releases.models import Deployment, DeploymentEvent
 
     setup_test_environment()
+    install_floor()
     call_command("migrate", verbosity=0)
     if not reuse or not Deployment.objects.exists():
         print(f"Seeding {deployments:,} deployments with 20 events each into {DB_NAME} …", flush=True)
@@ -485,7 +535,8 @@ def main() -> None:
     listed, _ = pages(args.quick)
     for name, url, headers in listed:
         results.append((name, url, measure(client, url, headers, runs)))
-        print(f"  {name}: {results[-1][2]['ms']:.1f} ms  {url}", flush=True)
+        result = results[-1][2]
+        print(f"  {name}: {result['ms']:.1f} ms, floor {result['floor']:.1f} ms  {url}", flush=True)
     report(results, args.explain)
 
 

@@ -92,7 +92,7 @@ TEMPLATES = [
                 "portal.context.navigation",
             ],
             # `|http_url` everywhere, so an outside URL never becomes a link without it.
-            "builtins": ["portal.templatetags.links"],
+            "builtins": ["portal.templatetags.links", "releases.templatetags.widgets"],
         },
     },
 ]

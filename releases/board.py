@@ -3,18 +3,19 @@
 The dashboard needs "the latest deployment" and "the last success" for every service ×
 environment pair. One query reads their ids for all pairs at once: a row per service with,
 per environment, correlated `LIMIT 1` subqueries that each walk the (service, environment,
--id) index from its top. A second query loads those deployments. So the page costs the
+-id) index from its top. A second query loads those deployments, a third their releases
+(by primary key). So the page costs the
 same with ten deployments or a hundred thousand. (An OR of `id IN (subquery)` per pair,
 the earlier form, cannot use an index: PostgreSQL scanned every deployment to test it.)
 """
 
 from dataclasses import dataclass, field
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from clusters.models import Environment, Workload
 from releases import guards, rules, states
-from releases.models import Deployment, Service
+from releases.models import Deployment, Release, Service
 
 
 def latest_per_pair(services, environments, **filters) -> dict[tuple[int, int], Deployment]:
@@ -22,10 +23,16 @@ def latest_per_pair(services, environments, **filters) -> dict[tuple[int, int], 
 
 
 def latest_per_pair_each(services, environments, kinds: dict[str, dict]) -> dict[str, dict]:
-    """For each named filter in `kinds`, the newest matching deployment of every pair: two queries in all."""
-    found: dict[str, dict] = {name: {} for name in kinds}
+    """For each named filter in `kinds`, the newest matching deployment of every pair: three queries in all."""
     if not services or not environments:
-        return found
+        return {name: {} for name in kinds}
+    return _with_latest(Service.objects.filter(pk__in=[s.pk for s in services]).order_by(), environments, kinds)[1]
+
+
+def _with_latest(services: QuerySet, environments, kinds: dict[str, dict]) -> tuple[list[Service], dict[str, dict]]:
+    """The services `services` selects, read with the ids of their newest deployments per pair
+    and filter in the same query; then those deployments, then their releases."""
+    found: dict[str, dict] = {name: {} for name in kinds}
     columns = {
         f"d_{n}_{e.pk}": Subquery(
             Deployment.objects.filter(service=OuterRef("pk"), environment=e, **filters).order_by("-id").values("pk")[:1]
@@ -33,19 +40,27 @@ def latest_per_pair_each(services, environments, kinds: dict[str, dict]) -> dict
         for n, filters in enumerate(kinds.values())
         for e in environments
     }
-    picked = list(
-        Service.objects.filter(pk__in=[s.pk for s in services]).order_by().annotate(**columns).values("pk", *columns)
-    )
-    ids = {row[c] for row in picked for c in columns} - {None}
-    rows = Deployment.objects.filter(pk__in=ids).select_related("release", "previous_release", "requested_by")
-    by_id = {d.pk: d for d in rows.order_by()}
-    for row in picked:
+    picked = list(services.annotate(**columns))
+    ids = {getattr(service, c) for service in picked for c in columns} - {None}
+    by_id = {d.pk: d for d in Deployment.objects.filter(pk__in=ids).select_related("requested_by").order_by()}
+    _attach_releases(by_id.values())
+    for service in picked:
         for n, name in enumerate(kinds):
             for e in environments:
-                deployment = by_id.get(row[f"d_{n}_{e.pk}"])
+                deployment = by_id.get(getattr(service, f"d_{n}_{e.pk}"))
                 if deployment is not None:
-                    found[name][(row["pk"], e.pk)] = deployment
-    return found
+                    found[name][(service.pk, e.pk)] = deployment
+    return picked, found
+
+
+def _attach_releases(deployments) -> None:
+    """Each deployment's release and previous release, read by primary key in one query. (Joined
+    into the deployments' query instead, PostgreSQL hashed the whole release table, twice.)"""
+    wanted = {d.release_id for d in deployments} | {d.previous_release_id for d in deployments}
+    releases = Release.objects.in_bulk(wanted - {None})
+    for deployment in deployments:
+        deployment.release = releases[deployment.release_id]
+        deployment.previous_release = releases.get(deployment.previous_release_id)
 
 
 @dataclass
@@ -62,11 +77,11 @@ class Cell:
         return self.running.release.version if self.running else ""
 
     @property
-    def rollback_to(self):
-        """What the rollback button offers (the last good release); nothing while a deployment is under way."""
+    def rollback_plan(self):
+        """What the rollback button would do; None while a deployment is under way (or none ever was)."""
         if self.latest is None or self.latest.is_active:
             return None
-        return Deployment.objects.rollback_plan(self.service, self.environment).target
+        return Deployment.objects.rollback_plan(self.service, self.environment)
 
     @property
     def drifted(self) -> bool:
@@ -81,7 +96,12 @@ class Row:
 
 
 def matrix(services, environments) -> list[Row]:
-    pairs = latest_per_pair_each(services, environments, {"latest": {}, "running": {"state": states.SUCCEEDED}})
+    """A row per service (a list, or a QuerySet read in the same query as the pairs), a cell per environment."""
+    kinds = {"latest": {}, "running": {"state": states.SUCCEEDED}}
+    if isinstance(services, QuerySet) and environments:
+        services, pairs = _with_latest(services, environments, kinds)
+    else:
+        pairs = latest_per_pair_each(services, environments, kinds)
     latest, running = pairs["latest"], pairs["running"]
     workloads = {(w.environment_id, w.name): w for w in Workload.objects.filter(environment__in=environments)}
 
@@ -97,7 +117,7 @@ def dashboard() -> dict:
     """Services × environments in use (archived ones keep their history but leave the board),
     with the freezes and locks that stop deployments now."""
     environments = list(Environment.objects.in_use())
-    rows = matrix(list(Service.objects.all()), environments)
+    rows = matrix(Service.objects.all(), environments)
     held = guards.in_force(environments)
     for row in rows:
         for cell in row.cells:

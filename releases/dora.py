@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from clusters.models import Environment
 from releases import states
-from releases.models import Commit, Deployment, Service
+from releases.models import Commit, Deployment, Release, Service
 
 WINDOWS = (7, 30, 90)
 FINISHED = frozenset({states.SUCCEEDED, states.FAILED})
@@ -107,6 +107,15 @@ def summarize(rows: list[Row], start: datetime, end: datetime) -> Summary:
     for history in by_service.values():
         _add_history(summary, history)
     return summary
+
+
+def per_service(rows: list[Row], start: datetime, end: datetime) -> list[tuple[str, Summary]]:
+    """(service slug, its figures) for each service in `rows`, by slug: what /dora/ lists and
+    /metrics exports."""
+    by_service = defaultdict(list)
+    for row in rows:
+        by_service[row.service].append(row)
+    return [(service, summarize(by_service[service], start, end)) for service in sorted(by_service)]
 
 
 def _add_history(summary: Summary, history: list[Row]) -> None:
@@ -248,20 +257,25 @@ def _hours(value: timedelta | None) -> str:
 def load_rows(environment, start: datetime, end: datetime) -> list[Row]:
     """One query: the environment's deployments that finished in the window, with commit times."""
 
-    commit_time = Commit.objects.filter(service=OuterRef("service"), sha=OuterRef("release__git_sha")).values(
-        "committed_at"
-    )[:1]
+    release = Release.objects.filter(pk=OuterRef("release_id"))
+    sha = Release.objects.filter(pk=OuterRef(OuterRef("release_id"))).values("git_sha")[:1]
+    commit_time = Commit.objects.filter(service=OuterRef("service"), sha=Subquery(sha)).values("committed_at")[:1]
+    # The release's columns by primary key for each row of the window: joined instead, PostgreSQL
+    # hashed the whole release table (all of history) for a window of a few thousand rows.
     values = (
         Deployment.objects.filter(environment=environment, finished_at__gte=start, finished_at__lt=end)
         .filter(state__in=FINISHED)
-        .annotate(committed_at=Subquery(commit_time))
+        .annotate(
+            released_at=Subquery(release.values("created_at")[:1]),
+            committed_at=Subquery(commit_time),
+        )
         .values_list(
             "id",
             "service__slug",
             "state",
             "created_at",
             "finished_at",
-            "release__created_at",
+            "released_at",
             "committed_at",
             "kind",
             "started_at",
@@ -282,7 +296,6 @@ def page(request):
     start = end - timedelta(days=days)
     rows = load_rows(environment, start, end) if environment else []
     names = dict(Service.objects.values_list("slug", "name"))
-    services = sorted({r.service for r in rows})
     daily = per_day(rows, start, end)
     context = {
         "environments": environments,
@@ -290,7 +303,7 @@ def page(request):
         "days": days,
         "windows": WINDOWS,
         "overall": summarize(rows, start, end),
-        "services": [(names.get(s, s), summarize([r for r in rows if r.service == s], start, end)) for s in services],
+        "services": [(names.get(slug, slug), summary) for slug, summary in per_service(rows, start, end)],
         "frequency_bars": frequency_chart(daily),
         "frequency_ticks": value_ticks([(None, [(ok + bad, "")]) for _, ok, bad, _ in daily], _count),
         "lead_bars": lead_time_chart(daily),

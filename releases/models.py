@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from clusters.models import Environment
 from plumbing import live
-from releases import states
+from releases import states, tallies
+from releases.tallies import Tally  # noqa: F401  (the app's models are the ones models.py holds)
 
 
 class Service(models.Model):
@@ -392,8 +393,26 @@ class Deployment(Timeline):
     def __str__(self):
         return f"#{self.pk} {self.service.slug} {self.release.version} → {self.environment.slug}"
 
+    def save(self, *args, **kwargs):
+        """A deployment saved directly (the admin, a test, an import) is counted like a transition."""
+        created = self._state.adding
+        before = getattr(self, "_tallied_state", None)
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if created:
+                tallies.deployment_created(self)
+            elif before is not None and before != self.state:
+                tallies.deployment_moved(self, before, self.state)
+        self._tallied_state = self.state
+
     def get_absolute_url(self):
         return reverse("deployment", args=[self.pk])
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._tallied_state = instance.__dict__.get("state")
+        return instance
 
     @classmethod
     def event_model(cls):
@@ -442,16 +461,17 @@ class Deployment(Timeline):
             Deployment.objects.of_pair(self.service_id, self.environment_id)
             .filter(Q(state=states.SUCCEEDED) | Q(state=states.FAILED, started_at__isnull=False), pk__lt=self.pk)
             .exclude(release_id=self.release_id)
-            .select_related("release")
-            .order_by("-id")[:200]
+            .order_by("-id")
+            .values_list("release_id", "state")[:200]
         )
         seen = set()
-        for deployment in earlier:
-            if deployment.release_id in seen:
+        # Two columns of up to 200 rows, then the one release: not 200 deployments and releases.
+        for release_id, state in earlier:
+            if release_id in seen:
                 continue
-            seen.add(deployment.release_id)  # only the release's latest deployment there counts
-            if deployment.state == states.SUCCEEDED:
-                return deployment.release
+            seen.add(release_id)  # only the release's latest deployment there counts
+            if state == states.SUCCEEDED:
+                return Release.objects.get(pk=release_id)
         return None
 
     def transition(self, new: str, *, kind: str = "state", message: str, actor=None, data=None, **fields):
@@ -481,6 +501,8 @@ class Deployment(Timeline):
             events = self.append([Entry(kind, message, data, actor)], where={"state": old}, state=new, **fields)
             if events is None:
                 raise TransitionRefused(f"Deployment #{self.pk} is no longer {old}.")
+            self._tallied_state = new
+            tallies.deployment_moved(self, old, new)
             transaction.on_commit(lambda: deployment_transitioned.send(Deployment, deployment=self, old=old, new=new))
         return events[0]
 
@@ -544,6 +566,13 @@ class Approval(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.decision}s #{self.deployment_id}"
+
+    def save(self, *args, **kwargs):
+        created = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if created:
+                tallies.approval_created(self)
 
 
 class DeploymentEvent(TimelineEvent):
@@ -612,6 +641,13 @@ class Build(Timeline):
     def __str__(self):
         return f"{self.job_name} #{self.number or '?'}"
 
+    def save(self, *args, **kwargs):
+        created = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if created:
+                tallies.build_finished(self)
+
     def get_absolute_url(self):
         return reverse("build", args=[self.pk])
 
@@ -650,7 +686,13 @@ class Build(Timeline):
             **(data or {}),
         }
         where = {"state__in": sorted(states.BUILD_ACTIVE)}
-        return self.append([Entry("state", message, payload)], where=where, state=new, **fields) is not None
+        with transaction.atomic():
+            if self.append([Entry("state", message, payload)], where=where, state=new, **fields) is None:
+                return False
+            if new in states.BUILD_FINAL:
+                self.started_at = Build.objects.values_list("started_at", flat=True).get(pk=self.pk)
+                tallies.build_finished(self)
+        return True
 
 
 class BuildEvent(TimelineEvent):

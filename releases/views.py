@@ -1,3 +1,4 @@
+from collections import namedtuple
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -46,10 +47,11 @@ class RollbackOffer:
         return self.environment.is_production
 
 
-def _rollback_offer(user, service, environment, target) -> RollbackOffer | None:
-    if target is None:
+def _rollback_offer(user, service, environment, plan) -> RollbackOffer | None:
+    if not plan:
         return None
-    return RollbackOffer(environment, target, rules.can_rollback(user, service, environment, reason=None))
+    verdict = rules.can_rollback(user, service, environment, reason=None, plan=plan)
+    return RollbackOffer(environment, plan.target, verdict)
 
 
 def service_detail(request, slug):
@@ -62,7 +64,7 @@ def service_detail(request, slug):
     held = guards.in_force(environments)
     for cell in cells:
         cell.locks = held[cell.environment.pk].locks_for(service.slug)
-    offers = {c.environment.pk: _rollback_offer(request.user, service, c.environment, c.rollback_to) for c in cells}
+    offers = {c.environment.pk: _rollback_offer(request.user, service, c.environment, c.rollback_plan) for c in cells}
     return render(
         request,
         "releases/service.html",
@@ -142,12 +144,18 @@ def request_deploy(request, pk):
     return redirect(deployment)
 
 
+# What the page's timeline shows of each event: columns, not model instances (a page lists up
+# to 500), and not its data (JSON the page does not read).
+TimelineItem = namedtuple("TimelineItem", "seq kind message created_at actor")
+TIMELINE_FIELDS = ("seq", "kind", "message", "created_at", "actor__username")
+
+
 def deployment_detail(request, pk, decision_form=None, status=200):
     deployment = get_object_or_404(Deployment.objects.for_history().select_related("previous_release"), pk=pk)
     if not rules.can_view(request.user, deployment):
         return refused(request, "You may not view this deployment.")
-    events = list(deployment.events.select_related("actor").order_by("-seq")[:500])
-    events.reverse()
+    newest = deployment.events.order_by("-seq").values_list(*TIMELINE_FIELDS)[:500]
+    events = [TimelineItem(*row) for row in list(newest)[::-1]]
     user = request.user
     start, end, _ = grafana_panels.rollout_window(deployment)
     return render(
@@ -190,7 +198,7 @@ def _deployment_rollback(user, deployment) -> RollbackOffer | None:
     plan = Deployment.objects.rollback_plan(deployment.service, deployment.environment)
     if plan.undoes != deployment:
         return None
-    return _rollback_offer(user, deployment.service, deployment.environment, plan.target)
+    return _rollback_offer(user, deployment.service, deployment.environment, plan)
 
 
 def _changed_nothing(deployment) -> bool:
@@ -264,7 +272,7 @@ def rollback(request, slug, environment):
     if request.method != "GET":
         return refused(request, "Use the rollback button on the service or deployment page.", status=405)
     cell = board.dashboard_row(service, [env])[0]
-    offer = _rollback_offer(request.user, service, env, cell.rollback_to)
+    offer = _rollback_offer(request.user, service, env, cell.rollback_plan)
     if offer is None:
         return refused(request, f"There is no earlier release of {service.name} in {env.name} to go back to.", 409)
     return render(

@@ -5,8 +5,10 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
 
 from clusters.models import WatcherHeartbeat
+from portal.metrics import DatabaseCollector, text_format
 from releases import states
 from releases.models import Approval, Build
 from tests.factories import make_deployment, make_release, make_service
@@ -144,3 +146,16 @@ def test_it_ships_alert_rules_that_promtool_accepts_and_that_read_real_series(ca
     used = set(re.findall(r"\b(pampam_\w+)\b", rules.read_text()))
     assert used <= exposed, used - exposed
     assert {"pampam_watcher_up", "pampam_deployment_in_flight_seconds", "pampam_followups_pending"} <= used
+
+
+def test_it_writes_the_text_format_exactly_as_prometheus_client_does(cast, token):
+    history(cast)
+    families = list(DatabaseCollector().collect())
+
+    class Fixed:
+        def collect(self):
+            return families
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Fixed())
+    assert text_format(families) == generate_latest(registry)

@@ -126,7 +126,7 @@ def environment_extras(environments) -> dict:
         }
         for e in environments
     }
-    for row in board.matrix(list(Service.objects.all()), environments):
+    for row in board.matrix(Service.objects.all(), environments):
         for cell in row.cells:
             extras[cell.environment.pk]["cells"].append(cell)
     return extras
