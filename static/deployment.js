@@ -200,6 +200,8 @@
 
   function tick() {
     if (!root.dataset.started) return;
+    // A replay shows its own clock; "took 0m 6s" beside a replayed "Pending approval" misleads.
+    if (root.dataset.replay) { document.getElementById("elapsed").textContent = ""; return; }
     var end = root.dataset.finished ? new Date(root.dataset.finished) : new Date();
     var s = Math.max(0, Math.round((end - new Date(root.dataset.started)) / 1000));
     var text = Math.floor(s / 60) + "m " + (s % 60) + "s";
@@ -260,7 +262,7 @@
     document.getElementById("bars").textContent = "";
     document.querySelector("#pods tbody").textContent = "";
     document.getElementById("pod-summary").textContent = "";
-    document.getElementById("progress-message").textContent = "";
+    document.getElementById("progress-message").textContent = "Nothing changed in the cluster yet: the rollout starts once the deployment is approved.";
     drawDowntime(null);
     var words = Pampam.state(family, "pending_approval");
     timeline.banner(words.label, words.tone, "");

@@ -82,7 +82,8 @@ window.Pampam = (function () {
   function onConnected(fn) { connected.push(fn); }
   function showActivityOn(element) { indicator = element; }
 
-  // The approvals badge: recounted when a deployment enters or leaves "pending approval". --------
+  // The approvals badge: recounted when a deployment enters or leaves "pending approval", and when
+  // one that waits for me is decided on (by me elsewhere: it leaves my list; by others: its count moves).
   var badge = document.getElementById("nav-waiting");
   var waiting = {}, known = {}, waitingListeners = [];
   if (badge) (badge.dataset.ids || "").split(" ").forEach(function (id) { if (id) { waiting[id] = true; known[id] = "pending_approval"; } });
@@ -107,7 +108,7 @@ window.Pampam = (function () {
     var id = String(u.deployment), was = known[id];
     known[id] = u.state;
     var pending = u.state === "pending_approval";
-    if ((pending && was !== "pending_approval") || (!pending && (was === "pending_approval" || waiting[id]))) recountSoon();
+    if (pending ? (was !== "pending_approval" || waiting[id]) : (was === "pending_approval" || waiting[id])) recountSoon();
   }
   function onWaiting(fn) { waitingListeners.push(fn); }
 

@@ -18,6 +18,9 @@ window.Timeline = function (options) {
   function entry(m, detail) {
     var el = Pampam.el;
     var li = el("li", "kind-" + m.kind);
+    // The same status again (a pod moved, the rollout did not): drawn quietly, its change in front.
+    var last = list.lastElementChild && list.lastElementChild.querySelector(".msg");
+    if (m.kind === "progress" && last && last.textContent === m.message) li.classList.add("repeat");
     li.dataset.seq = m.seq;
     // A numbered list counts its own entries (a build's steps, its log lines being elsewhere).
     var number = list.classList.contains("numbered") ? list.children.length + 1 : m.seq;

@@ -1,5 +1,7 @@
 """What the pages offer and say (issue: a release manager's day), through the HTTP client."""
 
+import re
+
 from auditlog.models import LogEntry
 from django.test import Client
 from django.utils import timezone
@@ -270,3 +272,19 @@ def test_it_says_exactly_what_to_create_when_the_cluster_has_no_deployment(cast)
     release = ready_for_prod(cast)
     body = client_for(cast.dave).get(f"/releases/{release.pk}/").content.decode()
     assert "Prod has no Kubernetes Deployment" in body
+
+
+def test_it_draws_a_repeated_rollout_status_quietly(cast):
+    deployment = make_deployment(make_release(cast.service), cast.dev, state=states.ROLLING_OUT)
+    for kind, message in [
+        ("progress", "1 of 2 new replicas updated."),
+        ("progress", "1 old replica pending termination."),
+        ("progress", "1 old replica pending termination."),
+        ("progress", "1 old replica pending termination."),
+        ("note", "1 old replica pending termination."),
+    ]:
+        deployment.log(kind, message)
+    body = client_for(cast.erin).get(f"/deployments/{deployment.pk}/").content.decode()
+    timeline = body.split('id="timeline">')[1].split("</ol>")[0]
+    classes = re.findall(r'<li class="([^"]*)" data-seq', timeline)
+    assert classes == ["kind-progress", "kind-progress", "kind-progress repeat", "kind-progress repeat", "kind-note"]

@@ -91,13 +91,16 @@ def timeline_items(events) -> str:
     username or None), escaped with
     the standard library's html.escape as Django's escape is, without its lazy-string wrapper
     around every value."""
-    items = []
+    items, previous = [], None
     for event in events:
         when = timezone.localtime(event.created_at).strftime("%H:%M:%S") if event.created_at else ""
         by = f' title="by {escape(event.actor)}"' if event.actor and event.kind != "log" else ""
         kind = escape(event.kind)
+        # A rollout status the next event repeats is greyed out (timeline.js does the same live).
+        repeat = " repeat" if event.kind == "progress" and event.message == previous else ""
+        previous = event.message
         items.append(
-            f'<li class="kind-{kind}" data-seq="{event.seq}"><span class="seq">{event.seq}</span>'
+            f'<li class="kind-{kind}{repeat}" data-seq="{event.seq}"><span class="seq">{event.seq}</span>'
             f'<span class="when">{when}</span><span class="msg"{by}>{escape(event.message)}</span></li>'
         )
     return mark_safe("\n".join(items))  # noqa: S308 (every value above is escaped or a number)

@@ -88,3 +88,41 @@ def test_it_shows_a_report_that_lands_after_the_last_event_without_a_reload(port
     in_thread(Deployment.update_report, done.pk, "grafana", lambda r: {**r, "state": "closed", "annotation_id": 41})
     expect(alice.locator("#reports .report-grafana")).to_contain_text("annotated", timeout=WAIT)
     expect(alice.locator("#reports")).to_contain_text("#41")
+
+
+def test_it_drops_what_i_decided_from_my_inbox_and_recounts_the_others(portal, login):
+    deployment = in_thread(request_prod, portal.cast)
+    carol = login("carol")
+    carol.goto(portal.url + "/approvals/")
+    bob = login("bob")
+    bob.goto(portal.url + "/approvals/")
+    row = f'#waiting-list tr[data-deployment="{deployment.pk}"]'
+    expect(bob.locator(row)).to_contain_text("0 of 2")
+    expect(carol.locator("#nav-waiting")).to_have_text("1")
+
+    in_thread(flows.decide, portal.cast.carol, deployment, "approve")  # from another tab, or Slack
+    expect(carol.locator(row)).to_have_count(0, timeout=WAIT)
+    expect(carol.locator("#nav-waiting")).to_be_hidden(timeout=WAIT)
+    expect(bob.locator(row)).to_contain_text("1 of 2", timeout=WAIT)
+    expect(bob.locator("#nav-waiting")).to_have_text("1")
+
+
+def test_it_moves_the_service_page_with_a_deployment_and_offers_what_follows(portal, login):
+    old = in_thread(
+        lambda: make_release(portal.cast.service, version="1.0.0", image="registry.example/storefront:1.0.0")
+    )
+    in_thread(make_deployment, old, portal.cast.prod, state=states.SUCCEEDED, finished_at=timezone.now())
+    dave = login("dave")
+    dave.goto(portal.url + "/services/storefront/")
+    dave.evaluate("() => { window.loadedOnce = true; }")
+    prod = dave.locator('#service-cells td[data-environment="prod"]')
+    expect(prod).to_contain_text("Succeeded")
+
+    deployment = in_thread(request_prod, portal.cast)
+    expect(prod).to_contain_text("Pending approval", timeout=WAIT)
+    in_thread(flows.decide, portal.cast.bob, deployment, "approve")
+    in_thread(flows.decide, portal.cast.carol, deployment, "approve")
+    expect(prod).to_contain_text("1.1.0", timeout=WAIT)
+    expect(prod).to_contain_text("Succeeded", timeout=WAIT)
+    expect(prod.locator("a, button", has_text="Roll back to 1.0.0")).to_be_enabled(timeout=WAIT)
+    assert dave.evaluate("() => window.loadedOnce") is True

@@ -29,6 +29,13 @@ def approve(page, comment):
     expect(page.locator(".messages")).to_contain_text("Your decision is recorded.")
 
 
+REPEATS = """() => Array.from(document.querySelectorAll('#timeline li.repeat')).map(li => ({
+  same: li.querySelector('.msg').textContent === li.previousElementSibling.querySelector('.msg').textContent,
+  detail: !!li.querySelector('.detail'),
+  shown: li.querySelector('.msg').offsetParent !== null,
+}))"""
+
+
 def wait_state(page, state):
     page.wait_for_function(f"() => document.getElementById('deployment').dataset.state === '{state}'", timeout=WAIT)
 
@@ -99,6 +106,10 @@ def test_it_shows_a_prod_rollout_live_without_reloads_gaps_or_duplicates(portal,
         assert page.evaluate(SEQS) == everything
     assert deployment.state == "succeeded"
     assert deployment.downtime["dropped"] is False
+    # A status repeated by a later progress event is drawn quietly: what changed, not the status again.
+    repeats = viewer.evaluate(REPEATS)
+    assert all(r["same"] for r in repeats), repeats
+    assert all(not r["shown"] for r in repeats if r["detail"]), repeats
 
 
 def test_it_updates_the_dashboard_live_including_drift(portal, login):

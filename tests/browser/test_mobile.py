@@ -117,3 +117,14 @@ def test_it_fits_a_390_px_screen_without_overlap(portal, login, path, tmp_path):
     shot = DOCS / "mobile.png" if SCREENSHOTS and path == "/" else tmp_path / "mobile.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0
+
+
+def test_it_puts_the_approval_first_on_a_phone_while_a_deployment_waits(portal, login):
+    made = in_thread(some_history, portal.cast)
+    page = login("carol", width=390, height=844)
+    page.goto(f"{portal.url}/deployments/{made['pending']}/")
+    approve = page.locator("#decision-form button[value=approve]").bounding_box()
+    rollout = page.locator("#rollout").bounding_box()
+    assert approve["y"] < rollout["y"], (approve, rollout)
+    page.goto(f"{portal.url}/deployments/{made['done']}/")
+    assert page.locator("#rollout").bounding_box()["y"] < page.locator("#actions").bounding_box()["y"]

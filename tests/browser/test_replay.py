@@ -69,5 +69,12 @@ def test_it_replays_a_finished_rollout_to_the_same_final_picture(portal, login):
     # The scrubber goes back to any moment, the lowest included.
     low.click()
     expect(page.locator("[data-count=available]")).to_contain_text("3 available")
+    # At the start nothing had changed in the cluster, and the live "took …" clock stays out of it.
+    page.locator("#replay-scrubber").fill("0")
+    expect(page.locator("#progress-message")).to_have_text(
+        "Nothing changed in the cluster yet: the rollout starts once the deployment is approved."
+    )
+    expect(page.locator("#elapsed")).to_have_text("", timeout=WAIT)
     page.click("#replay-exit")
     assert page.evaluate(PICTURE) == final
+    expect(page.locator("#elapsed")).to_contain_text("took", timeout=WAIT)
