@@ -191,9 +191,9 @@ class Watcher:
 
     def beat(self) -> None:
         close_old_connections()
-        alive.touch()
         if not self.fence():
             return
+        alive.touch()
         WatcherHeartbeat.objects.update_or_create(
             name=self.name,
             defaults={

@@ -153,7 +153,7 @@ class Elector:
 class Campaign:
     """Runs an Elector in a thread for the life of a process, calling `on_start` when it becomes
     leader and `on_stop` when it stops being one (lost, or `stop()`), and touching the liveness
-    file every round, leader or standby."""
+    file every round while it stands by."""
 
     def __init__(self, elector: Elector, on_start: Callable[[], None], on_stop: Callable[[], None]):
         self.elector, self.on_start, self.on_stop = elector, on_start, on_stop
@@ -180,13 +180,16 @@ class Campaign:
             self.elector.try_acquire_or_renew()
         except IntegrationError as error:
             log.warning("leader election %s: %s", self.elector.terms.name, error)
-        alive.touch()
         if self.elector.is_leader() and not self.leading:
             self.leading = True
             log.info("%s leads %s", self.elector.terms.identity, self.elector.terms.name)
             self.on_start()
         elif not self.elector.is_leader():
             self._step_down()
+        if not self.leading:
+            # A standby is alive while it campaigns; a leader while its own work loop turns (that
+            # loop touches the file), so a leader stuck in its work is restarted, not kept.
+            alive.touch()
 
     def _pause(self) -> float:
         """The retry period, but wake at the fence's deadline so `on_stop` is not late."""

@@ -306,3 +306,23 @@ def test_the_alert_rules_pass_promtool_and_fire_on_the_series_that_should_raise_
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = subprocess.run([promtool, "test", "rules", "alerts.test.yml"], cwd=rules, capture_output=True, timeout=60)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_the_portals_own_web_rolls_out_without_ever_serving_from_fewer_pods(make_kube, tmp_path):
+    """The zero-downtime promise, kept for the portal itself: during its rolling update the
+    number of Ready, non-terminating web pods never drops below the replica count."""
+    sandbox = make_kube(ready_after=0.2)
+    kubectl = Kubectl(sandbox.url, tmp_path, require_kubectl())
+    namespace = "pampam-upgrade"
+    manifest = yaml.safe_dump_all(kustomize(DEPLOY / "overlays" / "production", tmp_path, namespace))
+    kubectl("create", "namespace", namespace)
+    kubectl("apply", "-f", "-", stdin=manifest)
+    kubectl("rollout", "status", "deployment/pampam-web", "-n", namespace, "--timeout=60s", timeout=90)
+    replicas = sandbox.deployment(namespace, "pampam-web")["spec"]["replicas"]
+    recorder = sandbox.observe_rollout(namespace, "pampam-web")
+    kubectl("set", "image", "deployment/pampam-web", "web=registry.example/pampam:1.0.1", "-n", namespace)
+    kubectl("rollout", "status", "deployment/pampam-web", "-n", namespace, "--timeout=60s", timeout=90)
+    recorder.stop()
+    states = [s for s in recorder.states if s["deployment"]]
+    assert len({name for s in states for name in s["replicasets"]}) == 2  # it really rolled out
+    assert min(s["ready"] for s in states) >= replicas

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from django.utils import timezone
 
 from clusters.models import WatcherHeartbeat, Workload
 from clusters.watcher import Watcher
-from plumbing import election
+from plumbing import alive, election
 from plumbing.integrations import kube as k8s
 from tests.support import NAME, REPO, wait_until
 from tests.support.tools import require_kubectl
@@ -154,6 +155,30 @@ def test_a_released_lease_is_taken_at_once(api):
     assert standby.try_acquire_or_renew()
 
 
+def test_a_campaign_starts_work_on_winning_stops_it_at_the_fence_and_stays_alive_as_standby(api, tmp_path, monkeypatch):
+    alive_file = tmp_path / "alive"
+    monkeypatch.setenv(alive.ENV, str(alive_file))
+    clock, calls = Clock(), []
+    rival = candidate(api, "pod-b", clock)
+    rival.try_acquire_or_renew()
+    elector = candidate(api, "pod-a", clock)
+    campaign = election.Campaign(elector, lambda: calls.append("start"), lambda: calls.append("stop"))
+    campaign.round()
+    assert calls == []
+    assert alive_file.exists()  # standing by, and alive
+    alive_file.unlink()
+    clock.now += 16  # the rival stopped renewing
+    campaign.round()
+    campaign.round()
+    assert calls == ["start"]
+    assert not alive_file.exists()  # a leader is alive through its own work loop, not the campaign
+    clock.now += 10.1  # no renewal got through for the renew deadline: the API server is down
+    api.sandbox.pause_http()
+    campaign.round()
+    assert calls == ["start", "stop"]
+    assert alive_file.exists()
+
+
 def test_it_refuses_terms_where_a_leader_could_outlive_its_lease():
     with pytest.raises(ValueError, match="retry < renew deadline < lease duration"):
         election.Terms(NS, "portal", "pod-a", lease=10, renew=10, retry=2)
@@ -179,6 +204,9 @@ def test_a_watcher_past_its_fence_writes_nothing_it_sees(kube_cast, kube):
         wait_until(lambda: Workload.objects.filter(environment=kube_cast.dev, name=NAME, image__endswith="1.0.0"))
         wait_until(lambda: beat_at("fenced"))
         leading.clear()  # the Lease is lost: from now on another watcher writes
+        # A write that passed the fence just before may still commit: let a few beats go by.
+        cleared = time.monotonic()
+        wait_until(lambda: time.monotonic() - cleared > 0.5)
         last_beat = beat_at("fenced")
         service = kube_cast.service
         k8s.set_image(
