@@ -51,6 +51,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -301,9 +302,10 @@ class Rollout:
     last_good: object = None  # what an automatic rollback must restore
     cluster: dict = field(default_factory=dict)  # what the cluster ran once it settled
     verdict: str = "not run"  # correct | stuck | wrong: …
+    seconds: float = 0.0  # from the request until its lane settled
 
 
-def seed(kube_url_later: str, workdir: Path) -> tuple[dict, list[Lane]]:
+def seed(kube_url: str, workdir: Path) -> tuple[dict, list[Lane]]:
     """The cast, the environments and the first release of each service, succeeded everywhere."""
     from django.contrib.auth.models import Group, User
 
@@ -318,7 +320,7 @@ def seed(kube_url_later: str, workdir: Path) -> tuple[dict, list[Lane]]:
     alice.groups.add(developers)
     carol = User.objects.create_user("carol", password="pampam-chaos-bench")
     carol.groups.add(approvers)
-    cluster = Cluster.objects.create(name="chaos", api_url=kube_url_later)
+    cluster = Cluster.objects.create(name="chaos", api_url=kube_url)
     lanes, kube, jobs = [], [], {}
     for position, (slug, via, auto, approvals) in enumerate(ENVIRONMENTS, start=1):
         env = Environment.objects.create(
@@ -376,34 +378,43 @@ def seed(kube_url_later: str, workdir: Path) -> tuple[dict, list[Lane]]:
 # -- faults ------------------------------------------------------------------------------------
 
 
-class Faults(threading.Thread):
+class Faults:
     """kill -9 of a portal process group or of Redis at random moments; restarted after a short
-    random delay, as a supervisor would. Processes that exit by themselves are restarted too."""
+    random delay, as a supervisor would. Processes that exit by themselves are restarted too.
+
+    It runs in the main thread: a child gets SIGKILL when the *thread* that started it ends
+    (PR_SET_PDEATHSIG), so every start happens here, in the thread that lives longest.
+    """
 
     def __init__(self, stack: Stack, rng: random.Random):
-        super().__init__(name="faults", daemon=True)
         self.stack, self.rng = stack, rng
-        self.stop = threading.Event()
         self.count = 0
         self.kinds: dict[str, int] = {}
-        self.error: BaseException | None = None
+        self.restarts = 0
 
-    def run(self) -> None:
-        try:
-            while not self.stop.wait(self.rng.uniform(0.5, 4.0)):
-                target = self.rng.choice(FAULT_TARGETS)
-                self.stack.kill(target)
-                self.count += 1
-                self.kinds[target] = self.kinds.get(target, 0) + 1
-                self.stop.wait(self.rng.uniform(0.2, 3.0))
-                self.stack.start(target)
-                self.restart_exited()
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread, never lost
-            self.error = error
+    def run_until(self, done) -> None:
+        while not self._wait(self.rng.uniform(0.5, 4.0), done):
+            target = self.rng.choice(FAULT_TARGETS)
+            self.stack.kill(target)
+            self.count += 1
+            self.kinds[target] = self.kinds.get(target, 0) + 1
+            self._wait(self.rng.uniform(0.2, 3.0))
+            self.stack.start(target)
+            self.restart_exited()
+
+    def _wait(self, seconds: float, done=None) -> bool:
+        """Sleep `seconds` (restarting what exits meanwhile); True as soon as `done()` holds."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if done is not None and done():
+                return True
+            self.restart_exited()
+            time.sleep(0.1)
+        return done is not None and done()
 
     def restart_exited(self) -> None:
         for name in self.stack.exited():
-            say(f"{name} exited by itself; restarting it")
+            self.restarts += 1
             self.stack.kill(name)
             self.stack.start(name)
 
@@ -490,7 +501,10 @@ class Driver:
                 self.run_one(rollout)
                 with self.lock:
                     self.done += 1
-                    say(f"{self.done} rollouts done; #{rollout.deployment} {rollout.version}: {rollout.verdict}")
+                    say(
+                        f"{self.done} rollouts done; #{rollout.deployment} {rollout.version} in "
+                        f"{rollout.lane.environment.slug}: {rollout.verdict} after {rollout.seconds:.0f} s"
+                    )
                 if rollout.verdict == "stuck":
                     break  # the lane is blocked; what follows never starts (and counts as stuck)
         finally:
@@ -508,6 +522,7 @@ class Driver:
             image=f"{lane.service.image_repository}:{rollout.version}",
             git_sha=f"{random.getrandbits(160):040x}",
         )
+        started = time.monotonic()
         try:
             deployment = flows.request_deployment(self.cast["alice"], release, lane.environment)
         except rules.Refused as refusal:
@@ -516,7 +531,9 @@ class Driver:
         rollout.deployment = deployment.pk
         if lane.environment.required_approvals:
             self.cluster.approve(deployment.pk, self.cast["approver_token"], self.settle)
-        if not self.wait_settled(deployment.pk):
+        settled_in_time = self.wait_settled(deployment.pk)
+        rollout.seconds = time.monotonic() - started
+        if not settled_in_time:
             rollout.verdict = "stuck"
             return
         rollout.cluster = self.cluster.workload(lane)
@@ -746,18 +763,15 @@ def main() -> int:
     lanes_rollouts = plan(lanes, args.rollouts, rng)
     driver = Driver(cast, cluster, args.settle)
     faults = Faults(stack, rng)
-    faults.start()
     threads = [threading.Thread(target=driver.run_lane, args=(r,), daemon=True) for r in lanes_rollouts]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
-    faults.stop.set()
-    faults.join()
-    if faults.error:
-        raise faults.error
+    faults.run_until(lambda: not any(thread.is_alive() for thread in threads))
     faults.restart_exited()
-    say(f"{faults.count} faults: {faults.kinds}; settling")
+    say(
+        f"{faults.count} faults {faults.kinds}; {faults.restarts} processes exited by themselves "
+        "(rq's worker and scheduler quit when Redis goes away) and were restarted; settling"
+    )
     if not wait_quiet(args.settle):
         say("something is still under way or owed to the cluster after the settle timeout")
     recheck(lanes_rollouts, cluster)
@@ -767,6 +781,9 @@ def main() -> int:
     for r in rollouts:
         if r.verdict != "correct":
             say(f"#{r.deployment} {r.lane.service.slug} in {r.lane.environment.slug} {r.version}: {r.verdict}")
+    times = sorted(r.seconds for r in rollouts if r.seconds)
+    if times:
+        say(f"settled in {statistics.median(times):.0f} s (median), {times[-1]:.0f} s (slowest)")
     lost, duplicate = timeline_faults()
     duplicate += repeated_deploy_jobs(cluster)
     print(

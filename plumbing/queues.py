@@ -97,6 +97,28 @@ def _pending(connection, key: str) -> bool:
         return False
 
 
+def reclaim_abandoned() -> int:
+    """Hand back the jobs of workers that died in the middle of one (kill -9, OOM, a lost node).
+
+    rq marks a running job started, with a heartbeat its worker renews (every 30 s, good for 90 s).
+    A worker that dies leaves its job started, so `enqueue` counts that bell as still ringing and
+    the reconciler cannot ring it again. rq's own maintenance retries such a job (or fails it, with
+    no retries left) once the heartbeat has lapsed, but a worker runs that maintenance only when it
+    starts and then every ten minutes: an approved deployment whose run died with its worker sat
+    in "Approved" for ten minutes. The reconciler calls this at every pass. Returns how many.
+    """
+    registry = django_rq.get_queue("default").started_job_registry
+    try:
+        abandoned = registry.get_expired_job_ids()
+        if abandoned:
+            log.warning("retrying jobs whose worker died: %s", ", ".join(abandoned))
+            registry.cleanup()
+        return len(abandoned)
+    except RedisError as exc:
+        log.warning("could not reclaim the jobs of dead workers: %s", exc)
+        return 0
+
+
 def retries_left() -> bool:
     """Will the queue run the current job again if it raises? (False outside a worker.)"""
     job = get_current_job()

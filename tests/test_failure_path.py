@@ -5,11 +5,21 @@ Jobs run as the worker runs them (`run_jobs`, retries brought forward); the watc
 threads where a test needs the cluster watched.
 """
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
+import django_rq
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
-from clusters.models import Workload
+from clusters.models import Cluster, Workload
 from plumbing.integrations import kube as kube_api
 from releases import flows, jobs, states
 from releases.models import Deployment
@@ -202,3 +212,71 @@ def test_it_fails_a_rollout_nobody_saw_finish_once_past_its_deadline(kube_cast, 
     reconcile()
     deployment = wait_until(lambda: Deployment.objects.filter(pk=deployment.pk, state=states.FAILED).first())
     assert deployment.reason.startswith("No progress seen for")
+
+
+def test_it_runs_again_a_deployment_whose_worker_was_killed_in_the_middle_of_it(
+    kube_cast, kube, run_jobs, settings, tmp_path
+):
+    """Found by bench/chaos.py: the worker killed (kill -9) while it ran an approved deployment
+    left the job "started" in Redis; `enqueue` took that for a bell still ringing, so the
+    reconciler never rang it again, and the deployment sat in Approved for ten minutes, until a
+    worker's next registry maintenance."""
+    settings.RECONCILE_INTERVAL_SECONDS = 0  # the reconciler looks at everything on each pass
+    api_url = kube_cast.cluster.api_url
+    with socket.socket() as silent:  # an API server that accepts and never answers: the job hangs
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        Cluster.objects.filter(pk=kube_cast.cluster.pk).update(api_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        deployment = deploy(kube_cast, "1.1.0")
+        worker = start_worker(tmp_path / "worker.log")
+        try:
+            wait_until(lambda: running(f"run_deployment-{deployment.pk}-"), timeout=60)
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    Cluster.objects.filter(pk=kube_cast.cluster.pk).update(api_url=api_url)
+
+    # Its heartbeat still holds: the worker might be alive, so nobody runs it a second time.
+    reconcile()
+    run_jobs()
+    assert Deployment.objects.get(pk=deployment.pk).state == states.APPROVED
+
+    # The heartbeat lapses: the reconciler's next pass hands the job back to the queue (a worker
+    # would only at its next start or registry maintenance, ten minutes later).
+    heartbeats_lapse()
+    reconcile()
+    assert not running(f"run_deployment-{deployment.pk}-")
+    run_jobs()
+    assert Deployment.objects.get(pk=deployment.pk).state in (states.ROLLING_OUT, states.SUCCEEDED)
+    deployment.refresh_from_db()
+    assert patches(kube) == 1
+    assert cluster_image(kube) == f"{REPO}:1.1.0"
+    assert deployment.image_before == f"{REPO}:1.0.0"
+
+
+def start_worker(log_path) -> subprocess.Popen:
+    """`manage.py rqworker` as a process of its own on the test database and Redis (one process:
+    rq's SimpleWorker runs the job itself, so killing it kills the job)."""
+    server = urlsplit(os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/pampam")
+    url = server._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "default", "--burst", "--worker-class", "rq.SimpleWorker"],
+            cwd=settings.BASE_DIR,
+            env={**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def running(prefix: str) -> bool:
+    registry = django_rq.get_queue("default").started_job_registry
+    return any(job_id.startswith(prefix) for job_id in registry.get_job_ids(cleanup=False))
+
+
+def heartbeats_lapse() -> None:
+    """As if the 90 s a running job's heartbeat covers had passed without a word from its worker."""
+    registry = django_rq.get_queue("default").started_job_registry
+    members = registry.connection.zrange(registry.key, 0, -1)
+    registry.connection.zadd(registry.key, dict.fromkeys(members, time.time() - 1), xx=True)
