@@ -144,10 +144,11 @@ def per_day(rows: list[Row], start: datetime, end: datetime) -> list[tuple[date,
     """(day, successful deployments, failed ones, median lead time) for each day of the window."""
     first, last = timezone.localdate(start), timezone.localdate(end - timedelta(microseconds=1))
     days = {first + timedelta(days=n): ([], 0) for n in range((last - first).days + 1)}
+    zone = timezone.get_current_timezone()  # once: localdate() looks it up again for every row
     for row in finished_in(rows, start, end):
         if row.rollback:
             continue
-        day = timezone.localdate(row.finished_at)
+        day = row.finished_at.astimezone(zone).date()
         leads, failed = days[day]
         if row.state == states.SUCCEEDED:
             leads.append(lead_time(row))

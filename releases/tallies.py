@@ -156,14 +156,18 @@ def approved(deployment, decided_at) -> None:
 
 
 def approval_created(approval) -> None:
-    """An approval written for a deployment that is already past approval (an import, the admin):
-    it is the one that let it go ahead. In the portal's own flow the approval comes first and
-    the move to approved observes the wait (`deployment_moved`)."""
+    """An approval written for a deployment that is already past approval (an import, the admin,
+    seed data): the one that makes the required number let it go ahead (so a deployment's
+    approvals written one by one count once). In the portal's own flow the approvals come first
+    and the move to approved observes the wait (`deployment_moved`)."""
     deployment = approval.deployment
     went_ahead = deployment.state in WENT_AHEAD or (
         deployment.state == states.CANCELLED and deployment.started_at is not None
     )
-    if approval.decision == "approve" and went_ahead:
+    if approval.decision != "approve" or not went_ahead:
+        return
+    given = type(approval).objects.filter(deployment_id=deployment.pk, decision="approve").count()
+    if given == deployment.required_approvals:
         approved(deployment, approval.created_at)
 
 

@@ -98,11 +98,20 @@ def test_it_backfills_the_same_figures_the_changes_add_up_to(cast):
         flows.decide(cast.bob, waiting, Approval.APPROVE)
         running = make_deployment(make_release(service), cast.dev, state=states.ROLLING_OUT)
         running.transition(states.FAILED, message="Crash loop.")
+        # Approvals written after the fact (seed data, an import): the second of two lets it go.
+        imported = make_deployment(
+            make_release(service), cast.prod, state=states.SUCCEEDED, created_at=old, finished_at=now
+        )
+        for voter, minutes in ((cast.bob, 5), (cast.carol, 9)):
+            Approval.objects.create(
+                deployment=imported, user=voter, decision="approve", created_at=old + timedelta(minutes=minutes)
+            )
     Build.objects.create(
         job_name="b", state=states.BUILD_FAILED, started_at=now - timedelta(seconds=70), finished_at=now
     )
     counted = snapshot()
-    assert counted
+    prod_waits = series(tallies.APPROVAL_WAIT, environment_id=cast.prod.pk)
+    assert (prod_waits.count, prod_waits.total) == (2, 2 * 9 * 60)
 
     Tally.objects.all().delete()
     migration = importlib.import_module("releases.migrations.0008_tallies")

@@ -1,6 +1,7 @@
 """The Python widget tags write the markup the includes they replaced wrote (pages' scripts and
 tests read it), for every branch of each."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from releases import states
 from releases.models import Deployment
 from releases.templatetags import widgets
 from releases.views import TimelineItem
+from tests.factories import make_deployment, make_release
 
 # The includes as they were (templates/includes/*.html before the tags).
 BADGE = (
@@ -76,3 +78,40 @@ def test_it_escapes_what_a_timeline_says():
     html = widgets.timeline_items([item])
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+
+
+# The deployments table's loop as it was, with the widget tags in place of the includes above.
+ROWS = (
+    "{% for d in deployments %}<tr>"
+    '<td><a href="{{ d.get_absolute_url }}">#{{ d.pk }}</a></td><td>{{ d.service.name }}</td>'
+    '<td class="mono">{{ d.release.version }}{% if d.kind == "rollback" %} <span class="badge tone-warn">rollback'
+    "{% if d.rolls_back_id %} of #{{ d.rolls_back_id }}{% endif %}</span>{% endif %}</td>"
+    "<td>{{ d.environment.name }}</td><td>{% badge d %}{% for r in d.rollbacks.all %}"
+    ' <span class="rolled-back">→ <a href="{{ r.get_absolute_url }}">{% if r.state == "succeeded" %}rolled back to '
+    "{{ r.release.version }}{% else %}rollback to {{ r.release.version }}: {{ r.state_label|lower }}{% endif %}</a>"
+    "{% if r.automatic %} (automatic){% endif %}</span>{% endfor %}</td><td>{% downtime d %}</td>"
+    '<td>{% if d.automatic %}the portal{% else %}{{ d.requested_by.username|default:"—" }}{% endif %}</td>'
+    "<td>{% when d.created_at %}</td></tr>"
+    '{% empty %}<tr><td colspan="8">No deployments match.</td></tr>{% endfor %}'
+)
+
+
+def squeezed(html: str) -> str:
+    return re.sub(r">\s+<", "><", re.sub(r"\s+", " ", html)).strip()
+
+
+def test_it_writes_the_rows_the_deployments_table_wrote(cast):
+    failed = make_deployment(make_release(cast.service), cast.prod, state=states.FAILED, requested_by=cast.alice)
+    make_deployment(
+        make_release(cast.service, version="0.9<b>"),
+        cast.prod,
+        state=states.SUCCEEDED,
+        kind="rollback",
+        rolls_back=failed,
+        automatic=True,
+    )
+    make_deployment(make_release(cast.service), cast.dev)
+    rows = list(Deployment.objects.for_history().with_rollbacks().order_by("-id"))
+    assert squeezed(widgets.deployment_rows(rows)) == squeezed(included(ROWS, deployments=rows))
+    assert "0.9&lt;b&gt;" in widgets.deployment_rows(rows)
+    assert squeezed(widgets.deployment_rows([])) == squeezed(included(ROWS, deployments=[]))

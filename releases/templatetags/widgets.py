@@ -181,3 +181,50 @@ def chart_bars(bars) -> str:
         '<rect class="bar tone-{}" x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
         ((bar.tone, f"{bar.x:.1f}", bar.y, f"{bar.width:.1f}", bar.height, _fill(bar.tone), bar.label) for bar in bars),
     )
+
+
+@register.simple_tag
+def deployment_rows(deployments) -> str:
+    """The rows of a deployments table (history, a service's or an environment's recent ones):
+    fifty rows of eight cells, the widgets above in each."""
+    rows = [_deployment_row(d) for d in deployments]
+    if not rows:
+        return mark_safe('<tr><td colspan="8">No deployments match.</td></tr>')
+    return mark_safe("\n".join(rows))  # noqa: S308 (joins format_html results only)
+
+
+def _deployment_row(d) -> str:
+    kind = ""
+    if d.kind == "rollback":
+        of = format_html(" of #{}", d.rolls_back_id) if d.rolls_back_id else ""
+        kind = format_html(' <span class="badge tone-warn">rollback{}</span>', of)
+    requester = "the portal" if d.automatic else ((d.requested_by.username if d.requested_by else "") or "—")
+    return format_html(
+        '<tr>\n<td><a href="{}">#{}</a></td>\n<td>{}</td>\n<td class="mono">{}{}</td>\n<td>{}</td>\n'
+        "<td>{}{}</td>\n<td>{}</td>\n<td>{}</td>\n<td>{}</td>\n</tr>",
+        d.get_absolute_url(),
+        d.pk,
+        d.service.name,
+        d.release.version,
+        kind,
+        d.environment.name,
+        badge(d),
+        mark_safe("".join(_rolled_back(r) for r in d.rollbacks.all())),  # noqa: S308 (format_html results)
+        downtime(d),
+        requester,
+        when(d.created_at),
+    )
+
+
+def _rolled_back(rollback) -> str:
+    version = rollback.release.version
+    if rollback.state == "succeeded":
+        said = format_html("rolled back to {}", version)
+    else:
+        said = format_html("rollback to {}: {}", version, rollback.state_label.lower())
+    return format_html(
+        '\n    <span class="rolled-back">→ <a href="{}">{}</a>{}</span>',
+        rollback.get_absolute_url(),
+        said,
+        " (automatic)" if rollback.automatic else "",
+    )
