@@ -22,6 +22,7 @@ worker processes, which share the load through Redis.
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -50,8 +51,13 @@ def make_rollout(env, service, user):
 
 
 def run_rollout_and_notes(deployment_pk: int, notes: int, rate: float) -> None:
-    """The rollout for real (patch + watcher), plus steady notes; in a thread (sync ORM)."""
+    """The rollout for real (patch + watcher), plus steady notes; in a process of its own, as a
+    worker would be (in this one, the clients' busy loop would hold up the writes and their
+    broadcasts, which the floor's sender does not suffer)."""
+    import django
     from django.db import connections
+
+    django.setup()
 
     from releases import jobs
     from releases.models import Deployment
@@ -124,7 +130,11 @@ async def fan_out(stack: Stack, headers: dict, deployment_pk: int, clients: int,
     done = asyncio.Event()
     inboxes, tasks, connect_seconds = await connect_all(url, headers, clients, done)
     await asyncio.sleep(1.0)
-    await asyncio.to_thread(run_rollout_and_notes, deployment_pk, notes, rate)
+    writer = multiprocessing.get_context("spawn").Process(
+        target=run_rollout_and_notes, args=(deployment_pk, notes, rate)
+    )
+    writer.start()
+    await asyncio.to_thread(writer.join)
 
     def finished():
         deployment = Deployment.objects.get(pk=deployment_pk)

@@ -4,7 +4,9 @@ Runs the real processes: uvicorn serving portal.asgi and `manage.py watch_cluste
 subprocesses, against a throw-away PostgreSQL database and a Redis db; the sandbox cluster
 and the websocket client (the `websockets` library) live in this process, so one clock times
 both ends. Each sample scales the Deployment (2 ↔ 3 replicas) and waits for the first
-/ws/activity/ workload message that shows the new replica count.
+/ws/activity/ workload message that shows the new replica count. The floor, in the same run:
+when the same change reached a bare watch client of the API server (a thread here), i.e. what
+no portal can beat; the ratio and the milliseconds above it are the portal's own path.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/pampam_bench REDIS_URL=redis://127.0.0.1:6379/6 \
         .venv/bin/python bench/ws_latency.py [--samples 200]
@@ -14,15 +16,19 @@ The database named by DATABASE_URL is dropped and re-created.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import urllib3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -166,7 +172,39 @@ def summary(values_ms: list[float]) -> str:
     )
 
 
-async def measure(stack: Stack, headers: dict, samples: int) -> list[float]:
+class WatchFloor:
+    """The floor: a bare watch on the namespace's Deployments, read in a thread of this process,
+    notes when each change reaches a client of the API server at all."""
+
+    def __init__(self, apps):
+        self.seen: list[tuple[float, int]] = []
+        self.response = apps.list_namespaced_deployment(
+            "prod", watch=True, timeout_seconds=3600, _preload_content=False
+        )
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self) -> None:
+        from kubernetes import watch
+
+        with contextlib.suppress(OSError, ValueError, urllib3.exceptions.HTTPError):
+            for line in watch.watch.iter_resp_lines(self.response):
+                self.seen.append((time.perf_counter(), json.loads(line)["object"]["spec"]["replicas"]))
+
+    async def first(self, replicas: int, since: float) -> float:
+        """When the first change to `replicas` after `since` arrived (waiting for it if need be)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            arrived = next((t for t, r in list(self.seen) if t >= since and r == replicas), None)
+            if arrived is not None:
+                return arrived
+            await asyncio.sleep(0.001)
+        raise TimeoutError("the floor's watch saw no change")
+
+    def close(self) -> None:
+        self.response.shutdown()
+
+
+async def measure(stack: Stack, headers: dict, samples: int) -> tuple[list[float], list[float]]:
     import websockets
     from kubernetes import client
 
@@ -174,7 +212,8 @@ async def measure(stack: Stack, headers: dict, samples: int) -> list[float]:
     config.host = stack.kube.url
     apps = client.AppsV1Api(client.ApiClient(config))
     ws_url = stack.url.replace("http", "ws") + "/ws/activity/"
-    latencies = []
+    latencies, floors = [], []
+    floor = WatchFloor(apps)
     async with websockets.connect(ws_url, additional_headers=headers) as ws:
         await asyncio.sleep(1.0)  # let the watcher's first list settle
         while True:  # drain what the start-up produced
@@ -188,13 +227,19 @@ async def measure(stack: Stack, headers: dict, samples: int) -> list[float]:
             await asyncio.to_thread(
                 apps.patch_namespaced_deployment, "storefront", "prod", {"spec": {"replicas": replicas}}
             )
-            while True:
-                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                if message.get("kind") == "workload" and message.get("desired") == replicas:
-                    latencies.append((time.perf_counter() - started) * 1000)
-                    break
+            while not any(m.get("kind") == "workload" and m.get("desired") == replicas for m in await messages(ws)):
+                pass
+            latencies.append((time.perf_counter() - started) * 1000)
+            floors.append((await floor.first(replicas, started) - started) * 1000)
             await asyncio.sleep(0.05)
-    return latencies
+    floor.close()
+    return latencies, floors
+
+
+async def messages(ws) -> list[dict]:
+    """The messages of the next frame: one, or several when the client was behind."""
+    frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    return frame if isinstance(frame, list) else [frame]
 
 
 def main() -> None:
@@ -210,10 +255,16 @@ def main() -> None:
         env, services, user = make_world(stack.kube.url, ["storefront"])
         headers = session_headers(user, stack.url)
         stack.start_processes()
-        latencies = asyncio.run(measure(stack, headers, args.samples))
+        latencies, floors = asyncio.run(measure(stack, headers, args.samples))
     finally:
         stack.stop()
     print(f"cluster change → /ws/activity/ message (uvicorn + watch_clusters, loopback): {summary(latencies)}")
+    print(f"floor: the same change reaching a bare watch client of the API server: {summary(floors)}")
+    print(
+        f"ratio: p50 {statistics.median(latencies) / statistics.median(floors):.1f}× the floor, "
+        f"p95 {percentile(latencies, 95) / percentile(floors, 95):.1f}×; above the floor: "
+        f"p50 {statistics.median(latencies) - statistics.median(floors):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -88,20 +88,19 @@ class Subscription:
         self.writer = asyncio.get_running_loop().create_task(self._write(deliver, overflow))
 
     async def _write(self, deliver, overflow) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            if self.overflowed:
-                await overflow()
-                return
-            waiting = list(self.frames)
-            self.frames.clear()
-            if not waiting:
-                continue
-            try:
-                await deliver(waiting)
-            except OSError:
-                return  # the client went away; its disconnect unsubscribes it
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                if self.overflowed:
+                    await overflow()
+                    return
+                waiting = list(self.frames)
+                self.frames.clear()
+                if waiting:
+                    await deliver(waiting)
+        except OSError:
+            return  # the client went away; its disconnect unsubscribes it
 
     def seen(self, seq: int) -> None:
         """The socket has been sent everything up to `seq` (its backlog): a stream that has
