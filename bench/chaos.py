@@ -38,7 +38,7 @@ and exits non-zero unless C = N and S = L = D = 0. Every process it started is k
 whole group) on exit, Ctrl-C or failure.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/pampam .venv/bin/python bench/chaos.py \
-        [--rollouts 36] [--seed 1] [--settle 240]
+        [--rollouts 48] [--seed 1] [--settle 240]
 
 Only the server of DATABASE_URL is used; the database is `pampam_chaos_bench` (`--database`).
 """
@@ -690,7 +690,7 @@ def wait_quiet(timeout: float) -> bool:
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Rollouts under kill -9 of every portal process and Redis.")
-    parser.add_argument("--rollouts", type=int, default=36)
+    parser.add_argument("--rollouts", type=int, default=48)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--settle", type=float, default=240, help="seconds a rollout may take to settle")
     parser.add_argument("--database", default="pampam_chaos_bench", help="dropped and re-created, then dropped")

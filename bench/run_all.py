@@ -3,7 +3,8 @@
 Each script runs in its own process. Some drop and re-create the database their DATABASE_URL
 names and flush their Redis db, so each gets its own: `pampam_bench_<script>` on the
 PostgreSQL server of DATABASE_URL, and the Redis db of BENCH_REDIS_URL (default: db 15 on
-the REDIS_URL server). Scripts that accept `--quick` get it unless `--full` is given.
+the REDIS_URL server; chaos.py starts a redis-server of its own, since it kills and restarts
+it). Scripts that accept `--quick` get it unless `--full` is given.
 
     .venv/bin/python bench/run_all.py [--full] [--only history_scale ws_latency]
 """

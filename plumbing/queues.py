@@ -18,6 +18,7 @@ import hashlib
 import logging
 import random
 import re
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -26,6 +27,7 @@ from redis.exceptions import RedisError
 from rq import Retry, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.scheduler import RQScheduler
 from rq.worker import Worker
 
 from plumbing import alive
@@ -116,6 +118,32 @@ def reclaim_abandoned() -> int:
         return len(abandoned)
     except RedisError as exc:
         log.warning("could not reclaim the jobs of dead workers: %s", exc)
+        return 0
+
+
+def run_due_without_scheduler() -> int:
+    """Queue the delayed jobs whose time has come while no scheduler is running. Returns how many.
+
+    `rqworker --with-scheduler` runs rq's scheduler under a lock that outlives its last renewal by
+    61 s. A worker killed with its scheduler leaves the lock behind; a worker started before it
+    expires does not get the lock and asks again only at its registry maintenance, ten minutes
+    later: until then no retry and no next look at a Jenkins job would run. The reconciler, which
+    rq's cron rings without the scheduler, does the scheduler's part whenever nobody holds the lock.
+    """
+    queue = django_rq.get_queue("default")
+    registry = queue.scheduled_job_registry
+    try:
+        if queue.connection.exists(RQScheduler.get_locking_key(queue.name)):
+            return 0  # a scheduler runs (or died less than a minute ago)
+        due = registry.get_jobs_to_schedule(int(time.time()))
+        moved = 0
+        for job in Job.fetch_many(due, connection=queue.connection):
+            if job is not None and registry.remove(job):  # whoever removes it queues it
+                queue.enqueue_job(job)
+                moved += 1
+        return moved
+    except RedisError as exc:
+        log.warning("could not queue the delayed jobs that are due: %s", exc)
         return 0
 
 

@@ -4,7 +4,9 @@ Run every RECONCILE_INTERVAL_SECONDS by rq's cron (portal/cron.py) or `manage.py
 Every job it rings is idempotent and is not rung again while it is still queued, scheduled for
 a retry or running (plumbing.queues), so a pass costs a few indexed queries when all is well. A job
 whose worker died while running it counts as running no longer once its heartbeat has lapsed
-(`queues.reclaim_abandoned`, first in every pass).
+(`queues.reclaim_abandoned`, first in every pass), and while no scheduler runs (a worker killed
+with it, the next one not holding its lock yet) the reconciler queues the delayed jobs that are due
+(`queues.run_due_without_scheduler`).
 """
 
 from datetime import timedelta
@@ -23,6 +25,7 @@ def reconcile() -> dict:
     stale = now - timedelta(seconds=settings.RECONCILE_INTERVAL_SECONDS)
     counts = {
         "reclaimed": queues.reclaim_abandoned(),
+        "due": queues.run_due_without_scheduler(),
         "restarted": _ring(Deployment.objects.filter(state=states.APPROVED, created_at__lt=stale), jobs.run_deployment),
         "observed": _observe(stale),
         "followups": _ring_followups(),

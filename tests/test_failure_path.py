@@ -18,6 +18,7 @@ import django_rq
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from rq.scheduler import RQScheduler
 
 from clusters.models import Cluster, Workload
 from plumbing.integrations import kube as kube_api
@@ -280,3 +281,31 @@ def heartbeats_lapse() -> None:
     registry = django_rq.get_queue("default").started_job_registry
     members = registry.connection.zrange(registry.key, 0, -1)
     registry.connection.zadd(registry.key, dict.fromkeys(members, time.time() - 1), xx=True)
+
+
+def test_it_runs_a_retry_that_falls_due_while_no_scheduler_runs(kube_cast, kube, run_jobs):
+    """Found by bench/chaos.py: a worker killed with its scheduler left rq's scheduler lock behind
+    (61 s); the worker started in its place did not get it and asked again only at its maintenance,
+    ten minutes later, so meanwhile no retry (and no next look at a Jenkins job) ran."""
+    connection = django_rq.get_queue("default").connection
+    scheduled = django_rq.get_queue("default").scheduled_job_registry
+    kube.pause_http()
+    deployment = deploy(kube_cast, "1.1.0")
+    run_jobs(later=False)  # the API server is down: the run waits for its retry
+    kube.resume_http()
+    assert [job_id for job_id in scheduled.get_job_ids() if job_id.startswith(f"run_deployment-{deployment.pk}-")]
+    wait_until(lambda: scheduled.get_jobs_to_schedule(int(time.time())), timeout=30)
+
+    # The lock of a scheduler that may still be alive: the reconciler leaves its work to it.
+    lock = RQScheduler.get_locking_key("default")
+    connection.set(lock, "a-worker-killed-moments-ago", ex=61)
+    reconcile()
+    run_jobs(later=False)
+    assert Deployment.objects.get(pk=deployment.pk).state == states.APPROVED
+
+    connection.delete(lock)  # expired; the worker started since did not take it
+    reconcile()
+    run_jobs(later=False)
+    deployment = wait_state(deployment, states.ROLLING_OUT, states.SUCCEEDED)
+    assert patches(kube) == 1
+    assert deployment.image_before == f"{REPO}:1.0.0"

@@ -22,6 +22,7 @@ TOOLS = {
     "chromium": ("/usr/bin/chromium", "chromium"),
     "prometheus": ("/usr/bin/prometheus", "prometheus"),
     "promtool": (None, "prometheus"),
+    "redis-server": ("/usr/bin/redis-server", "redis-server"),
 }
 
 
