@@ -149,7 +149,7 @@ def stop_rollout(pk: int) -> None:
         # A deploy job still running could change the cluster after the stop: end it first.
         deploy_jobs.ensure_stopped(deployment)
         current = kube.read_deployment(env.cluster, env.namespace, service.k8s_deployment)
-        if kube.changed_by(current) != deployment.pk:
+        if not _carries_change_of(current, deployment):
             done = "The cluster never ran it; nothing to stop."
         elif env.cancel_action == env.CANCEL_PAUSE or not deployment.image_before:
             kube.set_paused(env.cluster, env.namespace, service.k8s_deployment, True)
@@ -160,6 +160,17 @@ def stop_rollout(pk: int) -> None:
         _stop_failed(deployment, error)
         return
     _settle(deployment, done)
+
+
+def _carries_change_of(current: dict, deployment: Deployment) -> bool:
+    """Whether the cluster's object holds this deployment's change: our id annotation when the
+    portal patched it; for a Jenkins deploy job, which changes the image as `kubectl set image`
+    does without the annotation, this deployment's image where another one ran before."""
+    if kube.changed_by(current) == deployment.pk:
+        return True
+    image = rollout.container_image(current, deployment.service.k8s_container)
+    jenkins = deployment.environment.deploy_via == deployment.environment.JENKINS
+    return jenkins and image == deployment.release.image != deployment.image_before
 
 
 def _stop_failed(deployment: Deployment, error: IntegrationError) -> None:

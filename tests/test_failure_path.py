@@ -21,10 +21,12 @@ from django.utils import timezone
 from rq.scheduler import RQScheduler
 
 from clusters.models import Cluster, Workload
+from clusters.watcher import Watcher
 from plumbing.integrations import kube as kube_api
 from releases import flows, jobs, states
 from releases.models import Deployment
 from releases.reconcile import reconcile
+from sandbox.jenkins import start as start_jenkins
 from tests.factories import make_release
 from tests.support import NAME, REPO, cluster_image, connect, deploy, revision, wait_state, wait_until
 
@@ -309,3 +311,29 @@ def test_it_runs_a_retry_that_falls_due_while_no_scheduler_runs(kube_cast, kube,
     deployment = wait_state(deployment, states.ROLLING_OUT, states.SUCCEEDED)
     assert patches(kube) == 1
     assert deployment.image_before == f"{REPO}:1.0.0"
+
+
+def test_it_stops_a_jenkins_rollout_cancelled_after_the_job_changed_the_cluster(cast_tx, make_kube, run_jobs, settings):
+    """Found by the long model run: a deploy job changes the image as `kubectl set image` does,
+    without the portal's deployment-id annotation, so a cancel after the job ran found "nothing
+    to stop" and left the cancelled release running."""
+    sandbox = make_kube(ready_after=3)  # slow pods: the cancel lands while the rollout runs
+    cast = connect(cast_tx, sandbox)
+    jenkins = start_jenkins(kube_url=sandbox.url, queue_seconds=0.05, build_seconds=0.2, seed={"jobs": {"deploy": {}}})
+    try:
+        settings.JENKINS_URL, settings.JENKINS_USER, settings.JENKINS_TOKEN = jenkins.url, jenkins.user, jenkins.token
+        settings.JENKINS_POLL_SECONDS = 0.02
+        cast.dev.deploy_via, cast.dev.jenkins_deploy_job = cast.dev.JENKINS, "deploy"
+        cast.dev.save()
+        watcher = Watcher(name="test-watcher", heartbeat_seconds=0.2).start()
+        deployment = wait_state(deploy(cast, "1.1.0"), states.ROLLING_OUT, run_jobs=run_jobs)
+        assert cluster_image(sandbox) == f"{REPO}:1.1.0"
+        flows.cancel(cast.alice, deployment, "Wrong build.")
+        wait_until(lambda: run_jobs() or not Deployment.objects.filter(pk=deployment.pk).exclude(followup="").exists())
+        deployment.refresh_from_db()
+        assert deployment.state == states.CANCELLED
+        assert cluster_image(sandbox) == f"{REPO}:1.0.0", list(deployment.events.values_list("message", flat=True))
+        assert deployment.events.filter(message__startswith="Restored").exists()
+        watcher.shutdown()
+    finally:
+        jenkins.stop()
