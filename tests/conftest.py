@@ -90,8 +90,16 @@ def cast_tx(transactional_db):
 def _empty_queue():
     import django_rq
 
-    django_rq.get_queue("default").empty()
-    return
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    # Retries scheduled and jobs started by an earlier test, and the "already queued" pointers
+    # to them, would make this test's doorbells look rung already.
+    for registry in (queue.scheduled_job_registry, queue.started_job_registry, queue.deferred_job_registry):
+        for job_id in registry.get_job_ids():
+            registry.remove(job_id, delete_job=True)
+    stale = list(queue.connection.scan_iter("pampam:job:*"))
+    if stale:
+        queue.connection.delete(*stale)
 
 
 @pytest.fixture
