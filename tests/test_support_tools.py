@@ -32,4 +32,5 @@ def test_it_names_debians_packages_for_the_tools_tests_use():
         "chromium": "chromium",
         "prometheus": "prometheus",
         "promtool": "prometheus",
+        "redis-server": "redis-server",
     }
