@@ -8,11 +8,7 @@ from django.utils import timezone
 from clusters.models import FreezeWindow, Lock
 from releases import flows, rules, states
 from releases.models import Approval, Deployment
-from tests.factories import make_deployment, make_release
-
-
-def succeed_in(release, environment):
-    return make_deployment(release, environment, state=states.SUCCEEDED, finished_at=timezone.now())
+from tests.factories import make_deployment, make_release, succeed_in
 
 
 def test_it_requests_a_dev_deployment_without_approvals(cast):

@@ -26,6 +26,7 @@ from tests.factories import (
     make_user,
     pending_in_staging,
     release_ready_for_staging,
+    succeed_in,
 )
 
 # Anonymous ---------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def test_it_lets_only_deployers_request(cast, who, status, reason):
 
 def test_it_lets_release_managers_deploy_to_prod_but_not_developers(cast):
     release = make_release(cast.service)
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     refused = client_for(cast.alice).post(f"/releases/{release.pk}/deploy/", {"environment": "prod"})
     assert refused.status_code == 403
     assert "You are not a deployer for Prod (release-managers)." in refused.content.decode()

@@ -363,6 +363,11 @@ def test_it_filters_history(cast, history, query, expected):
     assert listed(response) == {history[k].pk for k in expected}
 
 
+def older_link(body):
+    """The query of the page's rel="next" (older) link."""
+    return body.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+
+
 def test_it_pages_history_with_an_older_link(cast, history, settings):
     settings.HISTORY_PAGE_SIZE = 4
     client = client_for(cast.erin)
@@ -371,7 +376,7 @@ def test_it_pages_history_with_an_older_link(cast, history, settings):
     assert listed(first) == set(newest_four)
     body = first.content.decode()
     assert "« Newest" not in body
-    older = body.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    older = older_link(body)
     assert f"before={newest_four[-1]}" in older
     second = client.get(f"/history/{older}")
     assert listed(second) == {history["a"].pk, history["b"].pk}
@@ -382,7 +387,7 @@ def test_it_pages_history_with_an_older_link(cast, history, settings):
 def test_it_keeps_filters_on_the_older_link(cast, history, settings):
     settings.HISTORY_PAGE_SIZE = 2
     body = client_for(cast.erin).get("/history/?requester=alice").content.decode()
-    older = body.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    older = older_link(body)
     second = client_for(cast.erin).get(f"/history/{older}")
     assert listed(second) == {history["a"].pk}
 
