@@ -143,6 +143,12 @@ def _event(obj: dict) -> list:
 
 
 _NAME = col("Name", fmt="name", desc="Name must be unique within a namespace.")
+# The wide columns of the workloads with a pod template (deployments, replica sets).
+_TEMPLATE = [
+    col("Containers", priority=1, desc="Names of each container in the template."),
+    col("Images", priority=1, desc="Images referenced by each container."),
+    col("Selector", priority=1, desc="Label selector for pods."),
+]
 PRINTERS = {
     "deployments": (
         [
@@ -151,9 +157,7 @@ PRINTERS = {
             col("Up-to-date", "integer", desc="Total number of non-terminated pods targeted"),
             col("Available", "integer", desc="Total number of available pods"),
             col("Age", desc="CreationTimestamp"),
-            col("Containers", priority=1, desc="Names of each container in the template."),
-            col("Images", priority=1, desc="Images referenced by each container."),
-            col("Selector", priority=1, desc="Label selector for pods."),
+            *_TEMPLATE,
         ],
         _deployment,
     ),
@@ -164,9 +168,7 @@ PRINTERS = {
             col("Current", "integer", desc="Number of actual replicas."),
             col("Ready", "integer", desc="The number of ready replicas."),
             col("Age", desc="CreationTimestamp"),
-            col("Containers", priority=1, desc="Names of each container in the template."),
-            col("Images", priority=1, desc="Images referenced by each container."),
-            col("Selector", priority=1, desc="Label selector for pods."),
+            *_TEMPLATE,
         ],
         _replicaset,
     ),
