@@ -144,6 +144,20 @@ def pending_in_staging(cast):
     return flows.request_deployment(cast.alice, release_ready_for_staging(cast), cast.staging)
 
 
+def pending_in_prod(cast):
+    """dave's request of a new release in prod (it succeeded in staging), waiting for two approvals."""
+    release = make_release(cast.service)
+    succeed_in(release, cast.staging)
+    return flows.request_deployment(cast.dave, release, cast.prod)
+
+
+def assert_still_pending(deployment):
+    """`deployment` (from `pending_in_staging`) still waits, and no other deployment was added."""
+    deployment.refresh_from_db()
+    assert deployment.state == states.PENDING_APPROVAL
+    assert Deployment.objects.count() == 2  # it and its release's success in dev
+
+
 def client_for(user):
     """A test client logged in as `user`."""
     client = Client()

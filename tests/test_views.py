@@ -9,7 +9,15 @@ from django.utils import timezone
 from clusters.models import Lock
 from releases import flows, states
 from releases.models import Approval, Deployment
-from tests.factories import client_for, make_deployment, make_release, make_service, pending_in_staging, succeed_in
+from tests.factories import (
+    client_for,
+    make_deployment,
+    make_release,
+    make_service,
+    pending_in_prod,
+    pending_in_staging,
+    succeed_in,
+)
 
 # Pages render -----------------------------------------------------------------------------
 
@@ -162,9 +170,7 @@ def test_it_creates_one_deployment_when_the_deploy_form_is_submitted_twice(cast)
 
 
 def test_it_counts_an_approval_submitted_twice_once(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.staging)
-    deployment = flows.request_deployment(cast.dave, release, cast.prod)
+    deployment = pending_in_prod(cast)
     client = client_for(cast.bob)
     assert client.post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"}).status_code == 302
     second = client.post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})

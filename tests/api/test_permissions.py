@@ -15,7 +15,14 @@ from rest_framework.test import APIClient
 from clusters.models import FreezeWindow, Lock
 from releases import states
 from releases.models import Approval, Build, Deployment, Release
-from tests.factories import make_deployment, make_release, pending_in_staging, release_ready_for_staging, succeed_in
+from tests.factories import (
+    assert_still_pending,
+    make_deployment,
+    make_release,
+    pending_in_staging,
+    release_ready_for_staging,
+    succeed_in,
+)
 from tests.support.api import api_as
 
 JSON = {"format": "json"}
@@ -72,9 +79,7 @@ def test_it_answers_401_to_anonymous_requests_and_changes_nothing(cast, method, 
     response = getattr(APIClient(), method)(url, {"environment": "dev", "comment": "x"}, **JSON)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Bearer realm="pampam"'
-    deployment.refresh_from_db()
-    assert deployment.state == states.PENDING_APPROVAL
-    assert Deployment.objects.count() == 2
+    assert_still_pending(deployment)
 
 
 def test_it_sends_anonymous_visitors_of_the_docs_to_the_login_page(cast):
