@@ -55,34 +55,23 @@ def _containers(template_spec: dict) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------ printers
+def _with_template(obj: dict, counts: list) -> list:
+    """A row of a workload with a pod template: name, its `counts`, age, then the wide columns."""
+    spec = obj.get("spec") or {}
+    names, images = _containers((spec.get("template") or {}).get("spec") or {})
+    age_column = age(obj["metadata"].get("creationTimestamp"))
+    return [obj["metadata"]["name"], *counts, age_column, names, images, selector_string(spec.get("selector"))]
+
+
 def _deployment(obj: dict) -> list:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    names, images = _containers((spec.get("template") or {}).get("spec") or {})
-    return [
-        obj["metadata"]["name"],
-        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
-        status.get("updatedReplicas", 0),
-        status.get("availableReplicas", 0),
-        age(obj["metadata"].get("creationTimestamp")),
-        names,
-        images,
-        selector_string(spec.get("selector")),
-    ]
+    ready = f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}"
+    return _with_template(obj, [ready, status.get("updatedReplicas", 0), status.get("availableReplicas", 0)])
 
 
 def _replicaset(obj: dict) -> list:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    names, images = _containers((spec.get("template") or {}).get("spec") or {})
-    return [
-        obj["metadata"]["name"],
-        spec.get("replicas", 0),
-        status.get("replicas", 0),
-        status.get("readyReplicas", 0),
-        age(obj["metadata"].get("creationTimestamp")),
-        names,
-        images,
-        selector_string(spec.get("selector")),
-    ]
+    return _with_template(obj, [spec.get("replicas", 0), status.get("replicas", 0), status.get("readyReplicas", 0)])
 
 
 def pod_reason(pod: dict) -> str:
