@@ -342,13 +342,7 @@ class FreezeList(APIView):
     def post(self, request):
         data = body(s.FreezeCreateSerializer, request)
         with audited(request):
-            window = guards.schedule_freeze(
-                request.user,
-                data["environment"],
-                starts_at=data["starts_at"],
-                ends_at=data["ends_at"],
-                reason=data["reason"],
-            )
+            window = guards.schedule_freeze(request.user, **data)
         return Response(s.FreezeSerializer(window).data, status=status.HTTP_201_CREATED)
 
 
@@ -412,9 +406,7 @@ class LockList(APIView):
     def post(self, request):
         data = body(s.LockCreateSerializer, request)
         with audited(request):
-            lock = guards.lock(
-                request.user, data["environment"], reason=data["reason"], service=data["service"], until=data["until"]
-            )
+            lock = guards.lock(request.user, **data)
         return Response(s.LockSerializer(lock).data, status=status.HTTP_201_CREATED)
 
 
