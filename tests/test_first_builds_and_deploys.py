@@ -124,12 +124,16 @@ def test_it_lets_a_deploy_through_where_the_deployment_exists(cast, kube):
     assert Deployment.objects.get(environment=cast.staging).state == states.PENDING_APPROVAL
 
 
-def test_it_refuses_the_same_first_deploy_through_the_api_before_it_starts(cast, kube):
+def request_in_prod_through_the_api(cast, user):
+    """`user`'s API request of a new release (it succeeded in staging) in prod."""
     release = make_release(cast.service, version="1.1.0")
     succeed_in(release, cast.staging)
-    response = api_as(cast.dave, "deploy").post(
-        "/api/v1/deployments/", {"release": release.pk, "environment": "prod"}, format="json"
-    )
+    payload = {"release": release.pk, "environment": "prod"}
+    return api_as(user, "deploy").post("/api/v1/deployments/", payload, format="json")
+
+
+def test_it_refuses_the_same_first_deploy_through_the_api_before_it_starts(cast, kube):
+    response = request_in_prod_through_the_api(cast, cast.dave)
     assert response.status_code == 409
     (reason,) = response.json()["reasons"]
     assert_says_what_to_create_in_prod(reason)
@@ -137,10 +141,6 @@ def test_it_refuses_the_same_first_deploy_through_the_api_before_it_starts(cast,
 
 
 def test_it_gives_the_rules_reasons_first_through_the_api(cast, kube):
-    release = make_release(cast.service, version="1.1.0")
-    succeed_in(release, cast.staging)
-    response = api_as(cast.alice, "deploy").post(
-        "/api/v1/deployments/", {"release": release.pk, "environment": "prod"}, format="json"
-    )
+    response = request_in_prod_through_the_api(cast, cast.alice)
     assert response.status_code == 403
     assert "Kubernetes Deployment" not in response.content.decode()
