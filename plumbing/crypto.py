@@ -41,24 +41,29 @@ def encrypt(plaintext: str) -> str:
     return _fernet().encrypt(plaintext.encode()).decode()
 
 
-def decrypt(ciphertext: str) -> str:
+def _with_keys(operation, ciphertext: str, refusal: str) -> str:
+    """`operation` (MultiFernet.decrypt or .rotate) with the keys on a stored value ("" stays "");
+    CredentialError saying `refusal` when no key opens it."""
     if not ciphertext:
         return ""
     try:
-        return _fernet().decrypt(ciphertext.encode()).decode()
+        return operation(_fernet(), ciphertext.encode()).decode()
     except InvalidToken:
-        raise CredentialError(
-            "Stored credentials cannot be decrypted with any key in CREDENTIALS_KEY (or SECRET_KEY): the key "
-            "changed without keeping the old one after the new. Add the old key back, or enter the "
-            "credentials again in the admin."
-        ) from None
+        raise CredentialError(refusal) from None
+
+
+def decrypt(ciphertext: str) -> str:
+    return _with_keys(
+        MultiFernet.decrypt,
+        ciphertext,
+        "Stored credentials cannot be decrypted with any key in CREDENTIALS_KEY (or SECRET_KEY): the key "
+        "changed without keeping the old one after the new. Add the old key back, or enter the "
+        "credentials again in the admin.",
+    )
 
 
 def rotate(ciphertext: str) -> str:
     """The same secret encrypted with the newest key (CredentialError if no key decrypts it)."""
-    if not ciphertext:
-        return ""
-    try:
-        return _fernet().rotate(ciphertext.encode()).decode()
-    except InvalidToken:
-        raise CredentialError("A stored credential cannot be decrypted with any key in CREDENTIALS_KEY.") from None
+    return _with_keys(
+        MultiFernet.rotate, ciphertext, "A stored credential cannot be decrypted with any key in CREDENTIALS_KEY."
+    )

@@ -17,6 +17,29 @@ from releases.models import (
 )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that change only through the portal's flows: looked at here, never added or edited."""
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+
+class ReadOnlyEventsInline(admin.TabularInline):
+    """A row's events (its `fields`), shown read-only: none added, changed or deleted here."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class CheckInline(admin.StackedInline):
     model = Check
     form = CheckForm
@@ -46,70 +69,40 @@ class VerificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Release)
-class ReleaseAdmin(admin.ModelAdmin):
+class ReleaseAdmin(ReadOnlyAdmin):
     """Releases are immutable: they can be looked at, not edited."""
 
     list_display = ["service", "version", "image", "source", "created_at"]
     list_filter = ["service", "source"]
 
-    def has_change_permission(self, request, obj=None):
-        return False
 
-    def has_add_permission(self, request):
-        return False
-
-
-class EventInline(admin.TabularInline):
+class EventInline(ReadOnlyEventsInline):
     model = DeploymentEvent
-    extra = 0
-    can_delete = False
     fields = ["seq", "kind", "message", "actor", "created_at"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(ReadOnlyAdmin):
     """Read-only: deployments change only through their state machine."""
 
     list_display = ["id", "service", "release", "environment", "state", "requested_by", "created_at"]
     list_filter = ["state", "environment", "service"]
     inlines = [EventInline]
 
-    def has_change_permission(self, request, obj=None):
-        return False
 
-    def has_add_permission(self, request):
-        return False
-
-
-class BuildEventInline(admin.TabularInline):
+class BuildEventInline(ReadOnlyEventsInline):
     model = BuildEvent
-    extra = 0
-    can_delete = False
     fields = ["seq", "kind", "message", "created_at"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Build)
-class BuildAdmin(admin.ModelAdmin):
+class BuildAdmin(ReadOnlyAdmin):
     """Read-only: builds change only through Jenkins (followers and webhooks)."""
 
     list_display = ["id", "job_name", "number", "service", "state", "result", "trigger", "created_at"]
     list_filter = ["state", "trigger", "service"]
     search_fields = ["job_name", "version"]
     inlines = [BuildEventInline]
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_add_permission(self, request):
-        return False
 
 
 class LockAdminForm(forms.ModelForm):

@@ -151,11 +151,19 @@ class SequencedConsumer(RelayConsumer):
         self.subscription.seen(self.last_seq)
         self.subscription.start(self.deliver, self.resync)
 
+    parent_model: type  # Deployment or Build
+    events = None  # the events queryset, filtered on `parent_field` (the parent's pk)
+    parent_field = ""
+
     def find(self, pk):
-        raise NotImplementedError
+        return self.parent_model.objects.filter(pk=pk).first()
 
     def rows(self, after: int, before: int | None) -> list[dict]:
-        raise NotImplementedError
+        """A page of the parent's events after seq `after` (and before `before`), in order."""
+        events = self.events.filter(**{self.parent_field: self.pk}, seq__gt=after)
+        if before is not None:
+            events = events.filter(seq__lt=before)
+        return [e.as_message() for e in events.order_by("seq")[:BACKLOG_PAGE]]
 
     def pong(self) -> dict:
         return {"seq": self.last_seq}
@@ -206,27 +214,17 @@ class SequencedConsumer(RelayConsumer):
 class DeploymentConsumer(SequencedConsumer):
     """`/ws/deployments/<id>/?after=<seq>`: the deployment's timeline events."""
 
-    def find(self, pk):
-        return Deployment.objects.filter(pk=pk).first()
-
-    def rows(self, after, before):
-        events = DeploymentEvent.objects.filter(deployment_id=self.pk, seq__gt=after)
-        if before is not None:
-            events = events.filter(seq__lt=before)
-        return [e.as_message() for e in events.select_related("actor").order_by("seq")[:BACKLOG_PAGE]]
+    parent_model = Deployment
+    events = DeploymentEvent.objects.select_related("actor")
+    parent_field = "deployment_id"
 
 
 class BuildConsumer(SequencedConsumer):
     """`/ws/builds/<id>/?after=<seq>`: a Jenkins build's events and console lines."""
 
-    def find(self, pk):
-        return Build.objects.filter(pk=pk).first()
-
-    def rows(self, after, before):
-        events = BuildEvent.objects.filter(build_id=self.pk, seq__gt=after)
-        if before is not None:
-            events = events.filter(seq__lt=before)
-        return [e.as_message() for e in events.order_by("seq")[:BACKLOG_PAGE]]
+    parent_model = Build
+    events = BuildEvent.objects.all()
+    parent_field = "build_id"
 
 
 class ActivityConsumer(RelayConsumer):

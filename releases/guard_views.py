@@ -55,9 +55,7 @@ def add_lock(request):
     if not form.is_valid():
         return refused(request, f"The lock was not added. {_problems(form)}", status=400)
     data = form.cleaned_data
-    lock = guards.lock(
-        request.user, data["environment"], reason=data["reason"], service=data["service"], until=data["until"]
-    )
+    lock = guards.lock(request.user, **data)
     scope = f"{data['service'].name} in {lock.environment.name}" if data["service"] else lock.environment.name
     messages.success(request, f"{scope} is locked: nothing deploys there until the lock is released.")
     return _back(request)
@@ -85,13 +83,7 @@ def add_freeze(request):
     if not form.is_valid():
         return refused(request, f"The freeze was not scheduled. {_problems(form)}", status=400)
     data = form.cleaned_data
-    freeze = guards.schedule_freeze(
-        request.user,
-        data["environment"],
-        starts_at=data["starts_at"],
-        ends_at=data["ends_at"],
-        reason=data["reason"],
-    )
+    freeze = guards.schedule_freeze(request.user, **data)
     messages.success(request, f"Freeze of {freeze.environment.name} scheduled.")
     return _back(request)
 

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sandbox.http import JSONHandler, Running
+from sandbox.http import JSONHandler, Running, Served
 
 CONTROL_PATH = "/sandbox/faults"
 
@@ -175,20 +175,12 @@ class FaultingHandler(JSONHandler):
         self.send_json(200, faults.describe())
 
 
-class SandboxHandle:
+class SandboxHandle(Served):
     """What `start()` returns: the running server and its fault controls; a context manager."""
 
     def __init__(self, running: Running, faults: Faults):
         self.running = running
         self.faults = faults
-
-    @property
-    def url(self) -> str:
-        return self.running.url
-
-    @property
-    def port(self) -> int:
-        return self.running.port
 
     def stop(self) -> None:
         self.running.stop()

@@ -56,6 +56,20 @@ class Running:
         self.thread.join(timeout=5)
 
 
+class Served:
+    """A sandbox's handle on its `Running` server (its `running` attribute): URL and port."""
+
+    running: Running
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+
 def serve(handler_cls, port: int = 0, host: str = "127.0.0.1", **state) -> Running:
     """Start `handler_cls` on a background thread; extra keyword args become server attributes."""
     server = Server((host, port), handler_cls)
@@ -80,6 +94,17 @@ def serve_forever(running: Running, name: str) -> None:
         running.thread.join()
     except KeyboardInterrupt:
         running.stop()
+
+
+def run_command(parser, start, name: str, argv=None, ignored=()) -> None:
+    """A sandbox's command line: each option of `parser` (but the `ignored` ones) is a keyword of
+    `start`; serve what it starts until Ctrl-C or SIGTERM, then stop it."""
+    options = {key: value for key, value in vars(parser.parse_args(argv)).items() if key not in ignored}
+    handle = start(**options)
+    try:
+        serve_forever(handle.running, name)
+    finally:
+        handle.stop()
 
 
 class JSONHandler(BaseHTTPRequestHandler):
@@ -122,8 +147,8 @@ class JSONHandler(BaseHTTPRequestHandler):
     def send_json(self, status: int, payload, headers: dict | None = None) -> None:
         self.send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
 
-    def send_bytes(self, status: int, body: bytes, content_type: str, headers: dict | None = None):
-        self.send_response(status)
+    def send_bytes(self, status: int, body: bytes, content_type: str, headers: dict | None = None, reason=None):
+        self.send_response(status, reason)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():

@@ -43,6 +43,16 @@ class Journal:
                 records.append(value)
         return snapshot, records
 
+    def read_as(self, fmt: str, what: str) -> tuple[dict, list[dict]] | None:
+        """`read()` of a file whose snapshot is in format `fmt` (ValueError naming `what` if it is
+        not); None when there is no file yet."""
+        snapshot, records = self.read()
+        if snapshot is None:
+            return None
+        if snapshot.get("format") != fmt:
+            raise ValueError(f"{self.path} is not a sandbox {what} state file")
+        return snapshot, records
+
     def append(self, record: dict) -> bool:
         """Write one change; True when it is time to compact (call `rewrite`)."""
         if self._file is None:

@@ -1,6 +1,7 @@
 """Plain `make_*` factories (kwargs.setdefault), and `make_cast` for the shared people."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import count
 
 from django.contrib.auth.models import Group, User
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from clusters.models import Cluster, Environment
 from releases import flows, states
-from releases.models import Deployment, Release, Service
+from releases.models import CheckSample, Deployment, Release, Service
 
 _numbers = count(1)
 
@@ -62,6 +63,20 @@ def make_deployment(release, environment, **kwargs):
         kwargs.setdefault("started_at", kwargs.get("finished_at") or timezone.now())
     kwargs.setdefault("required_approvals", environment.required_approvals)
     return Deployment.objects.create(service=release.service, release=release, environment=environment, **kwargs)
+
+
+def record_samples(deployment, check, since, readings):
+    """One sample of `check` in `deployment` per (seconds after `since`, value, outcome) reading."""
+    for second, value, outcome in readings:
+        CheckSample.objects.create(
+            deployment=deployment,
+            check_rule=check,
+            name=check.name,
+            at=since + timedelta(seconds=second),
+            value=value,
+            threshold=check.threshold,
+            outcome=outcome,
+        )
 
 
 @dataclass
@@ -127,6 +142,20 @@ def release_ready_for_staging(cast):
 def pending_in_staging(cast):
     """alice's request of a new release in staging, waiting for one approval."""
     return flows.request_deployment(cast.alice, release_ready_for_staging(cast), cast.staging)
+
+
+def pending_in_prod(cast):
+    """dave's request of a new release in prod (it succeeded in staging), waiting for two approvals."""
+    release = make_release(cast.service)
+    succeed_in(release, cast.staging)
+    return flows.request_deployment(cast.dave, release, cast.prod)
+
+
+def assert_still_pending(deployment):
+    """`deployment` (from `pending_in_staging`) still waits, and no other deployment was added."""
+    deployment.refresh_from_db()
+    assert deployment.state == states.PENDING_APPROVAL
+    assert Deployment.objects.count() == 2  # it and its release's success in dev
 
 
 def client_for(user):

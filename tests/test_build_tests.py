@@ -9,31 +9,24 @@ import pytest
 
 from releases import builds, rules, states
 from releases.models import Build, Deployment, Release
-from sandbox.jenkins import start
 from tests.factories import make_release
 from tests.support import wait_until
 from tests.support.api import api_as
 from tests.support.hooks import sign
+from tests.support.jenkins import builds_storefront, jenkins_for
 
 SEED = {"jobs": {"storefront-build": {}}}
 
 
 @pytest.fixture
 def jenkins_sandbox(settings):
-    handle = start(user="jenkins", token="jenkins-token", seed=SEED, queue_seconds=0.05, build_seconds=0.3)
-    settings.JENKINS_URL = handle.url
-    settings.JENKINS_USER = "jenkins"
-    settings.JENKINS_TOKEN = "jenkins-token"
-    settings.JENKINS_POLL_SECONDS = 0.05
-    yield handle
-    handle.stop()
+    with jenkins_for(settings, SEED) as handle:
+        yield handle
 
 
 @pytest.fixture
 def service(cast_tx):
-    cast_tx.service.jenkins_build_job = "storefront-build"
-    cast_tx.service.save()
-    return cast_tx.service
+    return builds_storefront(cast_tx.service)
 
 
 def built(cast, service, run_jobs, version: str) -> Build:

@@ -11,9 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from releases import states
-from releases.models import Check, CheckSample
+from releases.models import Check
 from releases.reconcile import reconcile
-from tests.factories import make_deployment, make_release
+from tests.factories import client_for, make_deployment, make_release, record_samples
 from tests.support import prometheus as prometheus_process
 from tests.support.tools import require_tool
 
@@ -33,9 +33,7 @@ def prometheus(tmp_path, settings):
 
 
 def admin_client(cast) -> Client:
-    client = Client()
-    client.force_login(cast.admin)
-    return client
+    return client_for(cast.admin)
 
 
 def check_form(cast, **fields):
@@ -103,9 +101,7 @@ def test_it_saves_nothing_while_prometheus_cannot_be_reached(cast, settings):
 
 
 def test_it_keeps_checks_to_staff(cast, prometheus):
-    client = Client()
-    client.force_login(cast.alice)
-    answer = client.post(ADD, check_form(cast))
+    answer = client_for(cast.alice).post(ADD, check_form(cast))
     assert answer.status_code == 302
     assert "/login/" in answer["Location"]
     assert not Check.objects.exists()
@@ -124,20 +120,9 @@ def test_it_charts_each_check_with_its_threshold_and_shows_the_probe(cast):
         bake_seconds=60,
         probe={"url": "http://svc/healthz", "requests": 312, "failed": 0, "latencies_ms": [12.0] * 300 + [41.0] * 12},
     )
-    for second, value, outcome in [(5, 0.0, "pass"), (15, 0.01, "pass"), (20, 0.3, "fail")]:
-        CheckSample.objects.create(
-            deployment=deployment,
-            check_rule=check,
-            name=check.name,
-            at=started + timedelta(seconds=second),
-            value=value,
-            threshold=0.05,
-            outcome=outcome,
-        )
-    client = Client()
-    client.force_login(cast.alice)
+    record_samples(deployment, check, started, [(5, 0.0, "pass"), (15, 0.01, "pass"), (20, 0.3, "fail")])
 
-    answer = client.get(deployment.get_absolute_url())
+    answer = client_for(cast.alice).get(deployment.get_absolute_url())
 
     page = answer.content.decode()
     assert answer.status_code == 200
@@ -155,10 +140,8 @@ def test_it_says_on_the_page_when_prometheus_is_not_configured(cast, settings):
     settings.PROMETHEUS_URL = ""
     Check.objects.create(service=cast.service, name="5xx ratio", query="x", threshold=0.05)
     deployment = make_deployment(make_release(cast.service), cast.dev, state=states.ROLLING_OUT)
-    client = Client()
-    client.force_login(cast.alice)
 
-    page = client.get(deployment.get_absolute_url()).content.decode()
+    page = client_for(cast.alice).get(deployment.get_absolute_url()).content.decode()
 
     assert "Prometheus is not configured (PROMETHEUS_URL is empty), so 1 check cannot be evaluated" in page
     assert "No check has been evaluated for this deployment yet." in page

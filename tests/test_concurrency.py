@@ -8,12 +8,11 @@ import threading
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from releases import flows, rules, states
 from releases.models import Approval, Deployment
-from tests.factories import make_deployment, make_release, make_user
+from tests.factories import client_for, make_release, make_user, succeed_in
 
 ROUNDS = 5
 
@@ -45,7 +44,7 @@ def pending_in_prod(cast, required):
     cast.prod.required_approvals = required
     cast.prod.save()
     release = make_release(cast.service)
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     return flows.request_deployment(cast.admin, release, cast.prod)
 
 
@@ -123,7 +122,7 @@ def test_it_creates_one_active_deployment_from_simultaneous_requests(cast_tx):
     for _ in range(ROUNDS):
         releases = [make_release(cast_tx.service) for _ in range(4)]
         for release in releases:
-            make_deployment(release, cast_tx.dev, state=states.SUCCEEDED, finished_at=timezone.now())
+            succeed_in(release, cast_tx.dev)
         results = run_together(
             *[lambda r=release: flows.request_deployment(cast_tx.alice, r, cast_tx.staging) for release in releases]
         )
@@ -138,12 +137,10 @@ def test_it_creates_one_active_deployment_from_simultaneous_requests(cast_tx):
 
 def test_it_creates_one_deployment_from_a_form_submitted_twice_at_once(cast_tx):
     release = make_release(cast_tx.service)
-    make_deployment(release, cast_tx.dev, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast_tx.dev)
 
     def submit():
-        client = Client()
-        client.force_login(cast_tx.alice)
-        return client.post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
+        return client_for(cast_tx.alice).post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
 
     responses = run_together(submit, submit, submit)
     assert sorted(r.status_code for r in responses) == [302, 409, 409]
@@ -156,9 +153,7 @@ def test_it_counts_one_approval_from_an_approve_button_clicked_twice_at_once(cas
     make_user("frank", cast_tx.approvers)
 
     def click():
-        client = Client()
-        client.force_login(cast_tx.bob)
-        return client.post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})
+        return client_for(cast_tx.bob).post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})
 
     responses = run_together(click, click, click)
     assert sorted(r.status_code for r in responses) == [302, 403, 403]

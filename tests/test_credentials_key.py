@@ -23,10 +23,18 @@ def stored(cast) -> tuple[str, str]:
     return Cluster.objects.get(pk=cast.cluster.pk).token, Environment.objects.get(pk=cast.dev.pk).slack_webhook_url
 
 
-def test_it_still_decrypts_with_an_old_key_listed_after_the_new_one(cast, settings):
-    settings.CREDENTIALS_KEY = "old-key"
+@pytest.mark.parametrize(
+    ("stored_with", "read_with"),
+    [
+        pytest.param("old-key", "new-key,old-key", id="an-old-key-listed-after-the-new-one"),
+        pytest.param("old-key", "new-key\nold-key\n", id="keys-one-per-line-as-a-mounted-file-holds-them"),
+        pytest.param("", "new-key,{SECRET_KEY}", id="from-the-secret-key-derived-key-listed-as-the-old-one"),
+    ],
+)
+def test_it_still_decrypts_with_an_old_key_listed_after_the_new_one(cast, settings, stored_with, read_with):
+    settings.CREDENTIALS_KEY = stored_with
     store(cast)
-    settings.CREDENTIALS_KEY = "new-key,old-key"
+    settings.CREDENTIALS_KEY = read_with.format(SECRET_KEY=settings.SECRET_KEY)
     assert stored(cast) == (TOKEN, WEBHOOK)
 
 
@@ -35,20 +43,6 @@ def test_it_encrypts_new_values_with_the_first_key(cast, settings):
     ciphertext = crypto.encrypt(TOKEN)
     settings.CREDENTIALS_KEY = "new-key"
     assert crypto.decrypt(ciphertext) == TOKEN
-
-
-def test_it_reads_keys_one_per_line_as_a_mounted_file_holds_them(cast, settings):
-    settings.CREDENTIALS_KEY = "old-key"
-    store(cast)
-    settings.CREDENTIALS_KEY = "new-key\nold-key\n"
-    assert stored(cast) == (TOKEN, WEBHOOK)
-
-
-def test_it_moves_from_the_secret_key_derived_key_when_the_secret_key_is_listed_as_the_old_one(cast, settings):
-    settings.CREDENTIALS_KEY = ""
-    store(cast)
-    settings.CREDENTIALS_KEY = f"new-key,{settings.SECRET_KEY}"
-    assert stored(cast) == (TOKEN, WEBHOOK)
 
 
 def test_rotate_credentials_re_encrypts_everything_so_the_old_key_can_go(cast, settings):

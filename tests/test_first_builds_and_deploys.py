@@ -3,15 +3,14 @@ refused before it starts when the cluster has nothing to roll out (real clients,
 
 import pytest
 from django.core.cache import cache
-from django.utils import timezone
 
 from releases import builds, states
 from releases.models import Build, Deployment, Release
 from sandbox import github as github_sandbox
-from sandbox.jenkins import start as start_jenkins
 from sandbox.kube import start as start_kube
-from tests.factories import client_for, make_deployment, make_release
+from tests.factories import client_for, make_release, succeed_in
 from tests.support.api import api_as
+from tests.support.jenkins import jenkins_for
 
 REPO = "pampam/storefront"
 TOKEN = "gh-test-token"
@@ -30,20 +29,9 @@ def github(settings):
 
 @pytest.fixture
 def jenkins(settings):
-    handle = start_jenkins(
-        user="jenkins",
-        token="jenkins-token",
-        seed={"jobs": {"storefront-build": {}}},
-        queue_seconds=0.05,
-        build_seconds=0.2,
-    )
-    settings.JENKINS_URL = handle.url
-    settings.JENKINS_USER = "jenkins"
-    settings.JENKINS_TOKEN = "jenkins-token"
-    settings.JENKINS_POLL_SECONDS = 0.02
     settings.JENKINS_RETRY_DELAYS = (0.02, 0.05)
-    yield handle
-    handle.stop()
+    with jenkins_for(settings, {"jobs": {"storefront-build": {}}}, poll_seconds=0.02, build_seconds=0.2) as handle:
+        yield handle
 
 
 @pytest.fixture
@@ -87,7 +75,7 @@ def test_it_refuses_a_ref_github_does_not_know(cast, service, github, jenkins):
 def test_it_tells_when_a_newer_release_names_no_commit(cast, service, github):
     shas = github.commits(REPO)
     running = make_release(service, version="1.0.0", git_sha=shas[3])
-    make_deployment(running, cast.prod, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(running, cast.prod)
     make_release(service, version="1.1.0", git_sha=shas[3])
     make_release(service, version="2026.12.02-7", git_sha="")
     body = client_for(cast.erin).get(f"/services/{service.slug}/").content.decode()
@@ -113,43 +101,46 @@ def kube(cast):
     handle.stop()
 
 
+def assert_says_what_to_create_in_prod(text):
+    assert "Prod has no Kubernetes Deployment “storefront” in namespace prod of cluster main" in text
+    assert "Create a Deployment named “storefront” with a container named “storefront” in prod first" in text
+
+
 def test_it_refuses_a_first_deploy_where_the_cluster_has_no_deployment_and_says_what_to_create(cast, kube):
     release = make_release(cast.service, version="1.1.0")
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     response = client_for(cast.dave).post(f"/releases/{release.pk}/deploy/", {"environment": "prod"})
     assert response.status_code == 409
     body = response.content.decode()
-    assert "Prod has no Kubernetes Deployment “storefront” in namespace prod of cluster main" in body
-    assert "Create a Deployment named “storefront” with a container named “storefront” in prod first" in body
+    assert_says_what_to_create_in_prod(body)
     assert not Deployment.objects.filter(environment=cast.prod).exists()
 
 
 def test_it_lets_a_deploy_through_where_the_deployment_exists(cast, kube):
     release = make_release(cast.service, version="1.1.0")
-    make_deployment(release, cast.dev, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.dev)
     response = client_for(cast.alice).post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
     assert response.status_code == 302
     assert Deployment.objects.get(environment=cast.staging).state == states.PENDING_APPROVAL
 
 
-def test_it_refuses_the_same_first_deploy_through_the_api_before_it_starts(cast, kube):
+def request_in_prod_through_the_api(cast, user):
+    """`user`'s API request of a new release (it succeeded in staging) in prod."""
     release = make_release(cast.service, version="1.1.0")
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
-    response = api_as(cast.dave, "deploy").post(
-        "/api/v1/deployments/", {"release": release.pk, "environment": "prod"}, format="json"
-    )
+    succeed_in(release, cast.staging)
+    payload = {"release": release.pk, "environment": "prod"}
+    return api_as(user, "deploy").post("/api/v1/deployments/", payload, format="json")
+
+
+def test_it_refuses_the_same_first_deploy_through_the_api_before_it_starts(cast, kube):
+    response = request_in_prod_through_the_api(cast, cast.dave)
     assert response.status_code == 409
     (reason,) = response.json()["reasons"]
-    assert "Prod has no Kubernetes Deployment “storefront” in namespace prod of cluster main" in reason
-    assert "Create a Deployment named “storefront” with a container named “storefront” in prod first" in reason
+    assert_says_what_to_create_in_prod(reason)
     assert not Deployment.objects.filter(environment=cast.prod).exists()
 
 
 def test_it_gives_the_rules_reasons_first_through_the_api(cast, kube):
-    release = make_release(cast.service, version="1.1.0")
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
-    response = api_as(cast.alice, "deploy").post(
-        "/api/v1/deployments/", {"release": release.pk, "environment": "prod"}, format="json"
-    )
+    response = request_in_prod_through_the_api(cast, cast.alice)
     assert response.status_code == 403
     assert "Kubernetes Deployment" not in response.content.decode()

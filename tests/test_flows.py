@@ -8,11 +8,7 @@ from django.utils import timezone
 from clusters.models import FreezeWindow, Lock
 from releases import flows, rules, states
 from releases.models import Approval, Deployment
-from tests.factories import make_deployment, make_release
-
-
-def succeed_in(release, environment):
-    return make_deployment(release, environment, state=states.SUCCEEDED, finished_at=timezone.now())
+from tests.factories import make_deployment, make_release, pending_in_prod, pending_in_staging, succeed_in
 
 
 def test_it_requests_a_dev_deployment_without_approvals(cast):
@@ -34,17 +30,13 @@ def test_it_refuses_staging_before_dev_succeeded(cast):
 
 
 def test_it_lets_promotion_through_after_success_in_the_previous_environment(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.dev)
-    deployment = flows.request_deployment(cast.alice, release, cast.staging)
+    deployment = pending_in_staging(cast)
     assert deployment.state == states.PENDING_APPROVAL
 
 
 def test_it_refuses_self_approval(cast):
     cast.alice.groups.add(cast.approvers)
-    release = make_release(cast.service)
-    succeed_in(release, cast.dev)
-    deployment = flows.request_deployment(cast.alice, release, cast.staging)
+    deployment = pending_in_staging(cast)
     with pytest.raises(rules.Refused, match="You requested this deployment; Staging needs someone else"):
         flows.decide(cast.alice, deployment, Approval.APPROVE)
 
@@ -53,18 +45,14 @@ def test_it_allows_self_approval_where_the_environment_allows_it(cast):
     cast.alice.groups.add(cast.approvers)
     cast.staging.allow_self_approval = True
     cast.staging.save()
-    release = make_release(cast.service)
-    succeed_in(release, cast.dev)
-    deployment = flows.request_deployment(cast.alice, release, cast.staging)
+    deployment = pending_in_staging(cast)
     flows.decide(cast.alice, deployment, Approval.APPROVE)
     deployment.refresh_from_db()
     assert deployment.state == states.APPROVED
 
 
 def test_it_needs_two_distinct_approvals_in_prod(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.staging)
-    deployment = flows.request_deployment(cast.dave, release, cast.prod)
+    deployment = pending_in_prod(cast)
     flows.decide(cast.bob, deployment, Approval.APPROVE)
     deployment.refresh_from_db()
     assert deployment.state == states.PENDING_APPROVAL
@@ -76,9 +64,7 @@ def test_it_needs_two_distinct_approvals_in_prod(cast):
 
 
 def test_it_rejects_on_one_rejection(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.staging)
-    deployment = flows.request_deployment(cast.dave, release, cast.prod)
+    deployment = pending_in_prod(cast)
     flows.decide(cast.bob, deployment, Approval.APPROVE)
     flows.decide(cast.carol, deployment, Approval.REJECT, "Error rate is up in staging")
     deployment.refresh_from_db()
@@ -87,9 +73,7 @@ def test_it_rejects_on_one_rejection(cast):
 
 
 def test_it_refuses_approval_from_outside_the_approver_group(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.dev)
-    deployment = flows.request_deployment(cast.alice, release, cast.staging)
+    deployment = pending_in_staging(cast)
     with pytest.raises(rules.Refused, match="You are not an approver for Staging"):
         flows.decide(cast.erin, deployment, Approval.APPROVE)
 
@@ -144,18 +128,14 @@ def test_it_refuses_a_second_active_deployment_of_the_same_service(cast):
 
 
 def test_it_lets_the_requester_cancel(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.dev)
-    deployment = flows.request_deployment(cast.alice, release, cast.staging)
+    deployment = pending_in_staging(cast)
     flows.cancel(cast.alice, deployment, "wrong build")
     deployment.refresh_from_db()
     assert deployment.state == states.CANCELLED
 
 
 def test_it_refuses_cancel_by_a_viewer(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.dev)
-    deployment = flows.request_deployment(cast.alice, release, cast.staging)
+    deployment = pending_in_staging(cast)
     with pytest.raises(rules.Refused, match="Only the requester or a deployer"):
         flows.cancel(cast.erin, deployment)
 

@@ -15,8 +15,8 @@ from plumbing.integrations import jenkins as jenkins_client
 from releases import builds, deploy_jobs, jobs, states, tracking
 from releases.models import Build, BuildEvent, Deployment, Entry, Release
 from releases.reconcile import reconcile
-from sandbox.jenkins import start
 from tests.factories import make_deployment, make_release
+from tests.support.jenkins import builds_storefront, jenkins_for
 
 # Jobs exist in the sandbox Jenkins only when seeded (or created), as in a real one.
 SEED = {
@@ -32,20 +32,13 @@ SEED = {
 
 @pytest.fixture
 def sandbox(settings):
-    handle = start(user="jenkins", token="jenkins-token", seed=SEED, queue_seconds=0.05, build_seconds=0.3)
-    settings.JENKINS_URL = handle.url
-    settings.JENKINS_USER = "jenkins"
-    settings.JENKINS_TOKEN = "jenkins-token"
-    settings.JENKINS_POLL_SECONDS = 0.05  # scheduled, then brought forward by run_jobs
-    yield handle
-    handle.stop()
+    with jenkins_for(settings, SEED) as handle:
+        yield handle
 
 
 @pytest.fixture
 def service(cast_tx):
-    cast_tx.service.jenkins_build_job = "storefront-build"
-    cast_tx.service.save()
-    return cast_tx.service
+    return builds_storefront(cast_tx.service)
 
 
 def make_build(cast, service, **extra):

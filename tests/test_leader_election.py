@@ -24,7 +24,7 @@ from clusters.models import WatcherHeartbeat, Workload
 from clusters.watcher import Watcher
 from plumbing import alive, election
 from plumbing.integrations import kube as k8s
-from tests.support import NAME, REPO, wait_until
+from tests.support import NAME, REPO, stop_process, wait_until
 from tests.support.tools import require_kubectl
 
 NS = "default"
@@ -267,12 +267,7 @@ class Watchers:
         for process in self.processes.values():
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGCONT)
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process, timeout=15)
 
 
 @pytest.fixture

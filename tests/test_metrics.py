@@ -63,6 +63,13 @@ def history(cast, service=None):
     )
 
 
+@pytest.fixture
+def text(cast, client, token):
+    """What a scrape exposes after `history(cast)`."""
+    history(cast)
+    return scrape(client).content.decode()
+
+
 def test_it_refuses_a_scrape_without_the_token(db, client, token):
     answer = client.get("/metrics")
     assert answer.status_code == 401
@@ -79,17 +86,13 @@ def test_it_hides_metrics_when_no_token_is_configured(db, client, settings):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
 
 
-def test_it_counts_deployments_by_state_service_and_environment(cast, client, token):
-    history(cast)
-    text = scrape(client).content.decode()
+def test_it_counts_deployments_by_state_service_and_environment(text):
     assert 'pampam_deployments{environment="prod",service="storefront",state="succeeded"} 1.0' in text
     assert 'pampam_deployments{environment="staging",service="storefront",state="failed"} 1.0' in text
     assert 'pampam_deployments{environment="dev",service="storefront",state="pending_approval"} 1.0' in text
 
 
-def test_it_turns_rows_into_duration_histograms(cast, client, token):
-    history(cast)
-    text = scrape(client).content.decode()
+def test_it_turns_rows_into_duration_histograms(text):
     bucket = 'pampam_deployment_duration_seconds_bucket{environment="prod",le="%s",service="storefront"}'
     assert bucket % "60.0" + " 0.0" in text
     assert bucket % "120.0" + " 1.0" in text
@@ -101,9 +104,7 @@ def test_it_turns_rows_into_duration_histograms(cast, client, token):
     assert 'pampam_approval_oldest_pending_seconds{environment="dev"}' in text
 
 
-def test_it_reports_the_watcher_the_queue_and_dora_figures(cast, client, token):
-    history(cast)
-    text = scrape(client).content.decode()
+def test_it_reports_the_watcher_the_queue_and_dora_figures(text):
     assert 'pampam_watcher_lag_seconds{watcher="watcher-1"} 0.25' in text
     assert 'pampam_watcher_reconnects{watcher="watcher-1"} 2.0' in text
     assert 'pampam_watcher_heartbeat_age_seconds{watcher="watcher-1"} 3.' in text

@@ -9,18 +9,18 @@ from django.utils import timezone
 from clusters.models import Environment, Workload
 from releases import flows, preflight, states
 from releases.models import Approval, Deployment
-from tests.factories import client_for, make_deployment, make_environment, make_release, make_service
+from tests.factories import client_for, make_deployment, make_environment, make_release, make_service, succeed_in
 
 
 def ready_for_prod(cast, version="1.1.0"):
     release = make_release(cast.service, version=version)
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     return release
 
 
 def two_releases_in_prod(cast):
     old, new = make_release(cast.service, version="1.0.0"), make_release(cast.service, version="1.1.0")
-    make_deployment(old, cast.prod, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(old, cast.prod)
     current = make_deployment(new, cast.prod, state=states.SUCCEEDED, previous_release=old, finished_at=timezone.now())
     return old, new, current
 

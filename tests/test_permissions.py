@@ -17,15 +17,17 @@ from django.urls import get_resolver
 from django.utils import timezone
 
 from clusters.models import FreezeWindow
-from releases import flows, states
+from releases import states
 from releases.models import Build, Deployment
 from tests.factories import (
+    assert_still_pending,
     client_for,
     make_deployment,
     make_release,
     make_user,
     pending_in_staging,
     release_ready_for_staging,
+    succeed_in,
 )
 
 # Anonymous ---------------------------------------------------------------------------------------
@@ -49,15 +51,12 @@ def test_it_keeps_the_full_path_in_next(cast):
 
 @pytest.mark.parametrize("url", ["/releases/1/deploy/", "/deployments/1/decide/", "/deployments/1/cancel/"])
 def test_it_sends_anonymous_actions_to_the_login_page_and_changes_nothing(cast, url):
-    release = release_ready_for_staging(cast)
-    deployment = flows.request_deployment(cast.alice, release, cast.staging)
-    url = url.replace("/1/", f"/{release.pk if 'releases' in url else deployment.pk}/")
+    deployment = pending_in_staging(cast)
+    url = url.replace("/1/", f"/{deployment.release_id if 'releases' in url else deployment.pk}/")
     response = Client().post(url, {"environment": "dev", "decision": "approve"})
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=")
-    deployment.refresh_from_db()
-    assert deployment.state == states.PENDING_APPROVAL
-    assert Deployment.objects.count() == 2
+    assert_still_pending(deployment)
 
 
 def test_it_sends_anonymous_rollbacks_to_the_login_page(cast):
@@ -145,7 +144,7 @@ def test_it_lets_only_deployers_request(cast, who, status, reason):
 
 def test_it_lets_release_managers_deploy_to_prod_but_not_developers(cast):
     release = make_release(cast.service)
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     refused = client_for(cast.alice).post(f"/releases/{release.pk}/deploy/", {"environment": "prod"})
     assert refused.status_code == 403
     assert "You are not a deployer for Prod (release-managers)." in refused.content.decode()

@@ -10,7 +10,7 @@ from clusters.models import FreezeWindow, Lock
 from releases import flows, states
 from releases.models import Deployment
 from sandbox import slack as slack_sandbox
-from tests.factories import make_deployment, make_release
+from tests.factories import make_deployment, make_release, succeed_in
 from tests.support import run_scheduled_now
 
 
@@ -41,7 +41,7 @@ def approved(cast, version="1.4.2"):
 def test_it_asks_for_approval_with_a_link_to_the_deployment(cast_tx, slack, run_jobs, settings):
     settings.PORTAL_URL = "https://pampam.example"
     release = make_release(cast_tx.service, version="1.4.2")
-    make_deployment(release, cast_tx.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast_tx.staging)
     deployment = flows.request_deployment(cast_tx.dave, release, cast_tx.prod)
     run_jobs()
     [message] = slack.messages

@@ -1,11 +1,9 @@
 """What releases makes of cluster observations it did not cause itself."""
 
-from django.utils import timezone
-
 from clusters import rollout
 from clusters.models import Workload
 from releases import states, tracking
-from tests.factories import make_deployment, make_release
+from tests.factories import make_deployment, make_release, succeed_in
 
 
 def observe(workload, image):
@@ -15,7 +13,7 @@ def observe(workload, image):
 
 def test_it_flags_drift_on_the_first_observation_after_a_success_it_did_not_watch(cast):
     release = make_release(cast.service)
-    make_deployment(release, cast.prod, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.prod)
     workload = Workload.objects.create(environment=cast.prod, name=cast.service.k8s_deployment, image="hotfix:1")
     observe(workload, "hotfix:1")
     workload.refresh_from_db()
@@ -25,7 +23,7 @@ def test_it_flags_drift_on_the_first_observation_after_a_success_it_did_not_watc
 
 def test_it_sees_no_drift_when_the_cluster_runs_the_last_success(cast):
     release = make_release(cast.service)
-    make_deployment(release, cast.prod, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.prod)
     workload = Workload.objects.create(environment=cast.prod, name=cast.service.k8s_deployment, image=release.image)
     observe(workload, release.image)
     workload.refresh_from_db()

@@ -9,7 +9,15 @@ from django.utils import timezone
 from clusters.models import Lock
 from releases import flows, states
 from releases.models import Approval, Deployment
-from tests.factories import client_for, make_deployment, make_release, make_service, pending_in_staging, succeed_in
+from tests.factories import (
+    client_for,
+    make_deployment,
+    make_release,
+    make_service,
+    pending_in_prod,
+    pending_in_staging,
+    succeed_in,
+)
 
 # Pages render -----------------------------------------------------------------------------
 
@@ -162,9 +170,7 @@ def test_it_creates_one_deployment_when_the_deploy_form_is_submitted_twice(cast)
 
 
 def test_it_counts_an_approval_submitted_twice_once(cast):
-    release = make_release(cast.service)
-    succeed_in(release, cast.staging)
-    deployment = flows.request_deployment(cast.dave, release, cast.prod)
+    deployment = pending_in_prod(cast)
     client = client_for(cast.bob)
     assert client.post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"}).status_code == 302
     second = client.post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})
@@ -363,6 +369,11 @@ def test_it_filters_history(cast, history, query, expected):
     assert listed(response) == {history[k].pk for k in expected}
 
 
+def older_link(body):
+    """The query of the page's rel="next" (older) link."""
+    return body.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+
+
 def test_it_pages_history_with_an_older_link(cast, history, settings):
     settings.HISTORY_PAGE_SIZE = 4
     client = client_for(cast.erin)
@@ -371,7 +382,7 @@ def test_it_pages_history_with_an_older_link(cast, history, settings):
     assert listed(first) == set(newest_four)
     body = first.content.decode()
     assert "« Newest" not in body
-    older = body.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    older = older_link(body)
     assert f"before={newest_four[-1]}" in older
     second = client.get(f"/history/{older}")
     assert listed(second) == {history["a"].pk, history["b"].pk}
@@ -382,7 +393,7 @@ def test_it_pages_history_with_an_older_link(cast, history, settings):
 def test_it_keeps_filters_on_the_older_link(cast, history, settings):
     settings.HISTORY_PAGE_SIZE = 2
     body = client_for(cast.erin).get("/history/?requester=alice").content.decode()
-    older = body.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0].replace("&amp;", "&")
+    older = older_link(body)
     second = client_for(cast.erin).get(f"/history/{older}")
     assert listed(second) == {history["a"].pk}
 

@@ -9,7 +9,7 @@ approve in the browser; approvals made with a token say so in the timeline.
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import exceptions, generics, status
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,7 +18,7 @@ from releases.api import serializers as s
 from releases.api.auth import override_problem, scope_problem, token_of
 from releases.api.models import APPROVE, DEPLOY
 from releases.api.schema import operation, responses
-from releases.api.views import Keyset, body, query
+from releases.api.views import KeysetList, body, query
 from releases.models import Approval, Deployment, Service
 
 DEPLOYMENTS = Deployment.objects.for_history().select_related("previous_release")
@@ -61,9 +61,8 @@ DEPLOY_EXAMPLE = OpenApiExample(
 
 
 @extend_schema(tags=["deployments"])
-class DeploymentList(generics.GenericAPIView):
+class DeploymentList(KeysetList):
     serializer_class = s.DeploymentSerializer
-    pagination_class = Keyset
 
     @operation(
         "listDeployments",
@@ -73,8 +72,7 @@ class DeploymentList(generics.GenericAPIView):
     )
     def get(self, request):
         found = DEPLOYMENTS.matching(**query(s.DeploymentFilter, request))
-        page = self.paginate_queryset(found)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.paged(found)
 
     @operation(
         "requestDeployment",

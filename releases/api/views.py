@@ -56,6 +56,16 @@ class Keyset(CursorPagination):
         return parameters
 
 
+class KeysetList(generics.GenericAPIView):
+    """A list endpoint in keyset pages of its `serializer_class`."""
+
+    pagination_class = Keyset
+
+    def paged(self, rows):
+        """The response: the page of `rows` the request asks for, with its `next` link."""
+        return self.get_paginated_response(self.get_serializer(self.paginate_queryset(rows), many=True).data)
+
+
 def audited(request):
     """The audit log's actor for writes made with a token (the audit middleware saw no user)."""
     return set_actor(request.user, remote_addr=request.META.get("REMOTE_ADDR"))
@@ -178,9 +188,8 @@ RELEASE_EXAMPLE = OpenApiExample(
 
 
 @extend_schema(tags=["releases"])
-class ReleaseList(generics.GenericAPIView):
+class ReleaseList(KeysetList):
     serializer_class = s.ReleaseSerializer
-    pagination_class = Keyset
 
     @operation(
         "listReleases",
@@ -193,8 +202,7 @@ class ReleaseList(generics.GenericAPIView):
         releases = Release.objects.select_related("service", "created_by")
         if filters.get("service"):
             releases = releases.filter(service=filters["service"])
-        page = self.paginate_queryset(releases)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.paged(releases)
 
     @operation(
         "createRelease",
@@ -254,9 +262,8 @@ def build_detail(request, build, status_code=status.HTTP_200_OK):
 
 
 @extend_schema(tags=["builds"])
-class BuildList(generics.GenericAPIView):
+class BuildList(KeysetList):
     serializer_class = s.BuildSerializer
-    pagination_class = Keyset
 
     @operation(
         "listBuilds",
@@ -267,8 +274,7 @@ class BuildList(generics.GenericAPIView):
     def get(self, request):
         filters = query(s.BuildFilter, request)
         found = BUILDS.filter(service=filters["service"]) if filters.get("service") else BUILDS.all()
-        page = self.paginate_queryset(found)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.paged(found)
 
     @operation(
         "startBuild",
@@ -342,13 +348,7 @@ class FreezeList(APIView):
     def post(self, request):
         data = body(s.FreezeCreateSerializer, request)
         with audited(request):
-            window = guards.schedule_freeze(
-                request.user,
-                data["environment"],
-                starts_at=data["starts_at"],
-                ends_at=data["ends_at"],
-                reason=data["reason"],
-            )
+            window = guards.schedule_freeze(request.user, **data)
         return Response(s.FreezeSerializer(window).data, status=status.HTTP_201_CREATED)
 
 
@@ -412,9 +412,7 @@ class LockList(APIView):
     def post(self, request):
         data = body(s.LockCreateSerializer, request)
         with audited(request):
-            lock = guards.lock(
-                request.user, data["environment"], reason=data["reason"], service=data["service"], until=data["until"]
-            )
+            lock = guards.lock(request.user, **data)
         return Response(s.LockSerializer(lock).data, status=status.HTTP_201_CREATED)
 
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sandbox.http import Running, serve
+from sandbox.http import Running, Served, serve
 
 from . import seed as seed_file
 from .handler import JenkinsHandler
@@ -45,21 +45,13 @@ __all__ = ["JenkinsSandbox", "start"]
 
 
 @dataclass
-class JenkinsSandbox:
+class JenkinsSandbox(Served):
     """Handle returned by `start()`: URL, lifecycle, faults and inspection helpers."""
 
     running: Running
     state: Jenkins
     runner: Runner
     notifier: Notifier
-
-    @property
-    def url(self) -> str:
-        return self.running.url
-
-    @property
-    def port(self) -> int:
-        return self.running.port
 
     @property
     def user(self) -> str:

@@ -2,7 +2,7 @@
 
 import argparse
 
-from sandbox.http import serve_forever
+from sandbox.http import run_command
 
 from . import start
 
@@ -25,31 +25,11 @@ def main(argv: list[str] | None = None) -> None:
         "--notify-log-lines", type=int, default=0, help="console lines in notifications (the plugin's Log; -1: all)"
     )
     parser.add_argument("--executors", type=int, default=2, help="executors of the built-in node")
-    parser.add_argument("--state", help="state file: jobs, queue, builds and logs survive a restart")
-    parser.add_argument("--verbose", action="store_true", help="log every request")
-    args = parser.parse_args(argv)
-    handle = start(
-        port=args.port,
-        host=args.host,
-        user=args.user,
-        token=args.token,
-        seed=args.seed,
-        kube_url=args.kube_url,
-        kube_token=args.kube_token,
-        notify_url=args.notify_url,
-        queue_seconds=args.queue_seconds,
-        build_seconds=args.build_seconds,
-        verbose=args.verbose,
-        password=args.password,
-        any_job=args.any_job,
-        notify_log_lines=args.notify_log_lines,
-        executors=args.executors,
-        state_file=args.state,
+    parser.add_argument(
+        "--state", dest="state_file", metavar="STATE", help="state file: jobs, queue, builds and logs survive a restart"
     )
-    try:
-        serve_forever(handle.running, "jenkins")
-    finally:
-        handle.stop()
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    run_command(parser, start, "jenkins", argv)
 
 
 if __name__ == "__main__":

@@ -156,14 +156,7 @@ class JenkinsHandler(JSONHandler):
     def send_error_page(self, status: int, reason: str, headers: dict | None = None) -> None:
         """Jetty-style error page, with the message as the HTTP reason phrase like Jenkins."""
         body = f"<html><body><h2>HTTP ERROR {status} {reason}</h2></body></html>".encode()
-        self.send_response(status, reason)
-        self.send_header("Content-Type", "text/html;charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.send_bytes(status, body, "text/html;charset=utf-8", headers, reason)
 
     def not_found(self) -> None:
         self.send_error_page(404, "Not Found")

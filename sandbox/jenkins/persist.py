@@ -19,11 +19,10 @@ class JenkinsState:
         self.journal = Journal(path, compact_after)
 
     def load(self, jenkins) -> bool:
-        snapshot, records = self.journal.read()
-        if snapshot is None:
+        found = self.journal.read_as(FORMAT, "Jenkins")
+        if found is None:
             return False
-        if snapshot.get("format") != FORMAT:
-            raise ValueError(f"{self.journal.path} is not a sandbox Jenkins state file")
+        snapshot, records = found
         jenkins.next_queue_id = snapshot["next_queue_id"]
         for job in snapshot["jobs"]:
             record = jenkins._add_job(job["name"], job["folder"])

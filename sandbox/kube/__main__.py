@@ -2,7 +2,7 @@
 
 import argparse
 
-from sandbox.http import serve_forever
+from sandbox.http import run_command
 
 from . import KubeSandbox
 
@@ -22,23 +22,7 @@ def main(argv=None) -> None:
     parser.add_argument("--traffic-rate", type=float, default=0.0, help="synthetic requests a second per Deployment")
     parser.add_argument("--bookmark-interval", type=float, default=60.0)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
-    args = parser.parse_args(argv)
-    sandbox = KubeSandbox(
-        port=args.port,
-        ready_after=args.ready_after,
-        token=args.token,
-        seed=args.seed,
-        bookmark_interval=args.bookmark_interval,
-        verbose=args.verbose,
-        crash_backoff=args.crash_backoff,
-        terminate_after=args.terminate_after,
-        state=args.state,
-        traffic_rate=args.traffic_rate,
-    )
-    try:
-        serve_forever(sandbox.running, "kube")
-    finally:
-        sandbox.stop()
+    run_command(parser, KubeSandbox, "kube", argv, ignored={"host"})
 
 
 if __name__ == "__main__":

@@ -18,11 +18,10 @@ class KubeState:
 
     def load(self, cluster) -> bool:
         """Fill an empty cluster from the file; False when there is no file yet."""
-        snapshot, records = self.journal.read()
-        if snapshot is None:
+        found = self.journal.read_as(FORMAT, "cluster")
+        if found is None:
             return False
-        if snapshot.get("format") != FORMAT:
-            raise ValueError(f"{self.journal.path} is not a sandbox cluster state file")
+        snapshot, records = found
         cluster.rv = snapshot["rv"]
         for key, obj in snapshot["objects"]:
             cluster.objects[tuple(key)] = obj

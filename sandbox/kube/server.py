@@ -488,15 +488,7 @@ class KubeHandler(JSONHandler):
         with self.cluster.lock:
             if route.sub == "scale":
                 return self._write_scale(route, body, options)
-            obj = self.cluster.replace(
-                resource,
-                route.namespace,
-                route.name,
-                body,
-                route.sub,
-                manager=options.manager,
-                dry_run=options.dry_run,
-            )
+            obj = self._write(route, body, options, route.sub)
         self._reply_object(200, resource, obj)
 
     def _patch(self, route: Route) -> None:
@@ -518,15 +510,7 @@ class KubeHandler(JSONHandler):
             if not isinstance(patched, dict):
                 raise bad_request("the patch did not produce an object")
             self._warnings += validation.decode(patched, route.kind.kind, options.directive)
-            obj = self.cluster.replace(
-                resource,
-                route.namespace,
-                route.name,
-                patched,
-                route.sub,
-                manager=options.manager,
-                dry_run=options.dry_run,
-            )
+            obj = self._write(route, patched, options, route.sub)
         self._reply_object(200, resource, obj)
 
     def _apply(self, route: Route, options: WriteOptions) -> None:
@@ -575,15 +559,20 @@ class KubeHandler(JSONHandler):
         if not isinstance(replicas, int) or replicas < 0:
             raise ApiError(422, "Invalid", f'Scale.autoscaling "{route.name}" is invalid: spec.replicas')
         current["spec"]["replicas"] = replicas
-        obj = self.cluster.replace(
+        self.send_json(200, scale_view(self._write(route, current, options)))
+
+    def _write(self, route: Route, body: dict, options: WriteOptions, subresource: str | None = None) -> dict:
+        """PUT the routed object (or its `subresource`) as `body`, with the request's field
+        manager and dry run."""
+        return self.cluster.replace(
             route.kind.resource,
             route.namespace,
             route.name,
-            current,
+            body,
+            subresource,
             manager=options.manager,
             dry_run=options.dry_run,
         )
-        self.send_json(200, scale_view(obj))
 
     def _delete(self, route: Route) -> None:
         body = self._body() or {}

@@ -55,34 +55,23 @@ def _containers(template_spec: dict) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------ printers
+def _with_template(obj: dict, counts: list) -> list:
+    """A row of a workload with a pod template: name, its `counts`, age, then the wide columns."""
+    spec = obj.get("spec") or {}
+    names, images = _containers((spec.get("template") or {}).get("spec") or {})
+    age_column = age(obj["metadata"].get("creationTimestamp"))
+    return [obj["metadata"]["name"], *counts, age_column, names, images, selector_string(spec.get("selector"))]
+
+
 def _deployment(obj: dict) -> list:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    names, images = _containers((spec.get("template") or {}).get("spec") or {})
-    return [
-        obj["metadata"]["name"],
-        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
-        status.get("updatedReplicas", 0),
-        status.get("availableReplicas", 0),
-        age(obj["metadata"].get("creationTimestamp")),
-        names,
-        images,
-        selector_string(spec.get("selector")),
-    ]
+    ready = f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}"
+    return _with_template(obj, [ready, status.get("updatedReplicas", 0), status.get("availableReplicas", 0)])
 
 
 def _replicaset(obj: dict) -> list:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    names, images = _containers((spec.get("template") or {}).get("spec") or {})
-    return [
-        obj["metadata"]["name"],
-        spec.get("replicas", 0),
-        status.get("replicas", 0),
-        status.get("readyReplicas", 0),
-        age(obj["metadata"].get("creationTimestamp")),
-        names,
-        images,
-        selector_string(spec.get("selector")),
-    ]
+    return _with_template(obj, [spec.get("replicas", 0), status.get("replicas", 0), status.get("readyReplicas", 0)])
 
 
 def pod_reason(pod: dict) -> str:
@@ -143,6 +132,12 @@ def _event(obj: dict) -> list:
 
 
 _NAME = col("Name", fmt="name", desc="Name must be unique within a namespace.")
+# The wide columns of the workloads with a pod template (deployments, replica sets).
+_TEMPLATE = [
+    col("Containers", priority=1, desc="Names of each container in the template."),
+    col("Images", priority=1, desc="Images referenced by each container."),
+    col("Selector", priority=1, desc="Label selector for pods."),
+]
 PRINTERS = {
     "deployments": (
         [
@@ -151,9 +146,7 @@ PRINTERS = {
             col("Up-to-date", "integer", desc="Total number of non-terminated pods targeted"),
             col("Available", "integer", desc="Total number of available pods"),
             col("Age", desc="CreationTimestamp"),
-            col("Containers", priority=1, desc="Names of each container in the template."),
-            col("Images", priority=1, desc="Images referenced by each container."),
-            col("Selector", priority=1, desc="Label selector for pods."),
+            *_TEMPLATE,
         ],
         _deployment,
     ),
@@ -164,9 +157,7 @@ PRINTERS = {
             col("Current", "integer", desc="Number of actual replicas."),
             col("Ready", "integer", desc="The number of ready replicas."),
             col("Age", desc="CreationTimestamp"),
-            col("Containers", priority=1, desc="Names of each container in the template."),
-            col("Images", priority=1, desc="Images referenced by each container."),
-            col("Selector", priority=1, desc="Label selector for pods."),
+            *_TEMPLATE,
         ],
         _replicaset,
     ),

@@ -15,7 +15,14 @@ from rest_framework.test import APIClient
 from clusters.models import FreezeWindow, Lock
 from releases import states
 from releases.models import Approval, Build, Deployment, Release
-from tests.factories import make_deployment, make_release, pending_in_staging, release_ready_for_staging
+from tests.factories import (
+    assert_still_pending,
+    make_deployment,
+    make_release,
+    pending_in_staging,
+    release_ready_for_staging,
+    succeed_in,
+)
 from tests.support.api import api_as
 
 JSON = {"format": "json"}
@@ -72,9 +79,7 @@ def test_it_answers_401_to_anonymous_requests_and_changes_nothing(cast, method, 
     response = getattr(APIClient(), method)(url, {"environment": "dev", "comment": "x"}, **JSON)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == 'Bearer realm="pampam"'
-    deployment.refresh_from_db()
-    assert deployment.state == states.PENDING_APPROVAL
-    assert Deployment.objects.count() == 2
+    assert_still_pending(deployment)
 
 
 def test_it_sends_anonymous_visitors_of_the_docs_to_the_login_page(cast):
@@ -124,7 +129,7 @@ def test_it_lets_only_deployers_request_with_a_deploy_token(cast, who, scope, st
 
 def test_it_lets_release_managers_deploy_to_prod_but_not_developers(cast):
     release = make_release(cast.service)
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     payload = {"release": release.pk, "environment": "prod"}
     refused = api_as(cast.alice, "deploy").post("/api/v1/deployments/", payload, **JSON)
     assert refused.status_code == 403
@@ -355,7 +360,7 @@ def test_it_lets_only_deployers_abort_builds(cast):
 )
 def test_it_lets_only_deployers_roll_back_with_a_deploy_token(cast, who, scope, status):
     good, bad = make_release(cast.service, version="1.0.0"), make_release(cast.service, version="1.1.0")
-    make_deployment(good, cast.dev, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(good, cast.dev)
     make_deployment(bad, cast.dev, state=states.SUCCEEDED, previous_release=good, finished_at=timezone.now())
     response = api_as(getattr(cast, who), scope).post(
         "/api/v1/services/storefront/rollback/", {"environment": "dev", "reason": "bad"}, **JSON

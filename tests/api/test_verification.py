@@ -6,8 +6,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from releases import states
-from releases.models import Check, CheckSample
-from tests.factories import make_deployment, make_release
+from releases.models import Check
+from tests.factories import make_deployment, make_release, record_samples
 from tests.support.api import api_as
 
 
@@ -22,16 +22,7 @@ def test_it_shows_the_bake_the_probe_and_each_checks_last_reading(cast):
         bake_seconds=60,
         probe={"url": "http://svc/healthz", "requests": 4, "failed": 1, "latencies_ms": [5.0, 6.0, 7.0, 90.0]},
     )
-    for second, value in [(1, 0.0), (6, 0.02)]:
-        CheckSample.objects.create(
-            deployment=deployment,
-            check_rule=check,
-            name=check.name,
-            at=baked + timedelta(seconds=second),
-            value=value,
-            threshold=0.05,
-            outcome="pass",
-        )
+    record_samples(deployment, check, baked, [(1, 0.0, "pass"), (6, 0.02, "pass")])
 
     body = api_as(cast.erin, "read").get(f"/api/v1/deployments/{deployment.pk}/").json()
 

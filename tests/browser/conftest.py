@@ -8,13 +8,11 @@ tests are transactional because every one of those threads reads what the test w
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.factories import Cast, make_cast, make_cluster
-from tests.support.stack import Background, in_thread, serve, watch, work_jobs
+from tests.support.stack import in_thread, running_portal
 from tests.support.tools import require_tool
 
 CHROMIUM = "/usr/bin/chromium"
@@ -67,31 +65,10 @@ def wait_for(predicate, timeout=60.0):
         time.sleep(0.1)
 
 
-@dataclass
-class Portal:
-    url: str
-    cast: Cast
-    kube: object
-
-
 @pytest.fixture
 def portal(transactional_db, settings):
-    import redis
-
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    kube = start_kube()
-    cast = make_cast(cluster=make_cluster(name="main", api_url=kube.url))
-    background = Background()
-    background.stoppers.append(kube.stop)
-    try:
-        url = serve(background)
-        # Websockets are accepted from the portal's own origin only (portal/asgi.py).
-        settings.PORTAL_URL = url
-        work_jobs(background)
-        watch(background, name="browser-tests")
-        yield Portal(url, cast, kube)
-    finally:
-        background.close()
+    with running_portal(start_kube(), "browser-tests", settings) as running:
+        yield running
 
 
 @pytest.fixture

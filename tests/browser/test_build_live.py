@@ -2,13 +2,13 @@
 result and the release it made appear as they happen."""
 
 import pytest
-from django.utils import timezone
 from playwright.sync_api import expect
 
-from releases import builds, flows, states
+from releases import builds, flows
 from sandbox.jenkins import start as start_jenkins
 from tests.browser.conftest import in_thread
-from tests.factories import make_deployment, make_release
+from tests.factories import make_release, succeed_in
+from tests.support.jenkins import builds_storefront, jenkins_for
 
 pytestmark = pytest.mark.browser
 WAIT = 30_000
@@ -16,25 +16,13 @@ WAIT = 30_000
 
 @pytest.fixture
 def jenkins(portal, settings):
-    handle = start_jenkins(
-        user="jenkins",
-        token="jenkins-token",
-        seed={"jobs": {"storefront-build": {"duration": 2}}},
-        queue_seconds=1.0,
-        build_seconds=2.0,
-    )
-    settings.JENKINS_URL = handle.url
-    settings.JENKINS_USER = "jenkins"
-    settings.JENKINS_TOKEN = "jenkins-token"
-    settings.JENKINS_POLL_SECONDS = 0.1
-    yield handle
-    handle.stop()
+    seed = {"jobs": {"storefront-build": {"duration": 2}}}
+    with jenkins_for(settings, seed, poll_seconds=0.1, queue_seconds=1.0, build_seconds=2.0) as handle:
+        yield handle
 
 
 def storefront_builds(cast):
-    cast.service.jenkins_build_job = "storefront-build"
-    cast.service.save()
-    return cast.service
+    return builds_storefront(cast.service)
 
 
 def test_it_shows_the_build_number_result_and_release_as_they_come(portal, login, jenkins):
@@ -75,7 +63,7 @@ def prod_through_jenkins(cast):
     cast.prod.deploy_via, cast.prod.jenkins_deploy_job = cast.prod.JENKINS, "deploy/prod"
     cast.prod.save()
     release = make_release(cast.service, version="1.1.0", image="registry.example/storefront:1.1.0")
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     return flows.request_deployment(cast.dave, release, cast.prod)
 
 

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from releases import states
 from releases.models import Check, CheckSample, Deployment
 from tests.browser.conftest import in_thread
-from tests.factories import make_deployment, make_release
+from tests.factories import make_deployment, make_release, record_samples
 
 pytestmark = pytest.mark.browser
 
@@ -30,17 +30,9 @@ def a_failed_check(cast):
         bake_seconds=60,
         probe={"url": "http://svc/healthz", "requests": 90, "failed": 28, "latencies_ms": [8.0] * 80 + [41.0] * 10},
     )
-    for second in range(2, 30, 2):
-        value = 0.0 if second < 12 else 0.31 * (second - 10) / 20
-        CheckSample.objects.create(
-            deployment=deployment,
-            check_rule=check,
-            name=check.name,
-            at=started + timedelta(seconds=second),
-            value=value,
-            threshold=0.05,
-            outcome=CheckSample.PASS if value < 0.05 else CheckSample.FAIL,
-        )
+    values = {second: 0.0 if second < 12 else 0.31 * (second - 10) / 20 for second in range(2, 30, 2)}
+    outcome = {True: CheckSample.PASS, False: CheckSample.FAIL}
+    record_samples(deployment, check, started, [(s, v, outcome[v < 0.05]) for s, v in values.items()])
     return deployment.pk
 
 

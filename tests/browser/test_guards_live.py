@@ -7,9 +7,8 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from clusters.models import FreezeWindow, Lock
-from releases import states
 from tests.browser.conftest import DOCS, SCREENSHOTS, in_thread
-from tests.factories import make_deployment, make_release, make_service
+from tests.factories import make_release, make_service, succeed_in
 
 pytestmark = pytest.mark.browser
 WAIT = 30_000
@@ -18,7 +17,7 @@ WAIT = 30_000
 def history(cast):
     release = make_release(cast.service, version="1.0.0", image="registry.example/storefront:1.0.0")
     for env in (cast.dev, cast.staging, cast.prod):
-        make_deployment(release, env, state=states.SUCCEEDED, finished_at=timezone.now())
+        succeed_in(release, env)
     if SCREENSHOTS:  # a fuller board for docs/dashboard.png: other services, a freeze to come
         start = timezone.now() + timedelta(days=2)
         FreezeWindow.objects.create(
@@ -27,7 +26,7 @@ def history(cast):
         for slug, version in (("checkout", "2.4.1"), ("search", "0.9.3")):
             other = make_release(make_service(slug=slug, name=slug.title()), version=version)
             for env in (cast.dev, cast.staging, cast.prod):
-                make_deployment(other, env, state=states.SUCCEEDED, finished_at=timezone.now())
+                succeed_in(other, env)
 
 
 def test_it_shows_a_lock_made_on_the_service_page_on_the_dashboard(portal, login):

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from releases import flows, states
 from releases.models import Deployment
 from tests.browser.conftest import in_thread
-from tests.factories import make_deployment, make_release
+from tests.factories import make_deployment, make_release, succeed_in
 
 pytestmark = pytest.mark.browser
 WAIT = 30_000
@@ -15,7 +15,7 @@ WAIT = 30_000
 
 def request_prod(cast, who="dave"):
     release = make_release(cast.service, version="1.1.0", image="registry.example/storefront:1.1.0")
-    make_deployment(release, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(release, cast.staging)
     return flows.request_deployment(getattr(cast, who), release, cast.prod)
 
 

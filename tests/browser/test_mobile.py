@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from releases import states
 from releases.models import Build
 from tests.browser.conftest import DOCS, SCREENSHOTS, in_thread
-from tests.factories import make_deployment, make_release
+from tests.factories import make_deployment, make_release, succeed_in
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +30,7 @@ def some_history(cast):
     old = make_release(cast.service, version="1.0.0", image="registry.example/storefront:1.0.0")
     new = make_release(cast.service, version="1.1.0", image="registry.example/storefront:1.1.0")
     for env in (cast.dev, cast.staging, cast.prod):
-        make_deployment(old, env, state=states.SUCCEEDED, finished_at=timezone.now())
+        succeed_in(old, env)
     pods = [
         {
             "name": f"storefront-7d9c8b-{n}x2q9",

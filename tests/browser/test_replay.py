@@ -3,13 +3,12 @@
 import re
 
 import pytest
-from django.utils import timezone
 from playwright.sync_api import expect
 
 from releases import flows, states
 from releases.models import Deployment
 from tests.browser.conftest import DOCS, SCREENSHOTS, in_thread, wait_for
-from tests.factories import make_deployment, make_release
+from tests.factories import make_release, succeed_in
 
 pytestmark = pytest.mark.browser
 WAIT = 60_000
@@ -28,9 +27,9 @@ PICTURE = """() => ({
 
 def finished_rollout(cast):
     old = make_release(cast.service, version="1.0.0", image="registry.example/storefront:1.0.0")
-    make_deployment(old, cast.prod, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(old, cast.prod)
     new = make_release(cast.service, version="1.1.0", image="registry.example/storefront:1.1.0")
-    make_deployment(new, cast.staging, state=states.SUCCEEDED, finished_at=timezone.now())
+    succeed_in(new, cast.staging)
     deployment = flows.request_deployment(cast.dave, new, cast.prod)
     flows.decide(cast.bob, deployment, "approve")
     flows.decide(cast.carol, deployment, "approve")

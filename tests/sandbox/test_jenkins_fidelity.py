@@ -3,7 +3,6 @@ only when seeded or created, URLs encoded as Jenkins encodes them, `tree` and `d
 executors, and notifications carrying the console log."""
 
 import json
-import time
 from http.server import BaseHTTPRequestHandler
 
 import jenkins
@@ -12,6 +11,7 @@ import requests
 
 from sandbox.http import serve
 from sandbox.jenkins import start
+from tests.support import wait_until
 
 USER, TOKEN = "jenkins", "jenkins-token"
 SEED = {
@@ -33,16 +33,6 @@ def sandbox():
 @pytest.fixture
 def server(sandbox):
     return jenkins.Jenkins(sandbox.url, USER, TOKEN, timeout=5)
-
-
-def wait_until(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def started(server, queue_id) -> int:

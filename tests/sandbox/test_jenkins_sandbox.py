@@ -12,6 +12,7 @@ import requests
 
 from sandbox.http import JSONHandler, serve
 from sandbox.jenkins import start
+from tests.support import wait_until
 
 USER, TOKEN = "alice", "s3cret-token"
 
@@ -76,13 +77,6 @@ def wait_finished(server, job, number, timeout=10.0):
 
 def action(info, cls):
     return next(a for a in info["actions"] if a.get("_class") == cls)
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 # -- identity and jobs ------------------------------------------------------------------------

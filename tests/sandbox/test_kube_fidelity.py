@@ -13,6 +13,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from sandbox.kube import start
+from tests.support import wait_until
 
 from .conftest import api_client
 
@@ -29,15 +30,6 @@ def set_replicas(kube, name: str, replicas: int) -> None:
     d = kube.deployment(NS, name)
     d["spec"]["replicas"] = replicas
     kube.cluster.replace("deployments", NS, name, d)
-
-
-def wait_until(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.01)
-    return value
 
 
 def test_it_serves_objects_the_typed_client_deserialises(kube, apps, core):

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jenkins
@@ -15,27 +14,17 @@ import pytest
 from kubernetes import client
 
 from tests.sandbox.conftest import Kubectl, api_client
+from tests.support import wait_until
 from tests.support.tools import require_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "default"
-DEADLINE = 30.0
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(check, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 class Process:
@@ -54,7 +43,7 @@ class Process:
             with socket.socket() as sock:
                 return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
-        wait_until(listening, f"{self.argv[2]} on port {self.port}")
+        wait_until(listening, what=f"{self.argv[2]} on port {self.port}")
         return self
 
     def kill(self) -> None:
@@ -115,7 +104,7 @@ def test_it_brings_a_killed_cluster_back_from_its_state_file_and_finishes_the_ro
     kubectl = Kubectl(url, tmp_path, require_kubectl())
     kubectl("rollout", "status", "deployment/web", "--timeout=60s")
     kubectl("set", "image", "deployment/web", "app=nginx:1.1")
-    wait_until(lambda: apps.read_namespaced_deployment("web", NS).status.updated_replicas, "the rollout to start")
+    wait_until(lambda: apps.read_namespaced_deployment("web", NS).status.updated_replicas, what="the rollout to start")
     before = snapshot(apps)
     assert before["revision"] == "2"
 
@@ -140,15 +129,17 @@ def test_it_brings_a_killed_jenkins_back_with_its_queue_ids_build_numbers_and_lo
     processes.append(sandbox)
     server = jenkins.Jenkins(f"http://127.0.0.1:{port}", "jenkins", "jenkins-token", timeout=10)
     first = server.build_job("shop/build", {"VERSION": "1.0"})
-    wait_until(lambda: server.get_queue_item(first).get("executable"), "build #1 to start")
-    wait_until(lambda: "compiling module 2/8" in server.get_build_console_output("shop/build", 1), "some log")
+    wait_until(lambda: server.get_queue_item(first).get("executable"), what="build #1 to start")
+    wait_until(lambda: "compiling module 2/8" in server.get_build_console_output("shop/build", 1), what="some log")
     log_before = server.get_build_console_output("shop/build", 1)
 
     sandbox.kill()
     sandbox.start()
 
     assert server.get_queue_item(first)["executable"]["number"] == 1
-    info = wait_until(lambda: (i := server.get_build_info("shop/build", 1)) and not i["building"] and i, "build #1")
+    info = wait_until(
+        lambda: (i := server.get_build_info("shop/build", 1)) and not i["building"] and i, what="build #1"
+    )
     assert info["result"] == "SUCCESS"
     log = server.get_build_console_output("shop/build", 1)
     assert log.startswith(log_before)
@@ -156,5 +147,5 @@ def test_it_brings_a_killed_jenkins_back_with_its_queue_ids_build_numbers_and_lo
     assert log.endswith("Finished: SUCCESS\n")
     second = server.build_job("shop/build", {"VERSION": "1.1"})
     assert second == first + 1
-    number = wait_until(lambda: server.get_queue_item(second).get("executable"), "build #2")["number"]
+    number = wait_until(lambda: server.get_queue_item(second).get("executable"), what="build #2")["number"]
     assert number == 2

@@ -4,6 +4,7 @@ Waits are generous: they return as soon as the condition holds, and their deadli
 enough for a loaded CI machine.
 """
 
+import subprocess
 import time
 
 import django_rq
@@ -26,16 +27,28 @@ REPO = "registry.example/storefront"
 NAME = "storefront"
 
 
-def wait_until(predicate, timeout: float = DEADLINE, step: float = 0.02):
-    """Poll `predicate` until it returns something true (returned), or fail after `timeout`."""
+def wait_until(predicate, timeout: float = DEADLINE, step: float = 0.02, what: str = ""):
+    """Poll `predicate` until it returns something true (returned), or fail after `timeout`
+    saying `what` was awaited."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {predicate}")
+            raise AssertionError(f"not true within {timeout}s: {what or predicate}")
         time.sleep(step)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 5) -> None:
+    """Terminate `process` if it still runs; kill it if it has not ended after `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def run_scheduled_now(due_only: bool = False) -> int:

@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import requests
 
+from tests.support import stop_process
+
 DEADLINE_SECONDS = 60
 
 
@@ -36,11 +38,7 @@ class Provider:
         assert response.status_code == 204, response.text
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process, timeout=10)
 
 
 def start_provider() -> Provider:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import stop_process
+
 PROMETHEUS = Path("/usr/bin/prometheus")
 DEADLINE = 30.0
 
@@ -120,16 +122,6 @@ def _ready(server: Prometheus) -> bool:
     if server.process.poll() is None:
         pytest.fail(f"prometheus not ready within {DEADLINE:.0f} s: {server.log.read_text()}")
     return False
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def start(tmp_path: Path, scrape_configs: str, started: list, port: int | None = None) -> Prometheus:

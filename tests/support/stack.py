@@ -10,7 +10,10 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
+from tests.factories import Cast, make_cast, make_cluster
 from tests.support import run_scheduled_now
 
 
@@ -101,6 +104,36 @@ def watch(background: Background, name: str = "tests") -> None:
     background.spawn(run, "watcher")
     # Its stream threads block in watch requests until the sandbox closes them; join them then.
     background.stoppers.append(lambda: background.threads.extend(watcher.threads.values()))
+
+
+@dataclass
+class Portal:
+    url: str
+    cast: Cast
+    kube: object
+
+
+@contextmanager
+def running_portal(kube, name: str, settings=None):
+    """The portal served on an ephemeral port with its worker and watcher (`name`), the cast's
+    cluster being the sandbox `kube` (stopped after); with pytest-django's `settings`, the
+    portal's own URL is PORTAL_URL (websockets are accepted from that origin only)."""
+    import redis
+    from django.conf import settings as django_settings
+
+    redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
+    cast = make_cast(cluster=make_cluster(name="main", api_url=kube.url))
+    background = Background()
+    background.stoppers.append(kube.stop)
+    try:
+        url = serve(background)
+        if settings is not None:
+            settings.PORTAL_URL = url
+        work_jobs(background)
+        watch(background, name=name)
+        yield Portal(url, cast, kube)
+    finally:
+        background.close()
 
 
 def in_thread(func, *args, **kwargs):
