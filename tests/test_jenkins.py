@@ -49,7 +49,8 @@ def make_build(cast, service, **extra):
 
 def run(build, run_jobs):
     """What the worker does with a requested build: trigger it, follow it to its end."""
-    run_jobs()
+    run_jobs(until=lambda: Build.objects.get(pk=build.pk).state in states.BUILD_FINAL)
+    run_jobs()  # and what its end queued (its test report, reports to GitHub)
     build.refresh_from_db()
     return build
 
