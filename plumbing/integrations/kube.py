@@ -96,6 +96,11 @@ def _status_message(exc: ApiException) -> str:
         return ""
 
 
+# Seconds to connect and to wait for an answer: an API server that stops answering mid-request
+# fails the call (a transient error, retried) instead of holding a worker or the reconciler.
+REQUEST_TIMEOUT = (10, 60)
+
+
 def _call(what: str, func, *args, **kwargs) -> dict:
     """Call a generated API method and return the server's JSON as it is.
 
@@ -103,6 +108,7 @@ def _call(what: str, func, *args, **kwargs) -> dict:
     ReplicaSet's status.replicas while it is being created, for one) and would lose the whole
     response; client-go and kubectl read such objects fine, and so do we.
     """
+    kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
     try:
         response = func(*args, _preload_content=False, **kwargs)
         if not 200 <= response.status <= 299:
