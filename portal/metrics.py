@@ -74,7 +74,7 @@ class DatabaseCollector:
         yield self.approval_waits(series.get(tallies.APPROVAL_WAIT, []), labels)
         yield from self.pending_approvals()
         yield self.build_durations(series.get(tallies.BUILD_DURATION, []), labels)
-        yield from self.dora(labels)
+        yield from self.dora()
         yield from self.watchers()
         yield from self.queue()
 
@@ -155,7 +155,7 @@ class DatabaseCollector:
             labels,
         )
 
-    def dora(self, labels):
+    def dora(self):
         """/dora/'s figures for each production environment over the last 30 days: one query per
         production environment, over that window's rows only (an index range)."""
         names = ["service", "environment"]

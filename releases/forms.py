@@ -186,7 +186,7 @@ class CheckForm(forms.ModelForm):
         if query and window and {"query", "window", "environment"} & set(self.changed_data):
             environment = cleaned.get("environment")
             namespace = environment.namespace if environment else "default"
-            self._ask_prometheus(query.replace("$window", window).replace("$namespace", namespace))
+            self._ask_prometheus(Check(query=query, window=window).promql(namespace))
         return cleaned
 
     def _ask_prometheus(self, promql: str) -> None:

@@ -4,7 +4,7 @@ from datetime import datetime, time, timedelta
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
@@ -222,8 +222,19 @@ class DeploymentQuerySet(models.QuerySet):
     def active(self):
         return self.filter(state__in=states.ACTIVE)
 
-    def for_history(self):
+    def guarded(self):
+        """Deployments (not rollbacks) held to Prometheus checks or a probe (releases.verdicts)."""
+        checks = Check.objects.for_rollout(OuterRef("service_id"), OuterRef("environment_id"))
+        return self.filter(Q(service__probe_url__gt="") | Exists(checks), kind=Deployment.DEPLOY)
+
+    def for_page(self):
+        """What a deployment's page or a list row shows beside it, in the same query."""
         return self.select_related("service", "environment", "release", "requested_by")
+
+    def for_history(self):
+        """For lists: without the probe's latencies (up to thousands of numbers a deployment),
+        which only a deployment's own page reads."""
+        return self.for_page().defer("probe")
 
     def matching(self, *, service=None, environment=None, state=None, requester=None, since=None, until=None):
         """The history filters of /history/ and the API: None (or "") means any. `since` and
@@ -394,25 +405,16 @@ class Deployment(Timeline):
         return f"#{self.pk} {self.service.slug} {self.release.version} → {self.environment.slug}"
 
     def save(self, *args, **kwargs):
-        """A deployment saved directly (the admin, a test, an import) is counted like a transition."""
+        """A new deployment is counted in the same transaction; states then move only through
+        `transition` (rows changed around the models: `manage.py rebuild_tallies`)."""
         created = self._state.adding
-        before = getattr(self, "_tallied_state", None)
         with transaction.atomic():
             super().save(*args, **kwargs)
             if created:
                 tallies.deployment_created(self)
-            elif before is not None and before != self.state:
-                tallies.deployment_moved(self, before, self.state)
-        self._tallied_state = self.state
 
     def get_absolute_url(self):
         return reverse("deployment", args=[self.pk])
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._tallied_state = instance.__dict__.get("state")
-        return instance
 
     @classmethod
     def event_model(cls):
@@ -501,7 +503,6 @@ class Deployment(Timeline):
             events = self.append([Entry(kind, message, data, actor)], where={"state": old}, state=new, **fields)
             if events is None:
                 raise TransitionRefused(f"Deployment #{self.pk} is no longer {old}.")
-            self._tallied_state = new
             tallies.deployment_moved(self, old, new)
             transaction.on_commit(lambda: deployment_transitioned.send(Deployment, deployment=self, old=old, new=new))
         return events[0]
@@ -528,9 +529,10 @@ class Deployment(Timeline):
         }
 
     @classmethod
-    def update_report(cls, pk: int, system: str, change) -> None:
+    def update_report(cls, pk: int, system: str, change, *, announce: bool = True) -> None:
         """Set `reports[system]` of deployment `pk` to `change(current report)`, leaving the other
-        systems' reports alone.
+        systems' reports alone. `announce=False` for bookkeeping the reports panel does not show:
+        open pages are not told to re-read it.
 
         The row lock keeps jobs of different systems (GitHub, Grafana, Slack), and two jobs of one
         system, from overwriting each other's entries in the one JSON column.
@@ -545,8 +547,8 @@ class Deployment(Timeline):
                 "at": timezone.now().isoformat(timespec="seconds"),
             }
             cls.objects.filter(pk=pk).update(reports=reports)
-            # Reports often land after the deployment's last event: an open page re-reads its panel.
-            live.activity({"kind": "report", "deployment": pk, "system": system})
+            if announce:  # reports often land after the deployment's last event: an open page re-reads its panel
+                live.activity({"kind": "report", "deployment": pk, "system": system})
 
 
 class Approval(models.Model):
@@ -797,6 +799,15 @@ class Verification(models.Model):
         return cls.objects.filter(environment=environment).first() or cls(environment=environment)
 
 
+class CheckQuerySet(models.QuerySet):
+    def for_rollout(self, service_id, environment_id):
+        """The enabled checks a rollout of the service to the environment is held to (either may
+        be an OuterRef)."""
+        return self.filter(service_id=service_id, enabled=True).filter(
+            Q(environment__isnull=True) | Q(environment_id=environment_id)
+        )
+
+
 class Check(models.Model):
     """A PromQL query whose value must stay on the right side of a threshold while a rollout runs
     and bakes. In the query, `$window` is the window (e.g. `rate(x[$window])`) and `$namespace`
@@ -828,6 +839,8 @@ class Check(models.Model):
     threshold = models.FloatField()
     window = models.CharField(max_length=20, default="1m", help_text="A PromQL duration such as 30s or 5m.")
     enabled = models.BooleanField(default=True)
+
+    objects = CheckQuerySet.as_manager()
 
     class Meta:
         ordering = ["service", "name", "id"]

@@ -14,9 +14,21 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from clusters.models import Environment, Workload
 from plumbing.integrations import IntegrationError, kube
+from releases import rules
 
 DEADLINE_SECONDS = 3.0
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="preflight")
+
+
+def refuse_a_first_deploy(user, release, environment, override_reason: str = "") -> None:
+    """Raise rules.Refused (a conflict) when the cluster lacks the Deployment to change. Asked
+    after the rules, so someone who may not deploy there learns nothing about the cluster (the
+    request itself then refuses with the rules' reasons)."""
+    if not rules.can_request(user, release, environment, override_reason=override_reason):
+        return
+    problem = missing_deployment(release.service, environment)
+    if problem:
+        raise rules.Refused(problem, conflict=True)
 
 
 def missing_deployment(service, environment) -> str:

@@ -59,9 +59,7 @@ def _observe(stale) -> int:
 
 def _ring_verify() -> int:
     """Guarded rollouts whose verify job was lost (it re-enqueues itself; a crash ends that)."""
-    guarded = Q(service__probe_url__gt="") | Q(service__checks__enabled=True)
-    rows = Deployment.objects.filter(guarded, state=states.ROLLING_OUT, kind=Deployment.DEPLOY).distinct()
-    return _ring(rows, tracking.verify)
+    return _ring(Deployment.objects.guarded().filter(state=states.ROLLING_OUT), tracking.verify)
 
 
 def _ring_followups() -> int:

@@ -53,7 +53,10 @@ def post_request(deployment) -> None:
     where = slack.post_message(settings.SLACK_BOT_TOKEN, settings.SLACK_API_URL, settings.SLACK_CHANNEL, text, blocks)
     mark = shown(deployment.state, 0)
     Deployment.update_report(
-        deployment.pk, MESSAGE_REPORT, lambda old: {"channel": where.channel, "ts": where.ts, "shown": mark}
+        deployment.pk,
+        MESSAGE_REPORT,
+        lambda old: {"channel": where.channel, "ts": where.ts, "shown": mark},
+        announce=False,  # where the message is: bookkeeping, not a report the panel shows
     )
 
 
@@ -71,7 +74,7 @@ def refresh(pk: int) -> None:
         _not_updated(pk, error)
         return
     mark = shown(deployment.state, len(approvals))
-    Deployment.update_report(pk, MESSAGE_REPORT, lambda old: {**old, "shown": mark})
+    Deployment.update_report(pk, MESSAGE_REPORT, lambda old: {**old, "shown": mark}, announce=False)
 
 
 def shown(state: str, decisions: int) -> str:
@@ -109,10 +112,11 @@ def _approvals(deployment) -> list[Approval]:
 
 
 # Whoever moved or decided (a browser, the API, Slack, the worker), the message follows once it
-# commits; the job itself returns at once for a deployment without a message.
+# commits. Only deployments that waited for approvers have a message (rollbacks and environments
+# without approvals never do); the job returns at once for one whose request was not posted.
 @receiver(deployment_transitioned)
 def on_transition(sender, deployment, old, new, **kwargs):
-    if configured():
+    if configured() and deployment.required_approvals:
         queues.enqueue(refresh, deployment.pk)
 
 

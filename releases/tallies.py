@@ -4,7 +4,7 @@ A `Tally` row is one Prometheus series: the number of deployments in a state for
 environment (a gauge), or a histogram (count, sum and one cumulative count per bucket) of
 rollout durations, approval waits or build durations. Each is updated in the transaction of the
 change it counts: a deployment's transition (`Deployment.transition`, the one compare-and-swap),
-a build's (`Build.move`), and any row saved or deleted directly (admin, imports, tests). So a
+a build's (`Build.move`), a deployment or build created or deleted directly (imports, tests). So a
 scrape reads a few hundred rows whatever the history's size, the figures survive restarts and
 are the same for every process, and histogram counts never go down (a deleted deployment leaves
 its duration counted, as a Prometheus counter must).

@@ -84,11 +84,13 @@ def advance(deployment: Deployment, progress: rollout.Progress) -> None:
         return
     progress = rollout.judged_since(progress, deployment.baseline)
     _record_progress(deployment, progress)
-    if progress.status == rollout.COMPLETE and verdicts.guarded(deployment):
-        if verdicts.start_bake(deployment, progress.message):
+    if progress.status == rollout.COMPLETE:
+        if deployment.bake_started_at is not None:
+            return  # baking: the verify job decides
+        if not verdicts.guarded(deployment):
+            _finish(deployment, progress)
+        elif verdicts.start_bake(deployment, progress.message):
             queues.enqueue(verify, deployment.pk)
-    elif progress.status == rollout.COMPLETE:
-        _finish(deployment, progress)
     elif progress.status == rollout.FAILED:
         fail(deployment, progress.message)
 

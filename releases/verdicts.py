@@ -20,7 +20,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from plumbing.integrations import IntegrationError, probe, prometheus
@@ -39,11 +38,7 @@ class Verdict:
 
 
 def checks_for(deployment: Deployment) -> list[Check]:
-    return list(
-        Check.objects.filter(service_id=deployment.service_id, enabled=True).filter(
-            Q(environment__isnull=True) | Q(environment_id=deployment.environment_id)
-        )
-    )
+    return list(Check.objects.for_rollout(deployment.service_id, deployment.environment_id))
 
 
 def guarded(deployment: Deployment) -> bool:

@@ -133,12 +133,7 @@ def request_deploy(request, pk):
     if not form.is_valid():
         return release_detail(request, pk, form=form, status=400)
     environment, override = form.cleaned_data["environment"], form.cleaned_data["override_reason"]
-    verdict = rules.can_request(request.user, release, environment, override_reason=override)
-    if not verdict:
-        return refused(request, verdict.message, status=409 if verdict.conflict else 403)
-    problem = preflight.missing_deployment(release.service, environment)
-    if problem:
-        return refused(request, problem, status=409)
+    preflight.refuse_a_first_deploy(request.user, release, environment, override)
     deployment = flows.request_deployment(request.user, release, environment, override_reason=override)
     messages.success(request, f"Deployment #{deployment.pk} requested.")
     return redirect(deployment)
@@ -151,7 +146,7 @@ TIMELINE_FIELDS = ("seq", "kind", "message", "created_at", "actor__username")
 
 
 def deployment_detail(request, pk, decision_form=None, status=200):
-    deployment = get_object_or_404(Deployment.objects.for_history().select_related("previous_release"), pk=pk)
+    deployment = get_object_or_404(Deployment.objects.for_page().select_related("previous_release"), pk=pk)
     if not rules.can_view(request.user, deployment):
         return refused(request, "You may not view this deployment.")
     newest = deployment.events.order_by("-seq").values_list(*TIMELINE_FIELDS)[:500]

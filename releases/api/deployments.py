@@ -21,7 +21,7 @@ from releases.api.schema import operation, responses
 from releases.api.views import KeysetList, body, query
 from releases.models import Approval, Deployment, Service
 
-DEPLOYMENTS = Deployment.objects.for_history().select_related("previous_release")
+DEPLOYMENTS = Deployment.objects.for_page().select_related("previous_release")
 APPROVALS = Prefetch("approvals", queryset=Approval.objects.select_related("user"))
 
 
@@ -71,7 +71,7 @@ class DeploymentList(KeysetList):
         parameters=[s.DeploymentFilter],
     )
     def get(self, request):
-        found = DEPLOYMENTS.matching(**query(s.DeploymentFilter, request))
+        found = DEPLOYMENTS.defer("probe").matching(**query(s.DeploymentFilter, request))
         return self.paged(found)
 
     @operation(
@@ -90,23 +90,11 @@ class DeploymentList(KeysetList):
     def post(self, request):
         data = body(s.DeploymentRequestSerializer, request)
         refuse_override_without_scope(request, data["override_reason"])
-        refuse_without_a_deployment_to_change(request.user, data)
+        preflight.refuse_a_first_deploy(request.user, data["release"], data["environment"], data["override_reason"])
         deployment = flows.request_deployment(
             request.user, data["release"], data["environment"], override_reason=data["override_reason"]
         )
         return detail(request, deployment.pk, status.HTTP_201_CREATED)
-
-
-def refuse_without_a_deployment_to_change(user, data) -> None:
-    """As the release page does: a first deploy to an environment whose namespace has no Deployment
-    is refused before it starts, saying what to create (after the rules, so a caller who may not
-    deploy there learns nothing about the cluster)."""
-    release, environment = data["release"], data["environment"]
-    if not rules.can_request(user, release, environment, override_reason=data["override_reason"]):
-        return  # flows.request_deployment refuses with the rules' reasons
-    problem = preflight.missing_deployment(release.service, environment)
-    if problem:
-        raise rules.Refused(problem, conflict=True)
 
 
 @extend_schema(tags=["deployments"])

@@ -16,7 +16,6 @@ Answers: 200 accepted (or not an interaction the portal acts on), 400 malformed,
 403 bad or stale signature or approvals from Slack not enabled, 405 not a POST, 413 too large.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +30,7 @@ from plumbing import queues
 from plumbing.integrations import IntegrationError, slack
 from releases import flows, rules, slack_approvals
 from releases.models import Deployment
-from releases.webhooks.signatures import read_limited_body
+from releases.webhooks.signatures import load_json, read_limited_body
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def parse(body: bytes) -> Click | None:
     """The click in a signed body, or None for an interaction the portal does not act on."""
     try:
         form = parse_qs(body.decode("utf-8"), strict_parsing=False)
-        payload = json.loads(form["payload"][0])
+        payload = load_json(form["payload"][0])
     except (UnicodeDecodeError, KeyError, IndexError, ValueError):
         raise Malformed("Expected a form with a JSON `payload` field, as Slack sends interactions.") from None
     if not isinstance(payload, dict):
