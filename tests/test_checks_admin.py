@@ -20,16 +20,22 @@ from tests.support.tools import require_tool
 ADD = "/admin/releases/check/add/"
 
 
-@pytest.fixture
-def prometheus(tmp_path, settings):
-    """A real Prometheus scraping nothing: enough to parse and evaluate queries."""
+@pytest.fixture(scope="module")
+def prometheus_server(tmp_path_factory):
+    """A real Prometheus scraping nothing: enough to parse and evaluate queries. It keeps no state
+    the tests change, so one serves the module."""
     require_tool("prometheus")
     processes = []
-    server = prometheus_process.start(tmp_path, "", processes)
-    settings.PROMETHEUS_URL = server.url
+    server = prometheus_process.start(tmp_path_factory.mktemp("prometheus"), "", processes)
     yield server
     for process in processes:
         prometheus_process.stop_process(process)
+
+
+@pytest.fixture
+def prometheus(prometheus_server, settings):
+    settings.PROMETHEUS_URL = prometheus_server.url
+    return prometheus_server
 
 
 def admin_client(cast) -> Client:

@@ -33,6 +33,7 @@ from portal.asgi import application
 from releases import consumers
 from releases.models import Build, Entry
 from tests.factories import make_deployment, make_release
+from tests.support import free_port
 from tests.support.stack import Background, serve
 
 TIMEOUT = 30
@@ -191,7 +192,7 @@ class WebProcesses:
     def __init__(self, count: int):
         self.urls, self.processes = [], []
         for _ in range(count):
-            port = _free_port()
+            port = free_port()
             url = f"http://127.0.0.1:{port}"
             env = {**os.environ, "DATABASE_URL": database_url(), "PORTAL_URL": url, "LOG_LEVEL": "WARNING"}
             command = [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--port", str(port)]
@@ -206,12 +207,6 @@ class WebProcesses:
             process.terminate()
         for process in self.processes:
             process.wait(timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(port: int) -> None:

@@ -151,7 +151,8 @@ class Kubelet:
             failed_at, attempt = failed_at + r / 2 + backoff, attempt + 1
 
     # -------------------------------------------------------------- status
-    def is_ready(self, pod: dict) -> bool:
+    @staticmethod
+    def is_ready(pod: dict) -> bool:
         condition = _condition(pod.get("status") or {}, "Ready")
         return bool(condition and condition["status"] == "True")
 

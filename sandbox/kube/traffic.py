@@ -22,7 +22,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .kubelet import image_tag
+from .kubelet import Kubelet, image_tag
+from .selectors import selector_from_spec
 
 ERROR_EVERY = 3
 SLOW_SECONDS = 0.25
@@ -63,16 +64,9 @@ class Series:
                 self.buckets[i] += 1
 
 
-def _ready(pod: dict) -> bool:
-    if pod["metadata"].get("deletionTimestamp"):
-        return False  # Terminating pods leave the endpoints at once
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def _selects(selector: dict, pod: dict) -> bool:
-    labels = pod["metadata"].get("labels") or {}
-    return all(labels.get(k) == v for k, v in selector.items())
+def _serves(pod: dict) -> bool:
+    """Ready and not Terminating (Terminating pods leave the endpoints at once)."""
+    return not pod["metadata"].get("deletionTimestamp") and Kubelet.is_ready(pod)
 
 
 def _escape(value: str) -> str:
@@ -98,8 +92,12 @@ class Traffic:
             deployment = self.cluster.find("deployments", namespace, name)
             if deployment is None:
                 return None
-            selector = deployment["spec"]["selector"].get("matchLabels") or {}
-            pods = [p for p in self.cluster.raw("pods", namespace) if _selects(selector, p) and _ready(p)]
+            selects = selector_from_spec(deployment["spec"].get("selector"))
+            pods = [
+                p
+                for p in self.cluster.raw("pods", namespace)
+                if selects(p["metadata"].get("labels") or {}) and _serves(p)
+            ]
             return sorted(pods, key=lambda p: p["metadata"]["name"])
 
     def route(self, namespace: str, name: str) -> Answer:

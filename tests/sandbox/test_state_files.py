@@ -14,17 +14,11 @@ import pytest
 from kubernetes import client
 
 from tests.sandbox.conftest import Kubectl, api_client
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 from tests.support.tools import require_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "default"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Process:

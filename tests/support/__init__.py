@@ -4,6 +4,7 @@ Waits are generous: they return as soon as the condition holds, and their deadli
 enough for a loaded CI machine.
 """
 
+import socket
 import subprocess
 import time
 
@@ -124,3 +125,10 @@ def apps_api(sandbox) -> client.AppsV1Api:
     configuration = client.Configuration()
     configuration.host = sandbox.url
     return client.AppsV1Api(client.ApiClient(configuration))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now (for a process a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -8,7 +8,6 @@ refusal tests get a signed token for the wrong audience or one already expired.
 It does not check PKCE (the portal sends an S256 challenge and its verifier all the same).
 """
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,9 @@ from urllib.parse import quote
 
 import requests
 
-from tests.support import stop_process
+from tests.support import free_port, stop_process
 
 DEADLINE_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -7,7 +7,6 @@ failure quotes what Prometheus logged.
 """
 
 import json
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -17,16 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import stop_process
+from tests.support import free_port, stop_process
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 DEADLINE = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get_json(url: str) -> dict:
