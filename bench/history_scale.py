@@ -76,6 +76,20 @@ def database_exists() -> bool:
         return bool(conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone())
 
 
+def copy_rows(cur, model, columns: str, rows) -> None:
+    """COPY `rows` (values for `columns`) into `model`'s table. Required columns the seeder does not
+    name get the model field's default, so a new field with a Python-side default needs no change here."""
+    from django.db.models import JSONField
+
+    named = {c.strip() for c in columns.split(",")}
+    rest = [f for f in model._meta.concrete_fields if f.column not in named and not f.null and f.has_default()]
+    extra = tuple(json.dumps(f.get_default()) if isinstance(f, JSONField) else f.get_default() for f in rest)
+    names = ", ".join([columns, *(f.column for f in rest)])
+    with cur.copy(f"COPY {model._meta.db_table} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row((*row, *extra))
+
+
 # --- seeding ------------------------------------------------------------------------------------
 
 STATES = [("succeeded", 82), ("failed", 9), ("cancelled", 5), ("rejected", 4)]
@@ -167,6 +181,8 @@ class Seeder:
 
     def releases(self, cur) -> None:
         """~20k releases over two years (one per deployment-and-a-bit), each with a commit and a build."""
+        from releases.models import Build, Commit, Release
+
         count = self.n_deployments // 5
         self.release_times = {s.pk: [] for s in self.services}
         self.release_ids = {s.pk: [] for s in self.services}
@@ -176,59 +192,58 @@ class Seeder:
         cols += "created_at"
         commits, builds = [], []
         numbers = {s.pk: 0 for s in self.services}
-        with cur.copy(f"COPY releases_release ({cols}) FROM STDIN") as copy:
-            for rid, at in enumerate(times, start=1):
-                service = self.rng.choice(self.services)
-                numbers[service.pk] += 1
-                n = numbers[service.pk]
-                sha = f"{rid:040x}"
-                copy.write_row(
-                    (
-                        rid,
-                        service.pk,
-                        f"1.{n // 100}.{n % 100}",
-                        sha,
-                        f"{service.image_repository}:1.{n // 100}.{n % 100}",
-                        f"https://jenkins.example/job/{service.jenkins_build_job}/{n}/",
-                        '{"passed": 120, "failed": 0, "total": 120}',
-                        "jenkins",
-                        self.rng.choice(self.users),
-                        at,
-                    )
+        release_rows = []
+        for rid, at in enumerate(times, start=1):
+            service = self.rng.choice(self.services)
+            numbers[service.pk] += 1
+            n = numbers[service.pk]
+            sha = f"{rid:040x}"
+            release_rows.append(
+                (
+                    rid,
+                    service.pk,
+                    f"1.{n // 100}.{n % 100}",
+                    sha,
+                    f"{service.image_repository}:1.{n // 100}.{n % 100}",
+                    f"https://jenkins.example/job/{service.jenkins_build_job}/{n}/",
+                    '{"passed": 120, "failed": 0, "total": 120}',
+                    "jenkins",
+                    self.rng.choice(self.users),
+                    at,
                 )
-                self.release_times[service.pk].append(at)
-                self.release_ids[service.pk].append(rid)
-                committed = at - timedelta(minutes=self.rng.randint(10, 2880))
-                commits.append((service.pk, sha, f"Change {n}", "dev", "", committed, committed))
-                started = at - timedelta(minutes=self.rng.randint(3, 15))
-                builds.append(
-                    (
-                        service.jenkins_build_job,
-                        n,
-                        "succeeded",
-                        "SUCCESS",
-                        "{}",
-                        "jenkins",
-                        sha,
-                        started,
-                        at,
-                        rid,
-                        service.pk,
-                    )
+            )
+            self.release_times[service.pk].append(at)
+            self.release_ids[service.pk].append(rid)
+            committed = at - timedelta(minutes=self.rng.randint(10, 2880))
+            commits.append((service.pk, sha, f"Change {n}", "dev", "", committed, committed))
+            started = at - timedelta(minutes=self.rng.randint(3, 15))
+            builds.append(
+                (
+                    service.jenkins_build_job,
+                    n,
+                    "succeeded",
+                    "SUCCESS",
+                    "{}",
+                    "jenkins",
+                    sha,
+                    started,
+                    at,
+                    rid,
+                    service.pk,
                 )
+            )
+        copy_rows(cur, Release, cols, release_rows)
         cols = "service_id, sha, message, author, url, committed_at, pushed_at"
-        with cur.copy(f"COPY releases_commit ({cols}) FROM STDIN") as copy:
-            for row in commits:
-                copy.write_row(row)
+        copy_rows(cur, Commit, cols, commits)
         cols = (
             "job_name, number, state, result, parameters, trigger, git_sha, started_at, finished_at, release_id, "
             "service_id, url, reason, version, test_summary, log_offset, last_seq, created_at"
         )
-        with cur.copy(f"COPY releases_build ({cols}) FROM STDIN") as copy:
-            for row in builds:
-                copy.write_row((*row, "", "", "", "{}", 0, 0, row[7]))
+        copy_rows(cur, Build, cols, ((*row, "", "", "", "{}", 0, 0, row[7]) for row in builds))
 
     def deployments(self, cur) -> None:
+        from releases.models import Deployment
+
         rng = self.rng
         span = (self.now - self.start).total_seconds() - 3600
         times = sorted(self.start + timedelta(seconds=3600 + rng.random() * span) for _ in range(self.n_deployments))
@@ -270,30 +285,29 @@ class Seeder:
             "jenkins_log_offset, revision_before, revision_after, progress, downtime, last_seq, reports, "
             "automatic, image_before, baseline, followup"
         )
-        with cur.copy(f"COPY releases_deployment ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                requester = rng.choice(self.users[:150])
-                copy.write_row(
-                    (*row, requester, "", "", "", 0, "", "", "{}", "{}", self.events_per, "{}", False, "", "{}", "")
-                )
+        fixed = ("", "", "", 0, "", "", "{}", "{}", self.events_per, "{}", False, "", "{}", "")
+        copy_rows(cur, Deployment, cols, ((*row, rng.choice(self.users[:150]), *fixed) for row in rows))
 
     def approvals(self, cur) -> None:
         """Approvers' decisions: as many approvals as required, one rejection on rejected ones."""
+        from releases.models import Approval
+
         rng = self.rng
         cols = "deployment_id, user_id, decision, comment, created_at"
-        with cur.copy(f"COPY releases_approval ({cols}) FROM STDIN") as copy:
-            for did, _, _, _, _, _, state, required, at, started, _ in self.deployment_rows:
-                if not required or state == "cancelled" and started is None:
-                    continue
-                voters = rng.sample(self.approver_ids, required)
-                if state == "rejected":
-                    copy.write_row((did, voters[0], "reject", "not now", at + timedelta(minutes=30)))
-                elif state == "pending_approval":
-                    copy.write_row((did, voters[0], "approve", "", at + timedelta(minutes=5)))
-                else:
-                    for n, user in enumerate(voters, start=1):
-                        when = min(at + (started - at) * n / required, started)
-                        copy.write_row((did, user, "approve", "", when))
+        rows = []
+        for did, _, _, _, _, _, state, required, at, started, _ in self.deployment_rows:
+            if not required or state == "cancelled" and started is None:
+                continue
+            voters = rng.sample(self.approver_ids, required)
+            if state == "rejected":
+                rows.append((did, voters[0], "reject", "not now", at + timedelta(minutes=30)))
+            elif state == "pending_approval":
+                rows.append((did, voters[0], "approve", "", at + timedelta(minutes=5)))
+            else:
+                for n, user in enumerate(voters, start=1):
+                    when = min(at + (started - at) * n / required, started)
+                    rows.append((did, user, "approve", "", when))
+        copy_rows(cur, Approval, cols, rows)
 
     def events(self, cur) -> None:
         cur.execute(

@@ -16,10 +16,10 @@ hand-built histories; `load_rows` reads them in one query and `page` renders /do
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from statistics import median
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import FloatField, Func, OuterRef, Subquery
 from django.shortcuts import render
 from django.utils import timezone
 
@@ -255,35 +255,61 @@ def _hours(value: timedelta | None) -> str:
 # --- loading and the page ---------------------------------------------------------------------
 
 
+class EpochSeconds(Func):
+    """A moment as seconds since the epoch (a float). DORA reads thousands of moments a page;
+    a float crosses the driver ten times faster than a timestamp with its time zone, and
+    `datetime.fromtimestamp` rebuilds it exactly on PostgreSQL (to a tenth of a millisecond on
+    SQLite, the demo's database, whose julianday() is a float of days)."""
+
+    template = "EXTRACT(EPOCH FROM %(expressions)s)::double precision"
+    output_field = FloatField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)")
+
+
+def _moment(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
 def load_rows(environment, start: datetime, end: datetime) -> list[Row]:
     """One query: the environment's deployments that finished in the window, with commit times."""
 
-    release = Release.objects.filter(pk=OuterRef("release_id"))
-    sha = Release.objects.filter(pk=OuterRef(OuterRef("release_id"))).values("git_sha")[:1]
-    commit_time = Commit.objects.filter(service=OuterRef("service"), sha=Subquery(sha)).values("committed_at")[:1]
+    # Each subquery finds one row by a unique key: .order_by() keeps the models' default
+    # orderings from adding a sort per row.
+    release = Release.objects.filter(pk=OuterRef("release_id")).order_by()
+    sha = Release.objects.filter(pk=OuterRef(OuterRef("release_id"))).order_by().values("git_sha")[:1]
+    commits = Commit.objects.filter(service=OuterRef("service"), sha=Subquery(sha)).order_by()
+    commit_time = commits.values("committed_at")[:1]
     # The release's columns by primary key for each row of the window: joined instead, PostgreSQL
     # hashed the whole release table (all of history) for a window of a few thousand rows.
     values = (
         Deployment.objects.filter(environment=environment, finished_at__gte=start, finished_at__lt=end)
         .filter(state__in=FINISHED)
         .annotate(
-            released_at=Subquery(release.values("created_at")[:1]),
-            committed_at=Subquery(commit_time),
+            created=EpochSeconds("created_at"),
+            finished=EpochSeconds("finished_at"),
+            released=EpochSeconds(Subquery(release.values("created_at")[:1])),
+            committed=EpochSeconds(Subquery(commit_time)),
+            started=EpochSeconds("started_at"),
         )
-        .values_list(
-            "id",
-            "service__slug",
-            "state",
-            "created_at",
-            "finished_at",
-            "released_at",
-            "committed_at",
-            "kind",
-            "started_at",
-        )
+        .values_list("id", "service__slug", "state", "created", "finished", "released", "committed", "kind", "started")
         .order_by()
     )
-    return [Row(*row[:7], rollback=row[7] == "rollback", started_at=row[8]) for row in values]
+    return [
+        Row(
+            pk,
+            service,
+            state,
+            _moment(created),
+            _moment(finished),
+            _moment(released),
+            _moment(committed),
+            rollback=kind == "rollback",
+            started_at=_moment(started),
+        )
+        for pk, service, state, created, finished, released, committed, kind, started in values
+    ]
 
 
 def page(request):
