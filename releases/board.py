@@ -42,7 +42,7 @@ def _with_latest(services: QuerySet, environments, kinds: dict[str, dict]) -> tu
     }
     picked = list(services.annotate(**columns))
     ids = {getattr(service, c) for service in picked for c in columns} - {None}
-    by_id = {d.pk: d for d in Deployment.objects.filter(pk__in=ids).select_related("requested_by").order_by()}
+    by_id = {d.pk: d for d in Deployment.objects.filter(pk__in=ids).for_board().order_by()}
     _attach_releases(by_id.values())
     for service in picked:
         for n, name in enumerate(kinds):

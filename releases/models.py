@@ -231,6 +231,13 @@ class DeploymentQuerySet(models.QuerySet):
         """What a deployment's page or a list row shows beside it, in the same query."""
         return self.select_related("service", "environment", "release", "requested_by")
 
+    def for_board(self):
+        """For a board's cells (the dashboard, a service's or an environment's row, the API's
+        environments): a cell shows the state, release, progress and age, never the reports,
+        probe, verification, baseline or downtime documents nor the reasons, which only a
+        deployment's own page reads (five JSON documents a cell, ninety cells a dashboard)."""
+        return self.defer("baseline", "downtime", "probe", "verification", "reports", "reason", "override_reason")
+
     def for_history(self):
         """For lists: without the probe's latencies (up to thousands of numbers a deployment),
         which only a deployment's own page reads."""

@@ -228,3 +228,42 @@ def _rolled_back(rollback) -> str:
         said,
         " (automatic)" if rollback.automatic else "",
     )
+
+
+@register.simple_tag
+def release_rows(rows) -> str:
+    """The rows of a service's releases table: `(release, [(environment, reached), …])` each, fifty
+    releases with a mark per environment (what the service page spent most of its rendering on)."""
+    if not rows:
+        return mark_safe('<tr><td colspan="6">No releases yet.</td></tr>')
+    return mark_safe("\n".join(_release_row(release, marks) for release, marks in rows))  # noqa: S308 (format_html results)
+
+
+def _release_row(release, marks) -> str:
+    reached = format_html_join(
+        "",
+        '<span class="badge tone-{}" title="{} {}">{}</span>',
+        (
+            ("ok" if done else "muted", "succeeded in" if done else "not yet in", env.name, env.slug)
+            for env, done in marks
+        ),
+    )
+    return format_html(
+        '<tr>\n<td><a class="mono" href="{}">{}</a></td>\n<td class="reached">{}</td>\n<td class="mono">{}</td>\n'
+        "<td>{}</td>\n<td>{}</td>\n<td>{}</td>\n</tr>",
+        release.get_absolute_url(),
+        release.version,
+        reached,
+        release.git_sha[:8] or "—",
+        _test_summary(release.test_summary),
+        release.get_source_display(),
+        when(release.created_at),
+    )
+
+
+def _test_summary(summary) -> str:
+    if not summary:
+        return mark_safe('<span class="muted">—</span>')
+    failed = summary.get("failed")
+    bad = format_html(' <span class="badge tone-bad">{} failed</span>', failed) if failed else ""
+    return format_html("{}/{} passed{}", summary.get("passed") or 0, summary.get("total") or 0, bad)
