@@ -8,12 +8,15 @@ a clear message when either cannot be reached.
 
 import os
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from clusters.models import FreezeWindow
 from tests import support
 from tests.factories import make_cast
 
@@ -78,6 +81,15 @@ def _require_redis():
 @pytest.fixture
 def cast(db):
     return make_cast()
+
+
+@pytest.fixture
+def frozen_dev(cast):
+    """Dev frozen for the group-buy event, from an hour ago to an hour from now."""
+    now = timezone.now()
+    return FreezeWindow.objects.create(
+        environment=cast.dev, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1), reason="group buy"
+    )
 
 
 @pytest.fixture

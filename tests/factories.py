@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from clusters.models import Cluster, Environment
 from releases import flows, states
-from releases.models import CheckSample, Deployment, Release, Service
+from releases.models import Check, CheckSample, Deployment, Release, Service
 
 _numbers = count(1)
 
@@ -63,6 +63,49 @@ def make_deployment(release, environment, **kwargs):
         kwargs.setdefault("started_at", kwargs.get("finished_at") or timezone.now())
     kwargs.setdefault("required_approvals", environment.required_approvals)
     return Deployment.objects.create(service=release.service, release=release, environment=environment, **kwargs)
+
+
+def make_check(service, **kwargs):
+    """A Prometheus check of the service: its 5xx ratio must stay below 0.05."""
+    kwargs.setdefault("name", "5xx ratio")
+    kwargs.setdefault("query", "x")
+    kwargs.setdefault("threshold", 0.05)
+    return Check.objects.create(service=service, **kwargs)
+
+
+def make_baked(cast, latencies_ms, failed=0, release=None, **kwargs):
+    """A guarded rollout in dev that reached its 60 s bake, with what its probe saw: one request
+    per latency, `failed` of them failed."""
+    kwargs.setdefault("bake_seconds", 60)
+    kwargs["probe"] = {
+        "url": "http://svc/healthz",
+        "requests": len(latencies_ms),
+        "failed": failed,
+        "latencies_ms": latencies_ms,
+    }
+    return make_deployment(release or make_release(cast.service), cast.dev, **kwargs)
+
+
+def make_failed_verification(cast):
+    """A rollout in dev whose 5xx ratio climbed past its threshold during the bake: 8 of its 14
+    samples fail, and its probe saw 90 requests, 28 of them failed, p99 41 ms."""
+    check = make_check(cast.service)
+    started = timezone.now() - timedelta(seconds=40)
+    deployment = make_baked(
+        cast,
+        [8.0] * 80 + [41.0] * 10,
+        failed=28,
+        release=make_release(cast.service, version="2.0.0-errors"),
+        state=states.FAILED,
+        reason="Check “5xx ratio” failed: x = 0.31, which is not below 0.05.",
+        started_at=started,
+        finished_at=started + timedelta(seconds=30),
+        bake_started_at=started + timedelta(seconds=8),
+    )
+    values = {second: 0.0 if second < 12 else 0.31 * (second - 10) / 20 for second in range(2, 30, 2)}
+    outcome = {True: CheckSample.PASS, False: CheckSample.FAIL}
+    record_samples(deployment, check, started, [(s, v, outcome[v < 0.05]) for s, v in values.items()])
+    return deployment
 
 
 def record_samples(deployment, check, since, readings):

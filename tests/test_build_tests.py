@@ -19,14 +19,10 @@ SEED = {"jobs": {"storefront-build": {}}}
 
 
 @pytest.fixture
-def jenkins_sandbox(settings):
-    with jenkins_for(settings, SEED) as handle:
-        yield handle
-
-
-@pytest.fixture
-def service(cast_tx):
-    return builds_storefront(cast_tx.service)
+def service(cast_tx, settings):
+    """Storefront, built by the storefront-build job of a sandbox Jenkins."""
+    with jenkins_for(settings, SEED):
+        yield builds_storefront(cast_tx.service)
 
 
 def built(cast, service, run_jobs, version: str) -> Build:
@@ -37,9 +33,7 @@ def built(cast, service, run_jobs, version: str) -> Build:
     return build
 
 
-def test_it_records_the_failed_tests_of_a_testfail_build_with_their_messages(
-    cast_tx, service, jenkins_sandbox, run_jobs
-):
+def test_it_records_the_failed_tests_of_a_testfail_build_with_their_messages(cast_tx, service, run_jobs):
     build = built(cast_tx, service, run_jobs, "1.5.0-testfail")
     summary = build.test_summary
     assert (summary["total"], summary["passed"], summary["failed"], summary["skipped"]) == (42, 40, 2, 0)
@@ -60,7 +54,7 @@ def test_it_records_the_failed_tests_of_a_testfail_build_with_their_messages(
     assert "tests.test_checkout.CheckoutTest.test_case_1, tests.test_cart.CartTest.test_case_2." in message
 
 
-def test_it_shows_the_failed_tests_on_the_build_and_release_pages(cast_tx, service, jenkins_sandbox, run_jobs, client):
+def test_it_shows_the_failed_tests_on_the_build_and_release_pages(cast_tx, service, run_jobs, client):
     build = built(cast_tx, service, run_jobs, "1.5.0-testfail")
     client.force_login(cast_tx.erin)
     for page in (f"/builds/{build.pk}/", f"/releases/{build.release_id}/"):
@@ -72,7 +66,7 @@ def test_it_shows_the_failed_tests_on_the_build_and_release_pages(cast_tx, servi
     assert '40/42 passed <span class="badge tone-bad">2 failed</span>' in service_page
 
 
-def test_it_records_a_passing_report_of_an_ordinary_build(cast_tx, service, jenkins_sandbox, run_jobs):
+def test_it_records_a_passing_report_of_an_ordinary_build(cast_tx, service, run_jobs):
     build = built(cast_tx, service, run_jobs, "1.5.0")
     assert Release.objects.get(version="1.5.0").test_summary["failed_tests"] == []
     assert (build.test_summary["passed"], build.test_summary["failed"], build.test_summary["source"]) == (
@@ -87,7 +81,7 @@ def require_tests(environment):
     environment.save()
 
 
-def test_it_holds_a_testfail_release_back_where_tests_must_pass(cast_tx, service, jenkins_sandbox, run_jobs, client):
+def test_it_holds_a_testfail_release_back_where_tests_must_pass(cast_tx, service, run_jobs, client):
     build = built(cast_tx, service, run_jobs, "1.5.0-testfail")
     require_tests(cast_tx.dev)
     release = Release.objects.get(pk=build.release_id)
@@ -111,7 +105,7 @@ def test_it_holds_a_testfail_release_back_where_tests_must_pass(cast_tx, service
     assert not Deployment.objects.exists()
 
 
-def test_it_lets_a_release_whose_tests_passed_through_the_gate(cast_tx, service, jenkins_sandbox, run_jobs):
+def test_it_lets_a_release_whose_tests_passed_through_the_gate(cast_tx, service, run_jobs):
     build = built(cast_tx, service, run_jobs, "1.5.0")
     require_tests(cast_tx.dev)
     assert rules.can_request(cast_tx.alice, Release.objects.get(pk=build.release_id), cast_tx.dev)
@@ -141,10 +135,10 @@ def test_it_says_which_release_failed_when_the_results_came_from_the_api(cast):
 
 
 def test_it_reads_the_report_of_a_build_jenkins_reported_through_its_webhook(
-    cast_tx, service, jenkins_sandbox, run_jobs, client, settings
+    cast_tx, service, run_jobs, client, settings
 ):
     settings.JENKINS_WEBHOOK_SECRET = "hook-secret"
-    server = jenkins.Jenkins(jenkins_sandbox.url, "jenkins", "jenkins-token", timeout=5)
+    server = jenkins.Jenkins(settings.JENKINS_URL, "jenkins", "jenkins-token", timeout=5)
     queue_id = server.build_job("storefront-build", {"VERSION": "2.0.0-testfail"})
     number = wait_until(lambda: (server.get_queue_item(queue_id).get("executable") or {}).get("number"))
     wait_until(lambda: server.get_build_info("storefront-build", number)["result"])

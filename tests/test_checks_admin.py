@@ -3,17 +3,14 @@ saved: the query must parse and return a scalar or a single series. The deployme
 each check's values with its threshold (inline SVG under the page's CSP) and says when there is
 no Prometheus; the reconciler rings a lost verify job again."""
 
-from datetime import timedelta
-
 import django_rq
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from releases import states
 from releases.models import Check
 from releases.reconcile import reconcile
-from tests.factories import client_for, make_deployment, make_release, record_samples
+from tests.factories import client_for, make_check, make_deployment, make_failed_verification, make_release
 from tests.support import prometheus as prometheus_process
 from tests.support.tools import require_tool
 
@@ -114,37 +111,25 @@ def test_it_keeps_checks_to_staff(cast, prometheus):
 
 
 def test_it_charts_each_check_with_its_threshold_and_shows_the_probe(cast):
-    check = Check.objects.create(service=cast.service, name="5xx ratio", query="x", threshold=0.05)
-    started = timezone.now() - timedelta(seconds=30)
-    deployment = make_deployment(
-        make_release(cast.service),
-        cast.dev,
-        state=states.FAILED,
-        started_at=started,
-        finished_at=timezone.now(),
-        bake_started_at=started + timedelta(seconds=10),
-        bake_seconds=60,
-        probe={"url": "http://svc/healthz", "requests": 312, "failed": 0, "latencies_ms": [12.0] * 300 + [41.0] * 12},
-    )
-    record_samples(deployment, check, started, [(5, 0.0, "pass"), (15, 0.01, "pass"), (20, 0.3, "fail")])
+    deployment = make_failed_verification(cast)
 
     answer = client_for(cast.alice).get(deployment.get_absolute_url())
 
     page = answer.content.decode()
     assert answer.status_code == 200
-    assert "312 requests, 0 failed, p99 41 ms" in page
+    assert "90 requests, 28 failed, p99 41 ms" in page
     assert 'data-check="5xx ratio"' in page
     assert "must stay below 0.05" in page
     assert page.count('class="threshold"') == 1
     assert page.count('<polyline class="values"') == 1
-    assert page.count('class="mark-fail"') == 1
+    assert page.count('class="mark-fail"') == 8
     assert 'class="bake"' in page
     assert "default-src 'self'" in answer["Content-Security-Policy"]
 
 
 def test_it_says_on_the_page_when_prometheus_is_not_configured(cast, settings):
     settings.PROMETHEUS_URL = ""
-    Check.objects.create(service=cast.service, name="5xx ratio", query="x", threshold=0.05)
+    make_check(cast.service)
     deployment = make_deployment(make_release(cast.service), cast.dev, state=states.ROLLING_OUT)
 
     page = client_for(cast.alice).get(deployment.get_absolute_url()).content.decode()

@@ -6,6 +6,7 @@ The tests are transactional (`cast_tx`): consumers read the database from other 
 """
 
 import json
+from contextlib import asynccontextmanager
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -13,7 +14,10 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.models import Session
+from django.db import transaction
 from django.test import Client
+from django.utils import timezone
 
 from plumbing import live
 from portal.asgi import application
@@ -59,9 +63,29 @@ def connector(user=None, **kwargs):
     return lambda path: WebsocketCommunicator(application, path, headers=prepared)
 
 
+@pytest.fixture
+def erin(cast_tx):
+    """Sockets opened with Erin's session."""
+    return connector(cast_tx.erin)
+
+
+@asynccontextmanager
+async def opened(communicator):
+    """The socket, accepted, for the block; disconnected after it."""
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    yield communicator
+    await communicator.disconnect()
+
+
 async def closed_with(communicator) -> int:
     connected, _ = await communicator.connect(timeout=TIMEOUT)
     assert connected
+    return await close_code(communicator)
+
+
+async def close_code(communicator) -> int:
+    """The code of the close the server sends next (and nothing else first)."""
     output = await communicator.receive_output(timeout=TIMEOUT)
     assert output["type"] == "websocket.close"
     return output["code"]
@@ -145,11 +169,8 @@ def test_it_accepts_the_portal_and_csrf_trusted_origins(cast_tx, settings, origi
     connect = connector(cast_tx.erin, origin=origin)
 
     async def scenario():
-        communicator = connect(f"/ws/deployments/{deployment.pk}/")
-        connected, _ = await communicator.connect(timeout=TIMEOUT)
-        assert connected
-        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
-        await communicator.disconnect()
+        async with opened(connect(f"/ws/deployments/{deployment.pk}/")) as communicator:
+            assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
 
     run(scenario)
 
@@ -172,6 +193,18 @@ def socket_with(session_key):
     )
 
 
+def close_code_after(session_key, change) -> int:
+    """The code the socket of a session closes with once `change` has run."""
+
+    async def scenario():
+        socket = socket_with(session_key)
+        assert (await socket.connect(timeout=TIMEOUT))[0]
+        await sync_to_async(change)()
+        return await close_code(socket)
+
+    return async_to_sync(scenario)()
+
+
 def test_it_closes_a_socket_when_its_session_logs_out(cast_tx):
     client, key = logged_in_session(cast_tx.erin)
     other_client, other_key = logged_in_session(cast_tx.erin)
@@ -181,8 +214,7 @@ def test_it_closes_a_socket_when_its_session_logs_out(cast_tx):
         assert (await mine.connect(timeout=TIMEOUT))[0]
         assert (await other.connect(timeout=TIMEOUT))[0]
         await sync_to_async(client.post)("/accounts/logout/")
-        closed = await mine.receive_output(timeout=TIMEOUT)
-        assert (closed["type"], closed["code"]) == ("websocket.close", consumers.UNAUTHENTICATED)
+        assert await close_code(mine) == consumers.UNAUTHENTICATED
         assert await other.receive_nothing(timeout=0.5)  # the same person's other session stays
         await other.disconnect()
 
@@ -196,14 +228,7 @@ def test_it_closes_every_socket_of_a_deactivated_account(cast_tx):
         cast_tx.erin.is_active = False
         cast_tx.erin.save()
 
-    async def scenario():
-        socket = socket_with(key)
-        assert (await socket.connect(timeout=TIMEOUT))[0]
-        await sync_to_async(deactivate)()
-        closed = await socket.receive_output(timeout=TIMEOUT)
-        assert (closed["type"], closed["code"]) == ("websocket.close", consumers.UNAUTHENTICATED)
-
-    run(scenario)
+    assert close_code_after(key, deactivate) == consumers.UNAUTHENTICATED
 
 
 def test_it_closes_a_socket_when_its_session_expires(cast_tx, settings):
@@ -211,19 +236,9 @@ def test_it_closes_a_socket_when_its_session_expires(cast_tx, settings):
     client, key = logged_in_session(cast_tx.erin)
 
     def expire():
-        from django.contrib.sessions.models import Session
-        from django.utils import timezone
-
         Session.objects.filter(session_key=key).update(expire_date=timezone.now())
 
-    async def scenario():
-        socket = socket_with(key)
-        assert (await socket.connect(timeout=TIMEOUT))[0]
-        await sync_to_async(expire)()
-        closed = await socket.receive_output(timeout=TIMEOUT)
-        assert (closed["type"], closed["code"]) == ("websocket.close", consumers.UNAUTHENTICATED)
-
-    run(scenario)
+    assert close_code_after(key, expire) == consumers.UNAUTHENTICATED
 
 
 def test_it_refuses_users_the_rules_do_not_let_view(cast_tx):
@@ -256,8 +271,7 @@ def test_it_treats_a_deactivated_account_as_logged_out(cast_tx):
 
 
 @pytest.mark.parametrize("query", ["after=-1", "after=abc", "after=1.5", "after=", "after=%FF", "after=1234567890123"])
-def test_it_closes_on_a_malformed_after_parameter(cast_tx, query):
-    erin = connector(cast_tx.erin)
+def test_it_closes_on_a_malformed_after_parameter(cast_tx, erin, query):
     deployment = make_logged(cast_tx)
 
     async def scenario():
@@ -268,9 +282,7 @@ def test_it_closes_on_a_malformed_after_parameter(cast_tx, query):
 
 
 @pytest.mark.parametrize("path", ["/ws/deployments/999999/", "/ws/deployments/99999999999999999999999/", "/ws/nope/"])
-def test_it_closes_with_not_found_for_unknown_deployments_and_paths(cast_tx, path):
-    erin = connector(cast_tx.erin)
-
+def test_it_closes_with_not_found_for_unknown_deployments_and_paths(erin, path):
     async def scenario():
         assert await closed_with(erin(path)) == consumers.NOT_FOUND
 
@@ -278,8 +290,7 @@ def test_it_closes_with_not_found_for_unknown_deployments_and_paths(cast_tx, pat
 
 
 @pytest.mark.parametrize("frame", [{"text_data": "not json"}, {"text_data": "[1, 2]"}, {"bytes_data": b"\x00"}])
-def test_it_closes_on_a_malformed_message(cast_tx, frame):
-    erin = connector(cast_tx.erin)
+def test_it_closes_on_a_malformed_message(cast_tx, erin, frame):
     deployment = make_logged(cast_tx)
 
     async def scenario():
@@ -289,31 +300,26 @@ def test_it_closes_on_a_malformed_message(cast_tx, frame):
             if "deployments" in path:
                 assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
             await communicator.send_to(**frame)
-            output = await communicator.receive_output(timeout=TIMEOUT)
-            assert (output["type"], output["code"]) == ("websocket.close", consumers.BAD_REQUEST)
+            assert await close_code(communicator) == consumers.BAD_REQUEST
 
     run(scenario)
 
 
-def test_it_answers_a_ping_with_the_last_seq_sent(cast_tx):
-    erin = connector(cast_tx.erin)
+def test_it_answers_a_ping_with_the_last_seq_sent(cast_tx, erin):
     deployment = make_logged(cast_tx, count=2)
 
     async def scenario():
-        communicator = erin(f"/ws/deployments/{deployment.pk}/")
-        await communicator.connect(timeout=TIMEOUT)
-        await events(communicator, 3)
-        await communicator.send_json_to({"type": "ping"})
-        assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "pong", "seq": 2}
-        await communicator.disconnect()
+        async with opened(erin(f"/ws/deployments/{deployment.pk}/")) as communicator:
+            await events(communicator, 3)
+            await communicator.send_json_to({"type": "ping"})
+            assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "pong", "seq": 2}
 
     run(scenario)
 
 
-def test_it_sends_the_backlog_then_live_events_each_once(cast_tx, monkeypatch):
+def test_it_sends_the_backlog_then_live_events_each_once(cast_tx, erin, monkeypatch):
     """Events made before connect, while the consumer joins (between joining the group and
     reading the backlog, so the event is both a row and a live message) and after it."""
-    erin = connector(cast_tx.erin)
     deployment = make_logged(cast_tx, count=3)
     read_backlog = consumers.DeploymentConsumer.rows
 
@@ -326,62 +332,35 @@ def test_it_sends_the_backlog_then_live_events_each_once(cast_tx, monkeypatch):
     monkeypatch.setattr(consumers.DeploymentConsumer, "rows", events_with_one_racing_in)
 
     async def scenario():
-        communicator = erin(f"/ws/deployments/{deployment.pk}/")
-        assert (await communicator.connect(timeout=TIMEOUT))[0]
-        first = await events(communicator, 5)
-        assert [m.get("seq") for m in first] == [1, 2, 3, 4, 4]
-        assert [m["type"] for m in first] == ["event"] * 4 + ["ready"]
-        await log(deployment, "after connect")
-        await log(deployment, "after connect, again")
-        later = await events(communicator, 2)
-        assert [m["seq"] for m in later] == [5, 6]
-        assert later[0]["message"] == "after connect"
-        assert await communicator.receive_nothing(timeout=0.3)
-        await communicator.disconnect()
+        async with opened(erin(f"/ws/deployments/{deployment.pk}/")) as communicator:
+            first = await events(communicator, 5)
+            assert [m.get("seq") for m in first] == [1, 2, 3, 4, 4]
+            assert [m["type"] for m in first] == ["event"] * 4 + ["ready"]
+            await log(deployment, "after connect")
+            await log(deployment, "after connect, again")
+            later = await events(communicator, 2)
+            assert [m["seq"] for m in later] == [5, 6]
+            assert later[0]["message"] == "after connect"
+            assert await communicator.receive_nothing(timeout=0.3)
 
     run(scenario)
 
 
-def test_it_resumes_after_the_last_seq_seen_with_exactly_the_missing_events(cast_tx):
-    erin = connector(cast_tx.erin)
+def test_it_resumes_after_the_last_seq_seen_with_exactly_the_missing_events(cast_tx, erin):
     deployment = make_logged(cast_tx, count=2)
 
     async def scenario():
-        first = erin(f"/ws/deployments/{deployment.pk}/?after=0")
-        await first.connect(timeout=TIMEOUT)
-        seen = [m["seq"] for m in await events(first, 3) if m["type"] == "event"]
-        await first.disconnect()
+        async with opened(erin(f"/ws/deployments/{deployment.pk}/?after=0")) as first:
+            seen = [m["seq"] for m in await events(first, 3) if m["type"] == "event"]
         for n in range(3):
             await log(deployment, f"while away {n}")
-        again = erin(f"/ws/deployments/{deployment.pk}/?after={seen[-1]}")
-        await again.connect(timeout=TIMEOUT)
-        replay = await events(again, 4)
-        assert [m["seq"] for m in replay] == [3, 4, 5, 5]
-        assert replay[-1] == {"type": "ready", "seq": 5}
-        await log(deployment, "live again")
-        assert (await again.receive_json_from(timeout=TIMEOUT))["seq"] == 6
-        assert await again.receive_nothing(timeout=0.3)
-        await again.disconnect()
-
-    run(scenario)
-
-
-def test_it_fills_a_gap_when_a_live_event_overtakes_an_earlier_one(cast_tx):
-    """Seq 4 is a row whose broadcast was lost (or is late); seq 5 arrives live first."""
-    erin = connector(cast_tx.erin)
-    deployment = make_logged(cast_tx, count=3)
-
-    async def scenario():
-        communicator = erin(f"/ws/deployments/{deployment.pk}/?after=3")
-        await communicator.connect(timeout=TIMEOUT)
-        assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "ready", "seq": 3}
-        fourth, fifth = await sync_to_async(_silent_events)(deployment, 2)
-        for late in (fifth, fourth):
-            message = {"type": "timeline.events", "events": [late], "texts": [json.dumps(late)]}
-            await get_channel_layer().group_send(deployment.group, message)
-        assert [m["seq"] for m in await events(communicator, 2)] == [4, 5]
-        assert await communicator.receive_nothing(timeout=0.3)
-        await communicator.disconnect()
+        async with opened(erin(f"/ws/deployments/{deployment.pk}/?after={seen[-1]}")) as again:
+            replay = await events(again, 4)
+            assert [m["seq"] for m in replay] == [3, 4, 5, 5]
+            assert replay[-1] == {"type": "ready", "seq": 5}
+            await log(deployment, "live again")
+            assert (await again.receive_json_from(timeout=TIMEOUT))["seq"] == 6
+            assert await again.receive_nothing(timeout=0.3)
 
     run(scenario)
 
@@ -400,8 +379,24 @@ def _silent_events(deployment, count) -> list[dict]:
     return messages
 
 
-def test_it_replays_a_backlog_longer_than_one_page(cast_tx):
-    erin = connector(cast_tx.erin)
+def test_it_fills_a_gap_when_a_live_event_overtakes_an_earlier_one(cast_tx, erin):
+    """Seq 4 is a row whose broadcast was lost (or is late); seq 5 arrives live first."""
+    deployment = make_logged(cast_tx, count=3)
+
+    async def scenario():
+        async with opened(erin(f"/ws/deployments/{deployment.pk}/?after=3")) as communicator:
+            assert await communicator.receive_json_from(timeout=TIMEOUT) == {"type": "ready", "seq": 3}
+            fourth, fifth = await sync_to_async(_silent_events)(deployment, 2)
+            for late in (fifth, fourth):
+                message = {"type": "timeline.events", "events": [late], "texts": [json.dumps(late)]}
+                await get_channel_layer().group_send(deployment.group, message)
+            assert [m["seq"] for m in await events(communicator, 2)] == [4, 5]
+            assert await communicator.receive_nothing(timeout=0.3)
+
+    run(scenario)
+
+
+def test_it_replays_a_backlog_longer_than_one_page(cast_tx, erin):
     deployment = make_logged(cast_tx)
     total = consumers.BACKLOG_PAGE * 2 + 7
     DeploymentEvent.objects.bulk_create(
@@ -409,64 +404,53 @@ def test_it_replays_a_backlog_longer_than_one_page(cast_tx):
     )
 
     async def scenario():
-        communicator = erin(f"/ws/deployments/{deployment.pk}/?after=5")
-        await communicator.connect(timeout=TIMEOUT)
-        received = await events(communicator, total - 5 + 1)
+        async with opened(erin(f"/ws/deployments/{deployment.pk}/?after=5")) as communicator:
+            received = await events(communicator, total - 5 + 1)
         assert [m["seq"] for m in received[:-1]] == list(range(6, total + 1))
         assert received[-1] == {"type": "ready", "seq": total}
-        await communicator.disconnect()
 
     run(scenario)
 
 
-def test_it_streams_state_changes_with_their_transition(cast_tx):
-    erin = connector(cast_tx.erin)
+def test_it_streams_state_changes_with_their_transition(cast_tx, erin):
     deployment = make_logged(cast_tx)
 
     async def scenario():
-        communicator = erin(f"/ws/deployments/{deployment.pk}/")
-        await communicator.connect(timeout=TIMEOUT)
-        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
-        await sync_to_async(flows.decide)(cast_tx.bob, deployment, "approve", "looks good")
-        approval = await communicator.receive_json_from(timeout=TIMEOUT)
-        assert (approval["kind"], approval["actor"]) == ("approval", "bob")
-        await sync_to_async(flows.decide)(cast_tx.carol, deployment, "approve")
-        approval, state = await events(communicator, 2)
+        async with opened(erin(f"/ws/deployments/{deployment.pk}/")) as communicator:
+            assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
+            await sync_to_async(flows.decide)(cast_tx.bob, deployment, "approve", "looks good")
+            approval = await communicator.receive_json_from(timeout=TIMEOUT)
+            assert (approval["kind"], approval["actor"]) == ("approval", "bob")
+            await sync_to_async(flows.decide)(cast_tx.carol, deployment, "approve")
+            approval, state = await events(communicator, 2)
         assert approval["kind"] == "approval"
         assert state["kind"] == "state"
         assert {k: state["data"][k] for k in ("from", "to")} == {"from": "pending_approval", "to": "approved"}
-        await communicator.disconnect()
 
     run(scenario)
 
 
-def test_it_sends_deployment_and_workload_summaries_to_the_dashboard(cast_tx):
-    erin = connector(cast_tx.erin)
+def test_it_sends_deployment_and_workload_summaries_to_the_dashboard(cast_tx, erin):
     deployment = make_logged(cast_tx)
+    workload = {"type": "activity.update", "update": {"kind": "workload", "environment": "prod", "workload": "x"}}
 
     async def scenario():
-        communicator = erin("/ws/activity/")
-        assert (await communicator.connect(timeout=TIMEOUT))[0]
-        await sync_to_async(deployment.transition)(states.CANCELLED, kind="state", message="stop", actor=cast_tx.dave)
-        update = await communicator.receive_json_from(timeout=TIMEOUT)
-        assert update["type"] == "update"
-        assert update["kind"] == "deployment"
-        assert (update["service"], update["environment"], update["state"]) == ("storefront", "prod", "cancelled")
-        assert set(update["progress"]) == set(live.SUMMARY_COUNTS)
-        await sync_to_async(live._send_now)(
-            live.ACTIVITY_GROUP,
-            {"type": "activity.update", "update": {"kind": "workload", "environment": "prod", "workload": "x"}},
-        )
-        assert (await communicator.receive_json_from(timeout=TIMEOUT))["workload"] == "x"
-        await communicator.disconnect()
+        async with opened(erin("/ws/activity/")) as communicator:
+            await sync_to_async(deployment.transition)(
+                states.CANCELLED, kind="state", message="stop", actor=cast_tx.dave
+            )
+            update = await communicator.receive_json_from(timeout=TIMEOUT)
+            assert update["type"] == "update"
+            assert update["kind"] == "deployment"
+            assert (update["service"], update["environment"], update["state"]) == ("storefront", "prod", "cancelled")
+            assert set(update["progress"]) == set(live.SUMMARY_COUNTS)
+            await sync_to_async(live._send_now)(live.ACTIVITY_GROUP, workload)
+            assert (await communicator.receive_json_from(timeout=TIMEOUT))["workload"] == "x"
 
     run(scenario)
 
 
-def test_it_sends_nothing_from_a_rolled_back_transaction(cast_tx):
-    erin = connector(cast_tx.erin)
-    from django.db import transaction
-
+def test_it_sends_nothing_from_a_rolled_back_transaction(cast_tx, erin):
     deployment = make_logged(cast_tx, count=1)
 
     def log_then_roll_back():
@@ -479,12 +463,10 @@ def test_it_sends_nothing_from_a_rolled_back_transaction(cast_tx):
             log_and_fail()
 
     async def scenario():
-        communicator = erin(f"/ws/deployments/{deployment.pk}/?after=1")
-        await communicator.connect(timeout=TIMEOUT)
-        assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
-        await sync_to_async(log_then_roll_back)()
-        assert await communicator.receive_nothing(timeout=0.3)
-        await communicator.disconnect()
+        async with opened(erin(f"/ws/deployments/{deployment.pk}/?after=1")) as communicator:
+            assert (await communicator.receive_json_from(timeout=TIMEOUT))["type"] == "ready"
+            await sync_to_async(log_then_roll_back)()
+            assert await communicator.receive_nothing(timeout=0.3)
 
     run(scenario)
 
@@ -494,18 +476,15 @@ def test_it_lets_active_users_view_and_nobody_anonymous(cast_tx):
     assert consumers.rules.can_view(cast_tx.erin) is True
 
 
-def test_it_streams_a_builds_events_after_its_backlog(cast_tx):
-    erin = connector(cast_tx.erin)
+def test_it_streams_a_builds_events_after_its_backlog(cast_tx, erin):
     build = Build.objects.create(service=cast_tx.service, job_name="storefront-build")
     build.append([Entry("log", "line 1"), Entry("log", "line 2")])
 
     async def scenario():
-        communicator = erin(f"/ws/builds/{build.pk}/?after=1")
-        assert (await communicator.connect(timeout=TIMEOUT))[0]
-        first = await events(communicator, 2)
-        assert [(m["type"], m.get("seq")) for m in first] == [("event", 2), ("ready", 2)]
-        await sync_to_async(build.append)([Entry("log", "line 3"), Entry("state", "done", {"state": "succeeded"})])
-        assert [m["seq"] for m in await events(communicator, 2)] == [3, 4]
-        await communicator.disconnect()
+        async with opened(erin(f"/ws/builds/{build.pk}/?after=1")) as communicator:
+            first = await events(communicator, 2)
+            assert [(m["type"], m.get("seq")) for m in first] == [("event", 2), ("ready", 2)]
+            await sync_to_async(build.append)([Entry("log", "line 3"), Entry("state", "done", {"state": "succeeded"})])
+            assert [m["seq"] for m in await events(communicator, 2)] == [3, 4]
 
     run(scenario)

@@ -29,6 +29,13 @@ def test_it_refuses_staging_before_dev_succeeded(cast):
         flows.request_deployment(cast.alice, release, cast.staging)
 
 
+def decided(user, deployment, decision, comment=""):
+    """The deployment's state, read back, after `user`'s decision on it."""
+    flows.decide(user, deployment, decision, comment)
+    deployment.refresh_from_db()
+    return deployment.state
+
+
 def test_it_lets_promotion_through_after_success_in_the_previous_environment(cast):
     deployment = pending_in_staging(cast)
     assert deployment.state == states.PENDING_APPROVAL
@@ -45,30 +52,21 @@ def test_it_allows_self_approval_where_the_environment_allows_it(cast):
     cast.alice.groups.add(cast.approvers)
     cast.staging.allow_self_approval = True
     cast.staging.save()
-    deployment = pending_in_staging(cast)
-    flows.decide(cast.alice, deployment, Approval.APPROVE)
-    deployment.refresh_from_db()
-    assert deployment.state == states.APPROVED
+    assert decided(cast.alice, pending_in_staging(cast), Approval.APPROVE) == states.APPROVED
 
 
 def test_it_needs_two_distinct_approvals_in_prod(cast):
     deployment = pending_in_prod(cast)
-    flows.decide(cast.bob, deployment, Approval.APPROVE)
-    deployment.refresh_from_db()
-    assert deployment.state == states.PENDING_APPROVAL
+    assert decided(cast.bob, deployment, Approval.APPROVE) == states.PENDING_APPROVAL
     with pytest.raises(rules.Refused, match="already decided"):
         flows.decide(cast.bob, deployment, Approval.APPROVE)
-    flows.decide(cast.carol, deployment, Approval.APPROVE)
-    deployment.refresh_from_db()
-    assert deployment.state == states.APPROVED
+    assert decided(cast.carol, deployment, Approval.APPROVE) == states.APPROVED
 
 
 def test_it_rejects_on_one_rejection(cast):
     deployment = pending_in_prod(cast)
     flows.decide(cast.bob, deployment, Approval.APPROVE)
-    flows.decide(cast.carol, deployment, Approval.REJECT, "Error rate is up in staging")
-    deployment.refresh_from_db()
-    assert deployment.state == states.REJECTED
+    assert decided(cast.carol, deployment, Approval.REJECT, "Error rate is up in staging") == states.REJECTED
     assert deployment.reason == "Error rate is up in staging"
 
 

@@ -14,6 +14,8 @@ URL = "/hooks/github/"
 SHA_A = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
 SHA_B = "7638417db6d59f3c431d3e1f261cc637155684cd"
 BEFORE = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"
+TREE_A = "f9d2a07e9488b91af2641b26b9407fe22a451433"
+TREE_B = "a9d2a07e9488b91af2641b26b9407fe22a451433"
 REPOSITORY = {
     "id": 1296269,
     "node_id": "MDEwOlJlcG9zaXRvcnkxMjk2MjY5",
@@ -28,34 +30,41 @@ REPOSITORY = {
 SENDER = {"login": "ada", "id": 583231, "type": "User"}
 
 
+ADA = {"name": "Ada Lovelace", "email": "ada@example.com", "username": "ada"}
+GRACE = {"name": "Grace Hopper", "email": "grace@example.com", "username": "ghopper"}
+WEB_FLOW = {"name": "GitHub", "email": "noreply@github.com", "username": "web-flow"}
+
+
+def pushed_commit(sha, tree_id, message, at, author, committer=None, added=(), modified=()):
+    """A commit as a push event lists it, made on 5 January 2026 at `at` (HH:MM, UTC+1)."""
+    return {
+        "id": sha,
+        "tree_id": tree_id,
+        "distinct": True,
+        "message": message,
+        "timestamp": f"2026-01-05T{at}:00+01:00",
+        "url": f"https://github.com/acme/web/commit/{sha}",
+        "author": author,
+        "committer": committer or author,
+        "added": list(added),
+        "removed": [],
+        "modified": list(modified),
+    }
+
+
 def push_payload(ref="refs/heads/main", commits=None):
     commits = commits or [
-        {
-            "id": SHA_A,
-            "tree_id": "f9d2a07e9488b91af2641b26b9407fe22a451433",
-            "distinct": True,
-            "message": "Fix null check in checkout flow",
-            "timestamp": "2026-01-05T10:12:00+01:00",
-            "url": f"https://github.com/acme/web/commit/{SHA_A}",
-            "author": {"name": "Ada Lovelace", "email": "ada@example.com", "username": "ada"},
-            "committer": {"name": "GitHub", "email": "noreply@github.com", "username": "web-flow"},
-            "added": [],
-            "removed": [],
-            "modified": ["app/views.py"],
-        },
-        {
-            "id": SHA_B,
-            "tree_id": "a9d2a07e9488b91af2641b26b9407fe22a451433",
-            "distinct": True,
-            "message": "Add retry with backoff to payment client\n\nCloses #12.",
-            "timestamp": "2026-01-05T10:40:00+01:00",
-            "url": f"https://github.com/acme/web/commit/{SHA_B}",
-            "author": {"name": "Grace Hopper", "email": "grace@example.com", "username": "ghopper"},
-            "committer": {"name": "Grace Hopper", "email": "grace@example.com", "username": "ghopper"},
-            "added": ["app/retry.py"],
-            "removed": [],
-            "modified": [],
-        },
+        pushed_commit(
+            SHA_A, TREE_A, "Fix null check in checkout flow", "10:12", ADA, WEB_FLOW, modified=["app/views.py"]
+        ),
+        pushed_commit(
+            SHA_B,
+            TREE_B,
+            "Add retry with backoff to payment client\n\nCloses #12.",
+            "10:40",
+            GRACE,
+            added=["app/retry.py"],
+        ),
     ]
     return {
         "ref": ref,

@@ -87,21 +87,25 @@ def test_it_offers_sso_beside_the_local_form(cast, settings):
 
 
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("name", "value"),
     [
-        ({"OIDC_ISSUER": "idp.example"}, "Environment variable OIDC_ISSUER="),
-        ({"OIDC_ISSUER": "https://idp.example"}, "OIDC_CLIENT_ID and OIDC_CLIENT_SECRET"),
-        ({"OIDC_GROUP_MAP": "eng=developers,admins"}, "Environment variable OIDC_GROUP_MAP="),
-        ({"OIDC_GROUPS_CLAIM": "my groups"}, "Environment variable OIDC_GROUPS_CLAIM="),
-        ({"OIDC_SESSION_MAX_AGE": "soon"}, "Environment variable OIDC_SESSION_MAX_AGE="),
-        ({"LOCAL_LOGIN": "0"}, "Environment variable LOCAL_LOGIN=0 needs single sign-on"),
-        ({"LOGIN_FAILURE_LIMIT": "0"}, "Environment variable LOGIN_FAILURE_LIMIT="),
+        ("OIDC_ISSUER", "idp.example"),
+        ("OIDC_GROUP_MAP", "eng=developers,admins"),
+        ("OIDC_GROUPS_CLAIM", "my groups"),
+        ("OIDC_SESSION_MAX_AGE", "soon"),
+        ("LOGIN_FAILURE_LIMIT", "0"),
     ],
 )
-def test_it_refuses_to_start_with_bad_sign_in_settings(tmp_path, env, message):
-    result = start(tmp_path, **env)
-    assert result.returncode != 0
-    assert message in result.stderr
+def test_it_refuses_to_start_with_an_invalid_sign_in_setting(tmp_path, name, value):
+    assert f"Environment variable {name}={value!r} is not" in refused_start(tmp_path, **{name: value})
+
+
+def test_it_refuses_to_start_with_sso_but_no_client_credentials(tmp_path):
+    assert "OIDC_CLIENT_ID and OIDC_CLIENT_SECRET" in refused_start(tmp_path, OIDC_ISSUER="https://idp.example")
+
+
+def test_it_refuses_to_start_with_local_passwords_off_and_no_sso(tmp_path):
+    assert "Environment variable LOCAL_LOGIN=0 needs single sign-on" in refused_start(tmp_path, LOCAL_LOGIN="0")
 
 
 def test_it_starts_with_sso_and_a_secret_file(tmp_path):
@@ -115,6 +119,13 @@ def test_it_starts_with_sso_and_a_secret_file(tmp_path):
         LOCAL_LOGIN="0",
     )
     assert result.returncode == 0, result.stderr
+
+
+def refused_start(tmp_path, **env) -> str:
+    """What the settings say on stderr as they refuse `env`."""
+    result = start(tmp_path, **env)
+    assert result.returncode != 0
+    return result.stderr
 
 
 def start(tmp_path, **env):

@@ -59,21 +59,15 @@ def prometheus(tmp_path, live_server, settings):
 
 def history(cast):
     now = timezone.now()
-    make_deployment(
-        make_release(cast.service),
-        cast.prod,
-        state=states.SUCCEEDED,
-        started_at=now - timedelta(seconds=90),
-        finished_at=now,
-        created_at=now - timedelta(hours=1),
-    )
-    make_deployment(
-        make_release(cast.service),
-        cast.staging,
-        state=states.FAILED,
-        started_at=now - timedelta(seconds=700),
-        finished_at=now,
-    )
+
+    def ran_until_now(environment, state, seconds, **kwargs):
+        started_at = now - timedelta(seconds=seconds)
+        make_deployment(
+            make_release(cast.service), environment, state=state, started_at=started_at, finished_at=now, **kwargs
+        )
+
+    ran_until_now(cast.prod, states.SUCCEEDED, 90, created_at=now - timedelta(hours=1))
+    ran_until_now(cast.staging, states.FAILED, 700)
     make_deployment(make_release(cast.service), cast.staging, state=states.FAILED)
     make_deployment(make_release(cast.service), cast.dev)
 

@@ -16,7 +16,6 @@ from django.test import Client
 from django.urls import get_resolver
 from django.utils import timezone
 
-from clusters.models import FreezeWindow
 from releases import states
 from releases.models import Build, Deployment
 from tests.factories import (
@@ -29,6 +28,7 @@ from tests.factories import (
     release_ready_for_staging,
     succeed_in,
 )
+from tests.support import permissions
 
 # Anonymous ---------------------------------------------------------------------------------------
 
@@ -120,69 +120,57 @@ def test_it_lets_any_logged_in_user_view_every_page(cast, who):
 # Request ------------------------------------------------------------------------------------------
 
 
+def post_as(user, url, form=None, *, refused_with=None):
+    """POST `form` to `url` as `user`: refused (403) with the reason on the page, or, without
+    one, done (a redirect)."""
+    response = client_for(user).post(url, form or {})
+    assert response.status_code == (403 if refused_with else 302)
+    if refused_with:
+        assert refused_with in response.content.decode()
+
+
+def refuse(reason, *people):
+    """Rows of a permission matrix: each of `people` is refused with `reason`."""
+    return [(who, reason) for who in people]
+
+
+def allow(*people):
+    return refuse(None, *people)
+
+
 @pytest.mark.parametrize(
-    ("who", "status", "reason"),
-    [
-        ("erin", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
-        ("bob", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
-        ("dave", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
-        ("alice", 302, None),
-        ("admin", 302, None),
-    ],
+    ("who", "reason"), refuse(permissions.NOT_A_DEPLOYER, "erin", "bob", "dave") + allow("alice", "admin")
 )
-def test_it_lets_only_deployers_request(cast, who, status, reason):
+def test_it_lets_only_deployers_request(cast, who, reason):
     release = release_ready_for_staging(cast)
-    response = client_for(getattr(cast, who)).post(f"/releases/{release.pk}/deploy/", {"environment": "staging"})
-    assert response.status_code == status
-    created = Deployment.objects.filter(environment=cast.staging)
-    if reason:
-        assert reason in response.content.decode()
-        assert not created.exists()
-    else:
-        assert created.get().requested_by == getattr(cast, who)
+    post_as(getattr(cast, who), f"/releases/{release.pk}/deploy/", {"environment": "staging"}, refused_with=reason)
+    permissions.assert_requested(cast, who, done=not reason)
 
 
 def test_it_lets_release_managers_deploy_to_prod_but_not_developers(cast):
     release = make_release(cast.service)
     succeed_in(release, cast.staging)
-    refused = client_for(cast.alice).post(f"/releases/{release.pk}/deploy/", {"environment": "prod"})
-    assert refused.status_code == 403
-    assert "You are not a deployer for Prod (release-managers)." in refused.content.decode()
-    assert client_for(cast.dave).post(f"/releases/{release.pk}/deploy/", {"environment": "prod"}).status_code == 302
+    url, form = f"/releases/{release.pk}/deploy/", {"environment": "prod"}
+    post_as(cast.alice, url, form, refused_with="You are not a deployer for Prod (release-managers).")
+    post_as(cast.dave, url, form)
 
 
 # Approve ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("who", "status", "reason"),
-    [
-        ("erin", 403, "You are not an approver for Staging (approvers)."),
-        ("alice", 403, "You are not an approver for Staging (approvers)."),
-        ("admin", 403, "You are not an approver for Staging (approvers)."),
-        ("bob", 302, None),
-        ("dave", 302, None),
-    ],
+    ("who", "reason"), refuse(permissions.NOT_AN_APPROVER, "erin", "alice", "admin") + allow("bob", "dave")
 )
-def test_it_lets_only_approvers_approve(cast, who, status, reason):
+def test_it_lets_only_approvers_approve(cast, who, reason):
     deployment = pending_in_staging(cast)
-    response = client_for(getattr(cast, who)).post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})
-    assert response.status_code == status
-    deployment.refresh_from_db()
-    if reason:
-        assert reason in response.content.decode()
-        assert deployment.state == states.PENDING_APPROVAL
-        assert not deployment.approvals.exists()
-    else:
-        assert deployment.state == states.APPROVED
+    post_as(getattr(cast, who), f"/deployments/{deployment.pk}/decide/", {"decision": "approve"}, refused_with=reason)
+    permissions.assert_approved(deployment, done=not reason)
 
 
 def test_it_refuses_the_requester_approving_their_own_deployment(cast):
     cast.alice.groups.add(cast.approvers)
-    deployment = pending_in_staging(cast)
-    response = client_for(cast.alice).post(f"/deployments/{deployment.pk}/decide/", {"decision": "approve"})
-    assert response.status_code == 403
-    assert "You requested this deployment; Staging needs someone else to approve it." in response.content.decode()
+    url = f"/deployments/{pending_in_staging(cast).pk}/decide/"
+    post_as(cast.alice, url, {"decision": "approve"}, refused_with=permissions.SELF_APPROVAL)
 
 
 def test_it_lets_the_requester_reject_their_own_deployment_when_an_approver(cast):
@@ -208,25 +196,12 @@ def test_it_shows_why_the_approve_button_is_disabled(cast):
 
 
 @pytest.mark.parametrize(
-    ("who", "status", "reason"),
-    [
-        ("erin", 403, "Only the requester or a deployer for Staging can cancel."),
-        ("bob", 403, "Only the requester or a deployer for Staging can cancel."),
-        ("dave", 403, "Only the requester or a deployer for Staging can cancel."),
-        ("alice", 302, None),
-        ("admin", 302, None),
-    ],
+    ("who", "reason"), refuse(permissions.MAY_NOT_CANCEL, "erin", "bob", "dave") + allow("alice", "admin")
 )
-def test_it_lets_only_the_requester_deployers_and_admins_cancel(cast, who, status, reason):
+def test_it_lets_only_the_requester_deployers_and_admins_cancel(cast, who, reason):
     deployment = pending_in_staging(cast)
-    response = client_for(getattr(cast, who)).post(f"/deployments/{deployment.pk}/cancel/")
-    assert response.status_code == status
-    deployment.refresh_from_db()
-    if reason:
-        assert reason in response.content.decode()
-        assert deployment.state == states.PENDING_APPROVAL
-    else:
-        assert deployment.state == states.CANCELLED
+    post_as(getattr(cast, who), f"/deployments/{deployment.pk}/cancel/", refused_with=reason)
+    permissions.assert_cancelled(deployment, done=not reason)
 
 
 def test_it_lets_the_requester_cancel_after_leaving_the_deployer_group(cast):
@@ -236,14 +211,6 @@ def test_it_lets_the_requester_cancel_after_leaving_the_deployer_group(cast):
 
 
 # Override -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def frozen_dev(cast):
-    now = timezone.now()
-    return FreezeWindow.objects.create(
-        environment=cast.dev, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1), reason="group buy"
-    )
 
 
 @pytest.mark.parametrize("who", ["erin", "alice", "bob", "dave"])
@@ -260,11 +227,8 @@ def test_it_refuses_an_override_from_anyone_but_an_admin(cast, frozen_dev, who):
 
 def test_it_refuses_an_admin_override_without_a_reason(cast, frozen_dev):
     release = make_release(cast.service)
-    response = client_for(cast.admin).post(
-        f"/releases/{release.pk}/deploy/", {"environment": "dev", "override_reason": "   "}
-    )
-    assert response.status_code == 403
-    assert "Dev is frozen until" in response.content.decode()
+    form = {"environment": "dev", "override_reason": "   "}
+    post_as(cast.admin, f"/releases/{release.pk}/deploy/", form, refused_with="Dev is frozen until")
 
 
 def test_it_lets_an_admin_override_with_a_reason(cast, frozen_dev):
@@ -286,11 +250,8 @@ def test_it_offers_the_override_form_to_admins_only(cast, frozen_dev):
 
 def test_it_does_not_let_an_admin_override_a_non_overridable_rule(cast, frozen_dev):
     release = make_release(cast.service)
-    response = client_for(cast.admin).post(
-        f"/releases/{release.pk}/deploy/", {"environment": "staging", "override_reason": "skip promotion"}
-    )
-    assert response.status_code == 403
-    assert "has not succeeded in Dev yet" in response.content.decode()
+    form = {"environment": "staging", "override_reason": "skip promotion"}
+    post_as(cast.admin, f"/releases/{release.pk}/deploy/", form, refused_with="has not succeeded in Dev yet")
 
 
 # Admin pages --------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from tests.factories import (
     release_ready_for_staging,
     succeed_in,
 )
+from tests.support import permissions
 from tests.support.api import api_as
 
 JSON = {"format": "json"}
@@ -100,31 +101,31 @@ def test_every_scope_reads(cast, scope):
 # Request --------------------------------------------------------------------------------------
 
 
+def lacking_scope(who, needed, *scopes):
+    """Rows of a permission matrix: `who` with a token of each of `scopes`, refused for want of
+    the `needed` scope."""
+    return [(who, scope, [scope_reason(who, scope, needed)]) for scope in scopes]
+
+
+def answered(response, reasons, done_status):
+    """Refused (403) for exactly `reasons`, or, with none, done (`done_status`)."""
+    assert response.status_code == (403 if reasons else done_status)
+    if reasons:
+        assert response.json()["reasons"] == reasons
+
+
 @pytest.mark.parametrize(
-    ("who", "scope", "status", "reason"),
-    [
-        ("erin", "deploy", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
-        ("bob", "deploy", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
-        ("dave", "deploy", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."),
-        ("alice", "read", 403, scope_reason("alice", "read", "deploy")),
-        ("alice", "approve", 403, scope_reason("alice", "approve", "deploy")),
-        ("alice", "deploy", 201, None),
-        ("alice", "admin", 201, None),
-        ("admin", "deploy", 201, None),
-    ],
+    ("who", "scope", "reasons"),
+    [(who, "deploy", [permissions.NOT_A_DEPLOYER]) for who in ("erin", "bob", "dave")]
+    + lacking_scope("alice", "deploy", "read", "approve")
+    + [("alice", "deploy", []), ("alice", "admin", []), ("admin", "deploy", [])],
 )
-def test_it_lets_only_deployers_request_with_a_deploy_token(cast, who, scope, status, reason):
+def test_it_lets_only_deployers_request_with_a_deploy_token(cast, who, scope, reasons):
     release = release_ready_for_staging(cast)
-    response = api_as(getattr(cast, who), scope).post(
-        "/api/v1/deployments/", {"release": release.pk, "environment": "staging"}, **JSON
-    )
-    assert response.status_code == status
-    created = Deployment.objects.filter(environment=cast.staging)
-    if reason:
-        assert response.json()["reasons"] == [reason]
-        assert not created.exists()
-    else:
-        assert created.get().requested_by == getattr(cast, who)
+    payload = {"release": release.pk, "environment": "staging"}
+    response = api_as(getattr(cast, who), scope).post("/api/v1/deployments/", payload, **JSON)
+    answered(response, reasons, 201)
+    permissions.assert_requested(cast, who, done=not reasons)
 
 
 def test_it_lets_release_managers_deploy_to_prod_but_not_developers(cast):
@@ -152,29 +153,17 @@ def test_it_lists_every_reason_a_request_is_refused(cast):
 
 
 @pytest.mark.parametrize(
-    ("who", "scope", "status", "reason"),
-    [
-        ("erin", "approve", 403, "You are not an approver for Staging (approvers)."),
-        ("alice", "approve", 403, "You are not an approver for Staging (approvers)."),
-        ("admin", "admin", 403, "You are not an approver for Staging (approvers)."),
-        ("bob", "read", 403, scope_reason("bob", "read", "approve")),
-        ("bob", "deploy", 403, scope_reason("bob", "deploy", "approve")),
-        ("bob", "approve", 200, None),
-        ("dave", "approve", 200, None),
-        ("dave", "admin", 200, None),
-    ],
+    ("who", "scope", "reasons"),
+    [("erin", "approve", [permissions.NOT_AN_APPROVER]), ("admin", "admin", [permissions.NOT_AN_APPROVER])]
+    + [("alice", "approve", [permissions.NOT_AN_APPROVER, permissions.SELF_APPROVAL])]  # alice requested it too
+    + lacking_scope("bob", "approve", "read", "deploy")
+    + [("bob", "approve", []), ("dave", "approve", []), ("dave", "admin", [])],
 )
-def test_it_lets_only_approvers_approve_with_an_approve_token(cast, who, scope, status, reason):
+def test_it_lets_only_approvers_approve_with_an_approve_token(cast, who, scope, reasons):
     deployment = pending_in_staging(cast)
     response = api_as(getattr(cast, who), scope).post(f"/api/v1/deployments/{deployment.pk}/approve/", {}, **JSON)
-    assert response.status_code == status
-    deployment.refresh_from_db()
-    if reason:
-        assert reason in response.json()["reasons"]  # alice also requested it: a second reason
-        assert deployment.state == states.PENDING_APPROVAL
-        assert not deployment.approvals.exists()
-    else:
-        assert deployment.state == states.APPROVED
+    answered(response, reasons, 200)
+    permissions.assert_approved(deployment, done=not reasons)
 
 
 @pytest.mark.parametrize("scope", ["approve", "admin"])
@@ -183,7 +172,7 @@ def test_it_refuses_the_requester_approving_their_own_deployment_whatever_the_to
     deployment = pending_in_staging(cast)
     response = api_as(cast.alice, scope).post(f"/api/v1/deployments/{deployment.pk}/approve/", {}, **JSON)
     assert response.status_code == 403
-    assert response.json()["reasons"] == ["You requested this deployment; Staging needs someone else to approve it."]
+    assert response.json()["reasons"] == [permissions.SELF_APPROVAL]
     assert not Approval.objects.exists()
 
 
@@ -217,34 +206,26 @@ def test_it_says_in_the_detail_why_a_token_may_not_approve(cast):
     body = api_as(cast.bob, "read").get(f"/api/v1/deployments/{deployment.pk}/").json()
     assert body["may"]["approve"] == {"allowed": False, "reasons": [scope_reason("bob", "read", "approve")]}
     body = api_as(cast.erin, "approve").get(f"/api/v1/deployments/{deployment.pk}/").json()
-    assert body["may"]["approve"]["reasons"] == ["You are not an approver for Staging (approvers)."]
+    assert body["may"]["approve"]["reasons"] == [permissions.NOT_AN_APPROVER]
 
 
 # Cancel -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("who", "scope", "status", "reason"),
+    ("who", "scope", "reasons"),
     [
-        ("erin", "deploy", 403, "Only the requester or a deployer for Staging can cancel."),
-        ("bob", "admin", 403, "Only the requester or a deployer for Staging can cancel."),
-        ("dave", "deploy", 403, "Only the requester or a deployer for Staging can cancel."),
-        ("alice", "read", 403, scope_reason("alice", "read", "deploy")),
-        ("alice", "approve", 403, scope_reason("alice", "approve", "deploy")),
-        ("alice", "deploy", 200, None),
-        ("admin", "deploy", 200, None),
-    ],
+        (who, scope, [permissions.MAY_NOT_CANCEL])
+        for who, scope in (("erin", "deploy"), ("bob", "admin"), ("dave", "deploy"))
+    ]
+    + lacking_scope("alice", "deploy", "read", "approve")
+    + [("alice", "deploy", []), ("admin", "deploy", [])],
 )
-def test_it_lets_only_the_requester_deployers_and_admins_cancel(cast, who, scope, status, reason):
+def test_it_lets_only_the_requester_deployers_and_admins_cancel(cast, who, scope, reasons):
     deployment = pending_in_staging(cast)
     response = api_as(getattr(cast, who), scope).post(f"/api/v1/deployments/{deployment.pk}/cancel/", {}, **JSON)
-    assert response.status_code == status
-    deployment.refresh_from_db()
-    if reason:
-        assert response.json()["reasons"] == [reason]
-        assert deployment.state == states.PENDING_APPROVAL
-    else:
-        assert deployment.state == states.CANCELLED
+    answered(response, reasons, 200)
+    permissions.assert_cancelled(deployment, done=not reasons)
 
 
 def test_it_lets_the_requester_cancel_after_leaving_the_deployer_group(cast):
@@ -255,14 +236,6 @@ def test_it_lets_the_requester_cancel_after_leaving_the_deployer_group(cast):
 
 
 # Override ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def frozen_dev(cast):
-    now = timezone.now()
-    return FreezeWindow.objects.create(
-        environment=cast.dev, starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=1), reason="group buy"
-    )
 
 
 def request_dev(client, release, override_reason=""):

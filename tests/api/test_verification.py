@@ -6,22 +6,14 @@ from datetime import timedelta
 from django.utils import timezone
 
 from releases import states
-from releases.models import Check
-from tests.factories import make_deployment, make_release, record_samples
+from tests.factories import make_baked, make_check, make_deployment, make_release, record_samples
 from tests.support.api import api_as
 
 
 def test_it_shows_the_bake_the_probe_and_each_checks_last_reading(cast):
-    check = Check.objects.create(service=cast.service, name="5xx ratio", query="x", threshold=0.05)
+    check = make_check(cast.service)
     baked = timezone.now() - timedelta(seconds=20)
-    deployment = make_deployment(
-        make_release(cast.service),
-        cast.dev,
-        state=states.ROLLING_OUT,
-        bake_started_at=baked,
-        bake_seconds=60,
-        probe={"url": "http://svc/healthz", "requests": 4, "failed": 1, "latencies_ms": [5.0, 6.0, 7.0, 90.0]},
-    )
+    deployment = make_baked(cast, [5.0, 6.0, 7.0, 90.0], failed=1, state=states.ROLLING_OUT, bake_started_at=baked)
     record_samples(deployment, check, baked, [(1, 0.0, "pass"), (6, 0.02, "pass")])
 
     body = api_as(cast.erin, "read").get(f"/api/v1/deployments/{deployment.pk}/").json()

@@ -1,43 +1,20 @@
 """The deployment page charts each Prometheus check over the rollout, with its threshold line,
 and shows what the probe saw, in a real Chromium under the page's Content-Security-Policy."""
 
-from datetime import timedelta
-
 import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from releases import states
-from releases.models import Check, CheckSample, Deployment
+from releases.models import CheckSample, Deployment
 from tests.browser.conftest import in_thread
-from tests.factories import make_deployment, make_release, record_samples
+from tests.factories import make_check, make_deployment, make_failed_verification, make_release
 
 pytestmark = pytest.mark.browser
 
 
-def a_failed_check(cast):
-    """A rollout whose 5xx ratio climbed past its threshold during the bake."""
-    check = Check.objects.create(service=cast.service, name="5xx ratio", query="x", threshold=0.05)
-    started = timezone.now() - timedelta(seconds=40)
-    deployment = make_deployment(
-        make_release(cast.service, version="2.0.0-errors"),
-        cast.dev,
-        state=states.FAILED,
-        reason="Check “5xx ratio” failed: x = 0.31, which is not below 0.05.",
-        started_at=started,
-        finished_at=started + timedelta(seconds=30),
-        bake_started_at=started + timedelta(seconds=8),
-        bake_seconds=60,
-        probe={"url": "http://svc/healthz", "requests": 90, "failed": 28, "latencies_ms": [8.0] * 80 + [41.0] * 10},
-    )
-    values = {second: 0.0 if second < 12 else 0.31 * (second - 10) / 20 for second in range(2, 30, 2)}
-    outcome = {True: CheckSample.PASS, False: CheckSample.FAIL}
-    record_samples(deployment, check, started, [(s, v, outcome[v < 0.05]) for s, v in values.items()])
-    return deployment.pk
-
-
 def test_it_charts_a_check_against_its_threshold_under_the_csp(portal, login):
-    pk = in_thread(a_failed_check, portal.cast)
+    pk = in_thread(make_failed_verification, portal.cast).pk
     page = login("alice")
     violations = []
     page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
@@ -58,7 +35,7 @@ def test_it_charts_a_check_against_its_threshold_under_the_csp(portal, login):
 
 
 def a_rollout_being_verified(cast):
-    check = Check.objects.create(service=cast.service, name="5xx ratio", query="x", threshold=0.05)
+    check = make_check(cast.service)
     deployment = make_deployment(
         make_release(cast.service, version="2.1.0"), cast.dev, state=states.ROLLING_OUT, started_at=timezone.now()
     )

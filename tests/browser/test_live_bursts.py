@@ -14,7 +14,10 @@ WAIT = 60_000
 SEQS = "() => Array.from(document.querySelectorAll('#timeline li')).map(li => Number(li.dataset.seq))"
 
 
-def open_deployment(portal, login, sockets):
+def open_deployment(portal, login):
+    """Erin's live page of a deployment with one event, and the URLs of the deployment sockets
+    the page opens (the list grows as it opens more)."""
+    sockets = []
     deployment = in_thread(lambda: make_deployment(make_release(portal.cast.service), portal.cast.prod))
     in_thread(deployment.log, "note", "before the page")
     page = login("erin")
@@ -22,29 +25,26 @@ def open_deployment(portal, login, sockets):
     page.goto(f"{portal.url}/deployments/{deployment.pk}/")
     expect(page.locator("#live-indicator")).to_have_attribute("data-live", "up", timeout=WAIT)
     page.wait_for_function("() => document.getElementById('deployment').dataset.synced !== undefined")
-    return page, deployment
+    return page, deployment, sockets
 
 
-def burst(deployment, count):
-    return deployment.append([Entry("note", f"burst {n}") for n in range(count)])
+def seqs_after_a_burst(page, deployment, count) -> list[int]:
+    """The seqs the timeline shows once it has all `count` events appended at once."""
+    in_thread(deployment.append, [Entry("note", f"burst {n}") for n in range(count)])
+    page.wait_for_function(f"() => ({SEQS})().length >= {count + 1}", timeout=WAIT)
+    return page.evaluate(SEQS)
 
 
 def test_it_shows_a_burst_sent_as_one_frame_in_order(portal, login):
-    sockets = []
-    page, deployment = open_deployment(portal, login, sockets)
-    in_thread(burst, deployment, 8)
-    page.wait_for_function(f"() => ({SEQS})().length >= 9", timeout=WAIT)
-    assert page.evaluate(SEQS) == list(range(1, 10))
+    page, deployment, sockets = open_deployment(portal, login)
+    assert seqs_after_a_burst(page, deployment, 8) == list(range(1, 10))
     assert len(sockets) == 1
 
 
 def test_it_resyncs_from_its_last_seq_when_its_buffer_overflows(portal, login, monkeypatch):
     monkeypatch.setattr(fanout, "BUFFER_LIMIT", 3)
-    sockets = []
-    page, deployment = open_deployment(portal, login, sockets)
-    in_thread(burst, deployment, 10)
-    page.wait_for_function(f"() => ({SEQS})().length >= 11", timeout=WAIT)
-    assert page.evaluate(SEQS) == list(range(1, 12))
+    page, deployment, sockets = open_deployment(portal, login)
+    assert seqs_after_a_burst(page, deployment, 10) == list(range(1, 12))
     # Told to resync: one new socket, from the last seq the page had.
     assert len(sockets) == 2
     assert sockets[-1].endswith("?after=1")
