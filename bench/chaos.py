@@ -64,6 +64,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sandbox.http import listening  # noqa: E402
+
 TOKEN = "pampam-chaos"
 REPLICAS = 2
 DEADLINE_SECONDS = 15  # each environment's progress deadline (the sandbox pods crash well before)
@@ -87,12 +89,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_for(check, what: str, timeout: float = 60) -> None:
@@ -139,7 +135,7 @@ class Stack:
     def _answers(self, name: str) -> bool:
         if self.running[name].poll() is not None:
             raise RuntimeError(f"{name} exited; see {self.workdir / (name + '.log')}")
-        return port_open(self.ports[name])
+        return listening(self.ports[name])
 
     def kill(self, name: str) -> None:
         """SIGKILL the process group and every descendant, as the loss of its container would.

@@ -30,9 +30,32 @@ from releases.models import Deployment, Service
 DORA_WINDOW = timedelta(days=30)
 
 
-def _histogram(name: str, doc: str, names: list[str], rows, labels) -> HistogramMetricFamily:
+# The duration histograms: tally metric → (name, help, label names).
+HISTOGRAMS = {
+    tallies.DEPLOYMENT_DURATION: (
+        "pampam_deployment_duration_seconds",
+        "Time from the start of a rollout (or deploy job) to its final state, all finished deployments.",
+        ["service", "environment"],
+    ),
+    tallies.APPROVAL_WAIT: (
+        "pampam_approval_wait_seconds",
+        "Time from a deployment's request to the approval that let it go ahead.",
+        ["environment"],
+    ),
+    tallies.BUILD_DURATION: (
+        "pampam_build_duration_seconds",
+        # Not "job": Prometheus keeps that label for the scrape job and would rename ours.
+        "Duration of finished Jenkins builds, by Jenkins job and result.",
+        ["jenkins_job", "state"],
+    ),
+}
+
+
+def _histogram(metric: str, series: dict, labels) -> HistogramMetricFamily:
+    """The histogram of tally `metric` from the scrape's tallies (`series`, by metric)."""
+    name, doc, names = HISTOGRAMS[metric]
     family = HistogramMetricFamily(name, doc, labels=names)
-    for tally in rows:
+    for tally in series.get(metric, []):
         values = labels.of(tally, names)
         if values is not None:
             buckets = [(str(bound), n) for bound, n in tally.bucket_counts()] + [("+Inf", tally.count)]
@@ -70,10 +93,10 @@ class DatabaseCollector:
         labels = Labels()
         yield self.deployments(series.get(tallies.DEPLOYMENTS, []), labels)
         yield from self.in_flight()
-        yield self.rollout_durations(series.get(tallies.DEPLOYMENT_DURATION, []), labels)
-        yield self.approval_waits(series.get(tallies.APPROVAL_WAIT, []), labels)
+        yield _histogram(tallies.DEPLOYMENT_DURATION, series, labels)
+        yield _histogram(tallies.APPROVAL_WAIT, series, labels)
         yield from self.pending_approvals()
-        yield self.build_durations(series.get(tallies.BUILD_DURATION, []), labels)
+        yield _histogram(tallies.BUILD_DURATION, series, labels)
         yield from self.dora()
         yield from self.watchers()
         yield from self.queue()
@@ -109,24 +132,6 @@ class DatabaseCollector:
         owed.add_metric([], Deployment.objects.exclude(followup="").count())
         yield from (oldest, owed)
 
-    def rollout_durations(self, rows, labels):
-        return _histogram(
-            "pampam_deployment_duration_seconds",
-            "Time from the start of a rollout (or deploy job) to its final state, all finished deployments.",
-            ["service", "environment"],
-            rows,
-            labels,
-        )
-
-    def approval_waits(self, rows, labels):
-        return _histogram(
-            "pampam_approval_wait_seconds",
-            "Time from a deployment's request to the approval that let it go ahead.",
-            ["environment"],
-            rows,
-            labels,
-        )
-
     def pending_approvals(self):
 
         oldest = GaugeMetricFamily(
@@ -144,16 +149,6 @@ class DatabaseCollector:
         for row in rows:
             oldest.add_metric([row["environment__slug"]], max((now - row["first"]).total_seconds(), 0.0))
         yield oldest
-
-    def build_durations(self, rows, labels):
-        return _histogram(
-            "pampam_build_duration_seconds",
-            # Not "job": Prometheus keeps that label for the scrape job and would rename ours.
-            "Duration of finished Jenkins builds, by Jenkins job and result.",
-            ["jenkins_job", "state"],
-            rows,
-            labels,
-        )
 
     def dora(self):
         """/dora/'s figures for each production environment over the last 30 days: one query per

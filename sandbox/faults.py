@@ -87,8 +87,13 @@ class Route:
     action: str  # name of the handler method, called with the pattern's named groups
 
 
-def route(method: str, pattern: str, action: str) -> Route:
-    return Route(method, re.compile(f"^{pattern}$"), action)
+def route_table(table: dict[str, str]) -> tuple[Route, ...]:
+    """Routes from `{"METHOD path-pattern": action}`, tried in this order."""
+    routes = []
+    for spec, action in table.items():
+        method, pattern = spec.split(" ", 1)
+        routes.append(Route(method, re.compile(f"^{pattern}$"), action))
+    return tuple(routes)
 
 
 class FaultingHandler(JSONHandler):

@@ -11,6 +11,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from operator import attrgetter
 from urllib.parse import parse_qs, urlsplit
 
 # How often an idle accept loop wakes to check for shutdown; `shutdown_server` pokes it awake, so
@@ -37,6 +38,13 @@ def shutdown_server(server: Server, thread: threading.Thread) -> None:
         stopper.join(0.02)
 
 
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server accepts connections on `port`: one started in another process is up."""
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
 @dataclass
 class Running:
     server: Server
@@ -56,18 +64,17 @@ class Running:
         self.thread.join(timeout=5)
 
 
+def forwarded(path: str) -> property:
+    """A read-only attribute read through the dotted `path`: `url = forwarded("running.url")`."""
+    return property(attrgetter(path))
+
+
 class Served:
     """A sandbox's handle on its `Running` server (its `running` attribute): URL and port."""
 
     running: Running
-
-    @property
-    def url(self) -> str:
-        return self.running.url
-
-    @property
-    def port(self) -> int:
-        return self.running.port
+    url = forwarded("running.url")
+    port = forwarded("running.port")
 
 
 def serve(handler_cls, port: int = 0, host: str = "127.0.0.1", **state) -> Running:

@@ -83,3 +83,47 @@ class Journal:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class StateFile:
+    """A sandbox's state kept in a `Journal`. A subclass names its `format` (and `what` it holds,
+    for the error on a file of another format) and says how to take a snapshot (`snapshot_of`),
+    restore one (`restore`) and replay a change written since (`replay`)."""
+
+    format = ""
+    what = ""
+
+    def __init__(self, path, compact_after: int = 5000):
+        self.journal = Journal(path, compact_after)
+
+    def load(self, target) -> bool:
+        """Fill an empty `target` from the file; False when there is no file yet."""
+        found = self.journal.read_as(self.format, self.what)
+        if found is None:
+            return False
+        snapshot, records = found
+        self.restore(target, snapshot)
+        for record in records:
+            self.replay(target, record)
+        self.snapshot(target)  # start a fresh journal
+        return True
+
+    def append(self, target, record: dict) -> None:
+        if self.journal.append(record):
+            self.snapshot(target)
+
+    def snapshot(self, target) -> None:
+        self.journal.rewrite({"format": self.format, **self.snapshot_of(target)})
+
+    def close(self, target) -> None:
+        self.snapshot(target)
+        self.journal.close()
+
+    def snapshot_of(self, target) -> dict:
+        raise NotImplementedError
+
+    def restore(self, target, snapshot: dict) -> None:
+        raise NotImplementedError
+
+    def replay(self, target, record: dict) -> None:
+        raise NotImplementedError

@@ -23,7 +23,7 @@ import re
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlencode, urlsplit
 
-from sandbox.faults import FaultingHandler, route
+from sandbox.faults import FaultingHandler, route_table
 from sandbox.github import render
 from sandbox.github.model import RateLimited, Repository, Store
 
@@ -54,26 +54,28 @@ def now() -> datetime:
 
 class GitHubHandler(FaultingHandler):
     faultable = re.compile(r"^/api/")
-    routes = (
-        route("GET", r"/api/v3/user", "get_user"),
-        route("GET", r"/api/v3/rate_limit", "get_rate_limit"),
-        route("GET", REPO, "get_repo"),
-        route("GET", REPO + r"/commits", "list_commits"),
-        route("GET", REPO + r"/commits/(?P<ref>.+)/statuses", "list_statuses"),
-        route("GET", REPO + r"/commits/(?P<ref>.+)/status", "combined_status"),
-        route("GET", REPO + r"/commits/(?P<ref>.+)", "get_commit"),
-        route("GET", REPO + r"/compare/(?P<base>.+?)\.\.\.(?P<head>.+)", "compare"),
-        route("POST", REPO + r"/statuses/(?P<ref>[^/]+)", "create_status"),
-        route("GET", REPO + r"/statuses/(?P<ref>[^/]+)", "list_statuses"),
-        route("GET", REPO + r"/tags", "list_tags"),
-        route("GET", REPO + r"/branches", "list_branches"),
-        route("GET", REPO + r"/branches/(?P<branch>.+)", "get_branch"),
-        route("POST", REPO + r"/deployments", "create_deployment"),
-        route("GET", REPO + r"/deployments", "list_deployments"),
-        route("GET", REPO + r"/deployments/(?P<id>\d+)", "get_deployment"),
-        route("POST", REPO + r"/deployments/(?P<id>\d+)/statuses", "create_deployment_status"),
-        route("GET", REPO + r"/deployments/(?P<id>\d+)/statuses", "list_deployment_statuses"),
-        route("GET", REPO + r"/deployments/(?P<id>\d+)/statuses/(?P<sid>\d+)", "get_dep_status"),
+    routes = route_table(
+        {
+            "GET /api/v3/user": "get_user",
+            "GET /api/v3/rate_limit": "get_rate_limit",
+            f"GET {REPO}": "get_repo",
+            f"GET {REPO}/commits": "list_commits",
+            f"GET {REPO}/commits/(?P<ref>.+)/statuses": "list_statuses",
+            f"GET {REPO}/commits/(?P<ref>.+)/status": "combined_status",
+            f"GET {REPO}/commits/(?P<ref>.+)": "get_commit",
+            rf"GET {REPO}/compare/(?P<base>.+?)\.\.\.(?P<head>.+)": "compare",
+            f"POST {REPO}/statuses/(?P<ref>[^/]+)": "create_status",
+            f"GET {REPO}/statuses/(?P<ref>[^/]+)": "list_statuses",
+            f"GET {REPO}/tags": "list_tags",
+            f"GET {REPO}/branches": "list_branches",
+            f"GET {REPO}/branches/(?P<branch>.+)": "get_branch",
+            f"POST {REPO}/deployments": "create_deployment",
+            f"GET {REPO}/deployments": "list_deployments",
+            rf"GET {REPO}/deployments/(?P<id>\d+)": "get_deployment",
+            rf"POST {REPO}/deployments/(?P<id>\d+)/statuses": "create_deployment_status",
+            rf"GET {REPO}/deployments/(?P<id>\d+)/statuses": "list_deployment_statuses",
+            rf"GET {REPO}/deployments/(?P<id>\d+)/statuses/(?P<sid>\d+)": "get_dep_status",
+        }
     )
 
     # --- plumbing -------------------------------------------------------------------------

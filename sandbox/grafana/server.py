@@ -7,24 +7,28 @@ no `X-Frame-Options` header and can be framed by Pampam.
 
 import re
 
-from sandbox.faults import FaultingHandler, route
+from sandbox.faults import FaultingHandler, route_table
 from sandbox.grafana import panel
 from sandbox.grafana.annotations import Annotations, BadRequest, now_ms
 
 SIX_HOURS_MS = 6 * 3_600_000
+ANNOTATIONS = "/api/annotations"
+ANNOTATION = ANNOTATIONS + r"/(?P<id>\d+)"
 
 
 class GrafanaHandler(FaultingHandler):
     faultable = re.compile(r"^/api/")
-    routes = (
-        route("GET", r"/api/health", "health"),
-        route("POST", r"/api/annotations", "add_annotation"),
-        route("GET", r"/api/annotations", "find_annotations"),
-        route("GET", r"/api/annotations/(?P<id>\d+)", "get_annotation"),
-        route("PATCH", r"/api/annotations/(?P<id>\d+)", "patch_annotation"),
-        route("PUT", r"/api/annotations/(?P<id>\d+)", "patch_annotation"),
-        route("DELETE", r"/api/annotations/(?P<id>\d+)", "delete_annotation"),
-        route("GET", r"/d-solo/(?P<uid>[^/]+)(?:/(?P<slug>[^/]*))?", "solo_panel"),
+    routes = route_table(
+        {
+            "GET /api/health": "health",
+            f"POST {ANNOTATIONS}": "add_annotation",
+            f"GET {ANNOTATIONS}": "find_annotations",
+            f"GET {ANNOTATION}": "get_annotation",
+            f"PATCH {ANNOTATION}": "patch_annotation",
+            f"PUT {ANNOTATION}": "patch_annotation",
+            f"DELETE {ANNOTATION}": "delete_annotation",
+            "GET /d-solo/(?P<uid>[^/]+)(?:/(?P<slug>[^/]*))?": "solo_panel",
+        }
     )
 
     @property
@@ -32,7 +36,7 @@ class GrafanaHandler(FaultingHandler):
         return self.server.annotations
 
     def authorized(self) -> bool:
-        if not self.server.token or not self.path_only.startswith("/api/annotations"):
+        if not self.server.token or not self.path_only.startswith(ANNOTATIONS):
             return True
         return self.headers.get("Authorization", "") == f"Bearer {self.server.token}"
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sandbox.http import Running, Served, serve
+from sandbox.http import Running, Served, forwarded, serve
 
 from . import seed as seed_file
 from .handler import JenkinsHandler
@@ -52,14 +52,8 @@ class JenkinsSandbox(Served):
     state: Jenkins
     runner: Runner
     notifier: Notifier
-
-    @property
-    def user(self) -> str:
-        return self.state.user
-
-    @property
-    def token(self) -> str:
-        return self.state.token
+    user = forwarded("state.user")
+    token = forwarded("state.token")
 
     def stop(self) -> None:
         """Stop serving, and end build threads early so nothing outlives the test. With a state

@@ -7,22 +7,16 @@ they were (model.Build.step), with the "Resuming build … after Jenkins restart
 pipeline prints.
 """
 
-from sandbox.state import Journal
+from sandbox.state import StateFile
 
 from .model import Build, JobConfig, QueueItem
 
-FORMAT = "pampam-sandbox-jenkins/1"
 
+class JenkinsState(StateFile):
+    format = "pampam-sandbox-jenkins/1"
+    what = "Jenkins"
 
-class JenkinsState:
-    def __init__(self, path, compact_after: int = 5000):
-        self.journal = Journal(path, compact_after)
-
-    def load(self, jenkins) -> bool:
-        found = self.journal.read_as(FORMAT, "Jenkins")
-        if found is None:
-            return False
-        snapshot, records = found
+    def restore(self, jenkins, snapshot: dict) -> None:
         jenkins.next_queue_id = snapshot["next_queue_id"]
         for job in snapshot["jobs"]:
             record = jenkins._add_job(job["name"], job["folder"])
@@ -31,12 +25,8 @@ class JenkinsState:
                 self._put_build(jenkins, raw)
         for raw in snapshot["queue"]:
             self._put_item(jenkins, raw)
-        for record in records:
-            self._replay(jenkins, record)
-        self.snapshot(jenkins)
-        return True
 
-    def _replay(self, jenkins, record: dict) -> None:
+    def replay(self, jenkins, record: dict) -> None:
         op = record["op"]
         if op == "job":
             jenkins._add_job(record["name"], record["folder"])
@@ -76,30 +66,22 @@ class JenkinsState:
         jenkins.queue[item.id] = item
         jenkins.next_queue_id = max(jenkins.next_queue_id, item.id + 1)
 
-    def append(self, jenkins, record: dict) -> None:
-        if self.journal.append(record):
-            self.snapshot(jenkins)
-
     def snapshot(self, jenkins) -> None:
-        with jenkins.lock:
-            jobs = [
-                {
-                    "name": r.name,
-                    "folder": r.folder,
-                    "next_number": r.next_number,
-                    "builds": [b.record(with_log=True) for b in r.builds.values()],
-                }
-                for r in jenkins.jobs.values()
-            ]
-            self.journal.rewrite(
-                {
-                    "format": FORMAT,
-                    "next_queue_id": jenkins.next_queue_id,
-                    "jobs": jobs,
-                    "queue": [q.record() for q in jenkins.queue.values()],
-                }
-            )
+        with jenkins.lock:  # the file holds one moment of the server, not a mix of two
+            super().snapshot(jenkins)
 
-    def close(self, jenkins) -> None:
-        self.snapshot(jenkins)
-        self.journal.close()
+    def snapshot_of(self, jenkins) -> dict:
+        jobs = [
+            {
+                "name": r.name,
+                "folder": r.folder,
+                "next_number": r.next_number,
+                "builds": [b.record(with_log=True) for b in r.builds.values()],
+            }
+            for r in jenkins.jobs.values()
+        ]
+        return {
+            "next_queue_id": jenkins.next_queue_id,
+            "jobs": jobs,
+            "queue": [q.record() for q in jenkins.queue.values()],
+        }

@@ -7,32 +7,20 @@ the loaded revision, so a watch from an older one gets 410 Expired and lists aga
 real apiserver restart.
 """
 
-from sandbox.state import Journal
-
-FORMAT = "pampam-sandbox-kube/1"
+from sandbox.state import StateFile
 
 
-class KubeState:
-    def __init__(self, path, compact_after: int = 5000):
-        self.journal = Journal(path, compact_after)
+class KubeState(StateFile):
+    format = "pampam-sandbox-kube/1"
+    what = "cluster"
 
-    def load(self, cluster) -> bool:
-        """Fill an empty cluster from the file; False when there is no file yet."""
-        found = self.journal.read_as(FORMAT, "cluster")
-        if found is None:
-            return False
-        snapshot, records = found
+    def restore(self, cluster, snapshot: dict) -> None:
         cluster.rv = snapshot["rv"]
         for key, obj in snapshot["objects"]:
             cluster.objects[tuple(key)] = obj
         cluster.side = snapshot.get("side") or {}
-        for record in records:
-            self._replay(cluster, record)
-        self.snapshot(cluster)  # start a fresh journal
-        return True
 
-    @staticmethod
-    def _replay(cluster, record: dict) -> None:
+    def replay(self, cluster, record: dict) -> None:
         op = record["op"]
         if op == "put":
             cluster.objects[tuple(record["key"])] = record["obj"]
@@ -47,20 +35,9 @@ class KubeState:
         if "rv" in record:
             cluster.rv = max(cluster.rv, record["rv"])
 
-    def append(self, cluster, record: dict) -> None:
-        if self.journal.append(record):
-            self.snapshot(cluster)
-
-    def snapshot(self, cluster) -> None:
-        self.journal.rewrite(
-            {
-                "format": FORMAT,
-                "rv": cluster.rv,
-                "objects": [[list(key), obj] for key, obj in sorted(cluster.objects.items())],
-                "side": cluster.side,
-            }
-        )
-
-    def close(self, cluster) -> None:
-        self.snapshot(cluster)
-        self.journal.close()
+    def snapshot_of(self, cluster) -> dict:
+        return {
+            "rv": cluster.rv,
+            "objects": [[list(key), obj] for key, obj in sorted(cluster.objects.items())],
+            "side": cluster.side,
+        }

@@ -12,126 +12,77 @@ their zero.
 """
 
 import base64
+import re
 from datetime import UTC, datetime
 
 from .errors import bad_request
 
 MAGIC = b"k8s\x00"
 
-# message → {field number: (json name, type, repeated)}; type is a scalar kind or a message name.
-SCHEMA = {
-    "Unknown": {1: ("typeMeta", "TypeMeta", False), 2: ("raw", "bytes", False)},
-    "TypeMeta": {1: ("apiVersion", "string", False), 2: ("kind", "string", False)},
-    "ObjectMeta": {
-        1: ("name", "string", False),
-        2: ("generateName", "string", False),
-        3: ("namespace", "string", False),
-        6: ("resourceVersion", "string", False),
-        8: ("creationTimestamp", "time", False),
-        11: ("labels", "map", False),
-        12: ("annotations", "map", False),
-        14: ("finalizers", "string", True),
-    },
-    "Deployment": {
-        1: ("metadata", "ObjectMeta", False),
-        2: ("spec", "DeploymentSpec", False),
-        3: ("status", "Empty", False),
-    },
-    "DeploymentSpec": {
-        1: ("replicas", "int*", False),
-        2: ("selector", "LabelSelector", False),
-        3: ("template", "PodTemplateSpec", False),
-        4: ("strategy", "DeploymentStrategy", False),
-        5: ("minReadySeconds", "int", False),
-        6: ("revisionHistoryLimit", "int*", False),
-        7: ("paused", "bool", False),
-        9: ("progressDeadlineSeconds", "int*", False),
-    },
-    "DeploymentStrategy": {
-        1: ("type", "string", False),
-        2: ("rollingUpdate", "RollingUpdateDeployment", False),
-    },
-    "RollingUpdateDeployment": {
-        1: ("maxUnavailable", "IntOrString", False),
-        2: ("maxSurge", "IntOrString", False),
-    },
-    "IntOrString": {
-        1: ("type", "int", False),
-        2: ("intVal", "int", False),
-        3: ("strVal", "string", False),
-    },
-    "LabelSelector": {
-        1: ("matchLabels", "map", False),
-        2: ("matchExpressions", "LabelSelectorRequirement", True),
-    },
-    "LabelSelectorRequirement": {
-        1: ("key", "string", False),
-        2: ("operator", "string", False),
-        3: ("values", "string", True),
-    },
-    "PodTemplateSpec": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "PodSpec", False)},
-    "PodSpec": {
-        2: ("containers", "Container", True),
-        3: ("restartPolicy", "string", False),
-        6: ("dnsPolicy", "string", False),
-        8: ("serviceAccountName", "string", False),
-        20: ("initContainers", "Container", True),
-    },
-    "Container": {
-        1: ("name", "string", False),
-        2: ("image", "string", False),
-        3: ("command", "string", True),
-        4: ("args", "string", True),
-        6: ("ports", "ContainerPort", True),
-        7: ("env", "EnvVar", True),
-        8: ("resources", "Empty", False),
-        14: ("imagePullPolicy", "string", False),
-    },
-    "ContainerPort": {
-        1: ("name", "string", False),
-        3: ("containerPort", "int", False),
-        4: ("protocol", "string", False),
-    },
-    "EnvVar": {1: ("name", "string", False), 2: ("value", "string", False)},
-    "Namespace": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "Empty", False)},
+# Each message is written as `"name:type=number …"`, the field's JSON name, its type (a scalar kind
+# or a message name; `[T]` when repeated) and its field number.
+MESSAGES = {
+    "Unknown": "typeMeta:TypeMeta=1 raw:bytes=2",
+    "TypeMeta": "apiVersion:string=1 kind:string=2",
+    "ObjectMeta": (
+        "name:string=1 generateName:string=2 namespace:string=3 resourceVersion:string=6 "
+        "creationTimestamp:time=8 labels:map=11 annotations:map=12 finalizers:[string]=14"
+    ),
+    "Deployment": "metadata:ObjectMeta=1 spec:DeploymentSpec=2 status:Empty=3",
+    "DeploymentSpec": (
+        "replicas:int*=1 selector:LabelSelector=2 template:PodTemplateSpec=3 strategy:DeploymentStrategy=4 "
+        "minReadySeconds:int=5 revisionHistoryLimit:int*=6 paused:bool=7 progressDeadlineSeconds:int*=9"
+    ),
+    "DeploymentStrategy": "type:string=1 rollingUpdate:RollingUpdateDeployment=2",
+    "RollingUpdateDeployment": "maxUnavailable:IntOrString=1 maxSurge:IntOrString=2",
+    "IntOrString": "type:int=1 intVal:int=2 strVal:string=3",
+    "LabelSelector": "matchLabels:map=1 matchExpressions:[LabelSelectorRequirement]=2",
+    "LabelSelectorRequirement": "key:string=1 operator:string=2 values:[string]=3",
+    "PodTemplateSpec": "metadata:ObjectMeta=1 spec:PodSpec=2",
+    "PodSpec": (
+        "containers:[Container]=2 restartPolicy:string=3 dnsPolicy:string=6 serviceAccountName:string=8 "
+        "initContainers:[Container]=20"
+    ),
+    "Container": (
+        "name:string=1 image:string=2 command:[string]=3 args:[string]=4 ports:[ContainerPort]=6 "
+        "env:[EnvVar]=7 resources:Empty=8 imagePullPolicy:string=14"
+    ),
+    "ContainerPort": "name:string=1 containerPort:int=3 protocol:string=4",
+    "EnvVar": "name:string=1 value:string=2",
+    "Namespace": "metadata:ObjectMeta=1 spec:Empty=2",
     # `kubectl create secret generic|tls|docker-registry` and `kubectl create configmap`.
-    "Secret": {
-        1: ("metadata", "ObjectMeta", False),
-        2: ("data", "bytesmap", False),
-        3: ("type", "string", False),
-        4: ("stringData", "map", False),
-        5: ("immutable", "bool", False),
-    },
-    "ConfigMap": {
-        1: ("metadata", "ObjectMeta", False),
-        2: ("data", "map", False),
-        3: ("binaryData", "bytesmap", False),
-        4: ("immutable", "bool", False),
-    },
+    "Secret": "metadata:ObjectMeta=1 data:bytesmap=2 type:string=3 stringData:map=4 immutable:bool=5",
+    "ConfigMap": "metadata:ObjectMeta=1 data:map=2 binaryData:bytesmap=3 immutable:bool=4",
     # authorization/v1 and authentication/v1: what `kubectl auth can-i` / `auth whoami` send.
-    "SelfSubjectAccessReview": {
-        1: ("metadata", "ObjectMeta", False),
-        2: ("spec", "SelfSubjectAccessReviewSpec", False),
-    },
-    "SelfSubjectAccessReviewSpec": {
-        1: ("resourceAttributes", "ResourceAttributes", False),
-        2: ("nonResourceAttributes", "NonResourceAttributes", False),
-    },
-    "ResourceAttributes": {
-        1: ("namespace", "string", False),
-        2: ("verb", "string", False),
-        3: ("group", "string", False),
-        4: ("version", "string", False),
-        5: ("resource", "string", False),
-        6: ("subresource", "string", False),
-        7: ("name", "string", False),
-    },
-    "NonResourceAttributes": {1: ("path", "string", False), 2: ("verb", "string", False)},
-    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta", False), 2: ("spec", "SelfSubjectRulesReviewSpec", False)},
-    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string", False)},
-    "SelfSubjectReview": {1: ("metadata", "ObjectMeta", False)},
-    "Empty": {},
+    "SelfSubjectAccessReview": "metadata:ObjectMeta=1 spec:SelfSubjectAccessReviewSpec=2",
+    "SelfSubjectAccessReviewSpec": (
+        "resourceAttributes:ResourceAttributes=1 nonResourceAttributes:NonResourceAttributes=2"
+    ),
+    "ResourceAttributes": (
+        "namespace:string=1 verb:string=2 group:string=3 version:string=4 resource:string=5 "
+        "subresource:string=6 name:string=7"
+    ),
+    "NonResourceAttributes": "path:string=1 verb:string=2",
+    "SelfSubjectRulesReview": "metadata:ObjectMeta=1 spec:SelfSubjectRulesReviewSpec=2",
+    "SelfSubjectRulesReviewSpec": "namespace:string=1",
+    "SelfSubjectReview": "metadata:ObjectMeta=1",
+    "Empty": "",
 }
+_FIELD = re.compile(r"^(?P<name>\w+):(?P<repeated>\[)?(?P<type>[\w*]+)\]?=(?P<number>\d+)$")
+
+
+def _message(spec: str) -> dict[int, tuple[str, str, bool]]:
+    """{field number: (json name, type, repeated)} of one message."""
+    fields = {}
+    for token in spec.split():
+        match = _FIELD.match(token)
+        if match is None:
+            raise ValueError(f"bad protobuf field spec {token!r}")
+        fields[int(match["number"])] = (match["name"], match["type"], bool(match["repeated"]))
+    return fields
+
+
+SCHEMA = {name: _message(spec) for name, spec in MESSAGES.items()}
 KIND_MESSAGES = {
     "Deployment",
     "Namespace",

@@ -23,7 +23,7 @@ and `@atomic` makes a map merge and be owned as a whole.
 import re
 from dataclasses import dataclass, field
 
-# (OpenAPI package, group/version of its kinds) per type family.
+# The OpenAPI package of each type family, and the group/version of its kinds.
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 APPS = "io.k8s.api.apps.v1"
 CORE = "io.k8s.api.core.v1"
@@ -37,6 +37,21 @@ POLICY = "io.k8s.api.policy.v1"
 AUTOSCALING_V2 = "io.k8s.api.autoscaling.v2"
 ISTIO_SECURITY = "io.istio.security.v1"
 ISTIO_NETWORKING = "io.istio.networking.v1"
+GROUP_VERSIONS = {
+    META: "v1",
+    APPS: "apps/v1",
+    CORE: "v1",
+    AUTOSCALING: "autoscaling/v1",
+    AUTHZ: "authorization.k8s.io/v1",
+    AUTHN: "authentication.k8s.io/v1",
+    COORDINATION: "coordination.k8s.io/v1",
+    RBAC: "rbac.authorization.k8s.io/v1",
+    BATCH: "batch/v1",
+    POLICY: "policy/v1",
+    AUTOSCALING_V2: "autoscaling/v2",
+    ISTIO_SECURITY: "security.istio.io/v1",
+    ISTIO_NETWORKING: "networking.istio.io/v1",
+}
 SPECIAL = {
     "Time": "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
     "MicroTime": "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime",
@@ -45,326 +60,261 @@ SPECIAL = {
 }
 TYPEMETA = "apiVersion:string kind:string"
 
-# name: (package, group/version of the kind or None, fields)
-TYPES: dict[str, tuple[str, str | None, str]] = {
-    # ------------------------------------------------------------------ meta/v1
-    "ObjectMeta": (
-        META,
-        None,
-        "annotations:{string} creationTimestamp:Time deletionGracePeriodSeconds:integer deletionTimestamp:Time "
-        "finalizers:[string/set] generateName:string generation:integer labels:{string} "
-        "managedFields:[ManagedFieldsEntry] name:string namespace:string "
-        "ownerReferences:[OwnerReference/uid] resourceVersion:string selfLink:string uid:string",
-    ),
-    "ManagedFieldsEntry": (
-        META,
-        None,
-        "apiVersion:string fieldsType:string fieldsV1:FieldsV1 manager:string operation:string "
-        "subresource:string time:Time",
-    ),
-    "FieldsV1": (META, None, "*"),
-    "OwnerReference": (
-        META,
-        None,
-        "apiVersion!:string blockOwnerDeletion:boolean controller:boolean kind!:string name!:string uid!:string",
-    ),
-    "LabelSelector": (META, None, "matchExpressions:[LabelSelectorRequirement] matchLabels:{string}"),
-    "LabelSelectorRequirement": (META, None, "key!:string operator!:string values:[string]"),
-    "ListMeta": (META, None, "continue:string remainingItemCount:integer resourceVersion:string selfLink:string"),
-    "Status": (
-        META,
-        "v1/Status",
-        f"{TYPEMETA} code:integer details:StatusDetails message:string metadata:ListMeta reason:string status:string",
-    ),
-    "StatusDetails": (
-        META,
-        None,
-        "causes:[StatusCause] group:string kind:string name:string retryAfterSeconds:integer uid:string",
-    ),
-    "StatusCause": (META, None, "field:string message:string reason:string"),
-    "DeleteOptions": (
-        META,
-        None,
-        f"{TYPEMETA} dryRun:[string] gracePeriodSeconds:integer "
-        "ignoreStoreReadErrorWithClusterBreakingPotential:boolean orphanDependents:boolean "
-        "preconditions:Preconditions propagationPolicy:string",
-    ),
-    "Preconditions": (META, None, "resourceVersion:string uid:string"),
-    "Patch": (META, None, "*"),
-    "WatchEvent": (META, None, "object!:any type!:string"),
-    # ------------------------------------------------------------------ apps/v1
-    "Deployment": (
-        APPS,
-        "apps/v1/Deployment",
-        f"{TYPEMETA} metadata:ObjectMeta spec:DeploymentSpec status:DeploymentStatus",
-    ),
-    "DeploymentList": (APPS, "apps/v1/DeploymentList", f"{TYPEMETA} items!:[Deployment] metadata:ListMeta"),
-    "DeploymentSpec": (
-        APPS,
-        None,
-        "minReadySeconds:integer paused:boolean progressDeadlineSeconds:integer replicas:integer "
-        "revisionHistoryLimit:integer selector!:LabelSelector strategy:DeploymentStrategy@retainKeys "
-        "template!:PodTemplateSpec",
-    ),
-    "DeploymentStrategy": (APPS, None, "rollingUpdate:RollingUpdateDeployment type:string"),
-    "RollingUpdateDeployment": (APPS, None, "maxSurge:IntOrString maxUnavailable:IntOrString"),
-    "DeploymentStatus": (
-        APPS,
-        None,
-        "availableReplicas:integer collisionCount:integer conditions:[DeploymentCondition/type] "
-        "observedGeneration:integer readyReplicas:integer replicas:integer unavailableReplicas:integer "
-        "updatedReplicas:integer",
-    ),
-    "DeploymentCondition": (
-        APPS,
-        None,
-        "lastTransitionTime:Time lastUpdateTime:Time message:string reason:string status!:string type!:string",
-    ),
-    "ReplicaSet": (
-        APPS,
-        "apps/v1/ReplicaSet",
-        f"{TYPEMETA} metadata:ObjectMeta spec:ReplicaSetSpec status:ReplicaSetStatus",
-    ),
-    "ReplicaSetList": (APPS, "apps/v1/ReplicaSetList", f"{TYPEMETA} items!:[ReplicaSet] metadata:ListMeta"),
-    "ReplicaSetSpec": (
-        APPS,
-        None,
-        "minReadySeconds:integer replicas:integer selector!:LabelSelector template:PodTemplateSpec",
-    ),
-    "ReplicaSetStatus": (
-        APPS,
-        None,
-        "availableReplicas:integer conditions:[ReplicaSetCondition/type] fullyLabeledReplicas:integer "
-        "observedGeneration:integer readyReplicas:integer replicas!:integer",
-    ),
-    "ReplicaSetCondition": (
-        APPS,
-        None,
-        "lastTransitionTime:Time message:string reason:string status!:string type!:string",
-    ),
-    # ----------------------------------------------------------- autoscaling/v1
-    "Scale": (AUTOSCALING, "autoscaling/v1/Scale", f"{TYPEMETA} metadata:ObjectMeta spec:ScaleSpec status:ScaleStatus"),
-    "ScaleSpec": (AUTOSCALING, None, "replicas:integer"),
-    "ScaleStatus": (AUTOSCALING, None, "replicas!:integer selector:string"),
-    # ------------------------------------------------------------------ core/v1
-    "Pod": (CORE, "v1/Pod", f"{TYPEMETA} metadata:ObjectMeta spec:PodSpec status:PodStatus"),
-    "PodList": (CORE, "v1/PodList", f"{TYPEMETA} items!:[Pod] metadata:ListMeta"),
-    "PodTemplateSpec": (CORE, None, "metadata:ObjectMeta spec:PodSpec"),
-    "PodSpec": (
-        CORE,
-        None,
-        "activeDeadlineSeconds:integer affinity:any automountServiceAccountToken:boolean "
-        "containers!:[Container/name] dnsConfig:any dnsPolicy:string enableServiceLinks:boolean "
-        "ephemeralContainers:[any/name] hostAliases:[any/ip] hostIPC:boolean hostNetwork:boolean "
-        "hostPID:boolean hostUsers:boolean hostname:string imagePullSecrets:[LocalObjectReference/name] "
-        "initContainers:[Container/name] nodeName:string nodeSelector:{string}@atomic os:any overhead:{Quantity} "
-        "preemptionPolicy:string priority:integer priorityClassName:string readinessGates:[any] "
-        "resourceClaims:[any/name] resources:any restartPolicy:string runtimeClassName:string "
-        "schedulerName:string schedulingGates:[any/name] securityContext:any serviceAccount:string "
-        "serviceAccountName:string setHostnameAsFQDN:boolean shareProcessNamespace:boolean subdomain:string "
-        "terminationGracePeriodSeconds:integer tolerations:[any] "
-        "topologySpreadConstraints:[any/topologyKey+whenUnsatisfiable] volumes:[Volume/name]@retainKeys",
-    ),
-    "Container": (
-        CORE,
-        None,
-        "args:[string] command:[string] env:[EnvVar/name] envFrom:[any] image:string imagePullPolicy:string "
-        "lifecycle:any livenessProbe:Probe name!:string ports:[ContainerPort/containerPort+protocol] "
-        "readinessProbe:Probe resizePolicy:[any] resources:ResourceRequirements restartPolicy:string "
-        "securityContext:any startupProbe:Probe stdin:boolean stdinOnce:boolean "
-        "terminationMessagePath:string terminationMessagePolicy:string tty:boolean "
-        "volumeDevices:[any/devicePath] volumeMounts:[VolumeMount/mountPath] workingDir:string",
-    ),
-    "ContainerPort": (
-        CORE,
-        None,
-        "containerPort!:integer hostIP:string hostPort:integer name:string protocol:string",
-    ),
-    "EnvVar": (CORE, None, "name!:string value:string valueFrom:any"),
-    "VolumeMount": (
-        CORE,
-        None,
-        "mountPath!:string mountPropagation:string name!:string readOnly:boolean recursiveReadOnly:string "
-        "subPath:string subPathExpr:string",
-    ),
-    "Volume": (
-        CORE,
-        None,
-        "name!:string awsElasticBlockStore:any azureDisk:any azureFile:any cephfs:any cinder:any configMap:any "
-        "csi:any downwardAPI:any emptyDir:any ephemeral:any fc:any flexVolume:any flocker:any "
-        "gcePersistentDisk:any gitRepo:any glusterfs:any hostPath:any image:any iscsi:any nfs:any "
-        "persistentVolumeClaim:any photonPersistentDisk:any portworxVolume:any projected:any quobyte:any "
-        "rbd:any scaleIO:any secret:any storageos:any vsphereVolume:any",
-    ),
-    "Probe": (
-        CORE,
-        None,
-        "exec:any failureThreshold:integer grpc:any httpGet:any initialDelaySeconds:integer periodSeconds:integer "
-        "successThreshold:integer tcpSocket:any terminationGracePeriodSeconds:integer timeoutSeconds:integer",
-    ),
-    "ResourceRequirements": (CORE, None, "claims:[any/name] limits:{Quantity} requests:{Quantity}"),
-    "LocalObjectReference": (CORE, None, "name:string"),
-    "PodStatus": (
-        CORE,
-        None,
-        "conditions:[PodCondition/type] containerStatuses:[ContainerStatus] "
-        "ephemeralContainerStatuses:[ContainerStatus] hostIP:string hostIPs:[HostIP/ip] "
-        "initContainerStatuses:[ContainerStatus] message:string nominatedNodeName:string phase:string "
-        "podIP:string podIPs:[PodIP/ip] qosClass:string reason:string resize:string "
-        "resourceClaimStatuses:[any/name] startTime:Time",
-    ),
-    "PodCondition": (
-        CORE,
-        None,
-        "lastProbeTime:Time lastTransitionTime:Time message:string reason:string status!:string type!:string",
-    ),
-    "ContainerStatus": (
-        CORE,
-        None,
-        "allocatedResources:{Quantity} allocatedResourcesStatus:[any] containerID:string image!:string "
-        "imageID!:string lastState:ContainerState name!:string ready!:boolean resources:ResourceRequirements "
-        "restartCount!:integer started:boolean state:ContainerState user:any volumeMounts:[any]",
-    ),
-    "ContainerState": (
-        CORE,
-        None,
-        "running:ContainerStateRunning terminated:ContainerStateTerminated waiting:ContainerStateWaiting",
-    ),
-    "ContainerStateRunning": (CORE, None, "startedAt:Time"),
-    "ContainerStateTerminated": (
-        CORE,
-        None,
-        "containerID:string exitCode!:integer finishedAt:Time message:string reason:string signal:integer "
-        "startedAt:Time",
-    ),
-    "ContainerStateWaiting": (CORE, None, "message:string reason:string"),
-    "HostIP": (CORE, None, "ip!:string"),
-    "PodIP": (CORE, None, "ip!:string"),
-    "Namespace": (CORE, "v1/Namespace", f"{TYPEMETA} metadata:ObjectMeta spec:NamespaceSpec status:NamespaceStatus"),
-    "NamespaceList": (CORE, "v1/NamespaceList", f"{TYPEMETA} items!:[Namespace] metadata:ListMeta"),
-    "NamespaceSpec": (CORE, None, "finalizers:[string]"),
-    "NamespaceStatus": (CORE, None, "conditions:[any/type] phase:string"),
-    "Event": (
-        CORE,
-        "v1/Event",
-        f"{TYPEMETA} action:string count:integer eventTime:MicroTime firstTimestamp:Time "
-        "involvedObject!:ObjectReference lastTimestamp:Time message:string metadata!:ObjectMeta reason:string "
-        "related:ObjectReference reportingComponent:string reportingInstance:string series:any "
-        "source:EventSource type:string",
-    ),
-    "EventList": (CORE, "v1/EventList", f"{TYPEMETA} items!:[Event] metadata:ListMeta"),
-    "EventSource": (CORE, None, "component:string host:string"),
-    "ObjectReference": (
-        CORE,
-        None,
-        "apiVersion:string fieldPath:string kind:string name:string namespace:string resourceVersion:string uid:string",
-    ),
-    # ---------------------------------------------------------- authorization/v1
-    "SelfSubjectAccessReview": (
-        AUTHZ,
-        "authorization.k8s.io/v1/SelfSubjectAccessReview",
-        f"{TYPEMETA} metadata:ObjectMeta spec!:SelfSubjectAccessReviewSpec status:SubjectAccessReviewStatus",
-    ),
-    "SelfSubjectAccessReviewSpec": (
-        AUTHZ,
-        None,
-        "nonResourceAttributes:NonResourceAttributes resourceAttributes:ResourceAttributes",
-    ),
-    "ResourceAttributes": (
-        AUTHZ,
-        None,
-        "fieldSelector:any group:string labelSelector:any name:string namespace:string resource:string "
-        "subresource:string verb:string version:string",
-    ),
-    "NonResourceAttributes": (AUTHZ, None, "path:string verb:string"),
-    "SubjectAccessReviewStatus": (
-        AUTHZ,
-        None,
-        "allowed!:boolean denied:boolean evaluationError:string reason:string",
-    ),
-    "SelfSubjectRulesReview": (
-        AUTHZ,
-        "authorization.k8s.io/v1/SelfSubjectRulesReview",
-        f"{TYPEMETA} metadata:ObjectMeta spec!:SelfSubjectRulesReviewSpec status:SubjectRulesReviewStatus",
-    ),
-    "SelfSubjectRulesReviewSpec": (AUTHZ, None, "namespace:string"),
-    "SubjectRulesReviewStatus": (
-        AUTHZ,
-        None,
-        "evaluationError:string incomplete!:boolean nonResourceRules!:[NonResourceRule] resourceRules!:[ResourceRule]",
-    ),
-    "ResourceRule": (
-        AUTHZ,
-        None,
-        "apiGroups:[string] resourceNames:[string] resources:[string] verbs!:[string]",
-    ),
-    "NonResourceRule": (AUTHZ, None, "nonResourceURLs:[string] verbs!:[string]"),
-    # --------------------------------------------------------- authentication/v1
-    "SelfSubjectReview": (
-        AUTHN,
-        "authentication.k8s.io/v1/SelfSubjectReview",
-        f"{TYPEMETA} metadata:ObjectMeta status:SelfSubjectReviewStatus",
-    ),
-    "SelfSubjectReviewStatus": (AUTHN, None, "userInfo:UserInfo"),
-    "UserInfo": (AUTHN, None, "extra:{[string]} groups:[string] uid:string username:string"),
-    # ----------------------------------------------------------- coordination/v1
-    "Lease": (COORDINATION, "coordination.k8s.io/v1/Lease", f"{TYPEMETA} metadata:ObjectMeta spec:LeaseSpec"),
-    "LeaseSpec": (
-        COORDINATION,
-        None,
-        "acquireTime:MicroTime holderIdentity:string leaseDurationSeconds:integer leaseTransitions:integer "
-        "preferredHolder:string renewTime:MicroTime strategy:string",
-    ),
-    # ------------------------------------------------------------------ rbac/v1
-    "Role": (RBAC, "rbac.authorization.k8s.io/v1/Role", f"{TYPEMETA} metadata:ObjectMeta rules:[PolicyRule]"),
-    "PolicyRule": (
-        RBAC,
-        None,
-        "apiGroups:[string] nonResourceURLs:[string] resourceNames:[string] resources:[string] verbs!:[string]",
-    ),
-    "RoleBinding": (
-        RBAC,
-        "rbac.authorization.k8s.io/v1/RoleBinding",
-        f"{TYPEMETA} metadata:ObjectMeta roleRef!:RoleRef subjects:[Subject]",
-    ),
-    "RoleRef": (RBAC, None, "apiGroup!:string kind!:string name!:string"),
-    "Subject": (RBAC, None, "apiGroup:string kind!:string name!:string namespace:string"),
-    # ------------------------------------------------- core/v1, stored as they come
-    "ServiceAccount": (
-        CORE,
-        "v1/ServiceAccount",
-        f"{TYPEMETA} automountServiceAccountToken:boolean imagePullSecrets:[LocalObjectReference] "
-        "metadata:ObjectMeta secrets:[ObjectReference/name]",
-    ),
-    "ConfigMap": (
-        CORE,
-        "v1/ConfigMap",
-        f"{TYPEMETA} binaryData:{{string}} data:{{string}} immutable:boolean metadata:ObjectMeta",
-    ),
-    "Secret": (
-        CORE,
-        "v1/Secret",
-        f"{TYPEMETA} data:{{string}} immutable:boolean metadata:ObjectMeta stringData:{{string}} type:string",
-    ),
+# package → {type name: fields}
+TYPE_FIELDS: dict[str, dict[str, str]] = {
+    # ----------------------------------------------------------- meta/v1
+    META: {
+        "ObjectMeta": (
+            "annotations:{string} creationTimestamp:Time deletionGracePeriodSeconds:integer "
+            "deletionTimestamp:Time finalizers:[string/set] generateName:string generation:integer "
+            "labels:{string} managedFields:[ManagedFieldsEntry] name:string namespace:string "
+            "ownerReferences:[OwnerReference/uid] resourceVersion:string selfLink:string uid:string"
+        ),
+        "ManagedFieldsEntry": (
+            "apiVersion:string fieldsType:string fieldsV1:FieldsV1 manager:string operation:string "
+            "subresource:string time:Time"
+        ),
+        "FieldsV1": "*",
+        "OwnerReference": (
+            "apiVersion!:string blockOwnerDeletion:boolean controller:boolean kind!:string name!:string uid!:string"
+        ),
+        "LabelSelector": "matchExpressions:[LabelSelectorRequirement] matchLabels:{string}",
+        "LabelSelectorRequirement": "key!:string operator!:string values:[string]",
+        "ListMeta": "continue:string remainingItemCount:integer resourceVersion:string selfLink:string",
+        "Status": (
+            f"{TYPEMETA} code:integer details:StatusDetails message:string metadata:ListMeta reason:string "
+            "status:string"
+        ),
+        "StatusDetails": (
+            "causes:[StatusCause] group:string kind:string name:string retryAfterSeconds:integer uid:string"
+        ),
+        "StatusCause": "field:string message:string reason:string",
+        "DeleteOptions": (
+            f"{TYPEMETA} dryRun:[string] gracePeriodSeconds:integer "
+            "ignoreStoreReadErrorWithClusterBreakingPotential:boolean orphanDependents:boolean "
+            "preconditions:Preconditions propagationPolicy:string"
+        ),
+        "Preconditions": "resourceVersion:string uid:string",
+        "Patch": "*",
+        "WatchEvent": "object!:any type!:string",
+    },
+    # ----------------------------------------------------------- apps/v1
+    APPS: {
+        "Deployment": f"{TYPEMETA} metadata:ObjectMeta spec:DeploymentSpec status:DeploymentStatus",
+        "DeploymentSpec": (
+            "minReadySeconds:integer paused:boolean progressDeadlineSeconds:integer replicas:integer "
+            "revisionHistoryLimit:integer selector!:LabelSelector strategy:DeploymentStrategy@retainKeys "
+            "template!:PodTemplateSpec"
+        ),
+        "DeploymentStrategy": "rollingUpdate:RollingUpdateDeployment type:string",
+        "RollingUpdateDeployment": "maxSurge:IntOrString maxUnavailable:IntOrString",
+        "DeploymentStatus": (
+            "availableReplicas:integer collisionCount:integer conditions:[DeploymentCondition/type] "
+            "observedGeneration:integer readyReplicas:integer replicas:integer unavailableReplicas:integer "
+            "updatedReplicas:integer"
+        ),
+        "DeploymentCondition": (
+            "lastTransitionTime:Time lastUpdateTime:Time message:string reason:string status!:string type!:string"
+        ),
+        "ReplicaSet": f"{TYPEMETA} metadata:ObjectMeta spec:ReplicaSetSpec status:ReplicaSetStatus",
+        "ReplicaSetSpec": "minReadySeconds:integer replicas:integer selector!:LabelSelector template:PodTemplateSpec",
+        "ReplicaSetStatus": (
+            "availableReplicas:integer conditions:[ReplicaSetCondition/type] fullyLabeledReplicas:integer "
+            "observedGeneration:integer readyReplicas:integer replicas!:integer"
+        ),
+        "ReplicaSetCondition": "lastTransitionTime:Time message:string reason:string status!:string type!:string",
+    },
+    # ---------------------------------------------------- autoscaling/v1
+    AUTOSCALING: {
+        "Scale": f"{TYPEMETA} metadata:ObjectMeta spec:ScaleSpec status:ScaleStatus",
+        "ScaleSpec": "replicas:integer",
+        "ScaleStatus": "replicas!:integer selector:string",
+    },
+    # ----------------------------------------------------------- core/v1
+    CORE: {
+        "Pod": f"{TYPEMETA} metadata:ObjectMeta spec:PodSpec status:PodStatus",
+        "PodTemplateSpec": "metadata:ObjectMeta spec:PodSpec",
+        "PodSpec": (
+            "activeDeadlineSeconds:integer affinity:any automountServiceAccountToken:boolean "
+            "containers!:[Container/name] dnsConfig:any dnsPolicy:string enableServiceLinks:boolean "
+            "ephemeralContainers:[any/name] hostAliases:[any/ip] hostIPC:boolean hostNetwork:boolean "
+            "hostPID:boolean hostUsers:boolean hostname:string imagePullSecrets:[LocalObjectReference/name] "
+            "initContainers:[Container/name] nodeName:string nodeSelector:{string}@atomic os:any "
+            "overhead:{Quantity} preemptionPolicy:string priority:integer priorityClassName:string "
+            "readinessGates:[any] resourceClaims:[any/name] resources:any restartPolicy:string "
+            "runtimeClassName:string schedulerName:string schedulingGates:[any/name] securityContext:any "
+            "serviceAccount:string serviceAccountName:string setHostnameAsFQDN:boolean "
+            "shareProcessNamespace:boolean subdomain:string terminationGracePeriodSeconds:integer "
+            "tolerations:[any] topologySpreadConstraints:[any/topologyKey+whenUnsatisfiable] "
+            "volumes:[Volume/name]@retainKeys"
+        ),
+        "Container": (
+            "args:[string] command:[string] env:[EnvVar/name] envFrom:[any] image:string imagePullPolicy:string "
+            "lifecycle:any livenessProbe:Probe name!:string ports:[ContainerPort/containerPort+protocol] "
+            "readinessProbe:Probe resizePolicy:[any] resources:ResourceRequirements restartPolicy:string "
+            "securityContext:any startupProbe:Probe stdin:boolean stdinOnce:boolean terminationMessagePath:string "
+            "terminationMessagePolicy:string tty:boolean volumeDevices:[any/devicePath] "
+            "volumeMounts:[VolumeMount/mountPath] workingDir:string"
+        ),
+        "ContainerPort": "containerPort!:integer hostIP:string hostPort:integer name:string protocol:string",
+        "EnvVar": "name!:string value:string valueFrom:any",
+        "VolumeMount": (
+            "mountPath!:string mountPropagation:string name!:string readOnly:boolean recursiveReadOnly:string "
+            "subPath:string subPathExpr:string"
+        ),
+        "Volume": (
+            "name!:string awsElasticBlockStore:any azureDisk:any azureFile:any cephfs:any cinder:any "
+            "configMap:any csi:any downwardAPI:any emptyDir:any ephemeral:any fc:any flexVolume:any flocker:any "
+            "gcePersistentDisk:any gitRepo:any glusterfs:any hostPath:any image:any iscsi:any nfs:any "
+            "persistentVolumeClaim:any photonPersistentDisk:any portworxVolume:any projected:any quobyte:any "
+            "rbd:any scaleIO:any secret:any storageos:any vsphereVolume:any"
+        ),
+        "Probe": (
+            "exec:any failureThreshold:integer grpc:any httpGet:any initialDelaySeconds:integer "
+            "periodSeconds:integer successThreshold:integer tcpSocket:any terminationGracePeriodSeconds:integer "
+            "timeoutSeconds:integer"
+        ),
+        "ResourceRequirements": "claims:[any/name] limits:{Quantity} requests:{Quantity}",
+        "LocalObjectReference": "name:string",
+        "PodStatus": (
+            "conditions:[PodCondition/type] containerStatuses:[ContainerStatus] "
+            "ephemeralContainerStatuses:[ContainerStatus] hostIP:string hostIPs:[HostIP/ip] "
+            "initContainerStatuses:[ContainerStatus] message:string nominatedNodeName:string phase:string "
+            "podIP:string podIPs:[PodIP/ip] qosClass:string reason:string resize:string "
+            "resourceClaimStatuses:[any/name] startTime:Time"
+        ),
+        "PodCondition": (
+            "lastProbeTime:Time lastTransitionTime:Time message:string reason:string status!:string type!:string"
+        ),
+        "ContainerStatus": (
+            "allocatedResources:{Quantity} allocatedResourcesStatus:[any] containerID:string image!:string "
+            "imageID!:string lastState:ContainerState name!:string ready!:boolean resources:ResourceRequirements "
+            "restartCount!:integer started:boolean state:ContainerState user:any volumeMounts:[any]"
+        ),
+        "ContainerState": (
+            "running:ContainerStateRunning terminated:ContainerStateTerminated waiting:ContainerStateWaiting"
+        ),
+        "ContainerStateRunning": "startedAt:Time",
+        "ContainerStateTerminated": (
+            "containerID:string exitCode!:integer finishedAt:Time message:string reason:string signal:integer "
+            "startedAt:Time"
+        ),
+        "ContainerStateWaiting": "message:string reason:string",
+        "HostIP": "ip!:string",
+        "PodIP": "ip!:string",
+        "Namespace": f"{TYPEMETA} metadata:ObjectMeta spec:NamespaceSpec status:NamespaceStatus",
+        "NamespaceSpec": "finalizers:[string]",
+        "NamespaceStatus": "conditions:[any/type] phase:string",
+        "Event": (
+            f"{TYPEMETA} action:string count:integer eventTime:MicroTime firstTimestamp:Time "
+            "involvedObject!:ObjectReference lastTimestamp:Time message:string metadata!:ObjectMeta reason:string "
+            "related:ObjectReference reportingComponent:string reportingInstance:string series:any "
+            "source:EventSource type:string"
+        ),
+        "EventSource": "component:string host:string",
+        "ObjectReference": (
+            "apiVersion:string fieldPath:string kind:string name:string namespace:string resourceVersion:string "
+            "uid:string"
+        ),
+        # Kinds the sandbox stores as they come.
+        "ServiceAccount": (
+            f"{TYPEMETA} automountServiceAccountToken:boolean imagePullSecrets:[LocalObjectReference] "
+            "metadata:ObjectMeta secrets:[ObjectReference/name]"
+        ),
+        "ConfigMap": f"{TYPEMETA} binaryData:{{string}} data:{{string}} immutable:boolean metadata:ObjectMeta",
+        "Secret": f"{TYPEMETA} data:{{string}} immutable:boolean metadata:ObjectMeta stringData:{{string}} type:string",
+    },
+    # -------------------------------------------------- authorization/v1
+    AUTHZ: {
+        "SelfSubjectAccessReview": (
+            f"{TYPEMETA} metadata:ObjectMeta spec!:SelfSubjectAccessReviewSpec status:SubjectAccessReviewStatus"
+        ),
+        "SelfSubjectAccessReviewSpec": (
+            "nonResourceAttributes:NonResourceAttributes resourceAttributes:ResourceAttributes"
+        ),
+        "ResourceAttributes": (
+            "fieldSelector:any group:string labelSelector:any name:string namespace:string resource:string "
+            "subresource:string verb:string version:string"
+        ),
+        "NonResourceAttributes": "path:string verb:string",
+        "SubjectAccessReviewStatus": "allowed!:boolean denied:boolean evaluationError:string reason:string",
+        "SelfSubjectRulesReview": (
+            f"{TYPEMETA} metadata:ObjectMeta spec!:SelfSubjectRulesReviewSpec status:SubjectRulesReviewStatus"
+        ),
+        "SelfSubjectRulesReviewSpec": "namespace:string",
+        "SubjectRulesReviewStatus": (
+            "evaluationError:string incomplete!:boolean nonResourceRules!:[NonResourceRule] "
+            "resourceRules!:[ResourceRule]"
+        ),
+        "ResourceRule": "apiGroups:[string] resourceNames:[string] resources:[string] verbs!:[string]",
+        "NonResourceRule": "nonResourceURLs:[string] verbs!:[string]",
+    },
+    # ------------------------------------------------- authentication/v1
+    AUTHN: {
+        "SelfSubjectReview": f"{TYPEMETA} metadata:ObjectMeta status:SelfSubjectReviewStatus",
+        "SelfSubjectReviewStatus": "userInfo:UserInfo",
+        "UserInfo": "extra:{[string]} groups:[string] uid:string username:string",
+    },
+    # --------------------------------------------------- coordination/v1
+    COORDINATION: {
+        "Lease": f"{TYPEMETA} metadata:ObjectMeta spec:LeaseSpec",
+        "LeaseSpec": (
+            "acquireTime:MicroTime holderIdentity:string leaseDurationSeconds:integer leaseTransitions:integer "
+            "preferredHolder:string renewTime:MicroTime strategy:string"
+        ),
+    },
+    # ----------------------------------------------------------- rbac/v1
+    RBAC: {
+        "Role": f"{TYPEMETA} metadata:ObjectMeta rules:[PolicyRule]",
+        "PolicyRule": (
+            "apiGroups:[string] nonResourceURLs:[string] resourceNames:[string] resources:[string] verbs!:[string]"
+        ),
+        "RoleBinding": f"{TYPEMETA} metadata:ObjectMeta roleRef!:RoleRef subjects:[Subject]",
+        "RoleRef": "apiGroup!:string kind!:string name!:string",
+        "Subject": "apiGroup:string kind!:string name!:string namespace:string",
+    },
 }
-# Kinds whose spec and status the sandbox keeps without describing them (free-form objects):
-# name → (package, group/version/kind).
+# The top-level objects (of their package's group/version).
+KINDS = set(
+    "Status Deployment ReplicaSet Scale Pod Namespace Event ServiceAccount ConfigMap Secret SelfSubjectAccessReview "
+    "SelfSubjectRulesReview SelfSubjectReview Lease Role RoleBinding".split()
+)
+# Kinds whose spec and status the sandbox keeps without describing them (free-form objects): name → package.
 OPAQUE_KINDS = {
-    "Service": (CORE, "v1/Service"),
-    "PersistentVolumeClaim": (CORE, "v1/PersistentVolumeClaim"),
-    "Job": (BATCH, "batch/v1/Job"),
-    "PodDisruptionBudget": (POLICY, "policy/v1/PodDisruptionBudget"),
-    "HorizontalPodAutoscaler": (AUTOSCALING_V2, "autoscaling/v2/HorizontalPodAutoscaler"),
-    "PeerAuthentication": (ISTIO_SECURITY, "security.istio.io/v1/PeerAuthentication"),
-    "VirtualService": (ISTIO_NETWORKING, "networking.istio.io/v1/VirtualService"),
-    "DestinationRule": (ISTIO_NETWORKING, "networking.istio.io/v1/DestinationRule"),
+    "Service": CORE,
+    "PersistentVolumeClaim": CORE,
+    "Job": BATCH,
+    "PodDisruptionBudget": POLICY,
+    "HorizontalPodAutoscaler": AUTOSCALING_V2,
+    "PeerAuthentication": ISTIO_SECURITY,
+    "VirtualService": ISTIO_NETWORKING,
+    "DestinationRule": ISTIO_NETWORKING,
 }
 OPAQUE_FIELDS = f"{TYPEMETA} metadata:ObjectMeta spec:any status:any"
-TYPES.update({name: (package, gvk, OPAQUE_FIELDS) for name, (package, gvk) in OPAQUE_KINDS.items()})
 # Every stored kind has a list type (what a list answers and the OpenAPI documents name).
-for _name in ["Lease", "Role", "RoleBinding", "ServiceAccount", "ConfigMap", "Secret", *OPAQUE_KINDS]:
-    _package, _gvk, _ = TYPES[_name]
-    TYPES[f"{_name}List"] = (_package, f"{_gvk}List", f"{TYPEMETA} items!:[{_name}] metadata:ListMeta")
+STORED_KINDS = [
+    *"Deployment ReplicaSet Pod Namespace Event Lease Role RoleBinding ServiceAccount ConfigMap Secret".split(),
+    *OPAQUE_KINDS,
+]
+
+
+def _types() -> dict[str, tuple[str, str | None, str]]:
+    """name → (package, group/version/kind or None, fields) of every type."""
+    types = {
+        name: (package, f"{GROUP_VERSIONS[package]}/{name}" if name in KINDS else None, fields)
+        for package, family in TYPE_FIELDS.items()
+        for name, fields in family.items()
+    }
+    types.update(
+        {name: (package, f"{GROUP_VERSIONS[package]}/{name}", OPAQUE_FIELDS) for name, package in OPAQUE_KINDS.items()}
+    )
+    for name in STORED_KINDS:
+        package, gvk, _ = types[name]
+        types[f"{name}List"] = (package, f"{gvk}List", f"{TYPEMETA} items!:[{name}] metadata:ListMeta")
+    return types
+
+
+TYPES = _types()
 # Types that merge and are owned as a whole (`+structType=atomic`).
 ATOMIC_TYPES = {"LabelSelector"}
 _FIELD = re.compile(r"^(?P<name>\w+)(?P<required>!)?:(?P<type>[^@]+)(?:@(?P<strategy>\w+))?$")

@@ -41,6 +41,10 @@ def age(timestamp: str | None) -> str:
     return human_duration(delta.total_seconds())
 
 
+def _age_of(obj: dict) -> str:
+    return age(obj["metadata"].get("creationTimestamp"))
+
+
 def col(name: str, type_: str = "string", priority: int = 0, fmt: str = "", desc: str = ""):
     column = {"name": name, "type": type_, "format": fmt, "description": desc, "priority": priority}
     return column
@@ -59,8 +63,7 @@ def _with_template(obj: dict, counts: list) -> list:
     """A row of a workload with a pod template: name, its `counts`, age, then the wide columns."""
     spec = obj.get("spec") or {}
     names, images = _containers((spec.get("template") or {}).get("spec") or {})
-    age_column = age(obj["metadata"].get("creationTimestamp"))
-    return [obj["metadata"]["name"], *counts, age_column, names, images, selector_string(spec.get("selector"))]
+    return [obj["metadata"]["name"], *counts, _age_of(obj), names, images, selector_string(spec.get("selector"))]
 
 
 def _deployment(obj: dict) -> list:
@@ -98,7 +101,7 @@ def _pod(obj: dict) -> list:
         f"{ready}/{total}",
         pod_reason(obj),
         str(restarts),
-        age(obj["metadata"].get("creationTimestamp")),
+        _age_of(obj),
         status.get("podIP") or "<none>",
         (obj.get("spec") or {}).get("nodeName") or "<none>",
         "<none>",
@@ -110,7 +113,7 @@ def _namespace(obj: dict) -> list:
     return [
         obj["metadata"]["name"],
         (obj.get("status") or {}).get("phase", "Active"),
-        age(obj["metadata"].get("creationTimestamp")),
+        _age_of(obj),
     ]
 
 
@@ -131,34 +134,46 @@ def _event(obj: dict) -> list:
     ]
 
 
+def _lease(obj: dict) -> list:
+    return [obj["metadata"]["name"], (obj.get("spec") or {}).get("holderIdentity", ""), _age_of(obj)]
+
+
 _NAME = col("Name", fmt="name", desc="Name must be unique within a namespace.")
-# The wide columns of the workloads with a pod template (deployments, replica sets).
-_TEMPLATE = [
-    col("Containers", priority=1, desc="Names of each container in the template."),
-    col("Images", priority=1, desc="Images referenced by each container."),
-    col("Selector", priority=1, desc="Label selector for pods."),
-]
+_AGE = col("Age", desc="CreationTimestamp")
+# The apiserver's default table convertor describes the column at length.
+_LONG_AGE = col(
+    "Age", desc="CreationTimestamp is a timestamp representing the server time when this object was created."
+)
+
+
+def _with_template_columns(*counts: dict) -> list:
+    """The columns of a workload with a pod template (deployments, replica sets), as `_with_template`
+    fills them: name, its `counts`, age, then the wide ones."""
+    return [
+        _NAME,
+        *counts,
+        _AGE,
+        col("Containers", priority=1, desc="Names of each container in the template."),
+        col("Images", priority=1, desc="Images referenced by each container."),
+        col("Selector", priority=1, desc="Label selector for pods."),
+    ]
+
+
 PRINTERS = {
     "deployments": (
-        [
-            _NAME,
+        _with_template_columns(
             col("Ready", desc="Number of the pod with ready state"),
             col("Up-to-date", "integer", desc="Total number of non-terminated pods targeted"),
             col("Available", "integer", desc="Total number of available pods"),
-            col("Age", desc="CreationTimestamp"),
-            *_TEMPLATE,
-        ],
+        ),
         _deployment,
     ),
     "replicasets": (
-        [
-            _NAME,
+        _with_template_columns(
             col("Desired", "integer", desc="Number of desired replicas."),
             col("Current", "integer", desc="Number of actual replicas."),
             col("Ready", "integer", desc="The number of ready replicas."),
-            col("Age", desc="CreationTimestamp"),
-            *_TEMPLATE,
-        ],
+        ),
         _replicaset,
     ),
     "pods": (
@@ -167,7 +182,7 @@ PRINTERS = {
             col("Ready", desc="The aggregate readiness state of this pod for accepting traffic."),
             col("Status", desc="The aggregate status of the containers in this pod."),
             col("Restarts", desc="The number of times the containers in this pod have restarted"),
-            col("Age", desc="CreationTimestamp"),
+            _AGE,
             col("IP", priority=1, desc="IP address allocated to the pod."),
             col("Node", priority=1, desc="Name of the Node this pod is assigned to."),
             col("Nominated Node", priority=1, desc="Nominated node name."),
@@ -175,14 +190,7 @@ PRINTERS = {
         ],
         _pod,
     ),
-    "namespaces": (
-        [
-            _NAME,
-            col("Status", desc="The status of the namespace"),
-            col("Age", desc="CreationTimestamp"),
-        ],
-        _namespace,
-    ),
+    "namespaces": ([_NAME, col("Status", desc="The status of the namespace"), _AGE], _namespace),
     "events": (
         [
             col("Last Seen", desc="Time when last event occurred"),
@@ -198,33 +206,13 @@ PRINTERS = {
         ],
         _event,
     ),
+    "leases": (
+        [_NAME, col("Holder", desc="The identity of the holder of the current lease."), _LONG_AGE],
+        _lease,
+    ),
 }
-
-
-def _lease(obj: dict) -> list:
-    return [obj["metadata"]["name"], (obj.get("spec") or {}).get("holderIdentity", ""), _age_of(obj)]
-
-
-def _age_of(obj: dict) -> str:
-    return age(obj["metadata"].get("creationTimestamp"))
-
-
-PRINTERS["leases"] = (
-    [
-        col("Name", fmt="name", desc="Name must be unique within a namespace."),
-        col("Holder", desc="The identity of the holder of the current lease."),
-        col("Age", desc="CreationTimestamp is a timestamp representing the server time when this object was created."),
-    ],
-    _lease,
-)
 # Kinds without a printer of their own (the apiserver's default table convertor).
-DEFAULT_PRINTER = (
-    [
-        col("Name", fmt="name", desc="Name must be unique within a namespace."),
-        col("Age", desc="CreationTimestamp is a timestamp representing the server time when this object was created."),
-    ],
-    lambda obj: [obj["metadata"]["name"], _age_of(obj)],
-)
+DEFAULT_PRINTER = ([_NAME, _LONG_AGE], lambda obj: [obj["metadata"]["name"], _age_of(obj)])
 
 
 def wants_table(accept: str | None) -> bool:

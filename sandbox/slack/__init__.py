@@ -12,7 +12,7 @@ chosen member; `GET /api/messages` lists the webhook posts, `/api/channel` the b
 """
 
 from sandbox.faults import Faults, SandboxHandle
-from sandbox.http import serve
+from sandbox.http import forwarded, serve
 from sandbox.slack.server import DEFAULT_HOOK, Inbox, SlackHandler
 from sandbox.slack.workspace import DEFAULT_MEMBERS, DEFAULT_SECRET, DEFAULT_TOKEN, TEAM_ID, Workspace
 
@@ -20,6 +20,9 @@ __all__ = ["TEAM_ID", "SlackSandbox", "start"]
 
 
 class SlackSandbox(SandboxHandle):
+    bot_token = forwarded("workspace.token")
+    signing_secret = forwarded("workspace.signing_secret")
+
     def __init__(self, running, faults: Faults, inbox: Inbox, workspace: Workspace):
         super().__init__(running, faults)
         self.inbox = inbox
@@ -29,14 +32,6 @@ class SlackSandbox(SandboxHandle):
     def api_url(self) -> str:
         """The Web API base (what slack.com/api/ is), for SLACK_API_URL."""
         return self.url + "/api/"
-
-    @property
-    def bot_token(self) -> str:
-        return self.workspace.token
-
-    @property
-    def signing_secret(self) -> str:
-        return self.workspace.signing_secret
 
     def set_interactivity_url(self, url: str) -> None:
         self.workspace.interactivity_url = url

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from html import escape
 from urllib.parse import parse_qs, urlencode
 
-from sandbox.faults import FaultingHandler, route
+from sandbox.faults import FaultingHandler, route_table
 
 DEFAULT_HOOK = "/services/T000/B000/XXXX"
 
@@ -50,20 +50,22 @@ class Inbox:
 
 class SlackHandler(FaultingHandler):
     faultable = re.compile(r"^/(?:services/|api/(?:chat|users)\.)")
-    routes = (
-        route("POST", r"(?P<hook>/services/[^/]+/[^/]+/[^/]+)", "receive"),
-        route("GET", r"/api/messages", "list_messages"),
-        route("DELETE", r"/api/messages", "clear_messages"),
-        route("POST", r"/api/chat\.postMessage", "chat_post_message"),
-        route("POST", r"/api/chat\.update", "chat_update"),
-        route("GET", r"/api/users\.info", "users_info"),
-        route("POST", r"/api/users\.info", "users_info"),
-        route("GET", r"/api/channel", "list_channel"),
-        route("GET", r"/api/answers", "list_answers"),
-        route("POST", r"/actions/(?P<team>[^/]+)/(?P<action>[0-9]+)", "receive_answer"),
-        route("POST", r"/sandbox/click", "click"),
-        route("POST", r"/click", "click_from_page"),
-        route("GET", r"/(?:messages)?", "show_messages"),
+    routes = route_table(
+        {
+            "POST (?P<hook>/services/[^/]+/[^/]+/[^/]+)": "receive",
+            "GET /api/messages": "list_messages",
+            "DELETE /api/messages": "clear_messages",
+            r"POST /api/chat\.postMessage": "chat_post_message",
+            r"POST /api/chat\.update": "chat_update",
+            r"GET /api/users\.info": "users_info",
+            r"POST /api/users\.info": "users_info",
+            "GET /api/channel": "list_channel",
+            "GET /api/answers": "list_answers",
+            "POST /actions/(?P<team>[^/]+)/(?P<action>[0-9]+)": "receive_answer",
+            "POST /sandbox/click": "click",
+            "POST /click": "click_from_page",
+            "GET /(?:messages)?": "show_messages",
+        }
     )
 
     def send_text(self, status: int, text: str, headers: dict | None = None) -> None:

@@ -14,7 +14,7 @@ import itertools
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from urllib.parse import urlencode
 
 import requests
@@ -55,15 +55,6 @@ class Posted:
     blocks: list
     updates: list = field(default_factory=list)  # each chat.update's {text, blocks}, oldest first
 
-    def view(self) -> dict:
-        return {
-            "channel": self.channel,
-            "ts": self.ts,
-            "text": self.text,
-            "blocks": self.blocks,
-            "updates": self.updates,
-        }
-
 
 class Workspace:
     """Members, the bot's messages, private answers, and the app's settings; thread-safe."""
@@ -102,12 +93,12 @@ class Workspace:
 
     def messages(self) -> list[dict]:
         with self._lock:
-            return [p.view() for p in self._posted.values()]
+            return [asdict(p) for p in self._posted.values()]
 
     def message(self, ts: str) -> dict | None:
         with self._lock:
             posted = self._posted.get(ts)
-            return posted.view() if posted else None
+            return asdict(posted) if posted else None
 
     # -- private answers -------------------------------------------------------------------
     def answer(self, action: str, body: dict) -> None:

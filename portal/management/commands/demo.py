@@ -29,6 +29,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from portal import demo_data
+from sandbox.http import listening
 
 TOKEN = "pampam-demo"
 STATE_FILES = ("kube-state.json", "jenkins-state.json")
@@ -282,7 +283,7 @@ class Command(BaseCommand):
             if child.poll() is not None:
                 log = (self.var / f"demo-{name}.log").read_text(errors="replace").strip().splitlines()
                 raise CommandError(f"The {name} process stopped: {log[-1] if log else 'no output'}")
-            return _port_open(port)
+            return listening(port)
 
         _wait_until(ready, f"the {name} process on port {port}", timeout)
 
@@ -387,14 +388,6 @@ def _redis_answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
     except redis.RedisError:
         return False
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _wait_until(check, what: str, timeout: float = 30) -> None:
