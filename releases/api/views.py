@@ -106,7 +106,7 @@ def body(serializer_class, request):
     return serializer.validated_data
 
 
-def created(request, serializer_class, create, answer_class) -> Response:
+def audited_create(request, serializer_class, create, answer_class) -> Response:
     """201 with `answer_class` of what `create(user, **body)` made, audited as the caller."""
     data = body(serializer_class, request)
     with audited(request):
@@ -339,7 +339,7 @@ class FreezeList(Endpoint, tag="freezes and locks"):
         ),
     )
     def post(self, request):
-        return created(request, s.FreezeCreateSerializer, guards.schedule_freeze, s.FreezeSerializer)
+        return audited_create(request, s.FreezeCreateSerializer, guards.schedule_freeze, s.FreezeSerializer)
 
 
 class FreezeEnd(Endpoint, tag="freezes and locks"):
@@ -393,7 +393,7 @@ class LockList(Endpoint, tag="freezes and locks"):
         example=("Incident", {"environment": "prod", "service": "storefront", "reason": "checkout incident"}),
     )
     def post(self, request):
-        return created(request, s.LockCreateSerializer, guards.lock, s.LockSerializer)
+        return audited_create(request, s.LockCreateSerializer, guards.lock, s.LockSerializer)
 
 
 class LockRelease(Endpoint, tag="freezes and locks"):
