@@ -6,8 +6,29 @@ from django.utils import timezone
 from clusters.models import Cluster, Environment, FreezeWindow, Workload
 
 
-class ClusterForm(forms.ModelForm):
-    """The token is write-only: never rendered back, kept when left empty."""
+class SecretForm(forms.ModelForm):
+    """A form with a write-only secret: never rendered back, kept when left empty, removed with
+    its `clear_` box. `secret` names the form field and the model property it sets."""
+
+    secret: tuple[str, str]
+
+    def save(self, commit=True):
+        row = super().save(commit=False)
+        field, attribute = self.secret
+        if self.cleaned_data.get(f"clear_{field}"):
+            setattr(row, attribute, "")
+        elif self.cleaned_data.get(field):
+            setattr(row, attribute, self.cleaned_data[field])
+        if commit:
+            row.save()
+            self.save_m2m()
+        return row
+
+
+class ClusterForm(SecretForm):
+    """The cluster's bearer token is a secret."""
+
+    secret = ("token", "token")
 
     token = forms.CharField(
         required=False,
@@ -26,16 +47,6 @@ class ClusterForm(forms.ModelForm):
             self.add_error("api_url", "Give the API URL, or tick in-cluster.")
         return data
 
-    def save(self, commit=True):
-        cluster = super().save(commit=False)
-        if self.cleaned_data.get("clear_token"):
-            cluster.token = ""
-        elif self.cleaned_data.get("token"):
-            cluster.token = self.cleaned_data["token"]
-        if commit:
-            cluster.save()
-        return cluster
-
 
 @admin.register(Cluster)
 class ClusterAdmin(admin.ModelAdmin):
@@ -53,8 +64,10 @@ class FreezeInline(admin.TabularInline):
     fields = ["starts_at", "ends_at", "reason"]
 
 
-class EnvironmentForm(forms.ModelForm):
-    """The Slack webhook URL is a secret: write-only, kept when left empty, like a cluster token."""
+class EnvironmentForm(SecretForm):
+    """The Slack webhook URL is a secret, like a cluster token."""
+
+    secret = ("slack_webhook", "slack_webhook_url")
 
     slack_webhook = forms.URLField(
         label="Slack webhook URL",
@@ -77,17 +90,6 @@ class EnvironmentForm(forms.ModelForm):
         if value and not value.startswith(("https://", "http://")):
             raise forms.ValidationError("Give an http(s) URL.")
         return value
-
-    def save(self, commit=True):
-        environment = super().save(commit=False)
-        if self.cleaned_data.get("clear_slack_webhook"):
-            environment.slack_webhook_url = ""
-        elif self.cleaned_data.get("slack_webhook"):
-            environment.slack_webhook_url = self.cleaned_data["slack_webhook"]
-        if commit:
-            environment.save()
-            self.save_m2m()
-        return environment
 
 
 @admin.register(Environment)

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import F, Q
 from django.utils import timezone
 
 from plumbing import crypto
@@ -23,17 +24,10 @@ class Cluster(models.Model):
     ca_cert = models.TextField("CA certificate (PEM)", blank=True)
     insecure_skip_tls_verify = models.BooleanField(default=False)
     token_encrypted = models.TextField(blank=True, editable=False)
+    token = crypto.encrypted_property("token_encrypted")
 
     def __str__(self):
         return self.name
-
-    @property
-    def token(self) -> str:
-        return crypto.decrypt(self.token_encrypted)
-
-    @token.setter
-    def token(self, value: str) -> None:
-        self.token_encrypted = crypto.encrypt(value)
 
     @property
     def has_token(self) -> bool:
@@ -87,6 +81,9 @@ class Environment(models.Model):
     # A Slack incoming-webhook URL is a credential (anyone holding it can post to the channel):
     # encrypted at rest like cluster tokens, write-only in the admin, kept out of the audit log.
     slack_webhook_encrypted = models.TextField(blank=True, editable=False)
+    slack_webhook_url = crypto.encrypted_property(
+        "slack_webhook_encrypted", "This environment's Slack webhook; empty means the global SLACK_WEBHOOK_URL."
+    )
     archived_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -108,15 +105,6 @@ class Environment(models.Model):
         return self.name
 
     @property
-    def slack_webhook_url(self) -> str:
-        """This environment's Slack webhook; empty means the global SLACK_WEBHOOK_URL."""
-        return crypto.decrypt(self.slack_webhook_encrypted)
-
-    @slack_webhook_url.setter
-    def slack_webhook_url(self, value: str) -> None:
-        self.slack_webhook_encrypted = crypto.encrypt(value)
-
-    @property
     def has_slack_webhook(self) -> bool:
         return bool(self.slack_webhook_encrypted)
 
@@ -131,7 +119,7 @@ class Environment(models.Model):
         locks = self.locks.in_force(now)
         if service_slug is None:
             return locks
-        return locks.filter(models.Q(service_slug="") | models.Q(service_slug=service_slug))
+        return locks.filter(Q(service_slug="") | Q(service_slug=service_slug))
 
 
 class FreezeQuerySet(models.QuerySet):
@@ -159,11 +147,7 @@ class FreezeWindow(models.Model):
 
     class Meta:
         ordering = ["starts_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(ends_at__gt=models.F("starts_at")), name="freeze_ends_after_start"
-            )
-        ]
+        constraints = [models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="freeze_ends_after_start")]
 
     def __str__(self):
         return f"{self.environment} frozen {self.starts_at:%Y-%m-%d %H:%M} → {self.ends_at:%H:%M}"
@@ -173,7 +157,7 @@ class LockQuerySet(models.QuerySet):
     def in_force(self, now=None):
         """Locks that stop deployments now: not released, and not past their `until`."""
         now = now or timezone.now()
-        return self.filter(released_at__isnull=True).filter(models.Q(until__isnull=True) | models.Q(until__gt=now))
+        return self.filter(released_at__isnull=True).filter(Q(until__isnull=True) | Q(until__gt=now))
 
 
 class Lock(models.Model):
@@ -200,7 +184,7 @@ class Lock(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(until__isnull=True) | models.Q(until__gt=models.F("created_at")),
+                condition=Q(until__isnull=True) | Q(until__gt=F("created_at")),
                 name="lock_until_after_start",
             )
         ]

@@ -62,6 +62,18 @@ def decrypt(ciphertext: str) -> str:
     )
 
 
+def encrypted_property(column: str, doc: str = "") -> property:
+    """A model property whose value is kept encrypted in the text field `column` ("" stays "")."""
+
+    def read(row) -> str:
+        return decrypt(getattr(row, column))
+
+    def write(row, value: str) -> None:
+        setattr(row, column, encrypt(value))
+
+    return property(read, write, doc=doc)
+
+
 def rotate(ciphertext: str) -> str:
     """The same secret encrypted with the newest key (CredentialError if no key decrypts it)."""
     return _with_keys(

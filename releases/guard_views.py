@@ -49,16 +49,25 @@ def overview(request):
     )
 
 
+def _add(request, form_class, add, failure: str, said):
+    """The posted form's `add(user, **data)`, then back with `said(row, data)`; a form with
+    problems answers 400 with `failure` and what they are."""
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return refused(request, f"{failure} {_problems(form)}", status=400)
+    row = add(request.user, **form.cleaned_data)
+    messages.success(request, said(row, form.cleaned_data))
+    return _back(request)
+
+
+def _locked(lock, data) -> str:
+    scope = f"{data['service'].name} in {lock.environment.name}" if data["service"] else lock.environment.name
+    return f"{scope} is locked: nothing deploys there until the lock is released."
+
+
 @require_POST
 def add_lock(request):
-    form = LockForm(request.POST)
-    if not form.is_valid():
-        return refused(request, f"The lock was not added. {_problems(form)}", status=400)
-    data = form.cleaned_data
-    lock = guards.lock(request.user, **data)
-    scope = f"{data['service'].name} in {lock.environment.name}" if data["service"] else lock.environment.name
-    messages.success(request, f"{scope} is locked: nothing deploys there until the lock is released.")
-    return _back(request)
+    return _add(request, LockForm, guards.lock, "The lock was not added.", _locked)
 
 
 def release_lock(request, pk):
@@ -77,15 +86,13 @@ def release_lock(request, pk):
     )
 
 
+def _scheduled(freeze, data) -> str:
+    return f"Freeze of {freeze.environment.name} scheduled."
+
+
 @require_POST
 def add_freeze(request):
-    form = FreezeForm(request.POST)
-    if not form.is_valid():
-        return refused(request, f"The freeze was not scheduled. {_problems(form)}", status=400)
-    data = form.cleaned_data
-    freeze = guards.schedule_freeze(request.user, **data)
-    messages.success(request, f"Freeze of {freeze.environment.name} scheduled.")
-    return _back(request)
+    return _add(request, FreezeForm, guards.schedule_freeze, "The freeze was not scheduled.", _scheduled)
 
 
 def edit_freeze(request, pk):

@@ -15,6 +15,24 @@ from releases import states, tallies
 from releases.tallies import Tally  # noqa: F401  (the app's models are the ones models.py holds)
 
 
+class CountedOnCreate(models.Model):
+    """A row /metrics counts from its creation on, in the transaction that saves it:
+    `count_created` is the releases.tallies function that counts a new row. Rows written around
+    the models are counted by `manage.py rebuild_tallies`."""
+
+    count_created = None
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        created = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if created:
+                self.count_created()
+
+
 class Service(models.Model):
     """Something the team ships: its repository, build job, image and Kubernetes Deployment."""
 
@@ -110,13 +128,24 @@ class Timeline(models.Model):
     """
 
     last_seq = models.PositiveIntegerField(default=0)
+    # The states in which the row (its `state`) is still under way.
+    active_states: frozenset = frozenset()
 
     class Meta:
         abstract = True
 
+    def get_absolute_url(self):
+        """The row's page: the URL named after the model (`deployment`, `build`)."""
+        return reverse(self._meta.model_name, args=[self.pk])
+
     @classmethod
     def event_model(cls) -> "type[TimelineEvent]":
-        raise NotImplementedError
+        """The TimelineEvent model whose rows are this one's `events`."""
+        return cls._meta.get_field("events").related_model
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.active_states
 
     @property
     def group(self) -> str:
@@ -318,7 +347,7 @@ class RollbackPlan:
         return self.target is not None
 
 
-class Deployment(Timeline):
+class Deployment(CountedOnCreate, Timeline):
     """A release going to an environment, or a rollback; its timeline is DeploymentEvent rows."""
 
     DEPLOY = "deploy"
@@ -328,6 +357,9 @@ class Deployment(Timeline):
     STOP = "stop"  # cancelled after touching the cluster: pause or undo it
     AUTO_ROLLBACK = "auto_rollback"  # failed in an environment that rolls back by itself
     FOLLOWUPS = [("", "None"), (STOP, "Stop the rollout"), (AUTO_ROLLBACK, "Roll back automatically")]
+    active_states = states.ACTIVE
+    # Counted once created; its state then moves only through `transition`, which counts too.
+    count_created = tallies.deployment_created
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="deployments")
     # An environment owns its history: with deployments it can be archived, never deleted.
@@ -410,26 +442,6 @@ class Deployment(Timeline):
 
     def __str__(self):
         return f"#{self.pk} {self.service.slug} {self.release.version} → {self.environment.slug}"
-
-    def save(self, *args, **kwargs):
-        """A new deployment is counted in the same transaction; states then move only through
-        `transition` (rows changed around the models: `manage.py rebuild_tallies`)."""
-        created = self._state.adding
-        with transaction.atomic():
-            super().save(*args, **kwargs)
-            if created:
-                tallies.deployment_created(self)
-
-    def get_absolute_url(self):
-        return reverse("deployment", args=[self.pk])
-
-    @classmethod
-    def event_model(cls):
-        return DeploymentEvent
-
-    @property
-    def is_active(self) -> bool:
-        return self.state in states.ACTIVE
 
     @property
     def is_rollback(self) -> bool:
@@ -558,10 +570,11 @@ class Deployment(Timeline):
                 live.activity({"kind": "report", "deployment": pk, "system": system})
 
 
-class Approval(models.Model):
+class Approval(CountedOnCreate):
     APPROVE = "approve"
     REJECT = "reject"
     DECISIONS = [(APPROVE, "Approve"), (REJECT, "Reject")]
+    count_created = tallies.approval_created
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="approvals")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="approvals")
@@ -575,13 +588,6 @@ class Approval(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.decision}s #{self.deployment_id}"
-
-    def save(self, *args, **kwargs):
-        created = self._state.adding
-        with transaction.atomic():
-            super().save(*args, **kwargs)
-            if created:
-                tallies.approval_created(self)
 
 
 class DeploymentEvent(TimelineEvent):
@@ -608,10 +614,12 @@ class DeploymentEvent(TimelineEvent):
         return {**super().as_message(), "actor": self.actor.username if self.actor_id and self.actor else None}
 
 
-class Build(Timeline):
+class Build(CountedOnCreate, Timeline):
     """A Jenkins build of a service: started from the portal, a webhook, or seen via a hook."""
 
     TRIGGERS = [("portal", "Portal"), ("github", "GitHub"), ("jenkins", "Jenkins")]
+    active_states = states.BUILD_ACTIVE
+    count_created = tallies.build_finished
 
     service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.CASCADE, related_name="builds")
     job_name = models.CharField(max_length=200)
@@ -649,24 +657,6 @@ class Build(Timeline):
 
     def __str__(self):
         return f"{self.job_name} #{self.number or '?'}"
-
-    def save(self, *args, **kwargs):
-        created = self._state.adding
-        with transaction.atomic():
-            super().save(*args, **kwargs)
-            if created:
-                tallies.build_finished(self)
-
-    def get_absolute_url(self):
-        return reverse("build", args=[self.pk])
-
-    @classmethod
-    def event_model(cls):
-        return BuildEvent
-
-    @property
-    def is_active(self) -> bool:
-        return self.state in states.BUILD_ACTIVE
 
     @property
     def state_label(self) -> str:

@@ -54,14 +54,6 @@ class Tally(models.Model):
     job_name = models.CharField(max_length=200, blank=True)
     count = models.BigIntegerField(default=0)
     total = models.FloatField(default=0.0, help_text="Sum of the observed seconds (histograms).")
-    le_0 = models.BigIntegerField(default=0)
-    le_1 = models.BigIntegerField(default=0)
-    le_2 = models.BigIntegerField(default=0)
-    le_3 = models.BigIntegerField(default=0)
-    le_4 = models.BigIntegerField(default=0)
-    le_5 = models.BigIntegerField(default=0)
-    le_6 = models.BigIntegerField(default=0)
-    le_7 = models.BigIntegerField(default=0)
 
     class Meta:
         app_label = "releases"
@@ -76,6 +68,12 @@ class Tally(models.Model):
 
     def bucket_counts(self) -> list[tuple[float, int]]:
         return [(float(b), getattr(self, f)) for b, f in zip(BUCKETS[self.metric], BUCKET_FIELDS, strict=True)]
+
+
+# The histogram's buckets, one column each (le_0 … le_7): how many observations were at most
+# each bound of BUCKETS[metric], so the columns come from BUCKET_FIELDS rather than by hand.
+for _bucket in BUCKET_FIELDS:
+    Tally.add_to_class(_bucket, models.BigIntegerField(default=0))
 
 
 def add(metric: str, *, count: int = 1, seconds: float | None = None, **labels) -> None:

@@ -311,13 +311,7 @@ def create_deployment(
 
 
 def create_deployment_status(
-    repo: str,
-    deployment_id: int,
-    state: str,
-    *,
-    description: str = "",
-    target_url: str = "",
-    environment_url: str = "",
+    repo: str, deployment_id: int, state: str, *, description: str = "", target_url: str = "", environment_url: str = ""
 ) -> DeploymentStatus:
     """Add a status (queued, in_progress, success, failure, inactive, …) to a GitHub Deployment.
 

@@ -8,7 +8,7 @@ approve in the browser; approvals made with a token say so in the timeline.
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,8 +17,8 @@ from releases import board, flows, preflight, rules
 from releases.api import serializers as s
 from releases.api.auth import override_problem, scope_problem, token_of
 from releases.api.models import APPROVE, DEPLOY
-from releases.api.schema import operation, responses
-from releases.api.views import KeysetList, body, query
+from releases.api.schema import listed, operation, responses
+from releases.api.views import Endpoint, KeysetList, body, query
 from releases.models import Approval, Deployment, Service
 
 DEPLOYMENTS = Deployment.objects.for_page().select_related("previous_release")
@@ -55,20 +55,13 @@ def refuse_override_without_scope(request, override_reason: str) -> None:
         raise exceptions.PermissionDenied(problem)
 
 
-DEPLOY_EXAMPLE = OpenApiExample(
-    "Deploy a version", request_only=True, value={"service": "storefront", "version": "1.4.2", "environment": "staging"}
-)
-
-
-@extend_schema(tags=["deployments"])
-class DeploymentList(KeysetList):
+class DeploymentList(KeysetList, tag="deployments"):
     serializer_class = s.DeploymentSerializer
 
     @operation(
         "listDeployments",
         "Deployments, newest first, with the filters of /history/ (keyset pages)",
-        responses({200: s.DeploymentSerializer(many=True)}, 400),
-        parameters=[s.DeploymentFilter],
+        **listed(s.DeploymentSerializer, s.DeploymentFilter),
     )
     def get(self, request):
         found = DEPLOYMENTS.defer("probe").matching(**query(s.DeploymentFilter, request))
@@ -85,7 +78,7 @@ class DeploymentList(KeysetList):
             "the environment needs none."
         ),
         request=s.DeploymentRequestSerializer,
-        examples=[DEPLOY_EXAMPLE],
+        example=("Deploy a version", {"service": "storefront", "version": "1.4.2", "environment": "staging"}),
     )
     def post(self, request):
         data = body(s.DeploymentRequestSerializer, request)
@@ -97,8 +90,7 @@ class DeploymentList(KeysetList):
         return detail(request, deployment.pk, status.HTTP_201_CREATED)
 
 
-@extend_schema(tags=["deployments"])
-class DeploymentDetail(APIView):
+class DeploymentDetail(Endpoint, tag="deployments"):
     @operation(
         "getDeployment",
         "One deployment with its approvals and timeline; optionally wait for a change",
@@ -118,46 +110,46 @@ class DeploymentDetail(APIView):
         return detail(request, pk, after_seq=data.get("after_seq", 0))
 
 
-def _decision(request, pk, decision: str, serializer_class) -> Response:
-    deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
-    data = body(serializer_class, request)
-    token = token_of(request)
-    flows.decide(request.user, deployment, decision, data["comment"], via=token.via if token else "")
-    return detail(request, pk)
+def _decision_view(decision: str, operation_id: str, summary: str, example: tuple[str, dict]) -> type[APIView]:
+    """The endpoint recording `decision` (approve or reject) on a deployment, with a comment."""
+    serializer_class = {Approval.APPROVE: s.ApproveSerializer, Approval.REJECT: s.RejectSerializer}[decision]
+
+    class Decision(Endpoint, tag="deployments"):
+        write_scope = APPROVE
+
+        @operation(
+            operation_id,
+            summary,
+            responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
+            request=serializer_class,
+            example=example,
+        )
+        def post(self, request, pk):
+            deployment = get_object_or_404(Deployment.objects.select_related("environment"), pk=pk)
+            data = body(serializer_class, request)
+            token = token_of(request)
+            flows.decide(request.user, deployment, decision, data["comment"], via=token.via if token else "")
+            return detail(request, pk)
+
+    Decision.__name__ = Decision.__qualname__ = f"Deployment{decision.title()}"
+    return Decision
 
 
-@extend_schema(tags=["deployments"])
-class DeploymentApprove(APIView):
-    write_scope = APPROVE
-
-    @operation(
-        "approveDeployment",
-        "Approve (approve scope; the approver rules of the page, no self-approval)",
-        responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
-        request=s.ApproveSerializer,
-        example=("Approve", {"comment": "Dashboards are green."}),
-    )
-    def post(self, request, pk):
-        return _decision(request, pk, Approval.APPROVE, s.ApproveSerializer)
-
-
-@extend_schema(tags=["deployments"])
-class DeploymentReject(APIView):
-    write_scope = APPROVE
-
-    @operation(
-        "rejectDeployment",
-        "Reject, saying why (approve scope)",
-        responses({200: s.DeploymentDetailSerializer}, 400, 403, 404),
-        request=s.RejectSerializer,
-        example=("Reject", {"comment": "Wrong build: tests skipped."}),
-    )
-    def post(self, request, pk):
-        return _decision(request, pk, Approval.REJECT, s.RejectSerializer)
+DeploymentApprove = _decision_view(
+    Approval.APPROVE,
+    "approveDeployment",
+    "Approve (approve scope; the approver rules of the page, no self-approval)",
+    ("Approve", {"comment": "Dashboards are green."}),
+)
+DeploymentReject = _decision_view(
+    Approval.REJECT,
+    "rejectDeployment",
+    "Reject, saying why (approve scope)",
+    ("Reject", {"comment": "Wrong build: tests skipped."}),
+)
 
 
-@extend_schema(tags=["deployments"])
-class DeploymentCancel(APIView):
+class DeploymentCancel(Endpoint, tag="deployments"):
     @operation(
         "cancelDeployment",
         "Cancel (the requester or a deployer; a rollout under way is stopped as the environment says)",
@@ -172,8 +164,7 @@ class DeploymentCancel(APIView):
         return detail(request, pk)
 
 
-@extend_schema(tags=["deployments"])
-class Rollback(APIView):
+class Rollback(Endpoint, tag="deployments"):
     @operation(
         "rollback",
         "Roll a service back to its last good release in an environment",
@@ -200,8 +191,7 @@ class Rollback(APIView):
         return detail(request, deployment.pk, status.HTTP_201_CREATED)
 
 
-@extend_schema(tags=["deployments"])
-class Approvals(APIView):
+class Approvals(Endpoint, tag="deployments"):
     @operation(
         "listApprovals",
         "Deployments waiting for the caller's decision (the /approvals/ inbox)",

@@ -60,8 +60,9 @@ class ServiceAccount(models.Model):
 
 class ApiTokenQuerySet(models.QuerySet):
     def usable(self, now=None):
-        now = now or timezone.now()
-        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        """Tokens that authenticate now: not revoked, and not past their expiry."""
+        unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=now or timezone.now())
+        return self.filter(unexpired, revoked_at__isnull=True)
 
 
 class ApiToken(models.Model):

@@ -38,45 +38,30 @@ class ValidationErrorSerializer(ErrorSerializer):
     errors = serializers.DictField(help_text="Field name → list of messages (nested for nested fields).")
 
 
-REFUSED = OpenApiExample(
-    "Refused by a rule",
-    status_codes=["403"],
-    response_only=True,
-    value={
-        "detail": "You are not a deployer for Staging (developers). Ask an admin to add you.",
-        "reasons": ["You are not a deployer for Staging (developers). Ask an admin to add you."],
-    },
+def _error_example(name: str, status: int, detail: str, reasons: list | None = None, **more) -> OpenApiExample:
+    """An example error answer: `detail`, and `reasons` (only that detail, unless given)."""
+    value = {"detail": detail, "reasons": reasons or [detail], **more}
+    return OpenApiExample(name, status_codes=[str(status)], response_only=True, value=value)
+
+
+REFUSED = _error_example(
+    "Refused by a rule", 403, "You are not a deployer for Staging (developers). Ask an admin to add you."
 )
-CONFLICT = OpenApiExample(
+CONFLICT = _error_example(
     "Something else under way",
-    status_codes=["409"],
-    response_only=True,
-    value={
-        "detail": "Storefront already has deployment #41 rolling out in Staging. Wait for it to finish or cancel it.",
-        "reasons": [
-            "Storefront already has deployment #41 rolling out in Staging. Wait for it to finish or cancel it."
-        ],
-    },
+    409,
+    "Storefront already has deployment #41 rolling out in Staging. Wait for it to finish or cancel it.",
 )
-INVALID = OpenApiExample(
+INVALID = _error_example(
     "Bad input",
-    status_codes=["400"],
-    response_only=True,
-    value={
-        "detail": "The request is not valid: see errors.",
-        "reasons": ["environment: Object with slug=stagin does not exist."],
-        "errors": {"environment": ["Object with slug=stagin does not exist."]},
-    },
+    400,
+    "The request is not valid: see errors.",
+    ["environment: Object with slug=stagin does not exist."],
+    errors={"environment": ["Object with slug=stagin does not exist."]},
 )
-UNAUTHENTICATED = OpenApiExample(
-    "No usable token",
-    status_codes=["401"],
-    response_only=True,
-    value={"detail": "API token ci-bot was revoked.", "reasons": ["API token ci-bot was revoked."]},
-)
-NOT_FOUND = OpenApiExample(
-    "Unknown", status_codes=["404"], response_only=True, value={"detail": "Not found.", "reasons": ["Not found."]}
-)
+UNAUTHENTICATED = _error_example("No usable token", 401, "API token ci-bot was revoked.")
+NOT_FOUND = _error_example("Unknown", 404, "Not found.")
+
 
 ERRORS = {
     400: OpenApiResponse(ValidationErrorSerializer, "Bad input; nothing was changed.", examples=[INVALID]),
@@ -96,54 +81,41 @@ def responses(ok: dict, *codes: int) -> dict:
     return {**ok, **{code: ERRORS[code] for code in sorted({401, *codes})}}
 
 
-# operationId → (status, [(link name, target operationId, parameters, request body)]).
+# Where an answer holds the object its links are about: itself, the first of a list, the first
+# of a keyset page.
+ITSELF, FIRST, FIRST_ON_PAGE = "", "/0", "/results/0"
+
+# operationId → (the status answering it, where the object is, its key, what can be done with it
+# next). A next operation takes the key as the path parameter of that name, or, given as
+# (operationId, field), as that field of its request body.
 LINKS = {
-    "createRelease": (
-        "201",
-        [
-            ("GetRelease", "getRelease", {"id": "$response.body#/id"}, None),
-            ("RequestDeployment", "requestDeployment", {}, {"release": "$response.body#/id"}),
-        ],
-    ),
+    "createRelease": ("201", ITSELF, "id", ["getRelease", ("requestDeployment", "release")]),
     "requestDeployment": (
         "201",
-        [
-            ("GetDeployment", "getDeployment", {"id": "$response.body#/id"}, None),
-            ("ApproveDeployment", "approveDeployment", {"id": "$response.body#/id"}, None),
-            ("RejectDeployment", "rejectDeployment", {"id": "$response.body#/id"}, None),
-            ("CancelDeployment", "cancelDeployment", {"id": "$response.body#/id"}, None),
-        ],
+        ITSELF,
+        "id",
+        ["getDeployment", "approveDeployment", "rejectDeployment", "cancelDeployment"],
     ),
-    "rollback": ("201", [("GetDeployment", "getDeployment", {"id": "$response.body#/id"}, None)]),
-    "startBuild": (
-        "201",
-        [
-            ("GetBuild", "getBuild", {"id": "$response.body#/id"}, None),
-            ("AbortBuild", "abortBuild", {"id": "$response.body#/id"}, None),
-        ],
-    ),
-    "createLock": ("201", [("ReleaseLock", "releaseLock", {"id": "$response.body#/id"}, None)]),
-    "listServices": (
-        "200",
-        [
-            ("GetService", "getService", {"slug": "$response.body#/0/slug"}, None),
-            ("Rollback", "rollback", {"slug": "$response.body#/0/slug"}, None),
-        ],
-    ),
-    "listEnvironments": ("200", [("GetEnvironment", "getEnvironment", {"slug": "$response.body#/0/slug"}, None)]),
-    "listReleases": ("200", [("GetRelease", "getRelease", {"id": "$response.body#/results/0/id"}, None)]),
-    "listDeployments": (
-        "200",
-        [
-            ("GetDeployment", "getDeployment", {"id": "$response.body#/results/0/id"}, None),
-            ("CancelDeployment", "cancelDeployment", {"id": "$response.body#/results/0/id"}, None),
-        ],
-    ),
-    "listBuilds": ("200", [("GetBuild", "getBuild", {"id": "$response.body#/results/0/id"}, None)]),
-    "listLocks": ("200", [("ReleaseLock", "releaseLock", {"id": "$response.body#/0/id"}, None)]),
-    "listFreezes": ("200", [("EndFreeze", "endFreeze", {"id": "$response.body#/0/id"}, None)]),
-    "createFreeze": ("201", [("EndFreeze", "endFreeze", {"id": "$response.body#/id"}, None)]),
+    "rollback": ("201", ITSELF, "id", ["getDeployment"]),
+    "startBuild": ("201", ITSELF, "id", ["getBuild", "abortBuild"]),
+    "createLock": ("201", ITSELF, "id", ["releaseLock"]),
+    "listServices": ("200", FIRST, "slug", ["getService", "rollback"]),
+    "listEnvironments": ("200", FIRST, "slug", ["getEnvironment"]),
+    "listReleases": ("200", FIRST_ON_PAGE, "id", ["getRelease"]),
+    "listDeployments": ("200", FIRST_ON_PAGE, "id", ["getDeployment", "cancelDeployment"]),
+    "listBuilds": ("200", FIRST_ON_PAGE, "id", ["getBuild"]),
+    "listLocks": ("200", FIRST, "id", ["releaseLock"]),
+    "listFreezes": ("200", FIRST, "id", ["endFreeze"]),
+    "createFreeze": ("201", ITSELF, "id", ["endFreeze"]),
 }
+
+
+def _link(target: str | tuple[str, str], key: str, value: str) -> tuple[str, dict]:
+    """The name of an OpenAPI link to `target`, and the link: it passes `value` (a runtime
+    expression) as the parameter `key`, or as the body field `target` names."""
+    operation_id, field = target if isinstance(target, tuple) else (target, None)
+    passed = {"requestBody": {field: value}} if field else {"parameters": {key: value}}
+    return operation_id[0].upper() + operation_id[1:], {"operationId": operation_id, **passed}
 
 
 def describe_path_parameters(result, generator, request, public):
@@ -166,19 +138,18 @@ def add_links(result, generator, request, public):
             found = LINKS.get(operation.get("operationId"))
             if not found:
                 continue
-            status, links = found
+            status, where, key, targets = found
             response = operation.get("responses", {}).get(status)
             if response is None:
                 continue
-            response["links"] = {
-                name: {
-                    "operationId": target,
-                    **({"parameters": parameters} if parameters else {}),
-                    **({"requestBody": body} if body else {}),
-                }
-                for name, target, parameters, body in links
-            }
+            response["links"] = dict(_link(target, key, f"$response.body#{where}/{key}") for target in targets)
     return result
+
+
+def listed(serializer_class, filter_class) -> dict:
+    """The `operation` arguments of a list: rows of `serializer_class`, filtered by the query-string
+    parameters of `filter_class` (400 when they are not valid)."""
+    return {"answers": responses({200: serializer_class(many=True)}, 400), "parameters": [filter_class]}
 
 
 def operation(operation_id: str, summary: str, answers: dict, *, example: tuple | None = None, **more):

@@ -52,6 +52,15 @@ def _slug(model, **kwargs):
     return serializers.SlugRelatedField(slug_field="slug", queryset=model.objects.all(), **kwargs)
 
 
+def _matching(regex, invalid: str, **kwargs):
+    """A string that must match `regex`; `invalid` says what a valid one looks like."""
+    return serializers.RegexField(regex, error_messages={"invalid": invalid}, **kwargs)
+
+
+def _version(**kwargs):
+    return _matching(VERSION_RE, "A version has letters, digits and . _ + - only.", max_length=100, **kwargs)
+
+
 class Body(serializers.Serializer):
     """A JSON request body whose values must have the JSON type the schema gives them.
 
@@ -291,22 +300,14 @@ class ReleaseSerializer(serializers.ModelSerializer):
 
 class ReleaseCreateSerializer(Body):
     service = _slug(Service)
-    version = serializers.RegexField(
-        VERSION_RE, max_length=100, error_messages={"invalid": "A version has letters, digits and . _ + - only."}
-    )
-    image = serializers.RegexField(
+    version = _version()
+    image = _matching(
         IMAGE_RE,
+        "An image reference has no spaces (at most 500 characters).",
         required=False,
         help_text="Image reference; default: the service's image repository, tagged with the version.",
-        error_messages={"invalid": "An image reference has no spaces (at most 500 characters)."},
     )
-    git_sha = serializers.RegexField(
-        SHA_RE,
-        required=False,
-        default="",
-        allow_blank=True,
-        error_messages={"invalid": "A git sha is 7 to 40 hex digits."},
-    )
+    git_sha = _matching(SHA_RE, "A git sha is 7 to 40 hex digits.", required=False, default="", allow_blank=True)
     build_url = serializers.URLField(max_length=200, required=False, default="", allow_blank=True)
     test_summary = TestSummarySerializer(required=False)
 
@@ -658,19 +659,8 @@ class BuildDetailSerializer(BuildSerializer):
 
 class BuildStartSerializer(Body):
     service = _slug(Service)
-    ref = serializers.RegexField(
-        REF_RE,
-        required=False,
-        default="",
-        error_messages={"invalid": "A git ref has letters, digits and . _ / - only."},
-    )
-    version = serializers.RegexField(
-        VERSION_RE,
-        max_length=100,
-        required=False,
-        default="",
-        error_messages={"invalid": "A version has letters, digits and . _ + - only."},
-    )
+    ref = _matching(REF_RE, "A git ref has letters, digits and . _ / - only.", required=False, default="")
+    version = _version(required=False, default="")
 
 
 class AfterQuery(serializers.Serializer):

@@ -22,7 +22,7 @@ from releases.api import records
 from releases.api import serializers as s
 from releases.api.auth import token_of
 from releases.api.models import ADMIN, ServiceAccount
-from releases.api.schema import operation, responses
+from releases.api.schema import listed, operation, responses
 from releases.models import Build, Release, Service
 
 
@@ -56,7 +56,17 @@ class Keyset(CursorPagination):
         return parameters
 
 
-class KeysetList(generics.GenericAPIView):
+# An API view; the class keyword `tag` files its operations under that section of the docs
+# (`class BuildDetail(Endpoint, tag="builds")`). No docstring: drf-spectacular would make it the
+# description of every operation that has none of its own.
+class Endpoint(APIView):
+    def __init_subclass__(cls, tag: str = "", **kwargs):
+        super().__init_subclass__(**kwargs)
+        if tag:
+            extend_schema(tags=[tag])(cls)
+
+
+class KeysetList(Endpoint, generics.GenericAPIView):
     """A list endpoint in keyset pages of its `serializer_class`."""
 
     pagination_class = Keyset
@@ -96,11 +106,18 @@ def body(serializer_class, request):
     return serializer.validated_data
 
 
+def audited_create(request, serializer_class, create, answer_class) -> Response:
+    """201 with `answer_class` of what `create(user, **body)` made, audited as the caller."""
+    data = body(serializer_class, request)
+    with audited(request):
+        row = create(request.user, **data)
+    return Response(answer_class(row).data, status=status.HTTP_201_CREATED)
+
+
 # --- services and environments ----------------------------------------------------------------
 
 
-@extend_schema(tags=["services"])
-class ServiceList(generics.ListAPIView):
+class ServiceList(Endpoint, generics.ListAPIView, tag="services"):
     queryset = Service.objects.select_related("owner_group")
     serializer_class = s.ServiceSerializer
     pagination_class = None
@@ -110,8 +127,7 @@ class ServiceList(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-@extend_schema(tags=["services"])
-class ServiceDetail(generics.RetrieveAPIView):
+class ServiceDetail(Endpoint, generics.RetrieveAPIView, tag="services"):
     queryset = Service.objects.select_related("owner_group")
     serializer_class = s.ServiceSerializer
     lookup_field = "slug"
@@ -145,8 +161,7 @@ def environment_extras(environments) -> dict:
 ENVIRONMENTS = Environment.objects.select_related("cluster", "approver_group", "deployer_group")
 
 
-@extend_schema(tags=["environments"])
-class EnvironmentList(APIView):
+class EnvironmentList(Endpoint, tag="environments"):
     @operation(
         "listEnvironments",
         "Every environment, in promotion order, with what runs there, its freezes and locks",
@@ -158,8 +173,7 @@ class EnvironmentList(APIView):
         return Response(s.EnvironmentSerializer(environments, many=True, context=context).data)
 
 
-@extend_schema(tags=["environments"])
-class EnvironmentDetail(APIView):
+class EnvironmentDetail(Endpoint, tag="environments"):
     @operation(
         "getEnvironment",
         "One environment, with what runs there, its freezes and locks",
@@ -187,16 +201,10 @@ RELEASE_EXAMPLE = OpenApiExample(
 )
 
 
-@extend_schema(tags=["releases"])
-class ReleaseList(KeysetList):
+class ReleaseList(KeysetList, tag="releases"):
     serializer_class = s.ReleaseSerializer
 
-    @operation(
-        "listReleases",
-        "Releases, newest first (keyset pages)",
-        responses({200: s.ReleaseSerializer(many=True)}, 400),
-        parameters=[s.ReleaseFilter],
-    )
+    @operation("listReleases", "Releases, newest first (keyset pages)", **listed(s.ReleaseSerializer, s.ReleaseFilter))
     def get(self, request):
         filters = query(s.ReleaseFilter, request)
         releases = Release.objects.select_related("service", "created_by")
@@ -239,8 +247,7 @@ class ReleaseList(KeysetList):
         return Response(self.get_serializer(release).data, status=code)
 
 
-@extend_schema(tags=["releases"])
-class ReleaseDetail(generics.RetrieveAPIView):
+class ReleaseDetail(Endpoint, generics.RetrieveAPIView, tag="releases"):
     queryset = Release.objects.select_related("service", "created_by")
     serializer_class = s.ReleaseSerializer
 
@@ -261,16 +268,10 @@ def build_detail(request, build, status_code=status.HTTP_200_OK):
     return Response(serializer.data, status=status_code)
 
 
-@extend_schema(tags=["builds"])
-class BuildList(KeysetList):
+class BuildList(KeysetList, tag="builds"):
     serializer_class = s.BuildSerializer
 
-    @operation(
-        "listBuilds",
-        "Jenkins builds, newest first (keyset pages)",
-        responses({200: s.BuildSerializer(many=True)}, 400),
-        parameters=[s.BuildFilter],
-    )
+    @operation("listBuilds", "Jenkins builds, newest first (keyset pages)", **listed(s.BuildSerializer, s.BuildFilter))
     def get(self, request):
         filters = query(s.BuildFilter, request)
         found = BUILDS.filter(service=filters["service"]) if filters.get("service") else BUILDS.all()
@@ -289,8 +290,7 @@ class BuildList(KeysetList):
         return build_detail(request, BUILDS.get(pk=build.pk), status.HTTP_201_CREATED)
 
 
-@extend_schema(tags=["builds"])
-class BuildDetail(APIView):
+class BuildDetail(Endpoint, tag="builds"):
     @operation(
         "getBuild",
         "One build, with its log after `after_seq`",
@@ -301,8 +301,7 @@ class BuildDetail(APIView):
         return build_detail(request, get_object_or_404(BUILDS, pk=pk))
 
 
-@extend_schema(tags=["builds"])
-class BuildAbort(APIView):
+class BuildAbort(Endpoint, tag="builds"):
     @operation(
         "abortBuild",
         "Stop a running build, or take a waiting one off the Jenkins queue",
@@ -318,16 +317,10 @@ class BuildAbort(APIView):
 # --- freezes and locks ------------------------------------------------------------------------
 
 
-@extend_schema(tags=["freezes and locks"])
-class FreezeList(APIView):
+class FreezeList(Endpoint, tag="freezes and locks"):
     write_scope = ADMIN
 
-    @operation(
-        "listFreezes",
-        "Freeze windows in force or to come",
-        responses({200: s.FreezeSerializer(many=True)}, 400),
-        parameters=[s.HoldFilter],
-    )
+    @operation("listFreezes", "Freeze windows in force or to come", **listed(s.FreezeSerializer, s.HoldFilter))
     def get(self, request):
         filters = query(s.HoldFilter, request)
         found = FreezeWindow.objects.not_over().select_related("environment", "created_by")
@@ -346,14 +339,10 @@ class FreezeList(APIView):
         ),
     )
     def post(self, request):
-        data = body(s.FreezeCreateSerializer, request)
-        with audited(request):
-            window = guards.schedule_freeze(request.user, **data)
-        return Response(s.FreezeSerializer(window).data, status=status.HTTP_201_CREATED)
+        return audited_create(request, s.FreezeCreateSerializer, guards.schedule_freeze, s.FreezeSerializer)
 
 
-@extend_schema(tags=["freezes and locks"])
-class FreezeEnd(APIView):
+class FreezeEnd(Endpoint, tag="freezes and locks"):
     write_scope = ADMIN
 
     @operation(
@@ -385,16 +374,10 @@ class FreezeEnd(APIView):
         return Response(s.FreezeSerializer(window).data)
 
 
-@extend_schema(tags=["freezes and locks"])
-class LockList(APIView):
+class LockList(Endpoint, tag="freezes and locks"):
     write_scope = ADMIN
 
-    @operation(
-        "listLocks",
-        "Locks not released yet",
-        responses({200: s.LockSerializer(many=True)}, 400),
-        parameters=[s.HoldFilter],
-    )
+    @operation("listLocks", "Locks not released yet", **listed(s.LockSerializer, s.HoldFilter))
     def get(self, request):
         filters = query(s.HoldFilter, request)
         found = Lock.objects.in_force().select_related("environment", "locked_by", "released_by")
@@ -410,14 +393,10 @@ class LockList(APIView):
         example=("Incident", {"environment": "prod", "service": "storefront", "reason": "checkout incident"}),
     )
     def post(self, request):
-        data = body(s.LockCreateSerializer, request)
-        with audited(request):
-            lock = guards.lock(request.user, **data)
-        return Response(s.LockSerializer(lock).data, status=status.HTTP_201_CREATED)
+        return audited_create(request, s.LockCreateSerializer, guards.lock, s.LockSerializer)
 
 
-@extend_schema(tags=["freezes and locks"])
-class LockRelease(APIView):
+class LockRelease(Endpoint, tag="freezes and locks"):
     write_scope = ADMIN
 
     @operation("releaseLock", "Release a lock", responses({200: s.LockSerializer}, 403, 404, 409), request=None)
@@ -446,8 +425,7 @@ def figures(summary: dora.Summary) -> dict:
     }
 
 
-@extend_schema(tags=["dora"])
-class Dora(APIView):
+class Dora(Endpoint, tag="dora"):
     @operation(
         "getDora",
         "DORA figures of an environment over 7, 30 or 90 days (as on /dora/)",
@@ -481,8 +459,7 @@ def _default_dora_environment():
     return production[0] if production else (environments[-1] if environments else None)
 
 
-@extend_schema(tags=["me"])
-class Me(APIView):
+class Me(Endpoint, tag="me"):
     @operation("getMe", "Who the token (or session) acts as, and the token's scopes", responses({200: s.MeSerializer}))
     def get(self, request):
         user = request.user
