@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from channels.layers import channel_layers
 from django.conf import settings
 from django.utils import timezone
 from hypothesis import HealthCheck
@@ -112,6 +113,15 @@ def _empty_queue():
     stale = list(queue.connection.scan_iter("pampam:job:*"))
     if stale:
         queue.connection.delete(*stale)
+
+
+@pytest.fixture(autouse=True)
+def _own_channel_layer():
+    """A channel layer per test. channels-redis keeps receive state (a lock, per-channel buffers
+    and the loop they belong to) on the layer object, and every `async_to_sync` here runs an event
+    loop of its own: a layer shared across tests can meet a lock bound to an earlier test's loop."""
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture
