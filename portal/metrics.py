@@ -5,12 +5,13 @@ replicas) all report the same numbers. Nothing scans history either: deployments
 the rollout, approval and build duration histograms are `releases.tallies` rows, updated in the
 transaction of each change they count (so they survive restarts, and histograms never go down);
 the gauges of what is under way now read the active rows through partial indexes; the DORA
-figures for production over the last 30 days are `releases.dora`'s, the ones /dora/ shows, from
-that window's rows. The watcher's heartbeat and the RQ queue depth complete it.
+figures for production over the last 30 days are `releases.dora`'s, the ones /dora/ shows,
+stored as rows (`DoraFigure`) that a scrape recomputes only when a production deployment finished
+since, or every two minutes when the cron job (which refreshes them every minute) is not running.
+The watcher's heartbeat and the RQ queue depth complete it.
 """
 
 import hmac
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -26,9 +27,6 @@ from clusters.models import Environment, WatcherHeartbeat
 from plumbing import queues
 from releases import dora, states, tallies
 from releases.models import Deployment, Service
-
-DORA_WINDOW = timedelta(days=30)
-
 
 # The duration histograms: tally metric → (name, help, label names).
 HISTOGRAMS = {
@@ -97,7 +95,7 @@ class DatabaseCollector:
         yield _histogram(tallies.APPROVAL_WAIT, series, labels)
         yield from self.pending_approvals()
         yield _histogram(tallies.BUILD_DURATION, series, labels)
-        yield from self.dora()
+        yield from self.dora(tallies.finished_stamps(series.get(tallies.DEPLOYMENTS, [])))
         yield from self.watchers()
         yield from self.queue()
 
@@ -150,9 +148,10 @@ class DatabaseCollector:
             oldest.add_metric([row["environment__slug"]], max((now - row["first"]).total_seconds(), 0.0))
         yield oldest
 
-    def dora(self):
-        """/dora/'s figures for each production environment over the last 30 days: one query per
-        production environment, over that window's rows only (an index range)."""
+    def dora(self, stamps: dict[int, str]):
+        """/dora/'s figures for each production environment over the last 30 days, as stored by
+        `dora.exported` (recomputed there only when a deployment finished since, or every two
+        minutes for the sliding window: the cron job keeps them fresh)."""
         names = ["service", "environment"]
         deployments = GaugeMetricFamily(
             "pampam_dora_deployments", "Successful production deployments in the last 30 days.", labels=names
@@ -168,16 +167,13 @@ class DatabaseCollector:
             "Median time from commit (or release) to success in production, last 30 days (as /dora/).",
             labels=names,
         )
-        end = timezone.now()
-        start = end - DORA_WINDOW
-        for environment in Environment.objects.filter(is_production=True).order_by("position", "slug"):
-            for service, summary in dora.per_service(dora.load_rows(environment, start, end), start, end):
-                key = [service, environment.slug]
-                if summary.finished:
-                    deployments.add_metric(key, summary.deployments)
-                    failure_ratio.add_metric(key, summary.failure_rate)
-                if summary.lead_time is not None:
-                    lead_time.add_metric(key, max(summary.lead_time.total_seconds(), 0.0))
+        for found in dora.exported(stamps):
+            key, figure = [found.service, found.environment], found.figure
+            if figure.finished:
+                deployments.add_metric(key, figure.deployments)
+                failure_ratio.add_metric(key, figure.failure_ratio)
+            if figure.lead_time_seconds is not None:
+                lead_time.add_metric(key, figure.lead_time_seconds)
         yield from (deployments, failure_ratio, lead_time)
 
     def watchers(self):

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from statistics import median
 
+from django.db import transaction
 from django.db.models import FloatField, Func, OuterRef, Subquery
 from django.shortcuts import render
 from django.utils import timezone
 
 from clusters.models import Environment
-from releases import states
-from releases.models import Commit, Deployment, Release, Service
+from releases import states, tallies
+from releases.models import Commit, Deployment, DoraFigure, Release, Service, Tally
 
 WINDOWS = (7, 30, 90)
 FINISHED = frozenset({states.SUCCEEDED, states.FAILED})
@@ -310,6 +311,83 @@ def load_rows(environment, start: datetime, end: datetime) -> list[Row]:
         )
         for pk, service, state, created, finished, released, committed, kind, started in values
     ]
+
+
+# --- the figures /metrics exports --------------------------------------------------------------
+
+EXPORT_WINDOW = timedelta(days=30)
+# Twice the cron job's interval (portal.cron): with the cron running no scrape computes; without
+# it one scrape in two minutes does. The 30-day window slides by at most this between two.
+EXPORT_MAX_AGE = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class Exported:
+    service: str
+    environment: str
+    figure: DoraFigure
+
+
+def exported(stamps: dict[int, str] | None = None, now: datetime | None = None) -> list[Exported]:
+    """The DORA figures of each production environment over the last 30 days, by service: the
+    stored ones, recomputed first for an environment where a deployment finished since they were
+    computed (its `tallies.finished_stamps` moved) or that were computed over two minutes ago.
+    `stamps` are the current stamps when the caller has read the tallies already."""
+    now = now or timezone.now()
+    if stamps is None:
+        stamps = tallies.finished_stamps(Tally.objects.filter(metric=tallies.DEPLOYMENTS))
+    environments = list(Environment.objects.filter(is_production=True).order_by("position", "slug"))
+    stored = defaultdict(list)
+    for figure in DoraFigure.objects.filter(environment_id__in=[e.pk for e in environments]):
+        stored[figure.environment_id].append(figure)
+    services = dict(Service.objects.values_list("pk", "slug"))
+    found = []
+    for environment in environments:
+        figures = stored[environment.pk]
+        marker = next((f for f in figures if f.service_id == 0), None)
+        stamp = stamps.get(environment.pk, "")
+        if marker is None or marker.stamp != stamp or now - marker.computed_at > EXPORT_MAX_AGE:
+            figures = export(environment, stamp, now, {slug: pk for pk, slug in services.items()})
+        named = [(services[f.service_id], f) for f in figures if f.service_id in services]
+        found.extend(Exported(slug, environment.slug, f) for slug, f in sorted(named, key=lambda pair: pair[0]))
+    return found
+
+
+def export(environment, stamp: str, now: datetime, service_ids: dict[str, int]) -> list[DoraFigure]:
+    """Compute `environment`'s figures now and store them (with the marker row, service 0)."""
+    start = now - EXPORT_WINDOW
+    figures = [DoraFigure(environment_id=environment.pk, stamp=stamp, computed_at=now)]
+    for slug, summary in per_service(load_rows(environment, start, now), start, now):
+        if slug not in service_ids:
+            continue  # renamed or deleted since the rows were read
+        lead = summary.lead_time
+        figures.append(
+            DoraFigure(
+                environment_id=environment.pk,
+                service_id=service_ids[slug],
+                deployments=summary.deployments,
+                finished=summary.finished,
+                failure_ratio=summary.failure_rate,
+                lead_time_seconds=None if lead is None else max(lead.total_seconds(), 0.0),
+                computed_at=now,
+            )
+        )
+    with transaction.atomic():
+        kept = [f.service_id for f in figures]
+        DoraFigure.objects.filter(environment_id=environment.pk).exclude(service_id__in=kept).delete()
+        # An upsert: two scrapes computing at once both end with one row a service.
+        DoraFigure.objects.bulk_create(
+            figures,
+            update_conflicts=True,
+            unique_fields=["environment_id", "service_id"],
+            update_fields=["deployments", "finished", "failure_ratio", "lead_time_seconds", "stamp", "computed_at"],
+        )
+    return figures
+
+
+def refresh_exported() -> int:
+    """The cron job (every minute): keep /metrics' DORA figures computed, so no scrape has to."""
+    return len(exported())
 
 
 def page(request):

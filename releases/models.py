@@ -12,7 +12,7 @@ from django.utils import timezone
 from clusters.models import Environment
 from plumbing import live
 from releases import states, tallies
-from releases.tallies import Tally  # noqa: F401  (the app's models are the ones models.py holds)
+from releases.tallies import DoraFigure, Tally  # noqa: F401  (the app's models are the ones models.py holds)
 
 
 class CountedOnCreate(models.Model):

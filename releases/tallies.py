@@ -17,6 +17,7 @@ This module imports no other model of ours (models.py imports it), so the object
 in as arguments.
 """
 
+import hashlib
 from datetime import timedelta
 
 from django.db import IntegrityError, models, transaction
@@ -74,6 +75,41 @@ class Tally(models.Model):
 # each bound of BUCKETS[metric], so the columns come from BUCKET_FIELDS rather than by hand.
 for _bucket in BUCKET_FIELDS:
     Tally.add_to_class(_bucket, models.BigIntegerField(default=0))
+
+
+class DoraFigure(models.Model):
+    """/metrics' DORA gauges for one service in one production environment over the last 30 days,
+    as `releases.dora` computes them for /dora/, stored so that a scrape reads them instead of
+    the window's deployments (thousands of rows a scrape at a high deployment rate). A row with
+    service_id 0 marks an environment as computed, from which finished-deployment counts
+    (`finished_stamps`) and when; `dora.exported` recomputes an environment when either moved."""
+
+    environment_id = models.BigIntegerField()
+    service_id = models.BigIntegerField(default=0)
+    deployments = models.IntegerField(default=0)
+    finished = models.IntegerField(default=0)
+    failure_ratio = models.FloatField(null=True, blank=True)
+    lead_time_seconds = models.FloatField(null=True, blank=True)
+    stamp = models.CharField(max_length=64, blank=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        app_label = "releases"
+        constraints = [models.UniqueConstraint(fields=["environment_id", "service_id"], name="one_dora_figure")]
+
+    def __str__(self):
+        return f"dora e{self.environment_id} s{self.service_id}: {self.deployments} at {self.computed_at}"
+
+
+def finished_stamps(rows) -> dict[int, str]:
+    """Per environment id, a digest of its finished-deployment counts (succeeded and failed, per
+    service) among the `deployments` tally rows `rows`: it moves whenever a deployment there
+    finishes (or a finished one is deleted), which is when its DORA figures change."""
+    counts: dict[int, list] = {}
+    for tally in rows:
+        if tally.metric == DEPLOYMENTS and tally.state in (states.SUCCEEDED, states.FAILED):
+            counts.setdefault(tally.environment_id, []).append((tally.service_id, tally.state, tally.count))
+    return {env: hashlib.sha256(repr(sorted(found)).encode()).hexdigest() for env, found in counts.items()}
 
 
 def add(metric: str, *, count: int = 1, seconds: float | None = None, **labels) -> None:

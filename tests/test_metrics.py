@@ -5,12 +5,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from django_rq.cron import DjangoCronScheduler
 from prometheus_client import CollectorRegistry, generate_latest
 
 from clusters.models import WatcherHeartbeat
 from portal.metrics import DatabaseCollector, text_format
-from releases import states
-from releases.models import Approval, Build
+from releases import dora, states
+from releases.models import Approval, Build, DoraFigure
 from tests.factories import make_deployment, make_release, make_service
 from tests.support.tools import require_tool
 
@@ -160,3 +161,43 @@ def test_it_writes_the_text_format_exactly_as_prometheus_client_does(cast, token
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Fixed())
     assert text_format(families) == generate_latest(registry)
+
+
+def dora_line(text: str) -> str:
+    """The storefront's successful production deployments line of a scrape."""
+    wanted = 'pampam_dora_deployments{environment="prod",service="storefront"}'
+    return next(line for line in text.splitlines() if line.startswith(wanted))
+
+
+def test_it_serves_stored_dora_figures_until_a_production_deployment_finishes(cast, client, token, monkeypatch):
+    history(cast)
+    assert dora_line(scrape(client).content.decode()).endswith(" 1.0")
+    with monkeypatch.context() as patched:
+        # Nothing finished since: the scrape reads the stored figures, not the window's deployments.
+        patched.setattr(dora, "load_rows", lambda *args: pytest.fail("the scrape re-read the window"))
+        assert dora_line(scrape(client).content.decode()).endswith(" 1.0")
+    now = timezone.now()
+    make_deployment(make_release(cast.service), cast.prod, state=states.SUCCEEDED, started_at=now, finished_at=now)
+    assert dora_line(scrape(client).content.decode()).endswith(" 2.0")  # the stamp moved: recomputed
+
+
+def test_it_recomputes_dora_figures_older_than_two_minutes_as_the_window_slides(cast, client, token):
+    history(cast)
+    scrape(client)
+    # A success 31 days ago is outside the window; stored figures that are old are not trusted.
+    DoraFigure.objects.update(computed_at=timezone.now() - dora.EXPORT_MAX_AGE - timedelta(seconds=1), deployments=7)
+    assert dora_line(scrape(client).content.decode()).endswith(" 1.0")
+    assert set(DoraFigure.objects.exclude(service_id=0).values_list("deployments", flat=True)) == {1}
+
+
+def test_its_cron_job_keeps_the_dora_figures_computed(cast, client, token, monkeypatch):
+    history(cast)
+    assert dora.refresh_exported() == 1  # storefront in prod
+    marker = DoraFigure.objects.get(environment_id=cast.prod.pk, service_id=0)
+    assert timezone.now() - marker.computed_at < timedelta(seconds=30)
+    monkeypatch.setattr(dora, "load_rows", lambda *args: pytest.fail("the scrape re-read the window"))
+    assert dora_line(scrape(client).content.decode()).endswith(" 1.0")
+    scheduler = DjangoCronScheduler()
+    scheduler.load_config_from_file("portal.cron")
+    (job,) = [job for job in scheduler.get_jobs() if job.func is dora.refresh_exported]
+    assert job.interval == 60
