@@ -328,11 +328,13 @@ class Exported:
     figure: DoraFigure
 
 
-def exported(stamps: dict[int, str] | None = None, now: datetime | None = None) -> list[Exported]:
+def exported(
+    stamps: dict[int, str] | None = None, now: datetime | None = None, max_age: timedelta = EXPORT_MAX_AGE
+) -> list[Exported]:
     """The DORA figures of each production environment over the last 30 days, by service: the
     stored ones, recomputed first for an environment where a deployment finished since they were
-    computed (its `tallies.finished_stamps` moved) or that were computed over two minutes ago.
-    `stamps` are the current stamps when the caller has read the tallies already."""
+    computed (its `tallies.finished_stamps` moved) or that are older than `max_age` (two minutes
+    for a scrape). `stamps` are the current stamps when the caller has read the tallies already."""
     now = now or timezone.now()
     if stamps is None:
         stamps = tallies.finished_stamps(Tally.objects.filter(metric=tallies.DEPLOYMENTS))
@@ -346,7 +348,7 @@ def exported(stamps: dict[int, str] | None = None, now: datetime | None = None) 
         figures = stored[environment.pk]
         marker = next((f for f in figures if f.service_id == 0), None)
         stamp = stamps.get(environment.pk, "")
-        if marker is None or marker.stamp != stamp or now - marker.computed_at > EXPORT_MAX_AGE:
+        if marker is None or marker.stamp != stamp or now - marker.computed_at >= max_age:
             figures = export(environment, stamp, now, {slug: pk for pk, slug in services.items()})
         named = [(services[f.service_id], f) for f in figures if f.service_id in services]
         found.extend(Exported(slug, environment.slug, f) for slug, f in sorted(named, key=lambda pair: pair[0]))
@@ -386,8 +388,9 @@ def export(environment, stamp: str, now: datetime, service_ids: dict[str, int]) 
 
 
 def refresh_exported() -> int:
-    """The cron job (every minute): keep /metrics' DORA figures computed, so no scrape has to."""
-    return len(exported())
+    """The cron job (every minute): compute /metrics' DORA figures afresh, so that a scrape finds
+    them under two minutes old and never has to."""
+    return len(exported(max_age=timedelta(0)))
 
 
 def page(request):
