@@ -29,23 +29,47 @@ CRASH_RESTARTS = 2
 
 
 @dataclass
-class Progress:
-    status: str
-    message: str
+class Replicas:
+    """The Deployment's replica counts as `kubectl rollout status` reads them: old and new pods
+    together."""
+
     desired: int = 0
     updated: int = 0
     ready: int = 0
     available: int = 0
     total: int = 0
-    # How much of the *new version* is ready (`ready` and `available` above count old and new pods
-    # together, as kubectl does): counted from the pods listed below, so the two always agree.
+
+
+@dataclass
+class NewVersion:
+    """How much of the *new version* is ready (`Replicas.ready` and `.available` count old and
+    new pods together, as kubectl does): counted from the pods a Progress lists, so the two
+    always agree."""
+
     new_ready: int = 0
     new_available: int = 0  # the new ReplicaSet's status
     old_pending: int = 0
+
+
+@dataclass
+class Budget:
+    """The rolling update's bounds: maxSurge and maxUnavailable resolved against `desired`, and
+    the pod counts they allow (at most `max_total`, at least `min_required` available)."""
+
     max_surge: int = 0
     max_unavailable: int = 0
     max_total: int = 0
     min_required: int = 0
+
+
+@dataclass(kw_only=True)
+class Progress(Replicas, NewVersion, Budget):
+    """One picture of a rollout: its status and message, the counts above, and which object
+    (generation, resourceVersion, revision) and pods it was computed from. `as_dict()` is flat:
+    the counts sit beside the rest, as pages, live messages and Workload.progress read them."""
+
+    status: str
+    message: str
     generation: int = 0
     observed_generation: int = 0
     # The Deployment object's resourceVersion: observers use it to drop an older picture

@@ -347,6 +347,18 @@ class RollbackPlan:
         return self.target is not None
 
 
+def jenkins_run_fields(asked_for: str) -> tuple:
+    """The columns that find a Jenkins run again after a crash, for a build and for a deployment's
+    deploy job alike: when it was asked for (`asked_for` says what a re-run does with it), its
+    queue item, then the build's number and URL."""
+    return (
+        models.DateTimeField(null=True, blank=True, help_text=asked_for),
+        models.BigIntegerField(null=True, blank=True),
+        models.BigIntegerField(null=True, blank=True),
+        models.URLField(blank=True),
+    )
+
+
 class Deployment(CountedOnCreate, Timeline):
     """A release going to an environment, or a rollback; its timeline is DeploymentEvent rows."""
 
@@ -383,12 +395,9 @@ class Deployment(CountedOnCreate, Timeline):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="deployments"
     )
     required_approvals = models.PositiveIntegerField(default=0)
-    jenkins_asked_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the deploy job was asked for: a re-run looks for it before asking again."
+    jenkins_asked_at, jenkins_queue_id, jenkins_build_number, jenkins_build_url = jenkins_run_fields(
+        "When the deploy job was asked for: a re-run looks for it before asking again."
     )
-    jenkins_queue_id = models.BigIntegerField(null=True, blank=True)
-    jenkins_build_number = models.BigIntegerField(null=True, blank=True)
-    jenkins_build_url = models.URLField(blank=True)
     jenkins_log_offset = models.BigIntegerField(default=0)
     # What the cluster ran just before this deployment changed it, recorded before the change.
     image_before = models.CharField(max_length=500, blank=True)
@@ -623,12 +632,9 @@ class Build(CountedOnCreate, Timeline):
 
     service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.CASCADE, related_name="builds")
     job_name = models.CharField(max_length=200)
-    asked_at = models.DateTimeField(
-        null=True, blank=True, help_text="When Jenkins was asked to build: a re-run looks for the build first."
+    asked_at, queue_id, number, url = jenkins_run_fields(
+        "When Jenkins was asked to build: a re-run looks for the build first."
     )
-    queue_id = models.BigIntegerField(null=True, blank=True)
-    number = models.BigIntegerField(null=True, blank=True)
-    url = models.URLField(blank=True)
     state = models.CharField(max_length=10, choices=list(states.BUILD_LABELS.items()), default=states.BUILD_QUEUED)
     result = models.CharField(max_length=20, blank=True)
     reason = models.TextField(blank=True)
