@@ -6,7 +6,10 @@ and the websocket client (the `websockets` library) live in this process, so one
 both ends. Each sample scales the Deployment (2 ↔ 3 replicas) and waits for the first
 /ws/activity/ workload message that shows the new replica count. The floor, in the same run:
 when the same change reached a bare watch client of the API server (a thread here), i.e. what
-no portal can beat; the ratio and the milliseconds above it are the portal's own path.
+no portal can beat; the ratio and the milliseconds above it are the portal's own path. A bare
+member of the `activity` group on the channel layer, in this process too, splits that path: the
+watcher's part (read the event, record the Workload row, commit, broadcast through Redis) and the
+web process's (receive, fan out, write the socket); the last line says where the median goes.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/pampam_bench REDIS_URL=redis://127.0.0.1:6379/6 \
         .venv/bin/python bench/ws_latency.py [--samples 200]
@@ -204,7 +207,45 @@ class WatchFloor:
         self.response.shutdown()
 
 
-async def measure(stack: Stack, headers: dict, samples: int) -> tuple[list[float], list[float]]:
+class LayerTap:
+    """A bare member of the `activity` group on the channel layer, in this process: when the
+    watcher's broadcast of a change came out of Redis, before any web process handled it. Splits
+    the portal's path into the watcher's part (read the event, record the Workload row, commit,
+    broadcast) and the web process's (receive, fan out, write the socket)."""
+
+    def __init__(self):
+        self.seen: list[tuple[float, int]] = []
+
+    async def start(self) -> None:
+        from channels.layers import get_channel_layer
+
+        self.layer = get_channel_layer()
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add("activity", self.channel)
+        self.reader = asyncio.get_running_loop().create_task(self.read())
+
+    async def read(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            update = message.get("update") or {}
+            if update.get("kind") == "workload":
+                self.seen.append((time.perf_counter(), update.get("desired")))
+
+    async def first(self, replicas: int, since: float) -> float:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            arrived = next((t for t, r in list(self.seen) if t >= since and r == replicas), None)
+            if arrived is not None:
+                return arrived
+            await asyncio.sleep(0.001)
+        raise TimeoutError("the channel layer carried no broadcast of the change")
+
+    async def close(self) -> None:
+        self.reader.cancel()
+        await self.layer.group_discard("activity", self.channel)
+
+
+async def measure(stack: Stack, headers: dict, samples: int) -> tuple[list[float], list[float], list[float]]:
     import websockets
     from kubernetes import client
 
@@ -212,8 +253,10 @@ async def measure(stack: Stack, headers: dict, samples: int) -> tuple[list[float
     config.host = stack.kube.url
     apps = client.AppsV1Api(client.ApiClient(config))
     ws_url = stack.url.replace("http", "ws") + "/ws/activity/"
-    latencies, floors = [], []
+    latencies, floors, broadcasts = [], [], []
     floor = WatchFloor(apps)
+    tap = LayerTap()
+    await tap.start()
     async with websockets.connect(ws_url, additional_headers=headers) as ws:
         await asyncio.sleep(1.0)  # let the watcher's first list settle
         while True:  # drain what the start-up produced
@@ -231,9 +274,11 @@ async def measure(stack: Stack, headers: dict, samples: int) -> tuple[list[float
                 pass
             latencies.append((time.perf_counter() - started) * 1000)
             floors.append((await floor.first(replicas, started) - started) * 1000)
+            broadcasts.append((await tap.first(replicas, started) - started) * 1000)
             await asyncio.sleep(0.05)
     floor.close()
-    return latencies, floors
+    await tap.close()
+    return latencies, floors, broadcasts
 
 
 async def messages(ws) -> list[dict]:
@@ -255,7 +300,7 @@ def main() -> None:
         env, services, user = make_world(stack.kube.url, ["storefront"])
         headers = session_headers(user, stack.url)
         stack.start_processes()
-        latencies, floors = asyncio.run(measure(stack, headers, args.samples))
+        latencies, floors, broadcasts = asyncio.run(measure(stack, headers, args.samples))
     finally:
         stack.stop()
     print(f"cluster change → /ws/activity/ message (uvicorn + watch_clusters, loopback): {summary(latencies)}")
@@ -264,6 +309,13 @@ def main() -> None:
         f"ratio: p50 {statistics.median(latencies) / statistics.median(floors):.1f}× the floor, "
         f"p95 {percentile(latencies, 95) / percentile(floors, 95):.1f}×; above the floor: "
         f"p50 {statistics.median(latencies) - statistics.median(floors):.1f} ms"
+    )
+    print(f"the watcher's broadcast leaving Redis (a bare channel-layer reader, no web process): {summary(broadcasts)}")
+    watch, broadcast, socket_ = (statistics.median(v) for v in (floors, broadcasts, latencies))
+    print(
+        f"where the p50 goes: API server → a watch client {watch:.1f} ms; watcher (read the event, record the "
+        f"Workload row, commit, broadcast through Redis) {broadcast - watch:.1f} ms; web process (receive, fan "
+        f"out, write the socket) {socket_ - broadcast:.1f} ms"
     )
 
 
