@@ -175,7 +175,23 @@ def summary(values_ms: list[float]) -> str:
     )
 
 
-class WatchFloor:
+class Seen:
+    """(when, replica count) of each change an observer saw, read from another thread or task."""
+
+    seen: list[tuple[float, int]]
+
+    async def first(self, replicas: int, since: float) -> float:
+        """When the first change to `replicas` after `since` arrived (waiting for it if need be)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            arrived = next((t for t, r in list(self.seen) if t >= since and r == replicas), None)
+            if arrived is not None:
+                return arrived
+            await asyncio.sleep(0.001)
+        raise TimeoutError(f"{type(self).__name__} saw no change to {replicas} replicas")
+
+
+class WatchFloor(Seen):
     """The floor: a bare watch on the namespace's Deployments, read in a thread of this process,
     notes when each change reaches a client of the API server at all."""
 
@@ -193,21 +209,11 @@ class WatchFloor:
             for line in watch.watch.iter_resp_lines(self.response):
                 self.seen.append((time.perf_counter(), json.loads(line)["object"]["spec"]["replicas"]))
 
-    async def first(self, replicas: int, since: float) -> float:
-        """When the first change to `replicas` after `since` arrived (waiting for it if need be)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            arrived = next((t for t, r in list(self.seen) if t >= since and r == replicas), None)
-            if arrived is not None:
-                return arrived
-            await asyncio.sleep(0.001)
-        raise TimeoutError("the floor's watch saw no change")
-
     def close(self) -> None:
         self.response.shutdown()
 
 
-class LayerTap:
+class LayerTap(Seen):
     """A bare member of the `activity` group on the channel layer, in this process: when the
     watcher's broadcast of a change came out of Redis, before any web process handled it. Splits
     the portal's path into the watcher's part (read the event, record the Workload row, commit,
@@ -230,15 +236,6 @@ class LayerTap:
             update = message.get("update") or {}
             if update.get("kind") == "workload":
                 self.seen.append((time.perf_counter(), update.get("desired")))
-
-    async def first(self, replicas: int, since: float) -> float:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            arrived = next((t for t, r in list(self.seen) if t >= since and r == replicas), None)
-            if arrived is not None:
-                return arrived
-            await asyncio.sleep(0.001)
-        raise TimeoutError("the channel layer carried no broadcast of the change")
 
     async def close(self) -> None:
         self.reader.cancel()
