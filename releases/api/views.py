@@ -59,6 +59,8 @@ class Keyset(CursorPagination):
 # An API view; the class keyword `tag` files its operations under that section of the docs
 # (`class BuildDetail(Endpoint, tag="builds")`). No docstring: drf-spectacular would make it the
 # description of every operation that has none of its own.
+# An API view that names its section of the docs in its class line: `class X(Endpoint, tag="builds")`.
+# (A comment, not a docstring: drf-spectacular would copy a docstring into every operation.)
 class Endpoint(APIView):
     def __init_subclass__(cls, tag: str = "", **kwargs):
         super().__init_subclass__(**kwargs)
