@@ -79,6 +79,14 @@ class World:
             self.kube.wait_for(lambda c, env=env: self.kube.rollout_complete(env.namespace, service.k8s_deployment), 60)
         return service
 
+    def retire(self, service) -> None:
+        """Take a finished example's Deployments (and so their ReplicaSets and pods) out of the
+        sandbox cluster: one sandbox serves every example, and one that keeps all their objects
+        spends ever longer on each controller pass (after an hour of the long profile its reads
+        timed out while a pass held the lock)."""
+        for env in (self.cast.dev, self.cast.staging):
+            self.kube.cluster.delete("deployments", env.namespace, service.k8s_deployment)
+
     def work(self) -> None:
         """One round of what the worker and the reconciler do."""
         self.run_jobs(later=False)
@@ -179,6 +187,7 @@ class FailurePath(RuleBasedStateMachine):
     def teardown(self):
         self.world.settle(self.service)
         self.check_settled()
+        self.world.retire(self.service)
 
     # -- invariants --------------------------------------------------------------------------
 
