@@ -95,7 +95,7 @@ class DatabaseCollector:
         yield _histogram(tallies.APPROVAL_WAIT, series, labels)
         yield from self.pending_approvals()
         yield _histogram(tallies.BUILD_DURATION, series, labels)
-        yield from self.dora(tallies.finished_stamps(series.get(tallies.DEPLOYMENTS, [])))
+        yield from self.dora(tallies.finished_stamps(series.get(tallies.DEPLOYMENTS, [])), labels)
         yield from self.watchers()
         yield from self.queue()
 
@@ -148,7 +148,7 @@ class DatabaseCollector:
             oldest.add_metric([row["environment__slug"]], max((now - row["first"]).total_seconds(), 0.0))
         yield oldest
 
-    def dora(self, stamps: dict[int, str]):
+    def dora(self, stamps: dict[int, str], labels: "Labels"):
         """/dora/'s figures for each production environment over the last 30 days, as stored by
         `dora.exported` (recomputed there only when a deployment finished since, or every two
         minutes for the sliding window: the cron job keeps them fresh)."""
@@ -167,7 +167,7 @@ class DatabaseCollector:
             "Median time from commit (or release) to success in production, last 30 days (as /dora/).",
             labels=names,
         )
-        for found in dora.exported(stamps):
+        for found in dora.exported(stamps, labels.services):
             key, figure = [found.service, found.environment], found.figure
             if figure.finished:
                 deployments.add_metric(key, figure.deployments)

@@ -329,27 +329,33 @@ class Exported:
 
 
 def exported(
-    stamps: dict[int, str] | None = None, now: datetime | None = None, max_age: timedelta = EXPORT_MAX_AGE
+    stamps: dict[int, str] | None = None,
+    services: dict[int, str] | None = None,
+    now: datetime | None = None,
+    max_age: timedelta = EXPORT_MAX_AGE,
 ) -> list[Exported]:
     """The DORA figures of each production environment over the last 30 days, by service: the
     stored ones, recomputed first for an environment where a deployment finished since they were
     computed (its `tallies.finished_stamps` moved) or that are older than `max_age` (two minutes
-    for a scrape). `stamps` are the current stamps when the caller has read the tallies already."""
+    for a scrape). A scrape passes what it has read already: the `stamps` of its tallies and its
+    `services` (slug by id)."""
     now = now or timezone.now()
     if stamps is None:
         stamps = tallies.finished_stamps(Tally.objects.filter(metric=tallies.DEPLOYMENTS))
+    if services is None:
+        services = dict(Service.objects.values_list("pk", "slug"))
     environments = list(Environment.objects.filter(is_production=True).order_by("position", "slug"))
     stored = defaultdict(list)
     for figure in DoraFigure.objects.filter(environment_id__in=[e.pk for e in environments]):
         stored[figure.environment_id].append(figure)
-    services = dict(Service.objects.values_list("pk", "slug"))
+    service_ids = {slug: pk for pk, slug in services.items()}
     found = []
     for environment in environments:
         figures = stored[environment.pk]
         marker = next((f for f in figures if f.service_id == 0), None)
         stamp = stamps.get(environment.pk, "")
         if marker is None or marker.stamp != stamp or now - marker.computed_at >= max_age:
-            figures = export(environment, stamp, now, {slug: pk for pk, slug in services.items()})
+            figures = export(environment, stamp, now, service_ids)
         named = [(services[f.service_id], f) for f in figures if f.service_id in services]
         found.extend(Exported(slug, environment.slug, f) for slug, f in sorted(named, key=lambda pair: pair[0]))
     return found
