@@ -22,6 +22,7 @@ from django.core.cache import cache
 
 from clusters.models import Environment
 from plumbing.integrations import IntegrationError, github
+from plumbing.rows import NEWEST_FIRST
 from releases import board, states
 from releases.models import Deployment, Release
 
@@ -271,7 +272,7 @@ def _newest_code(service) -> tuple[str, str]:
     pushed = service.commits.order_by("-pushed_at", "-id").first()
     if pushed is not None:
         return pushed.sha, f"the last push to main ({pushed.sha[:7]})"
-    release = service.releases.exclude(git_sha="").order_by("-created_at", "-id").first()
+    release = service.releases.exclude(git_sha="").order_by(*NEWEST_FIRST).first()
     if release is not None:
         return release.git_sha, f"the newest release {release.version}"
     return "", ""

@@ -5,6 +5,7 @@ from django.db.models import OuterRef, Subquery
 from django.shortcuts import render
 
 from clusters.models import Environment
+from plumbing.rows import NEWEST_FIRST
 from releases import board, states
 from releases.models import Deployment, Release, Service
 from releases.paging import keyset_page
@@ -15,7 +16,7 @@ PAGE = 50
 def services(request):
     """Each service with what runs in each environment and its newest release."""
     environments = list(Environment.objects.in_use())
-    newest_release = Release.objects.filter(service=OuterRef("pk")).order_by("-created_at", "-id").values("pk")[:1]
+    newest_release = Release.objects.filter(service=OuterRef("pk")).order_by(*NEWEST_FIRST).values("pk")[:1]
     all_services = list(Service.objects.annotate(newest_release=Subquery(newest_release)))
     running = board.latest_per_pair(all_services, environments, state=states.SUCCEEDED)
     wanted = [s.newest_release for s in all_services if s.newest_release]

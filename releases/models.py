@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from clusters.models import Environment
 from plumbing import live
+from plumbing.rows import NewestFirst
 from releases import states, tallies
 from releases.tallies import DoraFigure, Tally  # noqa: F401  (the app's models are the ones models.py holds)
 
@@ -75,7 +76,7 @@ class Service(models.Model):
         return self.probe_url.replace("{namespace}", environment.namespace)
 
 
-class Release(models.Model):
+class Release(NewestFirst):
     """One built artifact. Immutable: an approval is an approval of exactly this image."""
 
     SOURCES = [("jenkins", "Jenkins"), ("github", "GitHub"), ("api", "API"), ("manual", "Manual")]
@@ -90,10 +91,8 @@ class Release(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(NewestFirst.Meta):
         constraints = [models.UniqueConstraint(fields=["service", "version"], name="one_release_per_version")]
         indexes = [models.Index(fields=["service", "-created_at"], name="release_service_recent")]
 
@@ -128,8 +127,11 @@ class Timeline(models.Model):
     """
 
     last_seq = models.PositiveIntegerField(default=0)
-    # The states in which the row (its `state`) is still under way.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The states in which the row (its `state`) is still under way, and those it ends in.
     active_states: frozenset = frozenset()
+    final_states: frozenset = frozenset()
 
     class Meta:
         abstract = True
@@ -146,6 +148,12 @@ class Timeline(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in self.active_states
+
+    def ending(self, new: str, fields: dict, now=None) -> dict:
+        """`fields` for a move to `new`, with `finished_at` stamped when `new` is a final state."""
+        if new in self.final_states:
+            fields.setdefault("finished_at", now or timezone.now())
+        return fields
 
     @property
     def group(self) -> str:
@@ -359,7 +367,7 @@ def jenkins_run_fields(asked_for: str) -> tuple:
     )
 
 
-class Deployment(CountedOnCreate, Timeline):
+class Deployment(CountedOnCreate, Timeline, NewestFirst):
     """A release going to an environment, or a rollback; its timeline is DeploymentEvent rows."""
 
     DEPLOY = "deploy"
@@ -370,6 +378,7 @@ class Deployment(CountedOnCreate, Timeline):
     AUTO_ROLLBACK = "auto_rollback"  # failed in an environment that rolls back by itself
     FOLLOWUPS = [("", "None"), (STOP, "Stop the rollout"), (AUTO_ROLLBACK, "Roll back automatically")]
     active_states = states.ACTIVE
+    final_states = states.FINAL
     # Counted once created; its state then moves only through `transition`, which counts too.
     count_created = tallies.deployment_created
 
@@ -416,9 +425,6 @@ class Deployment(CountedOnCreate, Timeline):
     bake_seconds = models.PositiveIntegerField(default=0)
     probe = models.JSONField(default=dict, blank=True)
     verification = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     observed_at = models.DateTimeField(null=True, blank=True)
     github_deployment_id = models.BigIntegerField(null=True, blank=True)
     grafana_annotation_id = models.BigIntegerField(null=True, blank=True)
@@ -427,8 +433,7 @@ class Deployment(CountedOnCreate, Timeline):
 
     objects = DeploymentQuerySet.as_manager()
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(NewestFirst.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["service", "environment"],
@@ -515,8 +520,7 @@ class Deployment(CountedOnCreate, Timeline):
         if not states.can_move(old, new):
             raise TransitionRefused(f"A deployment cannot go from {old} to {new}.")
         now = timezone.now()
-        if new in states.FINAL:
-            fields.setdefault("finished_at", now)
+        self.ending(new, fields, now)
         if new in states.OBSERVED:
             fields.setdefault("started_at", self.started_at or now)
         data = {
@@ -628,6 +632,7 @@ class Build(CountedOnCreate, Timeline):
 
     TRIGGERS = [("portal", "Portal"), ("github", "GitHub"), ("jenkins", "Jenkins")]
     active_states = states.BUILD_ACTIVE
+    final_states = states.BUILD_FINAL
     count_created = tallies.build_finished
 
     service = models.ForeignKey(Service, null=True, blank=True, on_delete=models.CASCADE, related_name="builds")
@@ -649,8 +654,6 @@ class Build(CountedOnCreate, Timeline):
     release = models.ForeignKey(Release, null=True, blank=True, on_delete=models.SET_NULL, related_name="builds")
     log_offset = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -681,8 +684,7 @@ class Build(CountedOnCreate, Timeline):
 
     def move(self, new: str, message: str, *, data: dict | None = None, **fields) -> bool:
         """Compare-and-swap the build from an active state to `new`, with a "state" event."""
-        if new in states.BUILD_FINAL:
-            fields.setdefault("finished_at", timezone.now())
+        self.ending(new, fields)
         payload = {
             "state": new,
             "label": states.BUILD_LABELS[new],

@@ -23,6 +23,7 @@ from datetime import timedelta
 from django.db import IntegrityError, models, transaction
 from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, Sum
 
+from plumbing.rows import NEWEST_FIRST
 from releases import states
 
 # Seconds. Rollouts take minutes; approvals minutes to days; builds minutes. Eight buckets each
@@ -163,7 +164,7 @@ def deployment_moved(deployment, old: str, new: str) -> None:
     if old == states.PENDING_APPROVAL and new == states.APPROVED:
         decided = (
             deployment.approvals.filter(decision="approve")
-            .order_by("-created_at", "-id")
+            .order_by(*NEWEST_FIRST)
             .values_list("created_at", flat=True)
             .first()
         )

@@ -16,6 +16,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from plumbing.rows import NewestFirst
+
 PREFIX = "pmp_"
 READ = "read"
 DEPLOY = "deploy"
@@ -65,7 +67,7 @@ class ApiTokenQuerySet(models.QuerySet):
         return self.filter(unexpired, revoked_at__isnull=True)
 
 
-class ApiToken(models.Model):
+class ApiToken(NewestFirst):
     """A named bearer token of one user, with scopes, an optional expiry and a last-used time."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
@@ -76,15 +78,13 @@ class ApiToken(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiTokenQuerySet.as_manager()
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(NewestFirst.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "name"], condition=Q(revoked_at__isnull=True), name="one_live_token_per_name"
