@@ -9,12 +9,15 @@ deployments and approvals are generated here and streamed with COPY; events deri
 the deployments, so PostgreSQL generates them itself (INSERT … SELECT generate_series)
 instead of receiving 2M rows over the socket. Then ANALYZE.
 
-Each page is fetched with the Django test client, logged in as an approver: one warm-up
-(whose queries are captured and counted), then 15 timed runs, each right after a request to
+Each page is fetched with the Django test client, logged in as an approver: one view rendered
+anew (whose queries are captured and counted), then 15 timed runs, each right after a request to
 the floor: a view rendering base.html (the header every page has) behind the same middleware,
 context processors and client. It prints `ratio <page name>: <x>×` per page: the page's best
 run over the floor's best run in the same run (medians are printed too; on a shared machine they
-carry the neighbours' load). Every captured query is EXPLAINed to spot sequential scans over the
+carry the neighbours' load). Pages keep their costly parts rendered until a change they show
+(plumbing.fragments), so the timed runs are served from those; `cold <page name>: <x>×` is the
+same ratio for views with every kept fragment dropped first (the first view after a change).
+Every captured query is EXPLAINed to spot sequential scans over the
 big tables; the slowest queries are EXPLAIN ANALYZEd and their plans summarised.
 
     REDIS_URL=redis://127.0.0.1:6379/8 .venv/bin/python bench/history_scale.py [--quick] [--reuse] [--deployments N]
@@ -409,28 +412,51 @@ def timed_get(client, url, headers) -> float:
 
 
 def measure(client, url, headers, runs: int) -> dict:
-    """One warm-up (its queries captured), then `runs` timed requests, each right after a
-    request to the floor, so load from elsewhere on the machine weighs on both alike."""
+    """A first view rendered anew (its queries captured: what rendering reads), then `runs`
+    timed views, each right after a request to the floor, so load from elsewhere on the machine
+    weighs on both alike. Pages keep their costly parts rendered (plumbing.fragments) until a
+    change they show: the timed views are what most visitors get; `cold` is the best of a few
+    views with every kept fragment dropped first, what the first visitor after a change gets."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from plumbing import fragments
+
+    fragments.clear()
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url, **headers)
     # Read now: the next request's request_started signal empties the connection's query log.
     queries = [(float(q["time"]) * 1000, q["sql"]) for q in captured.captured_queries]
     if response.status_code != 200:
         raise SystemExit(f"{url} answered {response.status_code}")
+    with CaptureQueriesContext(connection) as again:
+        client.get(url, **headers)
+    kept_queries = len(again.captured_queries)
     client.get(FLOOR_URL)
-    times, floors = [], []
+    times, floors, colds = [], [], []
     for _ in range(runs):
         floors.append(timed_get(client, FLOOR_URL, {}))
         times.append(timed_get(client, url, headers))
+    for _ in range(min(runs, 5)):
+        floors.append(timed_get(client, FLOOR_URL, {}))
+        fragments.clear()
+        colds.append(timed_get(client, url, headers))
     ms, floor = statistics.median(times), statistics.median(floors)
     # The ratio compares the best of each: on a machine shared with other work, a page's fastest
     # run is closest to its own cost, and its median is partly the neighbours' (in one run here
     # the floor's median went from 6 to 62 ms between pages).
-    ratio = min(times) / min(floors)
-    return {"ms": ms, "floor": floor, "best": min(times), "best_floor": min(floors), "ratio": ratio, "queries": queries}
+    best_floor = min(floors)
+    return {
+        "ms": ms,
+        "floor": floor,
+        "best": min(times),
+        "best_floor": best_floor,
+        "ratio": min(times) / best_floor,
+        "cold": min(colds),
+        "cold_ratio": min(colds) / best_floor,
+        "queries": queries,
+        "kept_queries": kept_queries,
+    }
 
 
 def plan_nodes(node):
@@ -483,20 +509,27 @@ def explain_analyze(sql: str) -> tuple[float, list[str]]:
 
 def report(results, explain_top: int) -> None:
     print()
-    head = f"{'page':34} {'median ms':>10} {'floor ms':>9} {'ratio*':>7} {'queries':>8} {'slowest q ms':>13}"
-    print(f"{head} {'seq scans on big tables':>24}")
-    print("-" * 120)
+    head = f"{'page':34} {'median ms':>10} {'floor ms':>9} {'ratio*':>7} {'cold*':>6} {'queries**':>10}"
+    print(f"{head} {'slowest q ms':>13} {'seq scans on big tables':>24}")
+    print("-" * 128)
     for name, _, result in results:
         slowest = max((t for t, _ in result["queries"]), default=0.0)
         scans = sorted({table for _, sql in result["queries"] for table in big_seq_scans(sql)})
         scans = ", ".join(scans) or "-"
-        figures = f"{result['ms']:>10.1f} {result['floor']:>9.1f} {result['ratio']:>6.1f}× {len(result['queries']):>8}"
-        print(f"{name:34} {figures} {slowest:>13.1f} {scans:>24}")
-    print("* best page run over best floor run (the floors were interleaved with the page's runs)\n")
+        counts = f"{result['kept_queries']}/{len(result['queries'])}"
+        figures = (
+            f"{result['ms']:>10.1f} {result['floor']:>9.1f} {result['ratio']:>6.1f}× {result['cold_ratio']:>5.1f}×"
+        )
+        print(f"{name:34} {figures} {counts:>10} {slowest:>13.1f} {scans:>24}")
+    print("* best page run over best floor run (the floors were interleaved with the page's runs); cold: with")
+    print("  every kept fragment dropped first (the first view after a change)")
+    print("** queries of a view served from kept fragments / of a view rendered anew (slowest q, scans: the latter)\n")
     for name, _, result in results:
         best = f"best page {result['best']:.1f} ms, best floor {result['best_floor']:.1f} ms"
         medians = f"medians {result['ms']:.1f} and {result['floor']:.1f} ms"
         print(f"ratio {name}: {result['ratio']:.1f}×  ({best}; {medians})")
+    for name, _, result in results:
+        print(f"cold {name}: {result['cold_ratio']:.1f}×  (best of rendered-anew views {result['cold']:.1f} ms)")
     ranked = sorted(
         ((t, name, sql) for name, _, result in results for t, sql in result["queries"]), key=lambda x: -x[0]
     )

@@ -15,6 +15,8 @@ import threading
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from plumbing import fragments
+
 log = logging.getLogger(__name__)
 
 ACTIVITY_GROUP = "activity"
@@ -70,6 +72,12 @@ def timeline(group: str, events: list[dict]) -> None:
 
 
 def activity(summary: dict) -> None:
-    """Relay a summary of a deployment to the dashboard and the other live lists."""
+    """Relay a summary of a deployment to the dashboard and the other live lists.
+
+    What tells an open page to redraw also retires the rendered fragments a new page would have
+    been served: the summary's kind ("deployment", "workload", "guard", "build", "report") is a
+    freshness scope (plumbing.fragments).
+    """
     text = json.dumps({"type": "update", **summary})
     send(ACTIVITY_GROUP, {"type": "activity.update", "update": summary, "text": text})
+    fragments.touch(summary["kind"])

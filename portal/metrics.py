@@ -9,6 +9,10 @@ figures for production over the last 30 days are `releases.dora`'s, the ones /do
 stored as rows (`DoraFigure`) that a scrape recomputes only when a production deployment finished
 since, or every two minutes when the cron job (which refreshes them every minute) is not running.
 The watcher's heartbeat and the RQ queue depth complete it.
+
+The text of the families read from kept rows is itself kept (plumbing.fragments) until one of
+those rows changes or the minute turns; the families that age with the clock are read at every
+scrape.
 """
 
 import hmac
@@ -24,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 from clusters.models import Environment, WatcherHeartbeat
-from plumbing import queues
+from plumbing import fragments, queues
 from releases import dora, states, tallies
 from releases.models import Deployment, Service
 
@@ -85,17 +89,27 @@ class DatabaseCollector:
     """A prometheus_client custom collector: each `collect()` runs a fixed set of queries."""
 
     def collect(self):
+        yield from self.counted()
+        yield from self.now()
+
+    def counted(self):
+        """The families read from kept rows (tallies, DORA figures): they change only with a
+        deployment, build, approval or DORA export, so `scrape` keeps their text between those."""
         series = {}
         for tally in tallies.Tally.objects.order_by("metric", "id"):
             series.setdefault(tally.metric, []).append(tally)
         labels = Labels()
         yield self.deployments(series.get(tallies.DEPLOYMENTS, []), labels)
-        yield from self.in_flight()
         yield _histogram(tallies.DEPLOYMENT_DURATION, series, labels)
         yield _histogram(tallies.APPROVAL_WAIT, series, labels)
-        yield from self.pending_approvals()
         yield _histogram(tallies.BUILD_DURATION, series, labels)
         yield from self.dora(tallies.finished_stamps(series.get(tallies.DEPLOYMENTS, [])), labels)
+
+    def now(self):
+        """The families that age with the clock (what is under way, the watcher, the queue): read
+        at every scrape."""
+        yield from self.in_flight()
+        yield from self.pending_approvals()
         yield from self.watchers()
         yield from self.queue()
 
@@ -257,4 +271,15 @@ def scrape(request):
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return HttpResponse(text_format(DatabaseCollector().collect()), content_type=CONTENT_TYPE_LATEST)
+    collector = DatabaseCollector()
+    # The counted families' text is kept until a change they count (their scopes), or the minute
+    # turns (DORA's window slides; a miss also recomputes stale DORA figures, as before).
+    counted = fragments.cached(
+        "metrics", COUNTED_SCOPES, [fragments.minute()], lambda: text_format(collector.counted()).decode()
+    )
+    return HttpResponse(counted.encode() + text_format(collector.now()), content_type=CONTENT_TYPE_LATEST)
+
+
+# What the counted families read: tallies (moved with deployments, approvals and builds), the
+# names of services and environments (labels), and the stored DORA figures.
+COUNTED_SCOPES = (fragments.DEPLOYMENT, fragments.BUILD, fragments.CATALOG, fragments.DORA)

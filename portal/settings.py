@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "plumbing",
     "portal",
     "clusters",
     "releases",
@@ -289,7 +290,14 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
         "LOCATION": "pampam",
         "OPTIONS": {"MAX_ENTRIES": 2000},
-    }
+    },
+    # Rendered page fragments (plumbing/fragments.py), per process: keyed by freshness tokens
+    # kept in the database, so every process drops a stale one at the same moment.
+    "fragments": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "pampam-fragments",
+        "OPTIONS": {"MAX_ENTRIES": 1000},
+    },
 }
 
 # The watcher writes a heartbeat; /readyz fails when it is older than this.

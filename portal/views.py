@@ -3,15 +3,32 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
-from clusters.models import WatcherHeartbeat
-from plumbing import queues
-from releases import board
+from clusters.models import Environment, WatcherHeartbeat
+from plumbing import fragments, queues
+from releases import board, guards
+
+# What the dashboard's matrix shows: deployments, workloads, guards, services and environments.
+MATRIX_SCOPES = (fragments.DEPLOYMENT, fragments.WORKLOAD, fragments.GUARD, fragments.CATALOG)
 
 
 def dashboard(request):
-    return render(request, "dashboard.html", {**board.dashboard(), "watcher": watcher_status()})
+    """The matrix is the same for everyone: kept rendered until a change it shows (its scopes),
+    a freeze or lock starting or ending, or the minute its "3 minutes ago" turns over."""
+    environments = list(Environment.objects.in_use())
+    held = guards.in_force(environments)
+    parts = [fragments.minute(), timezone.get_current_timezone_name(), guards.fingerprint(held)]
+    parts.append([e.pk for e in environments])
+    matrix = fragments.cached(
+        "dashboard-matrix",
+        MATRIX_SCOPES,
+        parts,
+        lambda: render_to_string("includes/matrix.html", board.dashboard(environments, held)),
+    )
+    return render(request, "dashboard.html", {"matrix": mark_safe(matrix), "watcher": watcher_status()})  # noqa: S308
 
 
 @login_not_required

@@ -113,12 +113,14 @@ def matrix(services, environments) -> list[Row]:
     return [Row(s, [cell(s, e) for e in environments]) for s in services]
 
 
-def dashboard() -> dict:
+def dashboard(environments=None, held=None) -> dict:
     """Services × environments in use (archived ones keep their history but leave the board),
-    with the freezes and locks that stop deployments now."""
-    environments = list(Environment.objects.in_use())
+    with the freezes and locks that stop deployments now (`held`: guards.in_force)."""
+    if environments is None:
+        environments = list(Environment.objects.in_use())
+    if held is None:
+        held = guards.in_force(environments)
     rows = matrix(Service.objects.all(), environments)
-    held = guards.in_force(environments)
     for row in rows:
         for cell in row.cells:
             cell.locks = held[cell.environment.pk].locks_for(cell.service.slug)

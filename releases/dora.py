@@ -22,9 +22,12 @@ from statistics import median
 from django.db import transaction
 from django.db.models import FloatField, Func, OuterRef, Subquery
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from clusters.models import Environment
+from plumbing import fragments
 from releases import states, tallies
 from releases.models import Commit, Deployment, DoraFigure, Release, Service, Tally
 
@@ -390,6 +393,7 @@ def export(environment, stamp: str, now: datetime, service_ids: dict[str, int]) 
             unique_fields=["environment_id", "service_id"],
             update_fields=["deployments", "finished", "failure_ratio", "lead_time_seconds", "stamp", "computed_at"],
         )
+        fragments.touch(fragments.DORA)
     return figures
 
 
@@ -407,6 +411,18 @@ def page(request):
     if problem:
         return render(request, "refused.html", {"message": problem}, status=400)
     end = timezone.now()
+    parts = [environment.pk if environment else None, days, fragments.minute(end), timezone.get_current_timezone_name()]
+    body = fragments.cached("dora", DORA_SCOPES, parts, lambda: _body(environments, environment, days, end))
+    return render(request, "releases/dora.html", {"body": mark_safe(body)})  # noqa: S308 (rendered by the template engine)
+
+
+# What /dora/ reads: deployments (finished ones), and services, releases and commits (lead time).
+DORA_SCOPES = (fragments.DEPLOYMENT, fragments.CATALOG)
+
+
+def _body(environments, environment, days: int, end: datetime) -> str:
+    """The page's figures, tables and charts: the same for everyone, so kept rendered for the
+    minute (the window slides) until a deployment changes."""
     start = end - timedelta(days=days)
     rows = load_rows(environment, start, end) if environment else []
     names = dict(Service.objects.values_list("slug", "name"))
@@ -430,7 +446,7 @@ def page(request):
         "first_day": daily[0][0] if daily else None,
         "last_day": daily[-1][0] if daily else None,
     }
-    return render(request, "releases/dora.html", context)
+    return render_to_string("includes/dora_body.html", context)
 
 
 def _choices(query, environments):

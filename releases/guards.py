@@ -117,6 +117,15 @@ def in_force(environments, now=None) -> dict[int, EnvironmentGuards]:
     return guards
 
 
+def fingerprint(held: dict[int, EnvironmentGuards]) -> list:
+    """Which freezes and locks `in_force` found, by id: it moves when one starts or ends with
+    the clock (an edit to one is a "guard" change of its own)."""
+    return [
+        (env, getattr(g.freeze, "pk", None), [f.pk for f in g.upcoming], [lock.pk for lock in g.locks])
+        for env, g in sorted(held.items())
+    ]
+
+
 def _tell_pages(environment) -> None:
     live.activity({"kind": "guard", "environment": environment.slug})
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clusters.models import Environment
-from plumbing import live
+from plumbing import fragments, live
 from plumbing.rows import NewestFirst
 from releases import states, tallies
 from releases.tallies import DoraFigure, Tally  # noqa: F401  (the app's models are the ones models.py holds)
@@ -677,10 +677,14 @@ class Build(CountedOnCreate, Timeline):
 
     def broadcast(self, events) -> None:
         super().broadcast(events)
-        if self.service_id and any(event.kind not in live.QUIET_KINDS for event in events):
+        if not any(event.kind not in live.QUIET_KINDS for event in events):
+            return
+        if self.service_id:
             # The service page lists its builds: tell it this one moved (not every log line).
             summary = {"kind": "build", "build": self.pk, "service": self.service.slug, "state": self.state}
             live.activity(summary)
+        else:
+            fragments.touch(fragments.BUILD)  # no page lists it, but /metrics counts it
 
     def move(self, new: str, message: str, *, data: dict | None = None, **fields) -> bool:
         """Compare-and-swap the build from an active state to `new`, with a "state" event."""

@@ -6,9 +6,13 @@ from django.contrib import messages
 from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from clusters.models import Environment, Workload
+from plumbing import fragments
 from releases import (
     board,
     changelog,
@@ -24,6 +28,7 @@ from releases import (
 from releases.forms import CancelForm, DecisionForm, DeployForm, HistoryFilter, RollbackForm
 from releases.models import Approval, Deployment, Release, Service
 from releases.paging import keyset_page
+from releases.templatetags import widgets
 
 # A replay reads at most this many events (the page itself lists the last 500).
 REPLAY_EVENTS = 5000
@@ -54,12 +59,25 @@ def _rollback_offer(user, service, environment, plan) -> RollbackOffer | None:
     return RollbackOffer(environment, plan.target, verdict)
 
 
+# What history pages and parts show: deployments, and the names of services, environments and people.
+HISTORY_SCOPES = (fragments.DEPLOYMENT, fragments.CATALOG)
+
+
 def service_detail(request, slug):
     service = get_object_or_404(Service, slug=slug)
-    releases = list(service.releases.select_related("created_by")[:50])
     environments = list(Environment.objects.in_use())
-    reached = board.promotion(service, releases)
-    release_rows = [(r, [(e, e.pk in reached[r.pk]) for e in environments]) for r in releases]
+
+    def service_history() -> str:
+        releases = list(service.releases.select_related("created_by")[:50])
+        reached = board.promotion(service, releases)
+        rows = [(r, [(e, e.pk in reached[r.pk]) for e in environments]) for r in releases]
+        recent = service.deployments.for_history().with_rollbacks().order_by("-id")[:10]
+        return render_to_string("includes/service_history.html", {"release_rows": rows, "recent": recent})
+
+    # The releases and recent deployments are the same for everyone: kept rendered until a
+    # deployment or the catalog changes (or the minute of "3 minutes ago" turns).
+    parts = [service.pk, [e.pk for e in environments], fragments.minute(), timezone.get_current_timezone_name()]
+    history = fragments.cached("service-history", HISTORY_SCOPES, parts, service_history)
     cells = board.dashboard_row(service, environments)
     held = guards.in_force(environments)
     for cell in cells:
@@ -70,8 +88,7 @@ def service_detail(request, slug):
         "releases/service.html",
         {
             "service": service,
-            "release_rows": release_rows,
-            "recent": service.deployments.for_history().with_rollbacks().order_by("-id")[:10],
+            "service_history": mark_safe(history),  # noqa: S308 (rendered by the template engine)
             "cells": [(cell, offers[cell.environment.pk]) for cell in cells],
             "lockable": [e for e in environments if rules.can_lock(request.user, e)],
             "may_build": rules.can_build(request.user, service),
@@ -149,8 +166,15 @@ def deployment_detail(request, pk, decision_form=None, status=200):
     deployment = get_object_or_404(Deployment.objects.for_page().select_related("previous_release"), pk=pk)
     if not rules.can_view(request.user, deployment):
         return refused(request, "You may not view this deployment.")
-    newest = deployment.events.order_by("-seq").values_list(*TIMELINE_FIELDS)[:500]
-    events = [TimelineItem(*row) for row in list(newest)[::-1]]
+
+    def timeline() -> str:
+        newest = deployment.events.order_by("-seq").values_list(*TIMELINE_FIELDS)[:500]
+        return widgets.timeline_items([TimelineItem(*row) for row in list(newest)[::-1]])
+
+    # Events are only ever appended, each moving `last_seq`: the timeline up to a `last_seq` never
+    # changes (but for an actor's renamed username: the catalog scope).
+    parts = [deployment.pk, deployment.last_seq, timezone.get_current_timezone_name()]
+    events = mark_safe(fragments.cached("timeline", [fragments.CATALOG], parts, timeline))  # noqa: S308 (escaped there)
     user = request.user
     start, end, _ = grafana_panels.rollout_window(deployment)
     return render(
@@ -308,22 +332,27 @@ def waiting(request):
 
 
 def history(request):
+    """A page of deployments, newest first, filtered; the same for everyone who asks for the same
+    page, so it is kept rendered until a deployment changes (or the minute of "3 minutes ago")."""
     form = HistoryFilter(request.GET or None)
-    deployments = Deployment.objects.for_history().with_rollbacks().order_by("-id")
     if form.is_bound and not form.is_valid():
         return render(request, "releases/history.html", {"form": form, "page": []}, status=400)
     data = form.cleaned_data if form.is_bound else {}
-    deployments = deployments.matching(
-        **{name: data.get(name) for name in ("service", "environment", "state", "requester", "since", "until")}
-    )
-    page = keyset_page(request, deployments, settings.HISTORY_PAGE_SIZE, data.get("before"))
-    return render(
-        request,
-        "releases/history.html",
-        {
-            "form": form,
-            "page": page.rows,
-            "next_query": page.next_query,
-            "first_query": page.first_query,
-        },
-    )
+
+    def body() -> str:
+        deployments = (
+            Deployment.objects.for_history()
+            .with_rollbacks()
+            .order_by("-id")
+            .matching(
+                **{name: data.get(name) for name in ("service", "environment", "state", "requester", "since", "until")}
+            )
+        )
+        page = keyset_page(request, deployments, settings.HISTORY_PAGE_SIZE, data.get("before"))
+        context = {"form": form, "page": page.rows, "next_query": page.next_query, "first_query": page.first_query}
+        return render_to_string("includes/history_body.html", context)
+
+    query = sorted(request.GET.lists())
+    parts = [query, fragments.minute(), timezone.get_current_timezone_name()]
+    html = fragments.cached("history", HISTORY_SCOPES, parts, body)
+    return render(request, "releases/history.html", {"body": mark_safe(html)})  # noqa: S308 (rendered by the template engine)

@@ -112,7 +112,28 @@ window.Pampam = (function () {
   }
   function onWaiting(fn) { waitingListeners.push(fn); }
 
+  // Relative times ----------------------------------------------------------------------------
+  // `<time data-relative>` ("3 minutes ago", widgets.when) may come from a fragment the server
+  // kept for up to a minute: under a day old, say it again from the clock, in naturaltime's words.
+  function ago(n, one, many) { return n === 1 ? one : n + " " + many; }
+  function relative(seconds) {
+    if (seconds < 1) return "now";
+    if (seconds < 60) return ago(Math.floor(seconds), "a second ago", "seconds ago");
+    if (seconds < 3600) return ago(Math.floor(seconds / 60), "a minute ago", "minutes ago");
+    return ago(Math.floor(seconds / 3600), "an hour ago", "hours ago");
+  }
+  function retell() {
+    var now = Date.now();
+    document.querySelectorAll("time[data-relative][datetime]").forEach(function (t) {
+      var seconds = (now - Date.parse(t.getAttribute("datetime"))) / 1000;
+      if (seconds >= 0 && seconds < 86400) t.textContent = relative(seconds);
+    });
+  }
+  onRefreshed(retell);
+  setInterval(retell, 30000);
+
   function start() {
+    retell();
     if (badge) { onActivity(watchWaiting); onConnected(recountSoon); }
     var body = document.body.dataset;
     if (body.liveService !== undefined || body.liveEnvironment !== undefined || body.liveGuards !== undefined) {

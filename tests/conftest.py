@@ -124,6 +124,17 @@ def _own_channel_layer():
     channel_layers.backends.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fragments_follow_commits(request, settings):
+    """Under `db` nothing commits, so no change would retire a rendered fragment (plumbing.fragments
+    renews tokens after commit): those tests get every page rendered anew. Tests whose writes commit
+    (transactional_db, live_server) keep the real cache, as production does."""
+    marked = request.node.get_closest_marker("django_db")
+    committing = {"transactional_db", "live_server", "cast_tx"} & set(request.fixturenames)
+    if not committing and not (marked and marked.kwargs.get("transaction")):
+        settings.CACHES = {**settings.CACHES, "fragments": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+
+
 @pytest.fixture
 def run_jobs():
     """Run queued jobs in this process (bursts of rq's SimpleWorker) until none is left.

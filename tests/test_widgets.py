@@ -20,7 +20,8 @@ BADGE = (
     "{{ deployment.state_label }}</span>"
 )
 WHEN = (
-    "{% load humanize %}<time datetime=\"{{ at|date:'c' }}\" title=\"{{ at|date:'Y-m-d H:i:s T' }}\">"
+    # data-relative: portal.js says it again from the clock (the page may be a kept fragment).
+    "{% load humanize %}<time datetime=\"{{ at|date:'c' }}\" title=\"{{ at|date:'Y-m-d H:i:s T' }}\" data-relative>"
     "{{ at|naturaltime }}</time>"
 )
 PROGRESS = (

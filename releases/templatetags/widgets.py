@@ -38,7 +38,9 @@ def when(at) -> str:
         title = f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or ''}".rstrip()  # the date filter's "Y-m-d H:i:s T"
     else:
         local, title = at, dateformat.format(at, "Y-m-d H:i:s T")
-    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(), title, naturaltime(at))
+    return format_html(
+        '<time datetime="{}" title="{}" data-relative>{}</time>', local.isoformat(), title, naturaltime(at)
+    )
 
 
 @register.simple_tag
