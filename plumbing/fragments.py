@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from django.core.cache import caches
 from django.db import transaction
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from plumbing.models import Freshness
 
@@ -84,6 +85,13 @@ def cached(name: str, scopes: Iterable[str], parts: Iterable, render: Callable[[
         html = render()
         store.set(key, html, TTL)
     return html
+
+
+def html(name: str, scopes: Iterable[str], parts: Iterable, render: Callable[[], str], *, per_minute=True):
+    """A part of a page the template engine rendered (so escaped), kept as `cached` keeps it:
+    also per time zone (it shows local times) and, where it says "3 minutes ago", per minute."""
+    parts = [*parts, timezone.get_current_timezone_name(), minute() if per_minute else None]
+    return mark_safe(cached(name, scopes, parts, render))  # noqa: S308 (rendered by the template engine)
 
 
 def clear() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from clusters.models import Environment, Workload
-from releases import guards, rules, states
+from releases import rules, states
 from releases.models import Deployment, Release, Service
 
 
@@ -113,13 +113,9 @@ def matrix(services, environments) -> list[Row]:
     return [Row(s, [cell(s, e) for e in environments]) for s in services]
 
 
-def dashboard(environments=None, held=None) -> dict:
-    """Services × environments in use (archived ones keep their history but leave the board),
-    with the freezes and locks that stop deployments now (`held`: guards.in_force)."""
-    if environments is None:
-        environments = list(Environment.objects.in_use())
-    if held is None:
-        held = guards.in_force(environments)
+def dashboard(environments, held) -> dict:
+    """Services × `environments` (those in use: archived ones keep their history but leave the
+    board), with the freezes and locks that stop deployments now (`held`: guards.in_force)."""
     rows = matrix(Service.objects.all(), environments)
     for row in rows:
         for cell in row.cells:

@@ -24,7 +24,6 @@ from django.db.models import FloatField, Func, OuterRef, Subquery
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.safestring import mark_safe
 
 from clusters.models import Environment
 from plumbing import fragments
@@ -411,9 +410,9 @@ def page(request):
     if problem:
         return render(request, "refused.html", {"message": problem}, status=400)
     end = timezone.now()
-    parts = [environment.pk if environment else None, days, fragments.minute(end), timezone.get_current_timezone_name()]
-    body = fragments.cached("dora", DORA_SCOPES, parts, lambda: _body(environments, environment, days, end))
-    return render(request, "releases/dora.html", {"body": mark_safe(body)})  # noqa: S308 (rendered by the template engine)
+    parts = [environment.pk if environment else None, days]
+    body = fragments.html("dora", DORA_SCOPES, parts, lambda: _body(environments, environment, days, end))
+    return render(request, "releases/dora.html", {"body": body})
 
 
 # What /dora/ reads: deployments (finished ones), and services, releases and commits (lead time).

@@ -7,8 +7,6 @@ from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.utils import timezone
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from clusters.models import Environment, Workload
@@ -76,8 +74,8 @@ def service_detail(request, slug):
 
     # The releases and recent deployments are the same for everyone: kept rendered until a
     # deployment or the catalog changes (or the minute of "3 minutes ago" turns).
-    parts = [service.pk, [e.pk for e in environments], fragments.minute(), timezone.get_current_timezone_name()]
-    history = fragments.cached("service-history", HISTORY_SCOPES, parts, service_history)
+    parts = [service.pk, [e.pk for e in environments]]
+    history = fragments.html("service-history", HISTORY_SCOPES, parts, service_history)
     cells = board.dashboard_row(service, environments)
     held = guards.in_force(environments)
     for cell in cells:
@@ -88,7 +86,7 @@ def service_detail(request, slug):
         "releases/service.html",
         {
             "service": service,
-            "service_history": mark_safe(history),  # noqa: S308 (rendered by the template engine)
+            "service_history": history,
             "cells": [(cell, offers[cell.environment.pk]) for cell in cells],
             "lockable": [e for e in environments if rules.can_lock(request.user, e)],
             "may_build": rules.can_build(request.user, service),
@@ -173,8 +171,8 @@ def deployment_detail(request, pk, decision_form=None, status=200):
 
     # Events are only ever appended, each moving `last_seq`: the timeline up to a `last_seq` never
     # changes (but for an actor's renamed username: the catalog scope).
-    parts = [deployment.pk, deployment.last_seq, timezone.get_current_timezone_name()]
-    events = mark_safe(fragments.cached("timeline", [fragments.CATALOG], parts, timeline))  # noqa: S308 (escaped there)
+    parts = [deployment.pk, deployment.last_seq]
+    events = fragments.html("timeline", [fragments.CATALOG], parts, timeline, per_minute=False)
     user = request.user
     start, end, _ = grafana_panels.rollout_window(deployment)
     return render(
@@ -352,7 +350,5 @@ def history(request):
         context = {"form": form, "page": page.rows, "next_query": page.next_query, "first_query": page.first_query}
         return render_to_string("includes/history_body.html", context)
 
-    query = sorted(request.GET.lists())
-    parts = [query, fragments.minute(), timezone.get_current_timezone_name()]
-    html = fragments.cached("history", HISTORY_SCOPES, parts, body)
-    return render(request, "releases/history.html", {"body": mark_safe(html)})  # noqa: S308 (rendered by the template engine)
+    html = fragments.html("history", HISTORY_SCOPES, [sorted(request.GET.lists())], body)
+    return render(request, "releases/history.html", {"body": html})
