@@ -9,6 +9,10 @@ a function to dodge one.
 """
 
 import ast
+import functools
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +31,25 @@ def module_name(path: Path) -> str:
 
 def imports(path: Path, package: str | None = None) -> list[tuple[str, int, bool]]:
     """(imported module, line, at module level) for every import of a project module in `path`."""
+    return [tuple(found) for found in _parsed_apart((str(path),), package)[str(path)]]
+
+
+@functools.cache
+def _parsed_apart(paths: tuple[str, ...], package: str | None = None) -> dict[str, list]:
+    """Every file of `paths` read by `_read_imports` in a fresh interpreter.
+
+    Not in this process: CPython 3.11's AST constructor keeps its recursion depth per
+    interpreter, so a RecursionError caught elsewhere, or another thread formatting a traceback
+    (which parses source) at the same moment, can make `ast.parse` here fail with "AST
+    constructor recursion depth mismatch". A file of its own runs the check with nothing else.
+    """
+    command = [sys.executable, __file__, *(["--package", package] if package else []), *paths]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _read_imports(path: Path, package: str | None = None) -> list[tuple[str, int, bool]]:
     tree = ast.parse(path.read_text(), filename=str(path))
     top_level = {id(node) for node in tree.body}
     if package is None:
@@ -48,6 +71,12 @@ def imports(path: Path, package: str | None = None) -> list[tuple[str, int, bool
     return found
 
 
+def product_imports() -> dict[Path, list[tuple[str, int, bool]]]:
+    files = product_files()
+    parsed = _parsed_apart(tuple(str(p) for p in files))
+    return {p: [tuple(found) for found in parsed[str(p)]] for p in files}
+
+
 def product_files() -> list[Path]:
     return [
         p for package in (*LAYERS, "sandbox") for p in (ROOT / package).rglob("*.py") if "migrations" not in p.parts
@@ -67,10 +96,10 @@ def resolve(name: str, modules: set[str]) -> str:
 
 def test_it_imports_only_from_the_same_layer_or_below():
     upward = []
-    for path in product_files():
+    for path, found in product_imports().items():
         source = module_name(path)
         top = source.split(".")[0]
-        for name, line, _ in imports(path):
+        for name, line, _ in found:
             target = name.split(".")[0]
             if target == "sandbox" or top == "sandbox":
                 if top != target and source not in MAY_IMPORT_SANDBOX:
@@ -83,8 +112,8 @@ def test_it_imports_only_from_the_same_layer_or_below():
 def test_it_has_no_imports_inside_functions_to_dodge_a_cycle():
     hidden = [
         f"{path.relative_to(ROOT)}:{line} imports {name} inside a function"
-        for path in product_files()
-        for name, line, at_top in imports(path)
+        for path, found in product_imports().items()
+        for name, line, at_top in found
         if not at_top and path.name not in LAZY_BY_DESIGN
     ]
     assert hidden == []
@@ -93,9 +122,9 @@ def test_it_has_no_imports_inside_functions_to_dodge_a_cycle():
 def test_it_has_no_import_cycles():
     modules = known_modules()
     graph = {m: set() for m in modules}
-    for path in product_files():
+    for path, found in product_imports().items():
         source = module_name(path)
-        for name, _, at_top in imports(path):
+        for name, _, at_top in found:
             target = resolve(name, modules)
             if at_top and target != source and target in modules:
                 graph[source].add(target)
@@ -124,3 +153,10 @@ def test_it_catches_an_upward_import(tmp_path):
     found = imports(bad, package="plumbing")
     assert ("releases.flows", 1, True) in found
     assert ("clusters.models", 4, False) in found
+
+
+if __name__ == "__main__":
+    arguments = sys.argv[1:]
+    given = arguments[1] if arguments[:1] == ["--package"] else None
+    files = arguments[2:] if given else arguments
+    print(json.dumps({name: _read_imports(Path(name), given) for name in files}))
