@@ -60,11 +60,18 @@ class ServiceAccount(models.Model):
         return f"{self.user.username} (service account)"
 
 
+# A live token is one not revoked: at most one per user and name, and only live ones authenticate.
+LIVE = Q(revoked_at__isnull=True)
+
+
 class ApiTokenQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(LIVE)
+
     def usable(self, now=None):
-        """Tokens that authenticate now: not revoked, and not past their expiry."""
+        """Tokens that authenticate now: live, and not past their expiry."""
         unexpired = Q(expires_at__isnull=True) | Q(expires_at__gt=now or timezone.now())
-        return self.filter(unexpired, revoked_at__isnull=True)
+        return self.live().filter(unexpired)
 
 
 class ApiToken(NewestFirst):
@@ -85,11 +92,7 @@ class ApiToken(NewestFirst):
     objects = ApiTokenQuerySet.as_manager()
 
     class Meta(NewestFirst.Meta):
-        constraints = [
-            models.UniqueConstraint(
-                fields=["user", "name"], condition=Q(revoked_at__isnull=True), name="one_live_token_per_name"
-            )
-        ]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], condition=LIVE, name="one_live_token_per_name")]
 
     def __str__(self):
         return f"{self.user.username}/{self.name}"
@@ -139,7 +142,7 @@ class ApiToken(NewestFirst):
             self.last_used_at = now
 
     def revoke(self) -> bool:
-        moved = ApiToken.objects.filter(pk=self.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        moved = ApiToken.objects.live().filter(pk=self.pk).update(revoked_at=timezone.now())
         self.refresh_from_db(fields=["revoked_at"])
         return bool(moved)
 

@@ -42,7 +42,7 @@ class TokenForm(forms.Form):
     def clean(self):
         data = super().clean()
         owner = data.get("owner") or self.user
-        if data.get("name") and ApiToken.objects.filter(user=owner, name=data["name"], revoked_at__isnull=True):
+        if data.get("name") and ApiToken.objects.live().filter(user=owner, name=data["name"]):
             self.add_error("name", f"{owner.username} already has a token named “{data['name']}”.")
         return data
 

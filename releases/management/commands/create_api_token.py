@@ -34,7 +34,7 @@ class Command(BaseCommand):
         name = (name or f"cli-{timezone.now():%Y%m%d-%H%M%S}").strip()
         if not name or len(name) > 100:
             raise CommandError("--name takes 1 to 100 characters.")
-        if ApiToken.objects.filter(user=user, name=name, revoked_at__isnull=True).exists():
+        if ApiToken.objects.live().filter(user=user, name=name).exists():
             raise CommandError(f"{username} already has a token named {name}.")
         _, plain = ApiToken.issue(user, name, scopes, days=expires)
         self.stdout.write(plain)
