@@ -24,6 +24,7 @@ the DORA figures /metrics serves, stored again (releases.dora.export).
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from django.core.cache import caches
 from django.db import transaction
@@ -33,6 +34,7 @@ from django.utils.safestring import mark_safe
 from plumbing.models import Freshness
 
 TTL = 300
+T = TypeVar("T")
 DEPLOYMENT, REPORT, WORKLOAD, GUARD, BUILD = "deployment", "report", "workload", "guard", "build"
 CATALOG, DORA = "catalog", "dora"
 SCOPES = (DEPLOYMENT, REPORT, WORKLOAD, GUARD, BUILD, CATALOG, DORA)
@@ -73,9 +75,10 @@ def minute(now=None) -> str:
     return (now or timezone.now()).strftime("%Y%m%d%H%M")
 
 
-def cached(name: str, scopes: Iterable[str], parts: Iterable, render: Callable[[], str]) -> str:
+def cached(name: str, scopes: Iterable[str], parts: Iterable, render: Callable[[], T]) -> T:
     """The fragment `name` for the current tokens of `scopes` and `parts`: from the cache, or
-    `render()`ed (after the tokens were read) and kept."""
+    `render()`ed (after the tokens were read) and kept. Usually HTML; any value that pickles
+    (rows read for a page, counted families) is kept the same way, and each read is a copy."""
     current = tokens(scopes)
     text = repr((name, sorted(current.items()), list(parts)))
     key = f"fragment:{name}:{hashlib.sha256(text.encode()).hexdigest()}"

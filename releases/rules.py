@@ -189,19 +189,26 @@ class RequestFacts:
         return cls(previous, reached, freezes, locks, active)
 
 
-def can_rollback(user, service, environment, *, reason: str = "", override_reason: str = "", plan=None) -> Verdict:
+def can_rollback(
+    user, service, environment, *, reason: str = "", override_reason: str = "", plan=None, seen=None
+) -> Verdict:
     """May `user` roll `service` back in `environment` now?
 
     Rollbacks skip promotion and approvals (they restore a release that ran there) but not
     locks; there must be something to go back to (see DeploymentQuerySet.rollback_plan), and in
     production the person says why. Pass `reason=None` to ask before the reason is known (to
-    decide whether to offer the button).
+    decide whether to offer the button). A page that has read the pair already passes what it
+    read (`plan`, and `seen`: the locks in force over the service there and its active
+    deployment, or None); otherwise they are read here.
     """
     verdict = Verdict()
     _check_deployer(verdict, user, environment, f"You are not a deployer for {environment.name}.")
-    for lock in environment.active_locks(service.slug):
+    if seen is None:
+        seen = (environment.active_locks(service.slug), _active(service, environment))
+    locks, active = seen
+    for lock in locks:
         verdict.refuse_unless_overridden(_lock_reason(lock, environment), user, override_reason)
-    _check_nothing_active(verdict, service, environment)
+    _refuse_if_active(verdict, service, environment, active)
     plan = plan if plan is not None else Deployment.objects.rollback_plan(service, environment)
     if not plan:
         verdict.refuse(plan.refusal)
@@ -293,9 +300,8 @@ def _lock_reason(lock, environment) -> str:
     ).replace("  ", " ")
 
 
-def _check_nothing_active(verdict, service, environment) -> None:
-    active = Deployment.objects.active().filter(service=service, environment=environment).first()
-    _refuse_if_active(verdict, service, environment, active)
+def _active(service, environment):
+    return Deployment.objects.active().filter(service=service, environment=environment).first()
 
 
 def _refuse_if_active(verdict, service, environment, active) -> None:

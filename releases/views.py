@@ -50,15 +50,17 @@ class RollbackOffer:
         return self.environment.is_production
 
 
-def _rollback_offer(user, service, environment, plan) -> RollbackOffer | None:
+def _rollback_offer(user, service, environment, plan, seen=None) -> RollbackOffer | None:
     if not plan:
         return None
-    verdict = rules.can_rollback(user, service, environment, reason=None, plan=plan)
+    verdict = rules.can_rollback(user, service, environment, reason=None, plan=plan, seen=seen)
     return RollbackOffer(environment, plan.target, verdict)
 
 
 # What history pages and parts show: deployments, and the names of services, environments and people.
 HISTORY_SCOPES = (fragments.DEPLOYMENT, fragments.CATALOG)
+# What a service's cells show: its deployments, what the cluster runs and the catalog.
+CELL_SCOPES = (fragments.DEPLOYMENT, fragments.WORKLOAD, fragments.CATALOG)
 
 
 def service_detail(request, slug):
@@ -76,18 +78,27 @@ def service_detail(request, slug):
     # deployment or the catalog changes (or the minute of "3 minutes ago" turns).
     parts = [service.pk, [e.pk for e in environments]]
     history = fragments.html("service-history", HISTORY_SCOPES, parts, service_history)
-    cells = board.dashboard_row(service, environments)
+    # What runs where, each environment's latest deployment, and what a rollback there would
+    # undo and restore are the same for everyone too: kept under the same kind of tokens.
+    def cells_and_plans() -> list:
+        return [(cell, cell.rollback_plan) for cell in board.dashboard_row(service, environments)]
+
+    kept = fragments.cached("service-cells", CELL_SCOPES, parts, cells_and_plans)
     held = guards.in_force(environments)
-    for cell in cells:
+    cells = []
+    for cell, plan in kept:
         cell.locks = held[cell.environment.pk].locks_for(service.slug)
-    offers = {c.environment.pk: _rollback_offer(request.user, service, c.environment, c.rollback_plan) for c in cells}
+        # A plan is made only when the pair's newest deployment is over (Cell.rollback_plan), and
+        # a pair has one active deployment at most (the newest): nothing is active there.
+        seen = (cell.locks, None)
+        cells.append((cell, _rollback_offer(request.user, service, cell.environment, plan, seen)))
     return render(
         request,
         "releases/service.html",
         {
             "service": service,
             "service_history": history,
-            "cells": [(cell, offers[cell.environment.pk]) for cell in cells],
+            "cells": cells,
             "lockable": [e for e in environments if rules.can_lock(request.user, e)],
             "may_build": rules.can_build(request.user, service),
             "recent_builds": list(service.builds.select_related("release")[:5]),
