@@ -78,6 +78,7 @@ def service_detail(request, slug):
     # deployment or the catalog changes (or the minute of "3 minutes ago" turns).
     parts = [service.pk, [e.pk for e in environments]]
     history = fragments.html("service-history", HISTORY_SCOPES, parts, service_history)
+
     # What runs where, each environment's latest deployment, and what a rollback there would
     # undo and restore are the same for everyone too: kept under the same kind of tokens.
     def cells_and_plans() -> list:
