@@ -35,6 +35,7 @@ from plumbing.models import Freshness
 
 TTL = 300
 T = TypeVar("T")
+_MISSING = object()
 DEPLOYMENT, REPORT, WORKLOAD, GUARD, BUILD = "deployment", "report", "workload", "guard", "build"
 CATALOG, DORA = "catalog", "dora"
 SCOPES = (DEPLOYMENT, REPORT, WORKLOAD, GUARD, BUILD, CATALOG, DORA)
@@ -83,11 +84,11 @@ def cached(name: str, scopes: Iterable[str], parts: Iterable, render: Callable[[
     text = repr((name, sorted(current.items()), list(parts)))
     key = f"fragment:{name}:{hashlib.sha256(text.encode()).hexdigest()}"
     store = _store()
-    html = store.get(key)
-    if html is None:
-        html = render()
-        store.set(key, html, TTL)
-    return html
+    kept = store.get(key, _MISSING)
+    if kept is _MISSING:
+        kept = render()
+        store.set(key, kept, TTL)
+    return kept
 
 
 def html(name: str, scopes: Iterable[str], parts: Iterable, render: Callable[[], str], *, per_minute=True):

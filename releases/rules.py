@@ -144,10 +144,11 @@ def can_request(user, release, environment, *, override_reason: str = "", now=No
     return verdict
 
 
-def can_request_each(user, release, environments, *, now=None) -> list[tuple]:
-    """`can_request` for every environment at once, in a fixed number of queries (the release page)."""
+def can_request_each(user, release, environments, *, now=None, held=None) -> list[tuple]:
+    """`can_request` for every environment at once, in a fixed number of queries (the release
+    page, which passes the freezes and locks in force it has read: `guards.in_force`)."""
     environments = list(environments)
-    facts = RequestFacts.load(release, environments, now or timezone.now())
+    facts = RequestFacts.load(release, environments, now or timezone.now(), held)
     return [(env, can_request(user, release, env, now=now, facts=facts)) for env in environments]
 
 
@@ -162,7 +163,7 @@ class RequestFacts:
     active: dict  # environment id → the service's active deployment there
 
     @classmethod
-    def load(cls, release, environments, now) -> "RequestFacts":
+    def load(cls, release, environments, now, held=None) -> "RequestFacts":
         ids = [e.pk for e in environments]
         path = list(Environment.objects.order_by("-position", "slug"))
         previous = {e.pk: next((p for p in path if p.position < e.position), None) for e in environments}
@@ -174,19 +175,28 @@ class RequestFacts:
                 .values_list("environment_id", flat=True)
                 .distinct()
             )
-        freezes = {}
+        if held is not None:
+            freezes = {pk: held[pk].freeze for pk in ids if held[pk].freeze}
+            locks = {pk: held[pk].locks_for(release.service.slug) for pk in ids}
+        else:
+            freezes, locks = cls._guards(release, ids, now)
+        active = {}
+        for deployment in Deployment.objects.active().filter(service_id=release.service_id, environment_id__in=ids):
+            active.setdefault(deployment.environment_id, deployment)
+        return cls(previous, reached, freezes, locks, active)
+
+    @staticmethod
+    def _guards(release, ids, now) -> tuple[dict, dict]:
+        """The freezes in force and the locks covering the release's service, per environment id."""
+        freezes, locks = {}, {}
         for freeze in FreezeWindow.objects.in_force(now).filter(environment_id__in=ids):
             freezes.setdefault(freeze.environment_id, freeze)
-        locks = {}
         service_locks = Q(service_slug="") | Q(service_slug=release.service.slug)
         for lock in (
             Lock.objects.in_force(now).filter(service_locks, environment_id__in=ids).select_related("locked_by")
         ):
             locks.setdefault(lock.environment_id, []).append(lock)
-        active = {}
-        for deployment in Deployment.objects.active().filter(service_id=release.service_id, environment_id__in=ids):
-            active.setdefault(deployment.environment_id, deployment)
-        return cls(previous, reached, freezes, locks, active)
+        return freezes, locks
 
 
 def can_rollback(

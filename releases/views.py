@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -130,7 +130,8 @@ def _service_panels(request, service, environments) -> dict:
 def release_detail(request, pk, form=None, status=200):
     release = get_object_or_404(Release.objects.select_related("service", "created_by"), pk=pk)
     environments = list(Environment.objects.in_use().select_related("deployer_group", "approver_group"))
-    verdicts = rules.can_request_each(request.user, release, environments)
+    held = guards.in_force(environments)
+    verdicts = rules.can_request_each(request.user, release, environments, held=held)
     gone = set(
         Workload.objects.filter(name=release.service.k8s_deployment, exists=False).values_list(
             "environment_id", flat=True
@@ -139,7 +140,6 @@ def release_detail(request, pk, form=None, status=200):
     for env, verdict in verdicts:
         if env.pk in gone:  # the watcher saw the Deployment go (or never there): say what to create
             verdict.refuse(preflight.what_to_create(release.service, env))
-    held = guards.in_force(environments)
     return render(
         request,
         "releases/release.html",
@@ -222,12 +222,19 @@ def _deployment_rollback(user, deployment) -> RollbackOffer | None:
     left the cluster as it was."""
     if deployment.state not in states.FINAL or _changed_nothing(deployment):
         return None
-    if Deployment.objects.of_pair(deployment.service, deployment.environment).active().exists():
+    service, environment = deployment.service, deployment.environment
+
+    def plan_when_idle():
+        if Deployment.objects.of_pair(service, environment).active().exists():
+            return None
+        return Deployment.objects.rollback_plan(service, environment)
+
+    # Whether the pair is idle and what a rollback would undo and restore are the same for
+    # everyone: kept until a deployment or the catalog changes.
+    plan = fragments.cached("rollback-plan", HISTORY_SCOPES, [service.pk, environment.pk], plan_when_idle)
+    if plan is None or plan.undoes != deployment:
         return None
-    plan = Deployment.objects.rollback_plan(deployment.service, deployment.environment)
-    if plan.undoes != deployment:
-        return None
-    return _rollback_offer(user, deployment.service, deployment.environment, plan)
+    return _rollback_offer(user, service, environment, plan, seen=(environment.active_locks(service.slug), None))
 
 
 def _changed_nothing(deployment) -> bool:
@@ -329,10 +336,30 @@ def _roll_back(request, service, env):
 
 
 def approvals(request):
-    waiting = board.waiting_for(request.user).annotate(
-        approved=Count("approvals", filter=Q(approvals__decision=Approval.APPROVE))
+    user = request.user
+
+    def waiting_list() -> str:
+        waiting = list(board.waiting_for(user)[:200])
+        # Counted apart: grouping the page's joined rows by every column to count them cost
+        # PostgreSQL more to plan than this second query costs to run.
+        approved = dict(
+            Approval.objects.filter(deployment__in=waiting, decision=Approval.APPROVE)
+            .values_list("deployment_id")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for deployment in waiting:
+            deployment.approved = approved.get(deployment.pk, 0)
+        return render_to_string("includes/waiting_list.html", {"waiting": waiting})
+
+    # What waits for this person changes with deployments and approvals (the deployment scope),
+    # environments' approver groups (the catalog) and the person's groups (part of the key).
+    parts = [user.pk, sorted(rules.group_ids(user))]
+    return render(
+        request,
+        "releases/approvals.html",
+        {"waiting_list": fragments.html("waiting", HISTORY_SCOPES, parts, waiting_list)},
     )
-    return render(request, "releases/approvals.html", {"waiting": waiting[:200]})
 
 
 def waiting(request):

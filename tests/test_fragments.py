@@ -23,7 +23,7 @@ from clusters.models import FreezeWindow, Workload
 from plumbing import fragments
 from plumbing.models import Freshness
 from releases import guards, states
-from releases.models import Deployment
+from releases.models import Approval, Deployment
 from tests.factories import client_for, make_cast, make_deployment, make_release, make_service
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -214,6 +214,13 @@ class BoardChanges(RuleBasedStateMachine):
         new = data.draw(st.sampled_from(onward))
         deployment.transition(new, message=f"to {new}")
 
+    @rule(data=st.data(), who=st.sampled_from(["bob", "dave"]))
+    def someone_approves_a_waiting_deployment(self, data, who):
+        waiting = list(Deployment.objects.filter(state=states.PENDING_APPROVAL).exclude(approvals__user__username=who))
+        if waiting:
+            deployment = data.draw(st.sampled_from(sorted(waiting, key=lambda d: d.pk)))
+            Approval.objects.create(deployment=deployment, user=getattr(self.cast, who), decision=Approval.APPROVE)
+
     @rule(index=st.integers(0, 2), name=st.sampled_from(["Checkout", "Cart & co", "<i>Search</i>"]))
     def a_service_is_renamed(self, index, name):
         service = self.services[index]
@@ -247,6 +254,7 @@ class BoardChanges(RuleBasedStateMachine):
             lambda: main(self.client, "/dora/?days=7&environment=prod"),
             lambda: region(self.client, "/services/cart/", r'<div id="service-history".*?<h2>Recent deployments'),
             lambda: region(self.client, "/services/cart/", r'<div class="panel scroll" id="service-cells".*?</table>'),
+            lambda: region(self.client, "/approvals/", r'<div id="waiting-list".*?</table>'),
         )
         if newest is not None:
             reads += (lambda: region(self.client, f"/deployments/{newest.pk}/", r'<ol class="timeline".*?</ol>'),)
