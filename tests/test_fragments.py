@@ -89,6 +89,21 @@ def test_a_transition_shows_on_the_next_view(cast_tx):
     assert after == fresh(lambda: matrix(client))
 
 
+def test_each_approvers_kept_list_follows_the_approvals(cast_tx):
+    deployment = make_deployment(make_release(cast_tx.service), cast_tx.prod, requested_by=cast_tx.alice)
+    dave, bob = client_for(cast_tx.dave), client_for(cast_tx.bob)
+
+    def listed(client) -> str:
+        return region(client, "/approvals/", r'<div id="waiting-list".*?</table>')
+
+    assert "0 of 2" in listed(dave) and "0 of 2" in listed(bob)
+    Approval.objects.create(deployment=deployment, user=cast_tx.bob, decision=Approval.APPROVE)
+    assert "1 of 2" in listed(dave)
+    assert f'data-deployment="{deployment.pk}"' not in listed(bob)  # decided: off bob's list only
+    cast_tx.approvers.user_set.remove(cast_tx.dave)  # no longer approves: nothing waits for him
+    assert f'data-deployment="{deployment.pk}"' not in listed(client_for(cast_tx.dave))
+
+
 def test_a_rename_in_the_admin_shows_on_the_dashboard_and_the_history(cast_tx):
     finished(make_release(cast_tx.service), cast_tx.dev)
     client = client_for(cast_tx.dave)
