@@ -186,20 +186,21 @@ def deployment_detail(request, pk, decision_form=None, status=200):
     parts = [deployment.pk, deployment.last_seq]
     events = fragments.html("timeline", [fragments.CATALOG], parts, timeline, per_minute=False)
     user = request.user
+    decisions = list(deployment.approvals.select_related("user"))
     start, end, _ = grafana_panels.rollout_window(deployment)
     return render(
         request,
         "releases/deployment.html",
         {
             "deployment": deployment,
-            "approvals": deployment.approvals.select_related("user"),
+            "approvals": decisions,
             "events": events,
             "decision_form": decision_form or DecisionForm(),
             "may_approve": rules.can_decide(user, deployment, "approve"),
             "may_reject": rules.can_decide(user, deployment, "reject"),
             "may_cancel": rules.can_cancel(user, deployment),
             "rollback": _deployment_rollback(user, deployment),
-            "approved_count": rules.approvals_count(deployment),
+            "approved_count": rules.approvals_count(deployment, decisions),
             "runs_now": _runs_now(deployment),
             "changelog": changelog.for_deployment(deployment),
             "grafana": {

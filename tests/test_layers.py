@@ -159,4 +159,4 @@ if __name__ == "__main__":
     arguments = sys.argv[1:]
     given = arguments[1] if arguments[:1] == ["--package"] else None
     files = arguments[2:] if given else arguments
-    print(json.dumps({name: _read_imports(Path(name), given) for name in files}))
+    print(json.dumps({name: _read_imports(Path(name).resolve(), given) for name in files}))

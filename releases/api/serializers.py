@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.models import Environment, FreezeWindow, Lock
-from releases import states
+from releases import rules, states
 from releases.builds import VERSION_RE
 from releases.models import Approval, Build, BuildEvent, CheckSample, Deployment, DeploymentEvent, Release, Service
 
@@ -458,7 +458,7 @@ class DeploymentDetailSerializer(DeploymentSerializer):
         read_only_fields = fields
 
     def get_approvals_count(self, deployment) -> int:
-        return sum(1 for approval in deployment.approvals.all() if approval.decision == Approval.APPROVE)
+        return rules.approvals_count(deployment, deployment.approvals.all())
 
     @extend_schema_field(EventSerializer(many=True))
     def get_timeline(self, deployment):
