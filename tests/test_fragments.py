@@ -96,7 +96,8 @@ def test_each_approvers_kept_list_follows_the_approvals(cast_tx):
     def listed(client) -> str:
         return region(client, "/approvals/", r'<div id="waiting-list".*?</table>')
 
-    assert "0 of 2" in listed(dave) and "0 of 2" in listed(bob)
+    assert "0 of 2" in listed(dave)
+    assert "0 of 2" in listed(bob)
     Approval.objects.create(deployment=deployment, user=cast_tx.bob, decision=Approval.APPROVE)
     assert "1 of 2" in listed(dave)
     assert f'data-deployment="{deployment.pk}"' not in listed(bob)  # decided: off bob's list only
