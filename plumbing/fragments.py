@@ -24,6 +24,7 @@ the DORA figures /metrics serves, stored again (releases.dora.export).
 import hashlib
 import secrets
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import TypeVar
 
 from django.core.cache import caches
@@ -39,6 +40,8 @@ _MISSING = object()
 DEPLOYMENT, REPORT, WORKLOAD, GUARD, BUILD = "deployment", "report", "workload", "guard", "build"
 CATALOG, DORA = "catalog", "dora"
 SCOPES = (DEPLOYMENT, REPORT, WORKLOAD, GUARD, BUILD, CATALOG, DORA)
+# The tokens a GET request read (`ReadTokensOnce`): a page of several kept parts reads them once.
+_read: ContextVar[dict[str, str] | None] = ContextVar("fragment_tokens", default=None)
 
 
 def _store():
@@ -58,9 +61,20 @@ def _renew(scopes: Iterable[str]) -> None:
 
 
 def tokens(scopes: Iterable[str]) -> dict[str, str]:
-    """The scopes' current tokens (one query). Migration 0002 makes the first tokens of `SCOPES`;
-    a scope without one (a flushed database, a new scope) gets it here."""
+    """The scopes' current tokens (one query). Within a GET request (`ReadTokensOnce`) the first
+    read takes every scope's, and the request's other kept parts use them: read before any data
+    the request reads, they are no newer than it. Migration 0002 makes the first tokens of
+    `SCOPES`; a scope without one (a flushed database, a new scope) gets it here."""
     wanted = sorted(set(scopes))
+    memo = _read.get()
+    if memo is None:
+        return _read_tokens(wanted)
+    if any(scope not in memo for scope in wanted):
+        memo.update(_read_tokens(sorted({*wanted, *SCOPES})))
+    return {scope: memo[scope] for scope in wanted}
+
+
+def _read_tokens(wanted: list[str]) -> dict[str, str]:
     found = dict(Freshness.objects.filter(scope__in=wanted).values_list("scope", "token"))
     missing = [scope for scope in wanted if scope not in found]
     if missing:
@@ -69,6 +83,24 @@ def tokens(scopes: Iterable[str]) -> dict[str, str]:
         Freshness.objects.bulk_create(created, ignore_conflicts=True)
         found.update(Freshness.objects.filter(scope__in=missing).values_list("scope", "token"))
     return found
+
+
+class ReadTokensOnce:
+    """Middleware: a GET (or HEAD) request reads the tokens once for all its kept parts. Not
+    other methods: a POST that changes something and then renders would find its own change
+    under the tokens it read before."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method not in ("GET", "HEAD"):
+            return self.get_response(request)
+        reset = _read.set({})
+        try:
+            return self.get_response(request)
+        finally:
+            _read.reset(reset)
 
 
 def minute(now=None) -> str:

@@ -45,7 +45,8 @@ window.Pampam = (function () {
     document.querySelectorAll("[data-live-region]").forEach(function (old) {
       var next = fresh.getElementById(old.id);
       if (!next) { old.remove(); return; }  // the page no longer shows it (what ran before a rollout)
-      if (next.innerHTML === old.innerHTML) return;
+      if (settled(next) === settled(old)) return;
+      if (inUse(old)) { holdUntilLeft(old); return; }
       keepTyping(old, next);
       var adopted = document.adoptNode(next);
       old.replaceWith(adopted);
@@ -53,7 +54,30 @@ window.Pampam = (function () {
     });
     if (changed.length) listeners.forEach(function (fn) { fn(changed); });
   }
-  // What someone is typing in a region survives its refresh.
+  // A region's HTML without what differs between two renders of the same state: the CSRF token
+  // (masked anew on every render) and relative times (retold here from the clock).
+  function settled(region) {
+    var copy = region.cloneNode(true);
+    copy.querySelectorAll("input[name=csrfmiddlewaretoken]").forEach(function (i) { i.removeAttribute("value"); });
+    copy.querySelectorAll("time[data-relative]").forEach(function (t) { t.textContent = ""; });
+    return copy.innerHTML;
+  }
+  // Someone is in one of its fields: replacing it now would pull the field from under them.
+  function inUse(region) {
+    var focused = document.activeElement;
+    return !!focused && region.contains(focused) && focused.matches("input, select, textarea");
+  }
+  function holdUntilLeft(region) {
+    if (region.dataset.held) return;
+    region.dataset.held = "1";
+    region.addEventListener("focusout", function left(event) {
+      if (event.relatedTarget && region.contains(event.relatedTarget)) return;  // still inside
+      region.removeEventListener("focusout", left);
+      delete region.dataset.held;
+      refresh();
+    });
+  }
+  // What someone has typed, chosen or opened in a region survives its refresh.
   function keepTyping(old, next) {
     old.querySelectorAll("textarea[name], input[name]:not([type=hidden])").forEach(function (field) {
       if (!field.value || field.value === field.defaultValue) return;
@@ -62,6 +86,20 @@ window.Pampam = (function () {
         if (twin.tagName === "TEXTAREA") twin.textContent = field.value;
         else twin.setAttribute("value", field.value);
       }
+    });
+    old.querySelectorAll("select[name]").forEach(function (field) {
+      var chosen = field.options[field.selectedIndex];
+      if (!chosen || chosen.defaultSelected) return;
+      var twin = next.querySelector('select[name="' + CSS.escape(field.name) + '"]');
+      if (!twin) return;
+      Array.prototype.forEach.call(twin.options, function (o) {
+        if (o.value === chosen.value) o.setAttribute("selected", "");
+        else o.removeAttribute("selected");
+      });
+    });
+    var opened = next.querySelectorAll("details");
+    old.querySelectorAll("details").forEach(function (d, i) {
+      if (d.open && opened[i]) opened[i].setAttribute("open", "");
     });
   }
   function onRefreshed(fn) { listeners.push(fn); }

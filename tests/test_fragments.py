@@ -176,6 +176,34 @@ def test_tokens_are_made_on_first_read_and_renewed_after_commit(cast_tx):
     assert again["catalog"] == first["catalog"]
 
 
+def freshness_reads(queries) -> int:
+    return sum('FROM "plumbing_freshness"' in q["sql"] for q in queries.captured_queries)
+
+
+def test_a_page_of_several_kept_parts_reads_the_tokens_once(cast_tx):
+    deployment = finished(make_release(cast_tx.service), cast_tx.dev)
+    client = client_for(cast_tx.dave)
+    fragments.tokens(fragments.SCOPES)  # the flush before this test took the first ones away
+    for url in ("/services/storefront/", deployment.get_absolute_url()):
+        with CaptureQueriesContext(connection) as page:
+            assert client.get(url).status_code == 200
+        assert freshness_reads(page) == 1
+
+
+def test_only_a_get_or_head_keeps_the_tokens_it_read(cast_tx, rf):
+    def view(request):
+        first = fragments.tokens([fragments.DEPLOYMENT])
+        fragments.touch(fragments.DEPLOYMENT)  # outside a transaction: at once
+        return first, fragments.tokens([fragments.DEPLOYMENT, fragments.CATALOG])
+
+    once = fragments.ReadTokensOnce(view)
+    for method in ("get", "head", "post"):
+        first, second = once(getattr(rf, method)("/"))
+        kept = method != "post"
+        assert (first["deployment"] == second["deployment"]) is kept
+    assert fragments._read.get() is None  # nothing is kept past the request
+
+
 def test_a_change_rolled_back_keeps_the_token(cast_tx):
     from django.db import transaction
 

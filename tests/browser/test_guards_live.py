@@ -7,6 +7,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from clusters.models import FreezeWindow, Lock
+from releases import guards
 from tests.browser.conftest import DOCS, SCREENSHOTS, in_thread
 from tests.factories import make_release, make_service, succeed_in
 
@@ -64,3 +65,51 @@ def test_it_shows_a_lock_made_on_the_service_page_on_the_dashboard(portal, login
     dave.click("#release-form button[type=submit]")
     expect(dave.locator(".messages")).to_contain_text("Lock on Prod released.")
     expect(cell.locator("[data-role=lock]")).to_have_count(0, timeout=WAIT)
+
+
+# Counts the page's own re-reads (Pampam.refresh fetches with X-Pampam-Refresh) and asks for one
+# every 100 ms, as a busy board would.
+REREAD_OFTEN = """() => {
+  window.rereads = 0;
+  const fetch = window.fetch;
+  window.fetch = function (url, options) {
+    if (options && options.headers && options.headers["X-Pampam-Refresh"]) window.rereads += 1;
+    return fetch.apply(this, arguments);
+  };
+  setInterval(Pampam.refresh, 100);
+}"""
+
+
+def test_a_lock_form_being_filled_in_stays_while_the_page_rereads_itself(portal, login):
+    in_thread(history, portal.cast)
+    alice = login("alice")
+    alice.goto(portal.url + "/services/storefront/")
+    alice.evaluate("() => { document.getElementById('service-cells').dataset.first = 'yes'; }")
+    alice.evaluate(REREAD_OFTEN)
+
+    # Nothing it shows changed: however often it re-reads, the region stays the same element
+    # (though each render masks its CSRF token anew).
+    alice.wait_for_function("() => window.rereads >= 5", timeout=WAIT)
+    assert alice.evaluate("() => document.getElementById('service-cells').dataset.first") == "yes"
+
+    # While alice fills in the form, dave locks prod: the region waits for her.
+    alice.click("summary:has-text('Lock Storefront')")
+    alice.select_option(".lock-form select[name=environment]", "dev")
+    alice.click(".lock-form input[name=reason]")
+    in_thread(guards.lock, portal.cast.dave, portal.cast.prod, reason="load test in prod")
+    seen = alice.evaluate("() => window.rereads")
+    alice.wait_for_function(f"() => window.rereads >= {seen + 5}", timeout=WAIT)
+    alice.keyboard.type("dev is broken")
+    expect(alice.locator(".lock-form input[name=reason]")).to_have_value("dev is broken")
+    assert alice.evaluate("() => document.getElementById('service-cells').dataset.first") == "yes"
+
+    # When she leaves the form, the region catches up and keeps what she chose and typed.
+    alice.click("h1")
+    prod = alice.locator('#service-cells td[data-environment="prod"] [data-role=lock]')
+    expect(prod).to_contain_text("load test in prod", timeout=WAIT)
+    assert alice.evaluate("() => document.getElementById('service-cells').dataset.first") is None
+    expect(alice.locator(".lock-form")).to_have_attribute("open", "")
+    expect(alice.locator(".lock-form select[name=environment]")).to_have_value("dev")
+    expect(alice.locator(".lock-form input[name=reason]")).to_have_value("dev is broken")
+    alice.click(".lock-form button[type=submit]")
+    expect(alice.locator(".messages")).to_contain_text("Storefront in Dev is locked")
