@@ -15,10 +15,16 @@ the minute for "3 minutes ago", the freezes in force).
   costs one render.
 
 Scopes are the kinds of `live.activity` summaries, sent after every change an open page
-redraws for, which touch their scope: `deployment` (created, moved, progress), `report`,
-`workload` (the cluster watcher), `guard` (locks, freezes), `build`; `catalog`: services,
-environments, releases, commits and people edited anywhere (releases.receivers); and `dora`:
-the DORA figures /metrics serves, stored again (releases.dora.export).
+redraws for, which touch their scope: `deployment` (created, moved, progress), `report`
+(and each round of a rollout's checks), `workload` (the cluster watcher), `guard` (locks,
+freezes), `build`; `catalog`: services, environments, releases, commits, checks, groups and
+people edited anywhere (releases.receivers); and `dora`: the DORA figures /metrics serves,
+stored again (releases.dora.export).
+
+Beside rendered HTML, rows a page reads are kept the same way (`cached`): the catalog as pages
+read it (releases.catalog), the freezes and locks not over yet (releases.guards.in_force), a
+service's cells, a rollout's check charts. Within one GET request the tokens are read once
+(`ReadTokensOnce`).
 """
 
 import hashlib

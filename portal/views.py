@@ -6,9 +6,9 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from clusters.models import Environment, WatcherHeartbeat
+from clusters.models import WatcherHeartbeat
 from plumbing import fragments, queues
-from releases import board, guards
+from releases import board, catalog, guards
 
 # What the dashboard's matrix shows: deployments, workloads, guards, services and environments.
 MATRIX_SCOPES = (fragments.DEPLOYMENT, fragments.WORKLOAD, fragments.GUARD, fragments.CATALOG)
@@ -17,7 +17,7 @@ MATRIX_SCOPES = (fragments.DEPLOYMENT, fragments.WORKLOAD, fragments.GUARD, frag
 def dashboard(request):
     """The matrix is the same for everyone: kept rendered until a change it shows (its scopes),
     a freeze or lock starting or ending, or the minute its "3 minutes ago" turns over."""
-    environments = list(Environment.objects.in_use())
+    environments = catalog.in_use()
     held = guards.in_force(environments)
     matrix = fragments.html(
         "dashboard-matrix",

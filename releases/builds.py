@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from plumbing import gitrefs, queues
+from plumbing import fragments, gitrefs, queues
 from plumbing.integrations import IntegrationError, jenkins
 from releases import rules, states
 from releases.models import Build, Entry, Release
@@ -330,6 +330,7 @@ def make_release(build: Build) -> Release | None:
         return None
     build.log("release", f"Made release {service.slug} {version} ({release.image}).", data={"release": release.pk})
     Build.objects.filter(pk=build.pk).update(release=release)
+    fragments.touch(fragments.BUILD)  # the service page's builds link to their release
     build.release = release
     return release
 

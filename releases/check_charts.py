@@ -6,6 +6,7 @@ query for every sample of the deployment, then plain arithmetic into view-box co
 
 from dataclasses import dataclass, field
 
+from plumbing import fragments
 from plumbing.integrations import prometheus
 from releases import verdicts
 from releases.models import CheckSample, Deployment
@@ -45,9 +46,20 @@ class Panel:
         return bool(self.charts or self.probe or self.checks)
 
 
+# Samples (each round of checks renews the report scope: releases.verdicts), the checks'
+# thresholds and names (the catalog).
+CHART_SCOPES = (fragments.REPORT, fragments.CATALOG)
+
+
 def panel(deployment: Deployment) -> Panel:
-    checks = 0 if deployment.is_rollback else len(verdicts.checks_for(deployment))
-    return Panel(for_deployment(deployment), deployment.probe_summary, checks, prometheus.configured())
+    def read() -> tuple[int, list[Chart]]:
+        checks = 0 if deployment.is_rollback else len(verdicts.checks_for(deployment))
+        return checks, for_deployment(deployment)
+
+    # The charts are drawn on the rollout's clock: from its start, with its bake marked.
+    parts = [deployment.pk, deployment.started_at, deployment.bake_started_at]
+    checks, charts = fragments.cached("check-charts", CHART_SCOPES, parts, read)
+    return Panel(charts, deployment.probe_summary, checks, prometheus.configured())
 
 
 def for_deployment(deployment: Deployment) -> list[Chart]:

@@ -7,7 +7,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from clusters.models import Environment, FreezeWindow, Lock
-from releases import board, guards, rules
+from releases import board, catalog, guards, rules
 from releases.forms import FreezeForm, LockForm
 from releases.models import Service
 from releases.views import refused
@@ -31,7 +31,7 @@ def _problems(form) -> str:
 
 def overview(request):
     """Every lock in force and every freeze not over yet, with the forms to add them."""
-    environments = list(Environment.objects.in_use())
+    environments = catalog.in_use()
     now = timezone.now()
     held = guards.in_force(environments, now)
     lockable = [e for e in environments if rules.can_lock(request.user, e)]

@@ -14,7 +14,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from clusters.models import FreezeWindow, Lock
-from plumbing import live
+from plumbing import fragments, live
 from releases import rules
 
 
@@ -102,19 +102,37 @@ class EnvironmentGuards:
 
 
 def in_force(environments, now=None) -> dict[int, EnvironmentGuards]:
-    """Per environment id: its freeze in force, freezes to come and locks in force (two queries)."""
+    """Per environment id: its freeze in force, freezes to come and locks in force. For pages:
+    read from the freezes not yet over and the locks not yet lifted, kept in memory until a guard
+    or the catalog changes (`_not_over`), and sorted by `now` here: one that starts or ends with
+    the clock needs no change to show."""
     now = now or timezone.now()
-    ids = [e.pk for e in environments]
-    guards = {pk: EnvironmentGuards() for pk in ids}
-    for freeze in FreezeWindow.objects.not_over(now).filter(environment_id__in=ids).select_related("created_by"):
-        held = guards[freeze.environment_id]
+    read_at, freezes, locks = fragments.cached("guards", GUARD_SCOPES, [], lambda: _not_over(now))
+    if now < read_at:  # asked about a moment before the kept rows' own
+        read_at, freezes, locks = _not_over(now)
+    guards = {e.pk: EnvironmentGuards() for e in environments}
+    for freeze in freezes:
+        held = guards.get(freeze.environment_id)
+        if held is None or freeze.ends_at <= now:
+            continue
         if freeze.starts_at <= now and held.freeze is None:
             held.freeze = freeze
         elif freeze.starts_at > now:
             held.upcoming.append(freeze)
-    for held_lock in Lock.objects.in_force(now).filter(environment_id__in=ids).select_related("locked_by"):
-        guards[held_lock.environment_id].locks.append(held_lock)
+    for held_lock in locks:
+        if held_lock.environment_id in guards and (held_lock.until is None or held_lock.until > now):
+            guards[held_lock.environment_id].locks.append(held_lock)
     return guards
+
+
+# Freezes and locks, and the names of the people who made them.
+GUARD_SCOPES = (fragments.GUARD, fragments.CATALOG)
+
+
+def _not_over(now) -> tuple:
+    """(`now`, the freezes not over then, the locks in force then): two queries."""
+    freezes = list(FreezeWindow.objects.not_over(now).select_related("created_by"))
+    return now, freezes, list(Lock.objects.in_force(now).select_related("locked_by"))
 
 
 def fingerprint(held: dict[int, EnvironmentGuards]) -> list:

@@ -4,9 +4,8 @@ from django import forms
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import render
 
-from clusters.models import Environment
 from plumbing.rows import NEWEST_FIRST
-from releases import board, states
+from releases import board, catalog, states
 from releases.models import Deployment, Release, Service
 from releases.paging import keyset_page
 
@@ -15,7 +14,7 @@ PAGE = 50
 
 def services(request):
     """Each service with what runs in each environment and its newest release."""
-    environments = list(Environment.objects.in_use())
+    environments = catalog.in_use()
     newest_release = Release.objects.filter(service=OuterRef("pk")).order_by(*NEWEST_FIRST).values("pk")[:1]
     all_services = list(Service.objects.annotate(newest_release=Subquery(newest_release)))
     running = board.latest_per_pair(all_services, environments, state=states.SUCCEEDED)
@@ -46,7 +45,7 @@ def releases(request):
         found = found.filter(service=data["service"])
     paged = keyset_page(request, found, PAGE, data.get("before"))
     page = paged.rows
-    environments = list(Environment.objects.in_use())
+    environments = catalog.in_use()
     reached: dict[int, set[int]] = {r.pk: set() for r in page}
     done = Deployment.objects.filter(release__in=page, state=states.SUCCEEDED).values_list(
         "release_id", "environment_id"

@@ -11,6 +11,7 @@
 """
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -18,7 +19,7 @@ from clusters.models import Environment, Workload
 from clusters.signals import workload_observed
 from plumbing import fragments, queues
 from releases import jobs, states, tallies, tracking, verdicts
-from releases.models import Approval, Build, Commit, Deployment, Release, Service, deployment_transitioned
+from releases.models import Approval, Build, Check, Commit, Deployment, Release, Service, deployment_transitioned
 
 
 @receiver(workload_observed)
@@ -50,6 +51,8 @@ SCOPES = {
     Release: fragments.CATALOG,
     Commit: fragments.CATALOG,
     get_user_model(): fragments.CATALOG,
+    Group: fragments.CATALOG,  # the deployer and approver groups' names, in refusals
+    Check: fragments.CATALOG,  # the checks a rollout is held to, on its page
     Deployment: fragments.DEPLOYMENT,
     Approval: fragments.DEPLOYMENT,
     Build: fragments.BUILD,

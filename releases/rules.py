@@ -144,12 +144,18 @@ def can_request(user, release, environment, *, override_reason: str = "", now=No
     return verdict
 
 
-def can_request_each(user, release, environments, *, now=None, held=None) -> list[tuple]:
+def can_request_each(user, release, environments, *, now=None, held=None, path=None, keep=None) -> list[tuple]:
     """`can_request` for every environment at once, in a fixed number of queries (the release
-    page, which passes the freezes and locks in force it has read: `guards.in_force`)."""
+    page, which passes the freezes and locks in force it has read, `guards.in_force`, every
+    environment, archived ones too, for the promotion path, `catalog.environments`, and how it
+    keeps what it reads of the deployments: `keep(name, parts, read)`, see RequestFacts.load)."""
     environments = list(environments)
-    facts = RequestFacts.load(release, environments, now or timezone.now(), held)
+    facts = RequestFacts.load(release, environments, now or timezone.now(), held, path, keep)
     return [(env, can_request(user, release, env, now=now, facts=facts)) for env in environments]
+
+
+def _read_now(name, parts, read):
+    return read()
 
 
 @dataclass
@@ -163,27 +169,43 @@ class RequestFacts:
     active: dict  # environment id → the service's active deployment there
 
     @classmethod
-    def load(cls, release, environments, now, held=None) -> "RequestFacts":
+    def load(cls, release, environments, now, held=None, path=None, keep=None) -> "RequestFacts":
+        """Read for `environments`; what a page has read already is passed (see can_request_each).
+        `keep(name, parts, read)` returns what `read()` returns, or what it returned before for the
+        same `name` and `parts` if nothing it reads changed since (plumbing.fragments.cached)."""
         ids = [e.pk for e in environments]
-        path = list(Environment.objects.order_by("-position", "slug"))
+        if path is None:
+            path = Environment.objects.all()
+        path = sorted(path, key=lambda e: (-e.position, e.slug))
         previous = {e.pk: next((p for p in path if p.position < e.position), None) for e in environments}
-        wanted = {previous[e.pk].pk for e in environments if e.requires_previous and previous[e.pk]}
-        reached = set()
-        if wanted:
-            reached = set(
-                Deployment.objects.filter(release=release, environment_id__in=wanted, state=states.SUCCEEDED)
-                .values_list("environment_id", flat=True)
-                .distinct()
-            )
+        wanted = sorted({previous[e.pk].pk for e in environments if e.requires_previous and previous[e.pk]})
+        reached, active = (keep or _read_now)(
+            "request-facts", [release.pk, ids, wanted], lambda: cls._deployments(release, ids, wanted)
+        )
         if held is not None:
             freezes = {pk: held[pk].freeze for pk in ids if held[pk].freeze}
             locks = {pk: held[pk].locks_for(release.service.slug) for pk in ids}
         else:
             freezes, locks = cls._guards(release, ids, now)
-        active = {}
-        for deployment in Deployment.objects.active().filter(service_id=release.service_id, environment_id__in=ids):
-            active.setdefault(deployment.environment_id, deployment)
         return cls(previous, reached, freezes, locks, active)
+
+    @staticmethod
+    def _deployments(release, ids, wanted) -> tuple[set, dict]:
+        """The environments among `wanted` where the release succeeded, and the service's active
+        deployment per environment id (named in a refusal only: its number and state)."""
+        reached = set()
+        if wanted:
+            reached = set(
+                Deployment.objects.filter(release=release, environment_id__in=wanted, state=states.SUCCEEDED)
+                .order_by()
+                .values_list("environment_id", flat=True)
+                .distinct()
+            )
+        active = {}
+        running = Deployment.objects.active().filter(service_id=release.service_id, environment_id__in=ids)
+        for deployment in running.only("pk", "state", "kind", "environment_id"):
+            active.setdefault(deployment.environment_id, deployment)
+        return reached, active
 
     @staticmethod
     def _guards(release, ids, now) -> tuple[dict, dict]:
@@ -227,12 +249,17 @@ def can_rollback(
     return verdict
 
 
-def can_build(user, service) -> Verdict:
-    """Deployers of any environment (or release admins) may start a build of a service with a build job."""
+def can_build(user, service, environments=None) -> Verdict:
+    """Deployers of any environment (or release admins) may start a build of a service with a
+    build job. A page passes every environment it has read (`catalog.environments`)."""
     verdict = Verdict()
     if not service.jenkins_build_job:
         verdict.refuse(f"{service.name} has no Jenkins build job. An admin can set one on the service.")
-    deploys = Environment.objects.filter(deployer_group_id__in=group_ids(user)).exists()
+    groups = group_ids(user)
+    if environments is None:
+        deploys = Environment.objects.filter(deployer_group_id__in=groups).exists()
+    else:
+        deploys = any(e.deployer_group_id in groups for e in environments)
     if not (deploys or is_release_admin(user)):
         verdict.refuse("Only deployers of an environment can start builds. Ask an admin to add you.")
     return verdict

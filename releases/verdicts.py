@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from plumbing import fragments
 from plumbing.integrations import IntegrationError, probe, prometheus
 from releases import states
 from releases.models import Check, CheckSample, Deployment, Entry, Verification
@@ -144,6 +145,7 @@ def evaluate_checks(deployment: Deployment) -> Verdict:
         if failure:
             failures.append(failure)
     CheckSample.objects.bulk_create(samples)
+    fragments.touch(fragments.REPORT)  # the deployment page's charts (releases.check_charts)
     if failures:
         return Verdict(failure=" ".join(failures))
     return _reachability(deployment, unreachable, now)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
@@ -13,6 +13,7 @@ from clusters.models import Environment, Workload
 from plumbing import fragments
 from releases import (
     board,
+    catalog,
     changelog,
     check_charts,
     flows,
@@ -61,11 +62,16 @@ def _rollback_offer(user, service, environment, plan, seen=None) -> RollbackOffe
 HISTORY_SCOPES = (fragments.DEPLOYMENT, fragments.CATALOG)
 # What a service's cells show: its deployments, what the cluster runs and the catalog.
 CELL_SCOPES = (fragments.DEPLOYMENT, fragments.WORKLOAD, fragments.CATALOG)
+# A service's builds, and the releases they made.
+BUILD_SCOPES = (fragments.BUILD, fragments.CATALOG)
 
 
 def service_detail(request, slug):
-    service = get_object_or_404(Service, slug=slug)
-    environments = list(Environment.objects.in_use())
+    service = catalog.service(slug)
+    if service is None:
+        raise Http404("No such service.")
+    everywhere = catalog.environments()
+    environments = catalog.in_use(everywhere)
 
     def service_history() -> str:
         releases = list(service.releases.select_related("created_by")[:50])
@@ -101,8 +107,10 @@ def service_detail(request, slug):
             "service_history": history,
             "cells": cells,
             "lockable": [e for e in environments if rules.can_lock(request.user, e)],
-            "may_build": rules.can_build(request.user, service),
-            "recent_builds": list(service.builds.select_related("release")[:5]),
+            "may_build": rules.can_build(request.user, service, everywhere),
+            "recent_builds": fragments.cached(
+                "recent-builds", BUILD_SCOPES, [service.pk], lambda: list(service.builds.select_related("release")[:5])
+            ),
             "pending": changelog.not_in_production(service),
             "grafana": _service_panels(request, service, environments),
         },
@@ -127,15 +135,25 @@ def _service_panels(request, service, environments) -> dict:
     }
 
 
+def _kept_deployment_reads(name, parts, read):
+    """What the release page reads of deployments, kept until a deployment or the catalog changes."""
+    return fragments.cached(name, HISTORY_SCOPES, parts, read)
+
+
 def release_detail(request, pk, form=None, status=200):
-    release = get_object_or_404(Release.objects.select_related("service", "created_by"), pk=pk)
-    environments = list(Environment.objects.in_use().select_related("deployer_group", "approver_group"))
+    release = catalog.of(get_object_or_404(Release, pk=pk))
+    everywhere = catalog.environments()
+    environments = catalog.in_use(everywhere)
     held = guards.in_force(environments)
-    verdicts = rules.can_request_each(request.user, release, environments, held=held)
-    gone = set(
-        Workload.objects.filter(name=release.service.k8s_deployment, exists=False).values_list(
-            "environment_id", flat=True
-        )
+    verdicts = rules.can_request_each(
+        request.user, release, environments, held=held, path=everywhere, keep=_kept_deployment_reads
+    )
+    name = release.service.k8s_deployment
+    gone = fragments.cached(
+        "gone-workloads",
+        [fragments.WORKLOAD],
+        [name],
+        lambda: set(Workload.objects.filter(name=name, exists=False).values_list("environment_id", flat=True)),
     )
     for env, verdict in verdicts:
         if env.pk in gone:  # the watcher saw the Deployment go (or never there): say what to create
@@ -173,7 +191,7 @@ TIMELINE_FIELDS = ("seq", "kind", "message", "created_at", "actor__username")
 
 
 def deployment_detail(request, pk, decision_form=None, status=200):
-    deployment = get_object_or_404(Deployment.objects.for_page().select_related("previous_release"), pk=pk)
+    deployment = catalog.of(get_object_or_404(Deployment, pk=pk))
     if not rules.can_view(request.user, deployment):
         return refused(request, "You may not view this deployment.")
 
@@ -186,7 +204,9 @@ def deployment_detail(request, pk, decision_form=None, status=200):
     parts = [deployment.pk, deployment.last_seq]
     events = fragments.html("timeline", [fragments.CATALOG], parts, timeline, per_minute=False)
     user = request.user
-    decisions = list(deployment.approvals.select_related("user"))
+    decisions = fragments.cached(
+        "approvals", HISTORY_SCOPES, [deployment.pk], lambda: list(deployment.approvals.select_related("user"))
+    )
     start, end, _ = grafana_panels.rollout_window(deployment)
     return render(
         request,
@@ -235,7 +255,8 @@ def _deployment_rollback(user, deployment) -> RollbackOffer | None:
     plan = fragments.cached("rollback-plan", HISTORY_SCOPES, [service.pk, environment.pk], plan_when_idle)
     if plan is None or plan.undoes != deployment:
         return None
-    return _rollback_offer(user, service, environment, plan, seen=(environment.active_locks(service.slug), None))
+    locks = guards.in_force([environment])[environment.pk].locks_for(service.slug)
+    return _rollback_offer(user, service, environment, plan, seen=(locks, None))
 
 
 def _changed_nothing(deployment) -> bool:

@@ -5,6 +5,7 @@ WebsocketCommunicator, so origin checking, session auth and routing are the prod
 The tests are transactional (`cast_tx`): consumers read the database from other threads.
 """
 
+import gc
 import json
 from contextlib import asynccontextmanager
 
@@ -123,6 +124,11 @@ def test_it_refuses_anonymous_users(cast_tx):
         assert await closed_with(anonymous("/ws/activity/")) == consumers.UNAUTHENTICATED
 
     run(scenario)
+
+
+def test_the_objects_made_at_start_are_kept_out_of_the_collectors_walks():
+    # portal.asgi froze them (gc.freeze): a full collection walks what requests make, not them.
+    assert gc.get_freeze_count() > 50_000
 
 
 def test_it_refuses_foreign_origins(cast_tx):

@@ -176,6 +176,28 @@ def test_tokens_are_made_on_first_read_and_renewed_after_commit(cast_tx):
     assert again["catalog"] == first["catalog"]
 
 
+def test_the_catalog_pages_keep_follows_each_edit(cast_tx):
+    release = make_release(cast_tx.service)
+    client = client_for(cast_tx.bob)
+    service_page, release_page = "/services/storefront/", f"/releases/{release.pk}/"
+    assert "<h1>Storefront</h1>" in client.get(service_page).content.decode()
+    assert "(developers)" in client.get(release_page).content.decode()  # why bob may not deploy to dev
+
+    cast_tx.service.name = "Shopfront"
+    cast_tx.service.save()
+    cast_tx.developers.name = "builders"
+    cast_tx.developers.save()
+    cast_tx.staging.archived_at = timezone.now()
+    cast_tx.staging.save()
+    page = client.get(service_page).content.decode()
+    assert "<h1>Shopfront</h1>" in page
+    assert 'data-environment="staging"' not in page
+    page = client.get(release_page).content.decode()
+    assert "(builders)" in page
+    assert "(developers)" not in page
+    assert client.get("/services/nothing-here/").status_code == 404
+
+
 def freshness_reads(queries) -> int:
     return sum('FROM "plumbing_freshness"' in q["sql"] for q in queries.captured_queries)
 

@@ -38,7 +38,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from plumbing import weblinks
+from plumbing import fragments, weblinks
 from releases import builds, states
 from releases.models import Build, Entry, Service, WebhookDelivery
 from releases.webhooks.signatures import TooDeep, load_json, read_limited_body, verify_hmac_sha256
@@ -287,6 +287,7 @@ def _build_for(report: Report) -> Build:
         )
         if build is not None:
             Build.objects.filter(pk=build.pk).update(number=report.number, url=report.url or build.url)
+            fragments.touch(fragments.BUILD)  # the service page shows its number
             build.refresh_from_db()
     if build is None:
         build = Build.objects.create(
