@@ -19,7 +19,17 @@ from clusters.models import Environment, Workload
 from clusters.signals import workload_observed
 from plumbing import fragments, queues
 from releases import jobs, states, tallies, tracking, verdicts
-from releases.models import Approval, Build, Check, Commit, Deployment, Release, Service, deployment_transitioned
+from releases.models import (
+    Approval,
+    Build,
+    Check,
+    CheckSample,
+    Commit,
+    Deployment,
+    Release,
+    Service,
+    deployment_transitioned,
+)
 
 
 @receiver(workload_observed)
@@ -53,6 +63,7 @@ SCOPES = {
     get_user_model(): fragments.CATALOG,
     Group: fragments.CATALOG,  # the deployer and approver groups' names, in refusals
     Check: fragments.CATALOG,  # the checks a rollout is held to, on its page
+    CheckSample: fragments.REPORT,  # charted on its page (releases.verdicts bulk-creates: it renews)
     Deployment: fragments.DEPLOYMENT,
     Approval: fragments.DEPLOYMENT,
     Build: fragments.BUILD,

@@ -8,6 +8,7 @@ import pytest
 from kubernetes import client
 
 from sandbox.kube import start
+from sandbox.kube.errors import ApiError
 from tests.support.tools import require_kubectl
 
 
@@ -73,3 +74,22 @@ class Kubectl:
 @pytest.fixture
 def kubectl(kube, tmp_path):
     return Kubectl(kube.url, tmp_path, require_kubectl())
+
+
+def modify(kube, namespace: str, name: str, change) -> None:
+    """Read a Deployment, `change(it)` and replace it, again on a conflict (the controller wrote
+    its status in between), as a client's retry-on-conflict does."""
+    for _ in range(50):
+        d = kube.deployment(namespace, name)
+        change(d)
+        try:
+            kube.cluster.replace("deployments", namespace, name, d)
+            return
+        except ApiError as error:
+            if error.code != 409:
+                raise
+    raise AssertionError(f"{name} kept changing under 50 replaces")
+
+
+def set_image(kube, namespace: str, name: str, image: str) -> None:
+    modify(kube, namespace, name, lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image=image))

@@ -12,6 +12,9 @@ from sandbox.kube.controller import (
     resolve_fenceposts,
 )
 
+from .conftest import modify as sandbox_modify
+from .conftest import set_image as sandbox_set_image
+
 NS = "default"
 
 
@@ -29,10 +32,12 @@ def is_ready(pod: dict) -> bool:
     )
 
 
+def modify(kube, name: str, change) -> None:
+    sandbox_modify(kube, NS, name, change)
+
+
 def set_image(kube, name: str, image: str) -> None:
-    d = kube.deployment(NS, name)
-    d["spec"]["template"]["spec"]["containers"][0]["image"] = image
-    kube.cluster.replace("deployments", NS, name, d)
+    sandbox_set_image(kube, NS, name, image)
 
 
 def wait_complete(kube, name: str, timeout: float = 10) -> None:
@@ -218,9 +223,7 @@ def test_proportional_scaling_during_a_rollout():
         wait_complete(kube, "web")
         set_image(kube, "web", "nginx:1.1-missing")  # the rollout gets stuck half-way
         kube.wait_for(lambda c: sum(rs["spec"]["replicas"] for rs in c.raw("replicasets", NS)) == 13, 5)
-        d = kube.deployment(NS, "web")
-        d["spec"]["replicas"] = 20
-        kube.cluster.replace("deployments", NS, "web", d)
+        modify(kube, "web", lambda d: d["spec"].update(replicas=20))
 
         def scaled(cluster):
             sizes = sorted(rs["spec"]["replicas"] for rs in cluster.raw("replicasets", NS))
@@ -324,10 +327,12 @@ def test_min_ready_seconds_delays_availability():
 def test_pause_and_resume(kube):
     kube.create_deployment(NS, "web", "nginx:1.0", replicas=2)
     wait_complete(kube, "web")
-    d = kube.deployment(NS, "web")
-    d["spec"]["paused"] = True
-    d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.1"
-    kube.cluster.replace("deployments", NS, "web", d)
+
+    def pause_with_a_new_image(d):
+        d["spec"]["paused"] = True
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.1"
+
+    modify(kube, "web", pause_with_a_new_image)
 
     def progressing_reason(cluster):
         cond = get_condition(cluster.find("deployments", NS, "web")["status"], "Progressing")
@@ -336,9 +341,7 @@ def test_pause_and_resume(kube):
     kube.wait_for(lambda c: progressing_reason(c) == ("DeploymentPaused", "Unknown"), 3)
     time.sleep(0.3)
     assert len(kube.cluster.list("replicasets", NS)[0]) == 1  # no rollout while paused
-    d = kube.deployment(NS, "web")
-    d["spec"]["paused"] = False
-    kube.cluster.replace("deployments", NS, "web", d)
+    modify(kube, "web", lambda d: d["spec"].update(paused=False))
     wait_complete(kube, "web")
     assert len(kube.cluster.list("replicasets", NS)[0]) == 2
 
@@ -361,9 +364,7 @@ def test_scale_down_to_zero_and_up(kube):
     kube.create_deployment(NS, "web", "nginx:1.0", replicas=3)
     wait_complete(kube, "web")
     for replicas in (0, 5):
-        d = kube.deployment(NS, "web")
-        d["spec"]["replicas"] = replicas
-        kube.cluster.replace("deployments", NS, "web", d)
+        modify(kube, "web", lambda d, n=replicas: d["spec"].update(replicas=n))
         wait_complete(kube, "web")
         kube.wait_for(lambda c, n=replicas: len(pods_of(c, "web")) == n, 3)
 

@@ -15,21 +15,18 @@ from kubernetes.client.rest import ApiException
 from sandbox.kube import start
 from tests.support import wait_until
 
-from .conftest import api_client
+from .conftest import api_client, modify
+from .conftest import set_image as sandbox_set_image
 
 NS = "default"
 
 
 def set_image(kube, name: str, image: str) -> None:
-    d = kube.deployment(NS, name)
-    d["spec"]["template"]["spec"]["containers"][0]["image"] = image
-    kube.cluster.replace("deployments", NS, name, d)
+    sandbox_set_image(kube, NS, name, image)
 
 
 def set_replicas(kube, name: str, replicas: int) -> None:
-    d = kube.deployment(NS, name)
-    d["spec"]["replicas"] = replicas
-    kube.cluster.replace("deployments", NS, name, d)
+    modify(kube, NS, name, lambda d: d["spec"].update(replicas=replicas))
 
 
 def test_it_serves_objects_the_typed_client_deserialises(kube, apps, core):
