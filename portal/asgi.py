@@ -6,7 +6,6 @@ a socket with the user's cookie. Then the socket is authenticated from the sessi
 consumer checks permission itself (releases.rules.can_view) and closes when the session ends.
 """
 
-import gc
 import os
 from urllib.parse import urlsplit
 
@@ -21,6 +20,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from plumbing import memory  # noqa: E402
 from releases.api.longpoll import LongPoll  # noqa: E402
 from releases.consumers import UnknownPathConsumer  # noqa: E402
 from releases.routing import websocket_urlpatterns  # noqa: E402
@@ -75,8 +75,4 @@ application = ProtocolTypeRouter(
     }
 )
 
-# What is made by now (modules, classes, the API client models, URL patterns: about 150,000
-# objects) lives as long as the process. Frozen out of the collector's sight, a full collection
-# no longer walks them: it took about 80 ms, a pause that landed on some request or broadcast.
-gc.collect()
-gc.freeze()
+memory.freeze_what_start_up_made()

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from clusters.watcher import Watcher
-from plumbing import election
+from plumbing import election, memory
 
 LEASE = "pampam-watcher"
 
@@ -20,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="watcher", help="Heartbeat name of this watcher.")
 
     def handle(self, *args, name, **options):
+        memory.freeze_what_start_up_made()
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
