@@ -46,7 +46,8 @@ window.Pampam = (function () {
       var next = fresh.getElementById(old.id);
       if (!next) { old.remove(); return; }  // the page no longer shows it (what ran before a rollout)
       if (settled(next) === settled(old)) return;
-      if (inUse(old)) { holdUntilLeft(old); return; }
+      var until = inUse(old);
+      if (until) { hold(old, until); return; }
       keepTyping(old, next);
       var adopted = document.adoptNode(next);
       old.replaceWith(adopted);
@@ -62,19 +63,36 @@ window.Pampam = (function () {
     copy.querySelectorAll("time[data-relative]").forEach(function (t) { t.textContent = ""; });
     return copy.innerHTML;
   }
-  // Someone is in one of its fields: replacing it now would pull the field from under them.
+  // Someone is in one of its fields, or pressing something in it (a button between its
+  // pointerdown and click): replacing it now would pull the field or the button from under them.
+  // Says what to wait for: focus leaving the region, or the press ending.
+  var pressed = null, lifted = [];
+  function press(event) { pressed = event.target; }
+  function lift() {
+    setTimeout(function () {  // after the click the press makes
+      pressed = null;
+      var waiting = lifted;
+      lifted = [];
+      waiting.forEach(function (fn) { fn(); });
+    }, 0);
+  }
+  ["pointerdown", "keydown"].forEach(function (type) { document.addEventListener(type, press, true); });
+  ["pointerup", "pointercancel", "keyup"].forEach(function (type) { document.addEventListener(type, lift, true); });
   function inUse(region) {
     var focused = document.activeElement;
-    return !!focused && region.contains(focused) && focused.matches("input, select, textarea");
+    if (focused && region.contains(focused) && focused.matches("input, select, textarea")) return "focusout";
+    return pressed && region.contains(pressed) ? "lift" : null;
   }
-  function holdUntilLeft(region) {
+  // Then it is read again (and held again if still in use).
+  function hold(region, until) {
     if (region.dataset.held) return;
     region.dataset.held = "1";
+    function again() { delete region.dataset.held; refresh(); }
+    if (until === "lift") { lifted.push(again); return; }
     region.addEventListener("focusout", function left(event) {
       if (event.relatedTarget && region.contains(event.relatedTarget)) return;  // still inside
       region.removeEventListener("focusout", left);
-      delete region.dataset.held;
-      refresh();
+      again();
     });
   }
   // What someone has typed, chosen or opened in a region survives its refresh.

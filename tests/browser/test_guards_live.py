@@ -111,5 +111,15 @@ def test_a_lock_form_being_filled_in_stays_while_the_page_rereads_itself(portal,
     expect(alice.locator(".lock-form")).to_have_attribute("open", "")
     expect(alice.locator(".lock-form select[name=environment]")).to_have_value("dev")
     expect(alice.locator(".lock-form input[name=reason]")).to_have_value("dev is broken")
-    alice.click(".lock-form button[type=submit]")
+
+    # A press on its button holds it too: replaced between the press and the release, the button
+    # would be gone from under the pointer, no click would be made, and the lock would not be.
+    alice.evaluate("() => { document.getElementById('service-cells').dataset.second = 'yes'; }")
+    alice.hover(".lock-form button[type=submit]")
+    alice.mouse.down()
+    in_thread(guards.lock, portal.cast.alice, portal.cast.staging, reason="staging too")
+    seen = alice.evaluate("() => window.rereads")
+    alice.wait_for_function(f"() => window.rereads >= {seen + 5}", timeout=WAIT)
+    assert alice.evaluate("() => document.getElementById('service-cells').dataset.second") == "yes"
+    alice.mouse.up()
     expect(alice.locator(".messages")).to_contain_text("Storefront in Dev is locked")
