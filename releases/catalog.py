@@ -20,14 +20,18 @@ def environments() -> list[Environment]:
 
 
 def _read_environments() -> list[Environment]:
-    return list(Environment.objects.select_related("deployer_group", "approver_group"))
+    return list(_with_groups())
+
+
+def _with_groups():
+    return Environment.objects.select_related("deployer_group", "approver_group")
 
 
 def in_use(everywhere: list[Environment] | None = None) -> list[Environment]:
     """The environments that are not archived (Environment.objects.in_use), in path order: of
     `everywhere` when the page has read `environments()` already."""
     everywhere = environments() if everywhere is None else everywhere
-    return [environment for environment in everywhere if environment.archived_at is None]
+    return [environment for environment in everywhere if not environment.archived]
 
 
 def service(slug: str) -> Service | None:
@@ -47,9 +51,7 @@ def of(row):
     if hasattr(row, "environment_id"):
         kept = next((e for e in environments() if e.pk == row.environment_id), None)
         # Not kept: made since this request read the catalog's token (its renewal is on its way).
-        row.environment = kept or Environment.objects.select_related("deployer_group", "approver_group").get(
-            pk=row.environment_id
-        )
+        row.environment = kept or _with_groups().get(pk=row.environment_id)
     for name, model in NAMED:
         if hasattr(row, f"{name}_id"):
             setattr(row, name, _by_id(model or get_user_model(), getattr(row, f"{name}_id")))
