@@ -45,20 +45,32 @@ window.Pampam = (function () {
     document.querySelectorAll("[data-live-region]").forEach(function (old) {
       var next = fresh.getElementById(old.id);
       if (!next) { old.remove(); return; }  // the page no longer shows it (what ran before a rollout)
+      keepTyping(old, next);
       if (settled(next) === settled(old)) return;
       var until = inUse(old);
       if (until) { hold(old, until); return; }
-      keepTyping(old, next);
       var adopted = document.adoptNode(next);
       old.replaceWith(adopted);
       changed.push(adopted);
     });
     if (changed.length) listeners.forEach(function (fn) { fn(changed); });
   }
-  // A region's HTML without what differs between two renders of the same state: the CSRF token
-  // (masked anew on every render) and relative times (retold here from the clock).
+  // A region's HTML as it stands, with what its fields now hold (typed, chosen, ticked) written
+  // into it, and without what differs between two renders of the same state: the CSRF token
+  // (masked anew on every render) and relative times (retold here from the clock). So a region
+  // someone has typed into equals the next render once keepTyping has carried the typing over,
+  // and is not replaced on every re-read.
   function settled(region) {
     var copy = region.cloneNode(true);
+    var fields = region.querySelectorAll("input, select, textarea");
+    copy.querySelectorAll("input, select, textarea").forEach(function (twin, i) {
+      var field = fields[i];
+      if (field.tagName === "TEXTAREA") twin.textContent = field.value;
+      else if (field.tagName === "SELECT") {
+        Array.prototype.forEach.call(twin.options, function (o, j) { o.toggleAttribute("selected", field.options[j].selected); });
+      } else if (field.type === "checkbox" || field.type === "radio") twin.toggleAttribute("checked", field.checked);
+      else if (field.type !== "hidden") twin.setAttribute("value", field.value);
+    });
     copy.querySelectorAll("input[name=csrfmiddlewaretoken]").forEach(function (i) { i.removeAttribute("value"); });
     copy.querySelectorAll("time[data-relative]").forEach(function (t) { t.textContent = ""; });
     return copy.innerHTML;
@@ -95,29 +107,31 @@ window.Pampam = (function () {
       again();
     });
   }
-  // What someone has typed, chosen or opened in a region survives its refresh.
+  // What someone has typed, chosen, ticked or opened in a region survives its refresh. It is
+  // carried as the fields' state, not their markup, so the next render's own defaults stay what
+  // the server said: a field is carried while it differs from what the server last rendered.
   function keepTyping(old, next) {
     old.querySelectorAll("textarea[name], input[name]:not([type=hidden])").forEach(function (field) {
-      if (!field.value || field.value === field.defaultValue) return;
-      var twin = next.querySelector('[name="' + CSS.escape(field.name) + '"]');
-      if (twin && twin.tagName === field.tagName) {
-        if (twin.tagName === "TEXTAREA") twin.textContent = field.value;
-        else twin.setAttribute("value", field.value);
+      var named = '[name="' + CSS.escape(field.name) + '"]';
+      if (field.type === "checkbox" || field.type === "radio") {
+        if (field.checked === field.defaultChecked) return;
+        var box = next.querySelector("input" + named + '[value="' + CSS.escape(field.value) + '"]');
+        if (box) box.checked = field.checked;
+        return;
       }
+      if (field.value === field.defaultValue) return;
+      var twin = next.querySelector(named);
+      if (twin && twin.tagName === field.tagName) twin.value = field.value;
     });
     old.querySelectorAll("select[name]").forEach(function (field) {
       var chosen = field.options[field.selectedIndex];
       if (!chosen || chosen.defaultSelected) return;
       var twin = next.querySelector('select[name="' + CSS.escape(field.name) + '"]');
-      if (!twin) return;
-      Array.prototype.forEach.call(twin.options, function (o) {
-        if (o.value === chosen.value) o.setAttribute("selected", "");
-        else o.removeAttribute("selected");
-      });
+      if (twin) twin.value = chosen.value;
     });
     var opened = next.querySelectorAll("details");
     old.querySelectorAll("details").forEach(function (d, i) {
-      if (d.open && opened[i]) opened[i].setAttribute("open", "");
+      if (opened[i]) opened[i].open = d.open;
     });
   }
   function onRefreshed(fn) { listeners.push(fn); }

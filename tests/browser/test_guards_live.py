@@ -112,9 +112,16 @@ def test_a_lock_form_being_filled_in_stays_while_the_page_rereads_itself(portal,
     expect(alice.locator(".lock-form select[name=environment]")).to_have_value("dev")
     expect(alice.locator(".lock-form input[name=reason]")).to_have_value("dev is broken")
 
+    # Caught up, with her typing carried over, it equals every later render: it is neither
+    # replaced again and again while she is away from the form nor loses what she typed.
+    alice.evaluate("() => { document.getElementById('service-cells').dataset.second = 'yes'; }")
+    seen = alice.evaluate("() => window.rereads")
+    alice.wait_for_function(f"() => window.rereads >= {seen + 5}", timeout=WAIT)
+    assert alice.evaluate("() => document.getElementById('service-cells').dataset.second") == "yes"
+    expect(alice.locator(".lock-form input[name=reason]")).to_have_value("dev is broken")
+
     # A press on its button holds it too: replaced between the press and the release, the button
     # would be gone from under the pointer, no click would be made, and the lock would not be.
-    alice.evaluate("() => { document.getElementById('service-cells').dataset.second = 'yes'; }")
     alice.hover(".lock-form button[type=submit]")
     alice.mouse.down()
     in_thread(guards.lock, portal.cast.alice, portal.cast.staging, reason="staging too")
