@@ -127,7 +127,8 @@ window.Pampam = (function () {
       var chosen = field.options[field.selectedIndex];
       if (!chosen || chosen.defaultSelected) return;
       var twin = next.querySelector('select[name="' + CSS.escape(field.name) + '"]');
-      if (twin) twin.value = chosen.value;
+      var same = twin && Array.prototype.find.call(twin.options, function (o) { return o.value === chosen.value; });
+      if (same) same.selected = true;  // a choice the new render no longer offers is dropped
     });
     var opened = next.querySelectorAll("details");
     old.querySelectorAll("details").forEach(function (d, i) {
