@@ -3,8 +3,9 @@
 Level-triggered like a Kubernetes controller: each stream lists, then watches from the
 list's resourceVersion; on 410 Gone it lists again; on errors it reconnects with capped
 backoff. Every change recomputes the progress of the Deployment it belongs to, writes the
-Workload row and sends `workload_observed`, which `releases` turns into events and states.
-Streams never multiply with rollouts: their number is environments' namespaces × 3.
+Workload row and tells the pages; then the namespace's advancing thread sends
+`workload_observed`, which `releases` turns into events and states. Streams never multiply with
+rollouts: their number is environments' namespaces × 3 (and one advancing thread each).
 """
 
 import logging
@@ -38,6 +39,10 @@ class Namespace:
     # The three streams take turns to snapshot and record, so a Workload row and the timeline
     # never go back to an older picture written late by a slower thread.
     recording: threading.Lock = field(default_factory=threading.Lock)
+    # Recorded pictures waiting for releases (by environment and workload, in recording order),
+    # taken by the namespace's advancing thread.
+    pending: dict = field(default_factory=dict)
+    handed: threading.Condition = field(default_factory=threading.Condition)
     listed: set = field(default_factory=set)
     # Deployments changed since they were last recorded, in the order they changed. Events that
     # arrive while a record is being written collapse into one record of the newest picture: a
@@ -47,6 +52,21 @@ class Namespace:
     def mark(self, name: str) -> None:
         with self.lock:
             self.dirty[name] = None
+
+    def observed(self, observation: "Observation") -> None:
+        """Queue a recorded picture for releases; it replaces an older one of the same workload
+        still waiting (releases needs the newest, as the record did), which keeps its turn."""
+        with self.handed:
+            self.pending[(observation.environment.pk, observation.name)] = observation
+            self.handed.notify()
+
+    def next_observed(self, timeout: float) -> "Observation | None":
+        """The picture waiting longest (None when none came within `timeout` seconds)."""
+        with self.handed:
+            if not self.pending and not self.handed.wait(timeout):
+                return None
+            key = next(iter(self.pending), None)
+            return self.pending.pop(key) if key is not None else None
 
     def take(self) -> str | None:
         """The deployment changed longest ago and not recorded since (None when there is none)."""
@@ -136,6 +156,7 @@ class Watcher:
         self.watch_timeout = watch_timeout
         self.stop = threading.Event()
         self.threads: dict[tuple, threading.Thread] = {}
+        self.advancers: dict[tuple, threading.Thread] = {}
         self.spaces: dict[tuple, Namespace] = {}
         self.wanted: set[tuple] = set()
         self.open: dict[tuple, kube.WatchStream] = {}
@@ -168,8 +189,11 @@ class Watcher:
             streams = list(self.open.values())
         for stream in streams:
             stream.close()
+        for space in list(self.spaces.values()):
+            with space.handed:
+                space.handed.notify_all()
         deadline = time.monotonic() + timeout
-        for thread in [self.main, *self.threads.values()]:
+        for thread in [self.main, *self.threads.values(), *self.advancers.values()]:
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
@@ -180,6 +204,13 @@ class Watcher:
         for cluster_pk, namespace in pairs:
             # One Namespace per pair for the watcher's life: its three streams share it.
             space = self.spaces.setdefault((cluster_pk, namespace), Namespace(cluster_pk, namespace))
+            advancer = self.advancers.get((cluster_pk, namespace))
+            if advancer is None or not advancer.is_alive():
+                advancer = threading.Thread(
+                    target=self.advance, args=(space,), name=f"advance-{namespace}", daemon=True
+                )
+                self.advancers[(cluster_pk, namespace)] = advancer
+                advancer.start()
             for kind in kube.KINDS:
                 key = (cluster_pk, namespace, kind)
                 if key not in self.threads or not self.threads[key].is_alive():
@@ -270,7 +301,9 @@ class Watcher:
 
     def refresh(self, space: Namespace, name: str) -> None:
         """Record what `name` looks like now: at once, or, when another stream is recording,
-        by that stream right after (with whatever else changed meanwhile)."""
+        by that stream right after (with whatever else changed meanwhile). What releases makes
+        of it follows in the namespace's own thread (`advance`): the next change is written and
+        shown while releases still works on this one."""
         if not space.synced:
             return
         space.mark(name)
@@ -278,27 +311,84 @@ class Watcher:
             if not space.recording.acquire(blocking=False):
                 return  # the holder re-checks `dirty` after it lets go
             try:
-                self.record_dirty(space)
+                for observation in self.record_dirty(space):
+                    space.observed(observation)
             finally:
                 space.recording.release()
 
-    def record_dirty(self, space: Namespace) -> None:
+    def advance(self, space: Namespace) -> None:
+        """Hand what was recorded to releases (events, states), in the order it was recorded;
+        of several pictures of one workload waiting, only the newest. When that fails, the
+        workload is recorded and handed over again after a backoff (the reconciler would catch
+        up too, later)."""
+        backoff = BACKOFF_START
+        try:
+            while not self.stop.is_set() and self._wanted(space):
+                observation = space.next_observed(timeout=self.heartbeat_seconds)
+                if observation is None or not self.fence():
+                    continue  # nothing new, or no longer the leader: another watcher writes now
+                try:
+                    observation.advance()
+                    backoff = BACKOFF_START
+                except Exception:
+                    log.exception("releases failed on %s/%s; recording it again", space.name, observation.name)
+                    close_old_connections()
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    self.refresh(space, observation.name)
+        finally:
+            connection.close()
+
+    def _wanted(self, space: Namespace) -> bool:
+        return any((space.cluster_pk, space.name, kind) in self.wanted for kind in kube.KINDS)
+
+    def record_dirty(self, space: Namespace) -> list["Observation"]:
         environments = list(Environment.objects.filter(cluster_id=space.cluster_pk, namespace=space.name))
+        observed = []
         while (name := space.take()) is not None:
             snapshot = space.snapshot(name)
             for environment in environments:
                 if not self.fence():
-                    return  # no longer the leader: another watcher writes now
-                record(environment, name, snapshot)
+                    return observed  # no longer the leader: another watcher writes now
+                observed.append(observe(environment, name, snapshot))
+        return observed
+
+
+@dataclass
+class Observation:
+    """A Workload row just written and shown to the pages, before releases has seen it."""
+
+    environment: Environment
+    name: str
+    workload: Workload
+    progress: rollout.Progress | None
+
+    def advance(self) -> None:
+        """Tell releases (events, states); tell the pages again if it filled in the image that
+        should run (a first sighting: drift may show now)."""
+        if self.progress is None:
+            return
+        expected = self.workload.expected_image
+        workload_observed.send(sender=Workload, workload=self.workload, progress=self.progress)
+        if self.workload.expected_image != expected:
+            _tell_pages(self.environment, self.name, self.workload, self.progress)
 
 
 def record(environment, name: str, snapshot: kube.Snapshot | None) -> Workload:
     """Write what the cluster runs for `name` and tell whoever listens."""
+    observation = observe(environment, name, snapshot)
+    observation.advance()
+    return observation.workload
+
+
+def observe(environment, name: str, snapshot: kube.Snapshot | None) -> Observation:
+    """Write the Workload row for what the cluster runs and tell the pages: they should not
+    wait for what releases makes of the change (progress events, states), which follows."""
     if snapshot is None:
         workload, _ = Workload.objects.update_or_create(
             environment=environment, name=name, defaults={"exists": False, "observed_at": timezone.now()}
         )
-        return workload
+        return Observation(environment, name, workload, None)
     progress = rollout.compute(snapshot.deployment, snapshot.replicasets, snapshot.pods)
     workload, _ = Workload.objects.update_or_create(
         environment=environment,
@@ -319,15 +409,8 @@ def record(environment, name: str, snapshot: kube.Snapshot | None) -> Workload:
             "observed_at": timezone.now(),
         },
     )
-    # Pages first: what releases makes of the change (progress events, states) follows in its own
-    # messages, and a page should not wait for it to see the cluster move. Again if releases
-    # filled in the image that should run (a first sighting): drift may show now.
-    expected = workload.expected_image
     _tell_pages(environment, name, workload, progress)
-    workload_observed.send(sender=Workload, workload=workload, progress=progress)
-    if workload.expected_image != expected:
-        _tell_pages(environment, name, workload, progress)
-    return workload
+    return Observation(environment, name, workload, progress)
 
 
 def _tell_pages(environment, name: str, workload: Workload, progress: rollout.Progress) -> None:

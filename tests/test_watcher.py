@@ -11,10 +11,11 @@ import socket
 import threading
 
 import pytest
+from django.db import OperationalError
 
 from clusters.models import Workload
 from clusters.watcher import Watcher
-from releases import states
+from releases import states, tracking
 from releases.models import Deployment
 from releases.reconcile import reconcile
 from tests.factories import make_service
@@ -190,6 +191,46 @@ def test_it_loses_nothing_when_the_watcher_is_killed_and_restarted_mid_rollout(c
     deployment = wait_state(deployment, states.SUCCEEDED)
     assert deployment.revision_after == "2"
     assert Workload.objects.get(environment=kube_cast.dev, name=NAME).expected_image == f"{REPO}:1.1.0"
+
+
+def test_pages_see_the_cluster_move_while_releases_is_stuck_and_what_releases_failed_on_comes_again(
+    cast_tx, make_kube, started, run_jobs, monkeypatch
+):
+    sandbox = make_kube(ready_after=1.0)
+    cast = connect(cast_tx, sandbox)
+    watcher = started()
+    wait_until(lambda: watcher.open_streams() == 9)
+    unstuck, seen = threading.Event(), []
+    real = tracking.on_workload_observed
+
+    def stuck_then_failing(workload, progress):
+        # Staging and prod have threads of their own; the deploy job (on this thread) reads the
+        # cluster itself once.
+        if workload.environment_id != cast.dev.pk or threading.current_thread() is threading.main_thread():
+            return real(workload, progress)
+        seen.append(progress)
+        if len(seen) == 1:
+            unstuck.wait(120)  # releases is stuck on the first picture of the rollout
+        elif len(seen) == 2:
+            raise OperationalError("server closed the connection unexpectedly")
+        real(workload, progress)
+
+    monkeypatch.setattr(tracking, "on_workload_observed", stuck_then_failing)
+    deployment = rolling(cast, run_jobs)
+
+    # The whole rollout reaches the Workload row (what pages show) while releases is stuck.
+    def rolled_out():
+        workload = Workload.objects.get(environment=cast.dev, name=NAME)
+        return workload.image == f"{REPO}:1.1.0" and workload.available == workload.updated == workload.replicas
+
+    wait_until(rolled_out, what="the rolled-out picture on the Workload row")
+    assert state_of(deployment) == states.ROLLING_OUT
+    assert len(seen) == 1
+
+    # Unstuck, releases fails on the next picture; the watcher records and hands it over again.
+    unstuck.set()
+    wait_state(deployment, states.SUCCEEDED)
+    assert len(seen) >= 3
 
 
 def test_it_finishes_a_rollout_with_the_reconcile_job_alone(cast_tx, make_kube, run_jobs, settings):
