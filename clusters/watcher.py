@@ -131,6 +131,13 @@ def lag(obj: dict, last: float) -> float:
     return max((timezone.now() - max(stamps)).total_seconds(), 0.0)
 
 
+def _keep_running(threads: dict, key: tuple, name: str, target: Callable, *args) -> None:
+    """Start `target(*args)` in a thread kept in `threads[key]`, unless the one there still runs."""
+    if key not in threads or not threads[key].is_alive():
+        threads[key] = threading.Thread(target=target, args=args, name=name, daemon=True)
+        threads[key].start()
+
+
 def _controller(obj: dict) -> dict | None:
     refs = obj.get("metadata", {}).get("ownerReferences") or []
     return next((r for r in refs if r.get("controller")), refs[0] if refs else None)
@@ -204,21 +211,10 @@ class Watcher:
         for cluster_pk, namespace in pairs:
             # One Namespace per pair for the watcher's life: its three streams share it.
             space = self.spaces.setdefault((cluster_pk, namespace), Namespace(cluster_pk, namespace))
-            advancer = self.advancers.get((cluster_pk, namespace))
-            if advancer is None or not advancer.is_alive():
-                advancer = threading.Thread(
-                    target=self.advance, args=(space,), name=f"advance-{namespace}", daemon=True
-                )
-                self.advancers[(cluster_pk, namespace)] = advancer
-                advancer.start()
+            _keep_running(self.advancers, (cluster_pk, namespace), f"advance-{namespace}", self.advance, space)
             for kind in kube.KINDS:
                 key = (cluster_pk, namespace, kind)
-                if key not in self.threads or not self.threads[key].is_alive():
-                    thread = threading.Thread(
-                        target=self.stream, args=(space, kind), name=f"watch-{namespace}-{kind}", daemon=True
-                    )
-                    self.threads[key] = thread
-                    thread.start()
+                _keep_running(self.threads, key, f"watch-{namespace}-{kind}", self.stream, space, kind)
 
     def beat(self) -> None:
         close_old_connections()
